@@ -1,1 +1,43 @@
-pub fn x(){}
+//! mcprouter: an embeddable router for Model Context Protocol traffic.
+//!
+//! A [`Router`] starts and supervises a fleet of MCP servers (backends) and merges their
+//! tools, prompts and resources into one catalog. Each MCP client is a [`Session`]: hand it
+//! one JSON-RPC message at a time with [`Session::handle`] and it answers as a single MCP
+//! server would, routing each call to the backend that owns it.
+//!
+//! ```no_run
+//! let router = mcprouter::Router::from_yaml("backends:\n  - name: fs\n    command: mcp-server-filesystem\n    args: [/tmp]\n")?;
+//! let session = router.session(None)?;
+//! let reply = session.handle(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)?;
+//! println!("{}", reply.unwrap_or_default());
+//! # Ok::<(), mcprouter::Error>(())
+//! ```
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod backend;
+mod catalog;
+pub mod config;
+mod error;
+pub mod framing;
+mod hub;
+pub mod jsonrpc;
+pub mod pending;
+mod router;
+mod session;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use router::Router;
+pub use session::Session;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn public_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<crate::Router>();
+        check::<crate::Session>();
+        check::<crate::Error>();
+    }
+}

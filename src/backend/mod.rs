@@ -1,0 +1,433 @@
+//! One backend MCP server: its state, its pending calls, and the call path towards it.
+//!
+//! Threads per stdio backend (see `stdio.rs`): a writer fed by a bounded channel, a reader
+//! of stdout that completes pending calls and hands everything unsolicited to the hub, and a
+//! drain of stderr into the log. Callers never touch the pipes: they register a pending
+//! entry, `try_send` the line, and wait on their own reply channel until the deadline.
+
+mod process;
+mod stdio;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use parking_lot::Mutex;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::catalog::Lists;
+use crate::config::{BackendConfig, RouterSettings};
+use crate::hub::Hub;
+use crate::jsonrpc;
+use crate::pending::PendingMap;
+
+/// Protocol versions the router accepts from a backend, newest first.
+pub(crate) const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// What the writer thread is asked to do.
+pub(crate) enum Command {
+    /// Write one line (without its newline).
+    Write(String),
+    /// Close stdin and stop.
+    Shutdown,
+}
+
+/// A call waiting for its reply.
+pub(crate) struct PendingCall {
+    reply: Sender<Reply>,
+    /// The client session that caused it (0 = the router itself).
+    pub session: u64,
+}
+
+/// How a pending call ended, as seen by the thread that completes it.
+pub(crate) enum Reply {
+    Ok(Box<RawValue>),
+    Err(Box<RawValue>),
+    /// The backend died or sent something unusable for this call.
+    Failed(String),
+}
+
+/// Why a call produced no backend reply.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    Unavailable(String),
+    Overloaded,
+    Timeout,
+    /// The pending entry was taken by a cancellation.
+    Cancelled,
+}
+
+impl CallError {
+    pub(crate) fn to_error_object(&self, backend: &str) -> String {
+        match self {
+            CallError::Unavailable(why) => {
+                jsonrpc::error_object(jsonrpc::BACKEND_UNAVAILABLE, &format!("backend {backend:?} is unavailable: {why}"))
+            }
+            CallError::Overloaded => jsonrpc::error_object(
+                jsonrpc::OVERLOADED,
+                &format!("backend {backend:?} is overloaded (its queue is full); try again later"),
+            ),
+            CallError::Timeout => jsonrpc::error_object(jsonrpc::REQUEST_TIMEOUT, &format!("request to backend {backend:?} timed out")),
+            CallError::Cancelled => jsonrpc::error_object(jsonrpc::REQUEST_TIMEOUT, "request cancelled"),
+        }
+    }
+}
+
+/// A call in flight: its id towards the backend and where its reply arrives.
+pub(crate) struct Ticket {
+    pub id: u64,
+    rx: Receiver<Reply>,
+}
+
+/// Lifecycle of one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Starting,
+    Ready,
+    Failed,
+    Stopped,
+}
+
+impl State {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Ready => "ready",
+            State::Failed => "failed",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+/// What the handshake told us, and what went wrong last.
+#[derive(Debug, Clone)]
+pub(crate) struct Info {
+    pub state: State,
+    pub protocol_version: Option<String>,
+    pub server_info: Option<Value>,
+    pub capabilities: Value,
+    pub instructions: Option<String>,
+    pub last_error: Option<String>,
+    pub handshake: Option<Duration>,
+    pub pid: Option<u32>,
+}
+
+pub(crate) struct Backend {
+    pub index: usize,
+    pub config: BackendConfig,
+    max_message_bytes: usize,
+    queue_capacity: usize,
+    pub timeout: Duration,
+    pub hub: Arc<Hub>,
+    pub pending: PendingMap<PendingCall>,
+    tx: Mutex<Option<Sender<Command>>>,
+    info: Mutex<Info>,
+    ready: AtomicBool,
+    stopping: AtomicBool,
+    /// The session that most recently sent a call here: where an unattributable
+    /// server-to-client request (sampling, roots) is relayed.
+    pub last_caller: AtomicU64,
+    child: Mutex<Option<process::Child>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    pub lists: Mutex<Option<Arc<Lists>>>,
+}
+
+impl Backend {
+    pub(crate) fn new(index: usize, config: BackendConfig, settings: &RouterSettings, hub: Arc<Hub>) -> Backend {
+        let timeout = Duration::from_millis(config.timeout_ms.unwrap_or(settings.request_timeout_ms));
+        Backend {
+            index,
+            config,
+            max_message_bytes: settings.max_message_bytes,
+            queue_capacity: settings.queue_capacity,
+            timeout,
+            hub,
+            pending: PendingMap::new(),
+            tx: Mutex::new(None),
+            info: Mutex::new(Info {
+                state: State::Starting,
+                protocol_version: None,
+                server_info: None,
+                capabilities: Value::Null,
+                instructions: None,
+                last_error: None,
+                handshake: None,
+                pid: None,
+            }),
+            ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            last_caller: AtomicU64::new(0),
+            child: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+            lists: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn info(&self) -> Info {
+        self.info.lock().clone()
+    }
+
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.tx.lock().as_ref().map_or(0, Sender::len)
+    }
+
+    /// Starts the process, runs the MCP handshake and lists everything, all within
+    /// `init_timeout`. On failure the backend is left `Failed` with its child reaped.
+    pub(crate) fn start(self: &Arc<Self>, init_timeout: Duration) {
+        let began = Instant::now();
+        let deadline = began + init_timeout;
+        let outcome = stdio::spawn(self).and_then(|()| self.handshake(deadline));
+        match outcome {
+            Ok(()) => {
+                self.info.lock().handshake = Some(began.elapsed());
+                self.ready.store(true, Ordering::Release);
+                self.info.lock().state = State::Ready;
+                if let Err(e) = self.refresh_lists(deadline.max(Instant::now() + self.timeout)) {
+                    log::warn!(target: "mcprouter::backend", "[{}] listing failed: {e}", self.name());
+                }
+            }
+            Err(e) => {
+                log::error!(target: "mcprouter::backend", "[{}] failed to start: {e}", self.name());
+                self.mark_failed(&e);
+                self.stop(Duration::from_millis(200));
+            }
+        }
+    }
+
+    fn handshake(&self, deadline: Instant) -> Result<(), String> {
+        let params = format!(
+            concat!(
+                "{{\"protocolVersion\":\"{}\",\"capabilities\":{{\"roots\":{{\"listChanged\":true}},",
+                "\"sampling\":{{}},\"elicitation\":{{}}}},\"clientInfo\":{{\"name\":\"mcprouter\",\"version\":\"{}\"}}}}"
+            ),
+            SUPPORTED_VERSIONS[0],
+            env!("CARGO_PKG_VERSION")
+        );
+        let result = match self.call("initialize", Some(&params), 0, deadline) {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(format!("initialize was refused: {}", e.get())),
+            Err(CallError::Timeout) => return Err("no answer to initialize in time".into()),
+            Err(e) => return Err(format!("initialize failed: {e:?}")),
+        };
+        let v: Value = serde_json::from_str(result.get()).map_err(|e| format!("bad initialize result: {e}"))?;
+        let version = v.get("protocolVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if !SUPPORTED_VERSIONS.contains(&version.as_str()) {
+            return Err(format!("backend wants protocol version {version:?}, which the router does not speak"));
+        }
+        {
+            let mut info = self.info.lock();
+            info.protocol_version = Some(version);
+            info.server_info = v.get("serverInfo").cloned();
+            info.capabilities = v.get("capabilities").cloned().unwrap_or(Value::Null);
+            info.instructions = v.get("instructions").and_then(Value::as_str).map(str::to_owned);
+        }
+        self.notify("notifications/initialized", None)
+    }
+
+    /// Fetches every list the backend's capabilities offer, following `nextCursor`.
+    pub(crate) fn refresh_lists(&self, deadline: Instant) -> Result<(), String> {
+        let caps = self.info.lock().capabilities.clone();
+        let mut lists = Lists::default();
+        if caps.get("tools").is_some() {
+            lists.tools = self.list_all("tools/list", "tools", deadline)?;
+        }
+        if caps.get("resources").is_some() {
+            lists.resources = self.list_all("resources/list", "resources", deadline)?;
+            lists.templates = self.list_all("resources/templates/list", "resourceTemplates", deadline).unwrap_or_default();
+        }
+        if caps.get("prompts").is_some() {
+            lists.prompts = self.list_all("prompts/list", "prompts", deadline)?;
+        }
+        *self.lists.lock() = Some(Arc::new(lists));
+        Ok(())
+    }
+
+    fn list_all(&self, method: &str, field: &str, deadline: Instant) -> Result<Vec<Value>, String> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        // A backend that hands back the same cursor forever must not hang discovery.
+        for _ in 0..10_000 {
+            let params = cursor.as_ref().map(|c| format!("{{\"cursor\":{}}}", jsonrpc::quote(c)));
+            let raw = match self.call(method, params.as_deref(), 0, deadline) {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return Err(format!("{method} failed: {}", e.get())),
+                Err(e) => return Err(format!("{method} failed: {e:?}")),
+            };
+            let mut v: Value = serde_json::from_str(raw.get()).map_err(|e| format!("{method}: {e}"))?;
+            if let Some(Value::Array(items)) = v.get_mut(field).map(Value::take) {
+                out.extend(items);
+            }
+            match v.get("nextCursor").and_then(Value::as_str) {
+                Some(next) if cursor.as_deref() != Some(next) && !next.is_empty() => cursor = Some(next.to_owned()),
+                _ => return Ok(out),
+            }
+        }
+        Err(format!("{method}: too many pages"))
+    }
+
+    /// Sends a request and waits for its reply until `deadline`. On expiry the backend is
+    /// told `notifications/cancelled`.
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        params: Option<&str>,
+        session: u64,
+        deadline: Instant,
+    ) -> Result<Result<Box<RawValue>, Box<RawValue>>, CallError> {
+        let ticket = self.start_call(method, params, session)?;
+        self.finish_call(ticket, deadline)
+    }
+
+    /// Registers a pending call and queues its line; never blocks.
+    pub(crate) fn start_call(&self, method: &str, params: Option<&str>, session: u64) -> Result<Ticket, CallError> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(CallError::Unavailable("the router is shutting down".into()));
+        }
+        let state = self.info.lock().state;
+        if state != State::Ready && method != "initialize" {
+            let why = self.info.lock().last_error.clone().unwrap_or_else(|| format!("it is {}", state.as_str()));
+            return Err(CallError::Unavailable(why));
+        }
+        let (reply, rx) = bounded(1);
+        let id = self.pending.insert(PendingCall { reply, session });
+        if session != 0 {
+            self.last_caller.store(session, Ordering::Relaxed);
+        }
+        let line = jsonrpc::request(&id.to_string(), method, params);
+        match self.send(Command::Write(line)) {
+            Ok(()) => Ok(Ticket { id, rx }),
+            Err(e) => {
+                self.pending.take(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for a started call. Exactly one of the reader, a cancellation, the backend's
+    /// death or this timeout takes the pending entry, so a late reply is dropped, not lost
+    /// into someone else's call.
+    pub(crate) fn finish_call(&self, ticket: Ticket, deadline: Instant) -> Result<Result<Box<RawValue>, Box<RawValue>>, CallError> {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let reply = match ticket.rx.recv_timeout(wait) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => {
+                if self.pending.take(ticket.id).is_some() {
+                    self.cancel_on_backend(ticket.id, "timed out");
+                    return Err(CallError::Timeout);
+                }
+                // Taken by the reader between the timeout and the take: the reply is on its way.
+                match ticket.rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(r) => r,
+                    Err(_) => return Err(CallError::Cancelled),
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return Err(CallError::Cancelled),
+        };
+        match reply {
+            Reply::Ok(r) => Ok(Ok(r)),
+            Reply::Err(e) => Ok(Err(e)),
+            Reply::Failed(why) => Err(CallError::Unavailable(why)),
+        }
+    }
+
+    /// Abandons a call the client cancelled and tells the backend.
+    pub(crate) fn cancel(&self, id: u64, reason: &str) {
+        if self.pending.take(id).is_some() {
+            self.cancel_on_backend(id, reason);
+        }
+    }
+
+    fn cancel_on_backend(&self, id: u64, reason: &str) {
+        let params = format!("{{\"requestId\":{id},\"reason\":{}}}", jsonrpc::quote(reason));
+        let _ = self.notify("notifications/cancelled", Some(&params));
+    }
+
+    /// Sends a notification; an error says why it could not be queued.
+    pub(crate) fn notify(&self, method: &str, params: Option<&str>) -> Result<(), String> {
+        self.send_line(jsonrpc::notification(method, params))
+    }
+
+    /// Queues a ready-made line (responses to the backend's own requests).
+    pub(crate) fn send_line(&self, line: String) -> Result<(), String> {
+        self.send(Command::Write(line)).map_err(|e| format!("{e:?}"))
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), CallError> {
+        let tx = self.tx.lock().clone();
+        let Some(tx) = tx else {
+            return Err(CallError::Unavailable("not running".into()));
+        };
+        match tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(CallError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(CallError::Unavailable("its writer has stopped".into())),
+        }
+    }
+
+    /// Completes the pending call `id` (called by the reader).
+    pub(crate) fn complete(&self, id: u64, reply: Reply) {
+        if let Some(p) = self.pending.take(id) {
+            let _ = p.reply.try_send(reply);
+        }
+    }
+
+    /// The session a pending call belongs to.
+    pub(crate) fn session_of(&self, id: u64) -> Option<u64> {
+        self.pending.with(id, |p| p.session)
+    }
+
+    pub(crate) fn mark_failed(&self, why: &str) {
+        self.ready.store(false, Ordering::Release);
+        let mut info = self.info.lock();
+        if info.state != State::Stopped {
+            info.state = State::Failed;
+        }
+        info.last_error = Some(why.to_owned());
+    }
+
+    /// Called by the reader when stdout closes: fail every pending call at once rather
+    /// than letting each wait for its deadline.
+    pub(crate) fn on_exit(&self, why: String) {
+        if !self.stopping.load(Ordering::Acquire) {
+            log::error!(target: "mcprouter::backend", "[{}] {why}", self.name());
+            self.mark_failed(&why);
+            self.hub.backend_down(self.index);
+        }
+        for (_, p) in self.pending.drain() {
+            let _ = p.reply.try_send(Reply::Failed(why.clone()));
+        }
+    }
+
+    /// Closes stdin, waits up to `grace`, then terminates and finally kills the process
+    /// group; joins every thread. Idempotent.
+    pub(crate) fn stop(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::Release);
+        self.ready.store(false, Ordering::Release);
+        if let Some(tx) = self.tx.lock().take() {
+            let _ = tx.try_send(Command::Shutdown);
+        }
+        if let Some(child) = self.child.lock().take() {
+            child.terminate(grace);
+        }
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for t in threads {
+            let _ = t.join();
+        }
+        for (_, p) in self.pending.drain() {
+            let _ = p.reply.try_send(Reply::Failed("the router shut down".into()));
+        }
+        let mut info = self.info.lock();
+        info.state = State::Stopped;
+    }
+}

@@ -1,0 +1,174 @@
+//! The stdio transport: spawn, and the writer, reader and stderr threads.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command as Proc, Stdio};
+use std::sync::Arc;
+use std::thread;
+
+use crossbeam_channel::{Receiver, bounded};
+
+use super::process::Child;
+use crate::framing::{Line, read_line_limited};
+use super::{Backend, Command, Reply};
+use crate::jsonrpc::{self, Message};
+
+const STACK: usize = 256 * 1024;
+
+/// Starts the child with the router's environment plus the configured variables (lesson 1:
+/// never from an empty environment) and the three threads that serve it.
+pub(super) fn spawn(backend: &Arc<Backend>) -> Result<(), String> {
+    let cfg = &backend.config;
+    let mut cmd = Proc::new(&cfg.command);
+    cmd.args(&cfg.args)
+        .envs(&cfg.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(dir) = &cfg.cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {:?}: {e}", cfg.command))?;
+    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
+        return Err("child pipes missing".into());
+    };
+    let child = Child::new(child);
+    backend.info.lock().pid = Some(child.id());
+    *backend.child.lock() = Some(child);
+
+    let (tx, rx) = bounded(backend.queue_capacity);
+    *backend.tx.lock() = Some(tx);
+    let name = backend.name().to_owned();
+    let mut threads = Vec::with_capacity(3);
+    let spawn_named = |suffix: &str, f: Box<dyn FnOnce() + Send>| {
+        thread::Builder::new()
+            .name(format!("mcprouter-{name}{suffix}"))
+            .stack_size(STACK)
+            .spawn(f)
+            .map_err(|e| format!("cannot start a thread: {e}"))
+    };
+    let b = Arc::clone(backend);
+    threads.push(spawn_named("-w", Box::new(move || writer(&b, stdin, rx)))?);
+    let b = Arc::clone(backend);
+    threads.push(spawn_named("-r", Box::new(move || reader(&b, stdout)))?);
+    let n = name.clone();
+    let max = backend.max_message_bytes;
+    threads.push(spawn_named("-e", Box::new(move || drain_stderr(&n, stderr, max)))?);
+    backend.threads.lock().extend(threads);
+    Ok(())
+}
+
+fn writer(backend: &Backend, stdin: std::process::ChildStdin, rx: Receiver<Command>) {
+    let mut out = BufWriter::with_capacity(64 * 1024, stdin);
+    while let Ok(cmd) = rx.recv() {
+        let Command::Write(mut line) = cmd else { break };
+        // Coalesce what is already queued into one flush: one syscall under load.
+        loop {
+            line.push('\n');
+            if out.write_all(line.as_bytes()).is_err() {
+                backend.mark_failed("writing to its stdin failed");
+                return;
+            }
+            match rx.try_recv() {
+                Ok(Command::Write(next)) => line = next,
+                Ok(Command::Shutdown) => {
+                    let _ = out.flush();
+                    return;
+                }
+                Err(_) => break,
+            }
+        }
+        if out.flush().is_err() {
+            backend.mark_failed("writing to its stdin failed");
+            return;
+        }
+    }
+    let _ = out.flush();
+}
+
+fn reader(backend: &Backend, stdout: std::process::ChildStdout) {
+    let mut input = BufReader::with_capacity(64 * 1024, stdout);
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        match read_line_limited(&mut input, &mut buf, backend.max_message_bytes) {
+            Ok(Line::Eof) => break,
+            Ok(Line::TooLong(prefix)) => {
+                let why = format!("sent a message larger than {} bytes", backend.max_message_bytes);
+                log::error!(target: "mcprouter::backend", "[{}] {why}", backend.name());
+                // The reply it was meant to be is still owed to its caller: fail that call now.
+                if let Some(id) = leading_id(&prefix) {
+                    backend.complete(id, Reply::Failed(why));
+                }
+            }
+            Ok(Line::Complete) => match std::str::from_utf8(&buf) {
+                Ok(text) if !text.trim().is_empty() => dispatch(backend, text),
+                Ok(_) => {}
+                Err(_) => log::warn!(target: "mcprouter::backend", "[{}] sent a line that is not UTF-8", backend.name()),
+            },
+            Err(e) => {
+                log::warn!(target: "mcprouter::backend", "[{}] read error: {e}", backend.name());
+                break;
+            }
+        }
+    }
+    backend.on_exit("closed its stdout (the process exited)".into());
+}
+
+fn dispatch(backend: &Backend, text: &str) {
+    match jsonrpc::parse(text) {
+        Ok(Message::Response { id, outcome }) => {
+            let Ok(n) = id.get().parse::<u64>() else {
+                log::warn!(target: "mcprouter::backend", "[{}] reply to an id the router never sent: {}", backend.name(), id.get());
+                return;
+            };
+            let reply = match outcome {
+                Ok(r) => Reply::Ok(r.to_owned()),
+                Err(e) => Reply::Err(e.to_owned()),
+            };
+            backend.complete(n, reply);
+        }
+        Ok(msg) => backend.hub.from_backend(backend, msg),
+        Err(inv) => {
+            let shown: String = text.chars().take(200).collect();
+            log::warn!(target: "mcprouter::backend", "[{}] sent an invalid message ({}): {shown}", backend.name(), inv.message);
+        }
+    }
+}
+
+fn drain_stderr(name: &str, stderr: std::process::ChildStderr, max: usize) {
+    let mut input = BufReader::with_capacity(16 * 1024, stderr);
+    let mut buf = Vec::new();
+    // Never stop reading: a child blocked on a full stderr pipe stops answering.
+    while let Ok(l) = read_line_limited(&mut input, &mut buf, max.min(64 * 1024)) {
+        match l {
+            Line::Eof => break,
+            Line::TooLong(_) => log::info!(target: "mcprouter::backend::stderr", "[{name}] (long stderr line skipped)"),
+            Line::Complete => {
+                let s = String::from_utf8_lossy(&buf);
+                log::info!(target: "mcprouter::backend::stderr", "[{name}] {}", s.trim_end());
+            }
+        }
+    }
+}
+
+/// The integer id at the start of a (truncated) response, e.g. `{"jsonrpc":"2.0","id":7,…`.
+fn leading_id(prefix: &[u8]) -> Option<u64> {
+    let s = String::from_utf8_lossy(prefix);
+    let at = s.find("\"id\"")? + 4;
+    let rest = s[at..].trim_start().strip_prefix(':')?.trim_start();
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_id_of_a_truncated_reply() {
+        assert_eq!(leading_id(br#"{"jsonrpc":"2.0","id": 17,"result":{"content":"xxxx"#), Some(17));
+        assert_eq!(leading_id(br#"{"jsonrpc":"2.0","method":"x""#), None);
+    }
+}

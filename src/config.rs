@@ -1,0 +1,469 @@
+//! Configuration: YAML in, a validated [`Config`] out.
+//!
+//! `${VAR}` and `${VAR:-default}` are expanded from the environment on the raw text before
+//! parsing, line by line, so every error can still name its line. `$$` is a literal `$`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// How colliding tool and prompt names are disambiguated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PrefixMode {
+    /// Prefix with the backend name only names that more than one backend serves.
+    #[default]
+    Conditional,
+    /// Prefix every name.
+    Always,
+    /// Never prefix; calling an ambiguous name is an error naming the candidates.
+    Never,
+}
+
+/// The transport a backend is reached over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Transport {
+    /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
+    #[default]
+    Stdio,
+    /// Streamable HTTP (not supported yet).
+    StreamableHttp,
+    /// Legacy HTTP+SSE (not supported yet).
+    Sse,
+    /// WebSocket (not supported yet).
+    Websocket,
+}
+
+impl Transport {
+    /// The config spelling of this transport.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Stdio => "stdio",
+            Transport::StreamableHttp => "streamable_http",
+            Transport::Sse => "sse",
+            Transport::Websocket => "websocket",
+        }
+    }
+}
+
+/// Glob allow and deny lists for one kind of item (`*` and `?` wildcards).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Filter {
+    /// When non-empty, only names matching one of these globs are served.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Names matching one of these globs are never served (deny wins over allow).
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+impl Filter {
+    /// Whether `name` passes this filter.
+    pub fn admits(&self, name: &str) -> bool {
+        if self.deny.iter().any(|g| glob_match(g, name)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|g| glob_match(g, name))
+    }
+}
+
+/// One configured MCP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BackendConfig {
+    /// Unique name, `[A-Za-z0-9_-]+`; used as the collision prefix.
+    pub name: String,
+    /// How to reach it.
+    #[serde(default)]
+    pub transport: Transport,
+    /// Program to start (stdio).
+    #[serde(default)]
+    pub command: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Variables added over the router's own environment (never instead of it).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the child.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Weight for weighted balancing.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Per-call deadline towards this backend, overriding the router's.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Which tools to serve.
+    #[serde(default)]
+    pub tools: Filter,
+    /// Which prompts to serve.
+    #[serde(default)]
+    pub prompts: Filter,
+    /// Which resources and templates (by URI) to serve.
+    #[serde(default)]
+    pub resources: Filter,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A rule sending resource URIs with a prefix to a backend when no resource or template
+/// of the catalog claims them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ResourceRoute {
+    /// URI prefix, compared byte for byte.
+    pub prefix: String,
+    /// Backend name.
+    pub backend: String,
+}
+
+/// Router-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RouterSettings {
+    /// `serverInfo.name` the router announces to its clients.
+    pub name: String,
+    /// Default deadline of one routed call.
+    pub request_timeout_ms: u64,
+    /// Deadline for a backend's start and `initialize` handshake.
+    pub init_timeout_ms: u64,
+    /// Capacity of each backend's bounded command queue.
+    pub queue_capacity: usize,
+    /// Largest accepted message (a line on stdio), in bytes.
+    pub max_message_bytes: usize,
+    /// Collision prefix mode.
+    pub prefix: PrefixMode,
+    /// Separator between backend name and item name.
+    pub separator: String,
+    /// Items per `*/list` page served to clients.
+    pub page_size: usize,
+    /// Periodic catalog refresh; 0 disables it (`list_changed` still refreshes).
+    pub refresh_interval_ms: u64,
+    /// How long `shutdown` waits for a child to exit after closing its stdin.
+    pub shutdown_grace_ms: u64,
+    /// URI prefix routing rules, tried after exact resources and templates.
+    pub resource_routes: Vec<ResourceRoute>,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        RouterSettings {
+            name: "mcprouter".into(),
+            request_timeout_ms: 30_000,
+            init_timeout_ms: 10_000,
+            queue_capacity: 256,
+            max_message_bytes: 16 * 1024 * 1024,
+            prefix: PrefixMode::Conditional,
+            separator: "__".into(),
+            page_size: 1000,
+            refresh_interval_ms: 300_000,
+            shutdown_grace_ms: 2_000,
+            resource_routes: Vec::new(),
+        }
+    }
+}
+
+impl RouterSettings {
+    /// The default call deadline.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// A whole router configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Router-wide settings.
+    #[serde(default)]
+    pub router: RouterSettings,
+    /// The backends, in priority order (earlier wins a resource URI both serve).
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
+}
+
+impl Config {
+    /// Parses, expands and validates YAML text.
+    pub fn from_yaml(text: &str) -> Result<Config> {
+        let expanded = expand_env(text, &|k| std::env::var(k).ok())?;
+        let config: Config = serde_norway::from_str(&expanded)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        config.validate_with_source(Some(&expanded))?;
+        Ok(config)
+    }
+
+    /// Reads and parses a YAML file.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Config> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Config::from_yaml(&text)
+    }
+
+    /// Checks everything that serde cannot: names, commands, numbers, references.
+    pub fn validate(&self) -> Result<()> {
+        self.validate_with_source(None)
+    }
+
+    fn validate_with_source(&self, src: Option<&str>) -> Result<()> {
+        let at = |key: &str, value: &str, nth: usize| -> String {
+            src.and_then(|s| line_of(s, key, value, nth))
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default()
+        };
+        let r = &self.router;
+        if r.name.trim().is_empty() {
+            return Err(Error::Config(format!("router.name: must not be empty{}", at("name", "", 0))));
+        }
+        if r.separator.is_empty() || !r.separator.bytes().all(is_name_byte) {
+            return Err(Error::Config(format!(
+                "router.separator: {:?} must be non-empty and use only [A-Za-z0-9_-]{}",
+                r.separator,
+                at("separator", "", 0)
+            )));
+        }
+        for (field, v) in [
+            ("request_timeout_ms", r.request_timeout_ms),
+            ("init_timeout_ms", r.init_timeout_ms),
+            ("queue_capacity", r.queue_capacity as u64),
+            ("max_message_bytes", r.max_message_bytes as u64),
+            ("page_size", r.page_size as u64),
+        ] {
+            if v == 0 {
+                return Err(Error::Config(format!("router.{field}: must be greater than 0{}", at(field, "", 0))));
+            }
+        }
+        if r.max_message_bytes < 1024 {
+            return Err(Error::Config(format!(
+                "router.max_message_bytes: must be at least 1024{}",
+                at("max_message_bytes", "", 0)
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut name_count: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let nth = {
+                let c = name_count.entry(b.name.as_str()).or_default();
+                *c += 1;
+                *c - 1
+            };
+            let path = format!("backends[{i}]");
+            if b.name.is_empty() || b.name.len() > 64 || !b.name.bytes().all(is_name_byte) {
+                return Err(Error::Config(format!(
+                    "{path}.name: {:?} must be 1-64 characters of [A-Za-z0-9_-]{}",
+                    b.name,
+                    at("name", &b.name, nth)
+                )));
+            }
+            if !seen.insert(b.name.as_str()) {
+                return Err(Error::Config(format!(
+                    "{path}.name: duplicate backend name {:?}{}",
+                    b.name,
+                    at("name", &b.name, nth)
+                )));
+            }
+            if b.transport != Transport::Stdio {
+                return Err(Error::Config(format!(
+                    "{path}.transport: {:?} is not supported yet (only stdio){}",
+                    b.transport.as_str(),
+                    at("transport", b.transport.as_str(), 0)
+                )));
+            }
+            if b.command.trim().is_empty() {
+                return Err(Error::Config(format!(
+                    "{path}.command: a stdio backend needs a non-empty command{}",
+                    at("name", &b.name, nth)
+                )));
+            }
+            if b.weight == 0 {
+                return Err(Error::Config(format!("{path}.weight: must be at least 1{}", at("name", &b.name, nth))));
+            }
+            if b.timeout_ms == Some(0) {
+                return Err(Error::Config(format!("{path}.timeout_ms: must be greater than 0{}", at("name", &b.name, nth))));
+            }
+            for (k, _) in &b.env {
+                if k.is_empty() || k.contains('=') || k.contains('\0') {
+                    return Err(Error::Config(format!("{path}.env: invalid variable name {k:?}{}", at("name", &b.name, nth))));
+                }
+            }
+        }
+        for (i, rr) in r.resource_routes.iter().enumerate() {
+            if !self.backends.iter().any(|b| b.name == rr.backend) {
+                return Err(Error::Config(format!(
+                    "router.resource_routes[{i}].backend: no backend named {:?}{}",
+                    rr.backend,
+                    at("backend", &rr.backend, 0)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// 1-based line of the `nth` line that reads `key: value` (value empty = any value).
+fn line_of(src: &str, key: &str, value: &str, nth: usize) -> Option<usize> {
+    src.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let t = l.trim_start().trim_start_matches("- ").trim_start();
+            let Some(rest) = t.strip_prefix(key).and_then(|r| r.strip_prefix(':')) else {
+                return false;
+            };
+            let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
+            value.is_empty() || v == value
+        })
+        .nth(nth)
+        .map(|(i, _)| i + 1)
+}
+
+/// Expands `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`.
+pub(crate) fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    for (lineno, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(pos) = rest.find('$') {
+            out.push_str(&rest[..pos]);
+            let after = &rest[pos + 1..];
+            if let Some(r) = after.strip_prefix('$') {
+                out.push('$');
+                rest = r;
+            } else if let Some(body) = after.strip_prefix('{') {
+                let Some(end) = body.find('}') else {
+                    return Err(Error::Config(format!("line {}: unterminated ${{ in {:?}", lineno + 1, line.trim_end())));
+                };
+                let expr = &body[..end];
+                let (name, default) = match expr.split_once(":-") {
+                    Some((n, d)) => (n, Some(d)),
+                    None => (expr, None),
+                };
+                let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !valid {
+                    return Err(Error::Config(format!("line {}: bad variable reference ${{{expr}}}", lineno + 1)));
+                }
+                match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+                    (Some(v), _) => out.push_str(&v),
+                    (None, Some(d)) => out.push_str(d),
+                    (None, None) => {
+                        return Err(Error::Config(format!(
+                            "line {}: environment variable {name} is not set (use ${{{name}:-default}})",
+                            lineno + 1
+                        )));
+                    }
+                }
+                rest = &body[end + 1..];
+            } else {
+                out.push('$');
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
+/// `*` matches any run, `?` one character; everything else literally.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        match k {
+            "HOME_DIR" => Some("/home/x".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_variables_defaults_and_dollars() {
+        let out = expand_env("a: ${HOME_DIR}/b\nc: ${NOPE:-dflt} $$x ${EMPTY:-e}\n", &env).unwrap();
+        assert_eq!(out, "a: /home/x/b\nc: dflt $x e\n");
+        let err = expand_env("x: 1\ny: ${MISSING}\n", &env).unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+        assert!(err.to_string().contains("MISSING"), "{err}");
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "anything"));
+        assert!(glob_match("get_*", "get_user"));
+        assert!(!glob_match("get_*", "set_user"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(glob_match("*x*y", "axbxy"));
+        let f = Filter { allow: vec!["get_*".into()], deny: vec!["get_secret".into()] };
+        assert!(f.admits("get_user"));
+        assert!(!f.admits("get_secret"));
+        assert!(!f.admits("put"));
+    }
+
+    #[test]
+    fn unknown_keys_name_path_and_line() {
+        let err = Config::from_yaml("backends:\n  - name: a\n    command: x\n    comand: y\n").unwrap_err();
+        let s = err.to_string();
+        assert!(s.contains("backends[0]") && s.contains("comand") && s.contains("line 4"), "{s}");
+    }
+
+    #[test]
+    fn semantic_errors_name_path_and_line() {
+        let y = "backends:\n  - name: a\n    command: x\n  - name: a\n    command: y\n";
+        let s = Config::from_yaml(y).unwrap_err().to_string();
+        assert!(s.contains("backends[1].name") && s.contains("duplicate") && s.contains("line 4"), "{s}");
+        let s = Config::from_yaml("backends:\n  - name: a\n    command: \"\"\n").unwrap_err().to_string();
+        assert!(s.contains("backends[0].command"), "{s}");
+        let s = Config::from_yaml("backends:\n  - name: a b\n    command: x\n").unwrap_err().to_string();
+        assert!(s.contains("backends[0].name") && s.contains("line 2"), "{s}");
+        let s = Config::from_yaml("backends:\n  - name: h\n    transport: websocket\n    command: x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("not supported yet") && s.contains("line 3"), "{s}");
+        let s = Config::from_yaml("router:\n  request_timeout_ms: -1\n").unwrap_err().to_string();
+        assert!(s.contains("request_timeout_ms"), "{s}");
+    }
+}

@@ -1,0 +1,249 @@
+//! JSON-RPC 2.0 framing: classify what arrives, build what leaves.
+//!
+//! Params, results and errors are kept as raw JSON text (`RawValue`) so that what the router
+//! does not need to look inside passes through byte for byte: unknown fields and `_meta`
+//! survive, and nothing is re-encoded on the hot path. Ids are kept raw as well, so a reply
+//! carries exactly the id the caller sent.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Invalid JSON.
+pub const PARSE_ERROR: i64 = -32700;
+/// Not a valid JSON-RPC request object.
+pub const INVALID_REQUEST: i64 = -32600;
+/// The method does not exist.
+pub const METHOD_NOT_FOUND: i64 = -32601;
+/// Bad params, unknown tool, prompt or resource.
+pub const INVALID_PARAMS: i64 = -32602;
+/// A failure inside the router.
+pub const INTERNAL_ERROR: i64 = -32603;
+/// The backend is down, crashed mid-call or sent something unusable.
+pub const BACKEND_UNAVAILABLE: i64 = -32000;
+/// The call's deadline passed.
+pub const REQUEST_TIMEOUT: i64 = -32001;
+/// The backend's queue is full: try again later.
+pub const OVERLOADED: i64 = -32003;
+
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(default, borrow)]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    method: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+/// Keeps a field that is present but `null` as `Some("null")`, unlike `Option`'s default.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// One classified JSON-RPC message, borrowing from the text it was parsed from.
+#[derive(Debug)]
+pub enum Message<'a> {
+    /// A call that expects exactly one reply.
+    Request {
+        /// The id, raw.
+        id: &'a RawValue,
+        /// The method name.
+        method: std::borrow::Cow<'a, str>,
+        /// Raw params, if any.
+        params: Option<&'a RawValue>,
+    },
+    /// A message that must never be answered.
+    Notification {
+        /// The method name.
+        method: std::borrow::Cow<'a, str>,
+        /// Raw params, if any.
+        params: Option<&'a RawValue>,
+    },
+    /// A reply to a request this side sent.
+    Response {
+        /// The id, raw.
+        id: &'a RawValue,
+        /// `Ok(result)` or `Err(error object)`, raw.
+        outcome: Result<&'a RawValue, &'a RawValue>,
+    },
+}
+
+/// Why a message could not be classified; carries the JSON-RPC error to answer with.
+#[derive(Debug)]
+pub struct Invalid<'a> {
+    /// -32700 or -32600.
+    pub code: i64,
+    /// Human-readable reason.
+    pub message: String,
+    /// The id, when one could be read (the reply must then carry it).
+    pub id: Option<&'a RawValue>,
+}
+
+/// Classifies one message (not a batch).
+pub fn parse(text: &str) -> Result<Message<'_>, Invalid<'_>> {
+    let wire: Wire<'_> = match serde_json::from_str(text) {
+        Ok(w) => w,
+        Err(e) => {
+            let code = if e.is_syntax() || e.is_eof() { PARSE_ERROR } else { INVALID_REQUEST };
+            let message = if code == PARSE_ERROR { format!("Parse error: {e}") } else { format!("Invalid Request: {e}") };
+            return Err(Invalid { code, message, id: None });
+        }
+    };
+    classify(wire)
+}
+
+fn classify(w: Wire<'_>) -> Result<Message<'_>, Invalid<'_>> {
+    let id = match w.id {
+        Some(raw) if is_valid_id(raw) => Some(raw),
+        Some(raw) if raw.get() == "null" && w.method.is_none() => Some(raw),
+        Some(_) => {
+            return Err(Invalid {
+                code: INVALID_REQUEST,
+                message: "Invalid Request: id must be a string or an integer".into(),
+                id: None,
+            });
+        }
+        None => None,
+    };
+    if w.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
+        return Err(Invalid { code: INVALID_REQUEST, message: "Invalid Request: jsonrpc must be \"2.0\"".into(), id });
+    }
+    if let Some(p) = w.params {
+        let first = p.get().as_bytes().first().copied();
+        if !matches!(first, Some(b'{') | Some(b'[')) {
+            return Err(Invalid {
+                code: INVALID_REQUEST,
+                message: "Invalid Request: params must be an object or an array".into(),
+                id,
+            });
+        }
+    }
+    match (w.method, id, w.result, w.error) {
+        (Some(method), Some(id), None, None) => Ok(Message::Request { id, method, params: w.params }),
+        (Some(method), None, None, None) => Ok(Message::Notification { method, params: w.params }),
+        (None, Some(id), Some(r), None) => Ok(Message::Response { id, outcome: Ok(r) }),
+        (None, Some(id), None, Some(e)) => Ok(Message::Response { id, outcome: Err(e) }),
+        (_, id, _, _) => Err(Invalid {
+            code: INVALID_REQUEST,
+            message: "Invalid Request: not a request, notification or response".into(),
+            id,
+        }),
+    }
+}
+
+fn is_valid_id(raw: &RawValue) -> bool {
+    let s = raw.get();
+    match s.as_bytes().first() {
+        Some(b'"') => true,
+        Some(b'-' | b'0'..=b'9') => !s.contains(['.', 'e', 'E']),
+        _ => false,
+    }
+}
+
+/// Whether `text` is a batch (a JSON array), judged by its first significant byte.
+pub fn is_batch(text: &str) -> bool {
+    text.trim_start().starts_with('[')
+}
+
+/// Splits a batch into its raw elements; `None` when it is not valid JSON.
+pub fn split_batch(text: &str) -> Option<Vec<&RawValue>> {
+    serde_json::from_str(text).ok()
+}
+
+/// `{"jsonrpc":"2.0","id":ID,"result":RESULT}`.
+pub fn result(id: &str, result: &str) -> String {
+    let mut s = String::with_capacity(40 + id.len() + result.len());
+    s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
+    s.push_str(id);
+    s.push_str(",\"result\":");
+    s.push_str(result);
+    s.push('}');
+    s
+}
+
+/// `{"jsonrpc":"2.0","id":ID,"error":ERROR}` with a raw error object.
+pub fn error_raw(id: &str, error: &str) -> String {
+    let mut s = String::with_capacity(40 + id.len() + error.len());
+    s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
+    s.push_str(id);
+    s.push_str(",\"error\":");
+    s.push_str(error);
+    s.push('}');
+    s
+}
+
+/// A JSON-RPC error object `{"code":…,"message":…}`.
+pub fn error_object(code: i64, message: &str) -> String {
+    format!("{{\"code\":{code},\"message\":{}}}", quote(message))
+}
+
+/// A complete error reply; `id` None means `null` (the id could not be read).
+pub fn error(id: Option<&str>, code: i64, message: &str) -> String {
+    error_raw(id.unwrap_or("null"), &error_object(code, message))
+}
+
+/// A request with the given raw id and raw params.
+pub fn request(id: &str, method: &str, params: Option<&str>) -> String {
+    let mut s = String::with_capacity(64 + method.len() + params.map_or(0, str::len));
+    s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
+    s.push_str(id);
+    s.push_str(",\"method\":");
+    s.push_str(&quote(method));
+    if let Some(p) = params {
+        s.push_str(",\"params\":");
+        s.push_str(p);
+    }
+    s.push('}');
+    s
+}
+
+/// A notification with raw params.
+pub fn notification(method: &str, params: Option<&str>) -> String {
+    let mut s = String::with_capacity(48 + method.len() + params.map_or(0, str::len));
+    s.push_str("{\"jsonrpc\":\"2.0\",\"method\":");
+    s.push_str(&quote(method));
+    if let Some(p) = params {
+        s.push_str(",\"params\":");
+        s.push_str(p);
+    }
+    s.push('}');
+    s
+}
+
+/// A JSON string literal.
+pub fn quote(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_messages() {
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), Ok(Message::Request { .. })));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","method":"x"}"#), Ok(Message::Notification { .. })));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#), Ok(Message::Response { .. })));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}"#), Ok(Message::Response { outcome: Err(_), .. })));
+        assert_eq!(parse("{not json").unwrap_err().code, PARSE_ERROR);
+        assert_eq!(parse(r#"{"jsonrpc":"2.0","id":1,"method":5}"#).unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(parse(r#"{"jsonrpc":"1.0","id":1,"method":"x"}"#).unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(parse(r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#).unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(parse(r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#).unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(parse(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).unwrap_err().code, INVALID_REQUEST);
+        assert_eq!(parse("[]x").unwrap_err().code, PARSE_ERROR);
+    }
+
+    #[test]
+    fn ids_come_back_exactly() {
+        let m = parse(r#"{"jsonrpc":"2.0","id":"ab\u0063","method":"ping"}"#).unwrap();
+        let Message::Request { id, .. } = m else { panic!() };
+        assert_eq!(result(id.get(), "{}"), r#"{"jsonrpc":"2.0","id":"ab\u0063","result":{}}"#);
+    }
+}

@@ -1,0 +1,282 @@
+//! The `Router`: owns the backends, the catalog and the dispatcher thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded, never, select, tick};
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Value, json};
+
+use crate::backend::{Backend, State};
+use crate::catalog::{Catalog, Kind, Lists};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::hub::{Event, Hub};
+use crate::session::Session;
+
+/// What the dispatcher thread, the sessions and the public handle share.
+pub(crate) struct Core {
+    pub config: Config,
+    pub hub: Arc<Hub>,
+    pub backends: Vec<Arc<Backend>>,
+    catalog: RwLock<Arc<Catalog>>,
+    pub closed: AtomicBool,
+    started: Instant,
+}
+
+impl Core {
+    /// The current catalog; callers hold it only for the duration of one lookup or page.
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.catalog.read())
+    }
+
+    /// Rebuilds the catalog from the ready backends' lists and tells every session which
+    /// lists changed.
+    fn rebuild_catalog(&self, notify: bool) {
+        let lists: Vec<Option<Arc<Lists>>> =
+            self.backends.iter().map(|b| if b.is_ready() { b.lists.lock().clone() } else { None }).collect();
+        let refs: Vec<Option<&Lists>> = lists.iter().map(|l| l.as_deref()).collect();
+        let fresh = Arc::new(Catalog::build(&self.config.router, &self.config.backends, &refs));
+        let old = std::mem::replace(&mut *self.catalog.write(), Arc::clone(&fresh));
+        if !notify {
+            return;
+        }
+        let mut sent = Vec::new();
+        for kind in fresh.changed_kinds(&old) {
+            let method = match kind {
+                Kind::Tools => "notifications/tools/list_changed",
+                Kind::Prompts => "notifications/prompts/list_changed",
+                Kind::Resources | Kind::Templates => "notifications/resources/list_changed",
+            };
+            if !sent.contains(&method) {
+                sent.push(method);
+                self.hub.broadcast(&crate::jsonrpc::notification(method, None));
+            }
+        }
+    }
+}
+
+pub(crate) struct RouterInner {
+    pub core: Arc<Core>,
+    dispatcher: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+}
+
+impl Drop for RouterInner {
+    fn drop(&mut self) {
+        let grace = Duration::from_millis(self.core.config.router.shutdown_grace_ms);
+        shutdown(&self.core, &self.dispatcher, grace);
+    }
+}
+
+/// A running router. Cheap to clone (an `Arc`); `Send + Sync`. The backends stop when
+/// [`Router::shutdown`] is called or the last clone and the last session are dropped.
+#[derive(Clone)]
+pub struct Router {
+    pub(crate) inner: Arc<RouterInner>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").field("backends", &self.inner.core.backends.len()).finish()
+    }
+}
+
+impl Router {
+    /// Validates `config`, starts every backend in parallel and waits (at most the
+    /// configured `init_timeout_ms`) for their handshakes. A backend that fails to start
+    /// does not fail the router: it is reported by [`Router::status`] and its calls fail fast.
+    pub fn new(config: Config) -> Result<Router> {
+        config.validate()?;
+        let (ev_tx, ev_rx) = bounded(1024);
+        let hub = Arc::new(Hub::new(ev_tx));
+        let backends: Vec<Arc<Backend>> = config
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Arc::new(Backend::new(i, b.clone(), &config.router, Arc::clone(&hub))))
+            .collect();
+        let init_timeout = Duration::from_millis(config.router.init_timeout_ms);
+        std::thread::scope(|s| {
+            for b in &backends {
+                let b = Arc::clone(b);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("mcprouter-init-{}", b.name()))
+                    .stack_size(256 * 1024)
+                    .spawn_scoped(s, move || b.start(init_timeout));
+                if let Err(e) = spawned {
+                    log::error!(target: "mcprouter", "cannot start a thread: {e}");
+                }
+            }
+        });
+        let core = Arc::new(Core {
+            config,
+            hub,
+            backends,
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            closed: AtomicBool::new(false),
+            started: Instant::now(),
+        });
+        core.rebuild_catalog(false);
+        let (stop_tx, stop_rx) = bounded(1);
+        let c = Arc::clone(&core);
+        let handle = std::thread::Builder::new()
+            .name("mcprouter-dispatcher".into())
+            .spawn(move || dispatcher(&c, &ev_rx, &stop_rx))
+            .map_err(|e| Error::Io(format!("cannot start the dispatcher thread: {e}")))?;
+        Ok(Router { inner: Arc::new(RouterInner { core, dispatcher: Mutex::new(Some((stop_tx, handle))) }) })
+    }
+
+    /// Parses YAML and starts a router.
+    pub fn from_yaml(text: &str) -> Result<Router> {
+        Router::new(Config::from_yaml(text)?)
+    }
+
+    /// Reads a YAML file and starts a router.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Router> {
+        Router::new(Config::from_file(path)?)
+    }
+
+    /// Opens a session: one MCP client. `client_id` keys sticky balancing; `None` gets a
+    /// generated id.
+    pub fn session(&self, client_id: Option<&str>) -> Result<Session> {
+        if self.inner.core.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(Session::new(Arc::clone(&self.inner), client_id))
+    }
+
+    /// The configuration the router runs.
+    pub fn config(&self) -> &Config {
+        &self.inner.core.config
+    }
+
+    /// Every backend's state, protocol version, counts and last error, as JSON.
+    pub fn status(&self) -> Value {
+        let core = &self.inner.core;
+        let catalog = core.catalog();
+        let backends: Vec<Value> = core
+            .backends
+            .iter()
+            .map(|b| {
+                let info = b.info();
+                let [tools, resources, prompts] = catalog.backend_counts(b.index);
+                json!({
+                    "name": b.name(),
+                    "transport": b.config.transport.as_str(),
+                    "state": info.state.as_str(),
+                    "protocol_version": info.protocol_version,
+                    "server_info": info.server_info,
+                    "tools": tools,
+                    "resources": resources,
+                    "prompts": prompts,
+                    "in_flight": b.pending.len(),
+                    "queue_depth": b.queue_depth(),
+                    "handshake_ms": info.handshake.map(|d| d.as_secs_f64() * 1000.0),
+                    "pid": info.pid,
+                    "last_error": info.last_error,
+                })
+            })
+            .collect();
+        let [t, r, u, p] = catalog.counts();
+        json!({
+            "router": {
+                "name": core.config.router.name,
+                "version": env!("CARGO_PKG_VERSION"),
+                "closed": core.closed.load(Ordering::Acquire),
+                "sessions": core.hub.session_count(),
+                "uptime_ms": core.started.elapsed().as_millis() as u64,
+                "catalog": {"tools": t, "resources": r, "resource_templates": u, "prompts": p},
+            },
+            "backends": backends,
+        })
+    }
+
+    /// Prometheus text exposition of the router's metrics.
+    pub fn metrics(&self) -> String {
+        let core = &self.inner.core;
+        let mut out = String::new();
+        out.push_str("# HELP mcprouter_backend_up Whether the backend is ready (1) or not (0).\n");
+        out.push_str("# TYPE mcprouter_backend_up gauge\n");
+        for b in &core.backends {
+            out.push_str(&format!("mcprouter_backend_up{{backend=\"{}\"}} {}\n", b.name(), u8::from(b.is_ready())));
+        }
+        out.push_str("# HELP mcprouter_sessions Open client sessions.\n# TYPE mcprouter_sessions gauge\n");
+        out.push_str(&format!("mcprouter_sessions {}\n", core.hub.session_count()));
+        out
+    }
+
+    /// Stops the router: sessions get [`Error::Closed`], each child's stdin is closed, and
+    /// after `grace` it is terminated, then killed; every thread is joined. Idempotent.
+    pub fn shutdown(&self, grace: Duration) {
+        shutdown(&self.inner.core, &self.inner.dispatcher, grace);
+    }
+
+    /// Whether [`Router::shutdown`] has run.
+    pub fn is_closed(&self) -> bool {
+        self.inner.core.closed.load(Ordering::Acquire)
+    }
+}
+
+fn shutdown(core: &Core, dispatcher: &Mutex<Option<(Sender<()>, JoinHandle<()>)>>, grace: Duration) {
+    core.closed.store(true, Ordering::Release);
+    if let Some((stop, handle)) = dispatcher.lock().take() {
+        let _ = stop.send(());
+        let _ = handle.join();
+    }
+    std::thread::scope(|s| {
+        for b in &core.backends {
+            s.spawn(move || b.stop(grace));
+        }
+    });
+}
+
+fn dispatcher(core: &Core, events: &Receiver<Event>, stop: &Receiver<()>) {
+    let interval = core.config.router.refresh_interval_ms;
+    let ticker = if interval > 0 { tick(Duration::from_millis(interval)) } else { never() };
+    loop {
+        select! {
+            recv(stop) -> _ => return,
+            recv(events) -> ev => {
+                let Ok(ev) = ev else { return };
+                // Backends announce changes in bursts (server-everything sends several
+                // list_changed at start): gather a burst and refresh each backend once.
+                std::thread::sleep(Duration::from_millis(20));
+                let mut refresh = Vec::new();
+                let mut queue = vec![ev];
+                queue.extend(events.try_iter());
+                for ev in queue {
+                    if let Event::Refresh(i) = ev {
+                        if !refresh.contains(&i) {
+                            refresh.push(i);
+                        }
+                    }
+                }
+                for i in refresh {
+                    refresh_backend(core, i);
+                }
+                core.rebuild_catalog(true);
+            },
+            recv(ticker) -> _ => {
+                for i in 0..core.backends.len() {
+                    refresh_backend(core, i);
+                }
+                core.rebuild_catalog(true);
+            },
+        }
+        if core.closed.load(Ordering::Acquire) {
+            return;
+        }
+    }
+}
+
+fn refresh_backend(core: &Core, i: usize) {
+    let Some(b) = core.backends.get(i) else { return };
+    if b.info().state != State::Ready {
+        return;
+    }
+    if let Err(e) = b.refresh_lists(Instant::now() + b.timeout) {
+        log::warn!(target: "mcprouter", "[{}] catalog refresh failed: {e}", b.name());
+    }
+}

@@ -1,0 +1,456 @@
+//! A `Session`: one MCP client of the router. `handle` takes what the client sends and
+//! returns what an MCP server would answer; `next_event` yields what the router sends the
+//! client on its own.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use crate::backend::SUPPORTED_VERSIONS;
+use crate::catalog::{Kind, Lookup};
+use crate::error::{Error, Result};
+use crate::hub::SessionShared;
+use crate::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, Message};
+use crate::router::{Core, RouterInner};
+
+/// One MCP client. `Send + Sync`: `handle` may be called from several threads at once
+/// (a long `tools/call` must not block the client's answer to a sampling request).
+/// Dropping it closes it.
+pub struct Session {
+    router: Arc<RouterInner>,
+    shared: Arc<SessionShared>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.shared.id).field("client_id", &self.shared.client_id).finish()
+    }
+}
+
+/// What handling one request produced.
+enum Out {
+    /// A raw `result` value.
+    Ok(String),
+    /// A raw `error` object.
+    Err(String),
+    /// No reply: the client cancelled the request.
+    Nothing,
+}
+
+fn invalid(msg: impl AsRef<str>) -> Out {
+    Out::Err(jsonrpc::error_object(INVALID_PARAMS, msg.as_ref()))
+}
+
+#[derive(Deserialize)]
+struct NameParam<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct UriParam<'a> {
+    #[serde(borrow)]
+    uri: Option<Cow<'a, str>>,
+}
+
+impl Session {
+    pub(crate) fn new(router: Arc<RouterInner>, client_id: Option<&str>) -> Session {
+        let shared = router.core.hub.open_session(client_id);
+        Session { router, shared }
+    }
+
+    fn core(&self) -> &Core {
+        &self.router.core
+    }
+
+    /// The client id (given, or generated) used for sticky balancing.
+    pub fn client_id(&self) -> &str {
+        &self.shared.client_id
+    }
+
+    /// A router-unique number for this session.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire) || self.core().closed.load(Ordering::Acquire)
+    }
+
+    /// Handles one JSON-RPC message or batch and returns the reply: `None` for
+    /// notifications, responses, all-notification batches and cancelled requests.
+    /// Malformed input gets a JSON-RPC error reply, not an `Err`; `Err` means the session
+    /// or router is closed.
+    pub fn handle(&self, message: &str) -> Result<Option<String>> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let max = self.core().config.router.max_message_bytes;
+        if message.len() > max {
+            let msg = format!("Invalid Request: message of {} bytes exceeds the limit of {max} bytes", message.len());
+            return Ok(Some(jsonrpc::error(None, jsonrpc::INVALID_REQUEST, &msg)));
+        }
+        if !jsonrpc::is_batch(message) {
+            return Ok(self.handle_one(message));
+        }
+        let Some(items) = jsonrpc::split_batch(message) else {
+            return Ok(Some(jsonrpc::error(None, jsonrpc::PARSE_ERROR, "Parse error: invalid JSON")));
+        };
+        if items.is_empty() {
+            return Ok(Some(jsonrpc::error(None, jsonrpc::INVALID_REQUEST, "Invalid Request: empty batch")));
+        }
+        let replies: Vec<String> = items.iter().filter_map(|m| self.handle_one(m.get())).collect();
+        if replies.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(format!("[{}]", replies.join(","))))
+    }
+
+    /// Waits up to `timeout` for a notification or server-to-client request addressed to
+    /// this client. `Ok(None)` when nothing came; `Err(Closed)` once closed and drained.
+    pub fn next_event(&self, timeout: Duration) -> Result<Option<String>> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Ok(ev) = self.shared.events_rx.try_recv() {
+                return Ok(Some(ev));
+            }
+            if self.is_closed() {
+                return Err(Error::Closed);
+            }
+            // Closing cannot drop the sender (the hub holds it), so wake up now and then
+            // to notice a close.
+            let slice = end.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
+            match self.shared.events_rx.recv_timeout(slice) {
+                Ok(ev) => return Ok(Some(ev)),
+                Err(_) if Instant::now() >= end => return Ok(None),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Closes the session: requests it still has in flight are cancelled on their backends
+    /// and relayed requests it never answered are refused. Idempotent.
+    pub fn close(&self) {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let core = self.core();
+        core.hub.close_session(self.shared.id);
+        let inflight: Vec<(usize, u64)> = self.shared.inflight.lock().drain().map(|(_, v)| v).collect();
+        for (b, id) in inflight {
+            if let Some(backend) = core.backends.get(b) {
+                backend.cancel(id, "the client session closed");
+            }
+        }
+        let relays: Vec<_> = self.shared.relays.lock().drain().map(|(_, r)| r).collect();
+        for r in relays {
+            if let Some(backend) = core.backends.get(r.backend) {
+                let line = jsonrpc::error(Some(r.backend_id.get()), jsonrpc::INTERNAL_ERROR, "the client session closed");
+                let _ = backend.send_line(line);
+            }
+        }
+    }
+
+    fn handle_one(&self, text: &str) -> Option<String> {
+        match jsonrpc::parse(text) {
+            Err(inv) => Some(jsonrpc::error(inv.id.map(RawValue::get), inv.code, &inv.message)),
+            Ok(Message::Request { id, method, params }) => match self.request(id, &method, params) {
+                Out::Ok(r) => Some(jsonrpc::result(id.get(), &r)),
+                Out::Err(e) => Some(jsonrpc::error_raw(id.get(), &e)),
+                Out::Nothing => None,
+            },
+            Ok(Message::Notification { method, params }) => {
+                self.notification(&method, params);
+                None
+            }
+            Ok(Message::Response { id, outcome }) => {
+                self.client_response(id, outcome);
+                None
+            }
+        }
+    }
+
+    fn request(&self, id: &RawValue, method: &str, params: Option<&RawValue>) -> Out {
+        match method {
+            "initialize" => self.initialize(params),
+            "ping" => Out::Ok("{}".into()),
+            "tools/list" => self.list(Kind::Tools, params),
+            "prompts/list" => self.list(Kind::Prompts, params),
+            "resources/list" => self.list(Kind::Resources, params),
+            "resources/templates/list" => self.list(Kind::Templates, params),
+            "tools/call" => self.route_named(id, method, params, true),
+            "prompts/get" => self.route_named(id, method, params, false),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => self.route_uri(id, method, params),
+            "completion/complete" => self.route_completion(id, params),
+            "logging/setLevel" => self.set_level(params),
+            _ => Out::Err(jsonrpc::error_object(METHOD_NOT_FOUND, &format!("Method not found: {method}"))),
+        }
+    }
+
+    fn initialize(&self, params: Option<&RawValue>) -> Out {
+        let Some(v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else {
+            return invalid("initialize needs params");
+        };
+        let Some(requested) = v.get("protocolVersion").and_then(Value::as_str) else {
+            return invalid("initialize needs params.protocolVersion (a string)");
+        };
+        let version = if SUPPORTED_VERSIONS.contains(&requested) { requested } else { SUPPORTED_VERSIONS[0] };
+        {
+            let mut c = self.shared.client.lock();
+            c.initialized = true;
+            c.protocol_version = Some(version.to_owned());
+            c.capabilities = v.get("capabilities").cloned().unwrap_or_else(|| json!({}));
+        }
+        let core = self.core();
+        let infos: Vec<_> = core.backends.iter().filter(|b| b.is_ready()).map(|b| (b.name().to_owned(), b.info())).collect();
+        let any = |f: &dyn Fn(&Value) -> bool| infos.iter().any(|(_, i)| f(&i.capabilities));
+        let mut caps = json!({
+            "tools": {"listChanged": true},
+            "prompts": {"listChanged": true},
+            "resources": {"listChanged": true, "subscribe": any(&|c| c.pointer("/resources/subscribe") == Some(&Value::Bool(true)))},
+            "logging": {},
+        });
+        if any(&|c| c.get("completions").is_some()) {
+            caps["completions"] = json!({});
+        }
+        let instructions: Vec<String> = infos
+            .iter()
+            .filter_map(|(n, i)| i.instructions.as_ref().map(|t| format!("[{n}] {t}")))
+            .collect();
+        let mut result = json!({
+            "protocolVersion": version,
+            "capabilities": caps,
+            "serverInfo": {"name": core.config.router.name, "version": env!("CARGO_PKG_VERSION")},
+        });
+        if !instructions.is_empty() {
+            result["instructions"] = Value::String(instructions.join("\n\n"));
+        }
+        Out::Ok(result.to_string())
+    }
+
+    fn list(&self, kind: Kind, params: Option<&RawValue>) -> Out {
+        #[derive(Deserialize)]
+        struct Cursor<'a> {
+            #[serde(borrow)]
+            cursor: Option<Cow<'a, str>>,
+        }
+        let cursor = match params.map(|p| serde_json::from_str::<Cursor<'_>>(p.get())) {
+            None => None,
+            Some(Ok(c)) => c.cursor,
+            Some(Err(e)) => return invalid(format!("bad params: {e}")),
+        };
+        match self.core().catalog().page(kind, cursor.as_deref(), self.core().config.router.page_size) {
+            Ok(page) => Out::Ok(page),
+            Err(msg) => invalid(msg),
+        }
+    }
+
+    /// `tools/call` and `prompts/get`: find the owner of the exposed name and forward with
+    /// the backend's own name.
+    fn route_named(&self, id: &RawValue, method: &str, params: Option<&RawValue>, tool: bool) -> Out {
+        let what = if tool { "tool" } else { "prompt" };
+        let name = match params.map(|p| serde_json::from_str::<NameParam<'_>>(p.get())) {
+            Some(Ok(NameParam { name: Some(n) })) => n,
+            Some(Err(e)) => return invalid(format!("bad params for {method}: {e}")),
+            _ => return invalid(format!("{method} needs params.name (a string)")),
+        };
+        let catalog = self.core().catalog();
+        let found = if tool { catalog.tool(&name) } else { catalog.prompt(&name) };
+        let (backend, original) = match found {
+            Lookup::Found(t) => (t.backend, t.original.clone()),
+            Lookup::Ambiguous(bs) => {
+                let names: Vec<&str> = bs.iter().filter_map(|b| self.core().backends.get(*b)).map(|b| b.name()).collect();
+                return invalid(format!(
+                    "{what} {name:?} is ambiguous: served by {} (prefix mode is never)",
+                    names.join(", ")
+                ));
+            }
+            Lookup::Unknown => return invalid(format!("Unknown {what}: {name}")),
+        };
+        drop(catalog);
+        let rename = (original != name).then_some(original.as_str());
+        self.forward(id, backend, method, params, |v| {
+            if let Some(n) = rename {
+                v["name"] = Value::String(n.to_owned());
+            }
+        }, rename.is_some())
+    }
+
+    fn route_uri(&self, id: &RawValue, method: &str, params: Option<&RawValue>) -> Out {
+        let uri = match params.map(|p| serde_json::from_str::<UriParam<'_>>(p.get())) {
+            Some(Ok(UriParam { uri: Some(u) })) => u.into_owned(),
+            Some(Err(e)) => return invalid(format!("bad params for {method}: {e}")),
+            _ => return invalid(format!("{method} needs params.uri (a string)")),
+        };
+        let Some(backend) = self.core().catalog().resource_backend(&uri) else {
+            return invalid(format!("Unknown resource: {uri}"));
+        };
+        let out = self.forward(id, backend, method, params, |_| {}, false);
+        if matches!(out, Out::Ok(_)) {
+            match method {
+                "resources/subscribe" => {
+                    self.shared.subscriptions.lock().insert(uri);
+                }
+                "resources/unsubscribe" => {
+                    self.shared.subscriptions.lock().remove(&uri);
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn route_completion(&self, id: &RawValue, params: Option<&RawValue>) -> Out {
+        let Some(v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else {
+            return invalid("completion/complete needs params");
+        };
+        let catalog = self.core().catalog();
+        let kind = v.pointer("/ref/type").and_then(Value::as_str).unwrap_or_default();
+        let (backend, rename) = match kind {
+            "ref/prompt" => {
+                let name = v.pointer("/ref/name").and_then(Value::as_str).unwrap_or_default();
+                match catalog.prompt(name) {
+                    Lookup::Found(p) => (p.backend, (p.original != name).then(|| p.original.clone())),
+                    _ => return invalid(format!("Unknown prompt: {name}")),
+                }
+            }
+            "ref/resource" => {
+                let uri = v.pointer("/ref/uri").and_then(Value::as_str).unwrap_or_default();
+                match catalog.template_backend(uri) {
+                    Some(b) => (b, None),
+                    None => return invalid(format!("Unknown resource: {uri}")),
+                }
+            }
+            other => return invalid(format!("completion/complete: unsupported ref type {other:?}")),
+        };
+        drop(catalog);
+        let needs = rename.is_some();
+        self.forward(id, backend, "completion/complete", params, |v| {
+            if let Some(n) = &rename {
+                v["ref"]["name"] = Value::String(n.clone());
+            }
+        }, needs)
+    }
+
+    /// Sends the level to every ready backend that logs, all in flight at once.
+    fn set_level(&self, params: Option<&RawValue>) -> Out {
+        let Some(p) = params else { return invalid("logging/setLevel needs params.level") };
+        let core = self.core();
+        let tickets: Vec<_> = core
+            .backends
+            .iter()
+            .filter(|b| b.is_ready() && b.info().capabilities.get("logging").is_some())
+            .filter_map(|b| b.start_call("logging/setLevel", Some(p.get()), self.shared.id).ok().map(|t| (b, t)))
+            .collect();
+        for (b, t) in tickets {
+            let _ = b.finish_call(t, Instant::now() + b.timeout);
+        }
+        Out::Ok("{}".into())
+    }
+
+    /// Forwards a request to one backend under a router-assigned id. The caller's params
+    /// are re-encoded only when a name or a progress token has to change; otherwise they
+    /// pass through byte for byte.
+    fn forward(
+        &self,
+        id: &RawValue,
+        b: usize,
+        method: &str,
+        params: Option<&RawValue>,
+        edit: impl FnOnce(&mut Value),
+        must_edit: bool,
+    ) -> Out {
+        let core = self.core();
+        let Some(backend) = core.backends.get(b) else { return Out::Err(jsonrpc::error_object(jsonrpc::INTERNAL_ERROR, "no such backend")) };
+        let has_token = params.is_some_and(|p| p.get().contains("\"progressToken\""));
+        let mut token = None;
+        let rewritten: Option<String> = match params {
+            Some(p) if must_edit || has_token => {
+                let Ok(mut v) = serde_json::from_str::<Value>(p.get()) else { return invalid("params are not valid JSON") };
+                edit(&mut v);
+                if let Some(t) = v.pointer_mut("/_meta/progressToken") {
+                    if let Ok(raw) = serde_json::value::to_raw_value(t) {
+                        let mine = core.hub.register_progress(self.shared.id, &raw);
+                        if let Ok(nv) = serde_json::from_str::<Value>(&mine) {
+                            *t = nv;
+                        }
+                        token = Some(mine);
+                    }
+                }
+                Some(v.to_string())
+            }
+            _ => None,
+        };
+        let send = rewritten.as_deref().or(params.map(RawValue::get));
+        let outcome = match backend.start_call(method, send, self.shared.id) {
+            Ok(ticket) => {
+                self.shared.inflight.lock().insert(id.get().to_owned(), (b, ticket.id));
+                let r = backend.finish_call(ticket, Instant::now() + backend.timeout);
+                self.shared.inflight.lock().remove(id.get());
+                r
+            }
+            Err(e) => Err(e),
+        };
+        if let Some(t) = token {
+            core.hub.unregister_progress(&t);
+        }
+        match outcome {
+            Ok(Ok(r)) => Out::Ok(Box::<str>::from(r).into()),
+            Ok(Err(e)) => Out::Err(Box::<str>::from(e).into()),
+            Err(crate::backend::CallError::Cancelled) => Out::Nothing,
+            Err(e) => Out::Err(e.to_error_object(backend.name())),
+        }
+    }
+
+    fn notification(&self, method: &str, params: Option<&RawValue>) {
+        let core = self.core();
+        match method {
+            "notifications/initialized" => self.shared.client.lock().initialized = true,
+            "notifications/cancelled" => {
+                let Some(v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else { return };
+                let Some(req) = v.get("requestId").map(Value::to_string) else { return };
+                let target = self.shared.inflight.lock().remove(&req);
+                if let Some((b, id)) = target {
+                    let reason = v.get("reason").and_then(Value::as_str).unwrap_or("cancelled by the client");
+                    if let Some(backend) = core.backends.get(b) {
+                        backend.cancel(id, reason);
+                    }
+                }
+            }
+            "notifications/roots/list_changed" => {
+                for b in core.backends.iter().filter(|b| b.is_ready()) {
+                    let _ = b.notify(method, None);
+                }
+            }
+            _ => log::debug!(target: "mcprouter::session", "notification {method} ignored"),
+        }
+    }
+
+    /// The client's answer to a request a backend sent it: back to that backend, under the
+    /// backend's own id.
+    fn client_response(&self, id: &RawValue, outcome: std::result::Result<&RawValue, &RawValue>) {
+        let Some(relay) = self.shared.relays.lock().remove(id.get()) else {
+            log::debug!(target: "mcprouter::session", "response to unknown id {} dropped", id.get());
+            return;
+        };
+        let Some(backend) = self.core().backends.get(relay.backend) else { return };
+        let line = match outcome {
+            Ok(r) => jsonrpc::result(relay.backend_id.get(), r.get()),
+            Err(e) => jsonrpc::error_raw(relay.backend_id.get(), e.get()),
+        };
+        if let Err(e) = backend.send_line(line) {
+            log::warn!(target: "mcprouter::session", "[{}] could not deliver the client's answer: {e}", backend.name());
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
