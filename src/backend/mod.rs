@@ -200,7 +200,7 @@ impl Backend {
             Err(e) => {
                 log::error!(target: "mcprouter::backend", "[{}] failed to start: {e}", self.name());
                 self.mark_failed(&e);
-                self.stop(Duration::from_millis(200));
+                self.halt(Duration::from_millis(200));
             }
         }
     }
@@ -291,13 +291,16 @@ impl Backend {
 
     /// Registers a pending call and queues its line; never blocks.
     pub(crate) fn start_call(&self, method: &str, params: Option<&str>, session: u64) -> Result<Ticket, CallError> {
+        {
+            let info = self.info.lock();
+            let usable = info.state == State::Ready || (info.state == State::Starting && method == "initialize");
+            if !usable {
+                let why = info.last_error.clone().unwrap_or_else(|| format!("it is {}", info.state.as_str()));
+                return Err(CallError::Unavailable(why));
+            }
+        }
         if self.stopping.load(Ordering::Acquire) {
             return Err(CallError::Unavailable("the router is shutting down".into()));
-        }
-        let state = self.info.lock().state;
-        if state != State::Ready && method != "initialize" {
-            let why = self.info.lock().last_error.clone().unwrap_or_else(|| format!("it is {}", state.as_str()));
-            return Err(CallError::Unavailable(why));
         }
         let (reply, rx) = bounded(1);
         let id = self.pending.insert(PendingCall { reply, session });
@@ -409,9 +412,15 @@ impl Backend {
         }
     }
 
-    /// Closes stdin, waits up to `grace`, then terminates and finally kills the process
-    /// group; joins every thread. Idempotent.
+    /// Stops the backend for good (router shutdown).
     pub(crate) fn stop(&self, grace: Duration) {
+        self.halt(grace);
+        self.info.lock().state = State::Stopped;
+    }
+
+    /// Closes stdin, waits up to `grace`, then terminates and finally kills the process
+    /// group; joins every thread; fails what is still pending. Idempotent.
+    fn halt(&self, grace: Duration) {
         self.stopping.store(true, Ordering::Release);
         self.ready.store(false, Ordering::Release);
         if let Some(tx) = self.tx.lock().take() {
@@ -425,9 +434,21 @@ impl Backend {
             let _ = t.join();
         }
         for (_, p) in self.pending.drain() {
-            let _ = p.reply.try_send(Reply::Failed("the router shut down".into()));
+            let _ = p.reply.try_send(Reply::Failed("the backend was stopped".into()));
         }
-        let mut info = self.info.lock();
-        info.state = State::Stopped;
+    }
+
+    /// How the child ended, if it has (waits briefly: stdout closes just before exit).
+    pub(crate) fn exit_status(&self) -> Option<String> {
+        let end = Instant::now() + Duration::from_millis(100);
+        loop {
+            if let Some(st) = self.child.lock().as_mut().and_then(process::Child::try_status) {
+                return Some(st);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 }

@@ -16,6 +16,14 @@ impl Child {
         self.inner.id()
     }
 
+    /// The exit status, if the child has exited (it stays reapable by `terminate`).
+    pub(crate) fn try_status(&mut self) -> Option<String> {
+        match self.inner.try_wait() {
+            Ok(Some(st)) => Some(st.to_string()),
+            _ => None,
+        }
+    }
+
     /// Waits for the exit that closing stdin should cause, then SIGTERM, then SIGKILL,
     /// always reaping the child so no zombie is left.
     pub(crate) fn terminate(mut self, grace: Duration) {

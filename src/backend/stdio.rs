@@ -1,6 +1,6 @@
 //! The stdio transport: spawn, and the writer, reader and stderr threads.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command as Proc, Stdio};
 use std::sync::Arc;
@@ -112,7 +112,11 @@ fn reader(backend: &Backend, stdout: std::process::ChildStdout) {
             }
         }
     }
-    backend.on_exit("closed its stdout (the process exited)".into());
+    let why = match backend.exit_status() {
+        Some(st) => format!("the process exited ({st})"),
+        None => "the process closed its stdout".to_owned(),
+    };
+    backend.on_exit(why);
 }
 
 fn dispatch(backend: &Backend, text: &str) {

@@ -146,9 +146,9 @@ pub fn status_table(status: &serde_json::Value) -> String {
             b["transport"].as_str().unwrap_or("?"),
             b["state"].as_str().unwrap_or("?"),
             b["protocol_version"].as_str().unwrap_or("-"),
-            b["tools"],
-            b["resources"],
-            b["prompts"],
+            b["tools"].to_string(),
+            b["resources"].to_string(),
+            b["prompts"].to_string(),
             hs,
             b["last_error"].as_str().unwrap_or(""),
         ));
