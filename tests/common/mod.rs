@@ -1,0 +1,115 @@
+//! Shared helpers for the integration tests: real child processes of the project's own
+//! test server, a watchdog so no test can hang CI, and small JSON-RPC helpers.
+#![allow(dead_code)]
+
+use std::sync::Once;
+use std::time::Duration;
+
+use mcprouter::{Router, Session};
+use serde_json::Value;
+
+/// The `mcprouter` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_mcprouter");
+
+/// Aborts the whole test process if it runs longer than `secs`: a hang must fail, not stall.
+pub fn watchdog(secs: u64) {
+    static START: Once = Once::new();
+    START.call_once(|| {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(secs));
+            eprintln!("watchdog: test process exceeded {secs} s; aborting");
+            std::process::abort();
+        });
+    });
+}
+
+/// One backend entry running the test server with `flags`.
+pub fn backend(name: &str, flags: &[&str]) -> String {
+    let mut args = vec!["test-server".to_owned(), "--name".to_owned(), name.to_owned()];
+    args.extend(flags.iter().map(|s| (*s).to_owned()));
+    format!(
+        "  - name: {name}\n    command: {}\n    args: {}\n",
+        serde_json::to_string(BIN).unwrap(),
+        serde_json::to_string(&args).unwrap()
+    )
+}
+
+/// A config with router settings (YAML lines under `router:`) and backend entries.
+pub fn config(router: &str, backends: &[String]) -> String {
+    let mut y = String::from("router:\n  init_timeout_ms: 5000\n  request_timeout_ms: 5000\n  shutdown_grace_ms: 500\n");
+    for l in router.lines().filter(|l| !l.trim().is_empty()) {
+        y.push_str("  ");
+        y.push_str(l.trim());
+        y.push('\n');
+    }
+    y.push_str("backends:\n");
+    for b in backends {
+        y.push_str(b);
+    }
+    y
+}
+
+pub fn router(router_settings: &str, backends: &[String]) -> Router {
+    watchdog(240);
+    Router::from_yaml(&config(router_settings, backends)).expect("router starts")
+}
+
+/// Sends a request and parses the reply.
+pub fn call(s: &Session, id: u64, method: &str, params: Value) -> Value {
+    let msg = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let reply = s.handle(&msg.to_string()).expect("session open").expect("a reply");
+    serde_json::from_str(&reply).expect("reply is JSON")
+}
+
+/// `tools/call` and the text of its first content block (or the error message).
+pub fn tool_text(s: &Session, name: &str, args: Value) -> Result<String, (i64, String)> {
+    let v = call(s, 7, "tools/call", serde_json::json!({"name": name, "arguments": args}));
+    if let Some(e) = v.get("error") {
+        return Err((e["code"].as_i64().unwrap_or(0), e["message"].as_str().unwrap_or("").to_owned()));
+    }
+    Ok(v["result"]["content"][0]["text"].as_str().unwrap_or("").to_owned())
+}
+
+pub fn initialize(s: &Session, capabilities: Value) -> Value {
+    let v = call(
+        s,
+        0,
+        "initialize",
+        serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "t", "version": "1"}}),
+    );
+    assert!(s.handle(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap().is_none());
+    v
+}
+
+/// Waits for the first event whose method is `method`.
+pub fn wait_event(s: &Session, method: &str, within: Duration) -> Option<Value> {
+    let end = std::time::Instant::now() + within;
+    while std::time::Instant::now() < end {
+        if let Ok(Some(ev)) = s.next_event(Duration::from_millis(100)) {
+            let v: Value = serde_json::from_str(&ev).ok()?;
+            if v["method"] == method {
+                return Some(v);
+            }
+        }
+    }
+    None
+}
+
+pub fn tool_names(s: &Session) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let params = match &cursor {
+            Some(c) => serde_json::json!({"cursor": c}),
+            None => serde_json::json!({}),
+        };
+        let v = call(s, 1, "tools/list", params);
+        for t in v["result"]["tools"].as_array().unwrap() {
+            names.push(t["name"].as_str().unwrap().to_owned());
+        }
+        match v["result"]["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return names,
+        }
+    }
+}
