@@ -308,7 +308,10 @@ impl Backend {
             self.last_caller.store(session, Ordering::Relaxed);
         }
         let line = jsonrpc::request(&id.to_string(), method, params);
-        match self.send(Command::Write(line)) {
+        // The router's own calls (handshake, discovery) wait for room; a client's call is
+        // refused at once when the queue is full, so overload is visible, never a hang.
+        let wait = (session == 0).then(|| Instant::now() + self.timeout);
+        match self.send(Command::Write(line), wait) {
             Ok(()) => Ok(Ticket { id, rx }),
             Err(e) => {
                 self.pending.take(id);
@@ -362,20 +365,31 @@ impl Backend {
     }
 
     /// Queues a ready-made line (responses to the backend's own requests).
+    /// Notifications and answers to the backend's own requests may wait briefly for room:
+    /// dropping them would leave the backend waiting.
     pub(crate) fn send_line(&self, line: String) -> Result<(), String> {
-        self.send(Command::Write(line)).map_err(|e| format!("{e:?}"))
+        let wait = Instant::now() + Duration::from_millis(500);
+        self.send(Command::Write(line), Some(wait)).map_err(|e| format!("{e:?}"))
     }
 
-    fn send(&self, cmd: Command) -> Result<(), CallError> {
+    fn send(&self, cmd: Command, wait_until: Option<Instant>) -> Result<(), CallError> {
         let tx = self.tx.lock().clone();
         let Some(tx) = tx else {
             return Err(CallError::Unavailable("not running".into()));
         };
-        match tx.try_send(cmd) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(CallError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => Err(CallError::Unavailable("its writer has stopped".into())),
-        }
+        let full = match wait_until {
+            None => match tx.try_send(cmd) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(_)) => true,
+                Err(TrySendError::Disconnected(_)) => false,
+            },
+            Some(t) => match tx.send_deadline(cmd, t) {
+                Ok(()) => return Ok(()),
+                Err(crossbeam_channel::SendTimeoutError::Timeout(_)) => true,
+                Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => false,
+            },
+        };
+        if full { Err(CallError::Overloaded) } else { Err(CallError::Unavailable("its writer has stopped".into())) }
     }
 
     /// Completes the pending call `id` (called by the reader).
@@ -424,6 +438,8 @@ impl Backend {
         self.stopping.store(true, Ordering::Release);
         self.ready.store(false, Ordering::Release);
         if let Some(tx) = self.tx.lock().take() {
+            // Dropping the last sender also stops the writer; the explicit command only
+            // makes it stop before writing what is still queued.
             let _ = tx.try_send(Command::Shutdown);
         }
         if let Some(child) = self.child.lock().take() {

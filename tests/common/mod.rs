@@ -36,10 +36,17 @@ pub fn backend(name: &str, flags: &[&str]) -> String {
 
 /// A config with router settings (YAML lines under `router:`) and backend entries.
 pub fn config(router: &str, backends: &[String]) -> String {
-    let mut y = String::from("router:\n  init_timeout_ms: 5000\n  request_timeout_ms: 5000\n  shutdown_grace_ms: 500\n");
-    for l in router.lines().filter(|l| !l.trim().is_empty()) {
+    let mut y = String::from("router:\n");
+    let given: Vec<&str> = router.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    for default in ["init_timeout_ms: 5000", "request_timeout_ms: 5000", "shutdown_grace_ms: 500"] {
+        let key = default.split(':').next().unwrap();
+        if !given.iter().any(|l| l.starts_with(key)) {
+            y.push_str(&format!("  {default}\n"));
+        }
+    }
+    for l in given {
         y.push_str("  ");
-        y.push_str(l.trim());
+        y.push_str(l);
         y.push('\n');
     }
     y.push_str("backends:\n");
