@@ -120,7 +120,12 @@ impl Catalog {
                 if !backends[i].resources.admits(raw) {
                     continue;
                 }
-                c.templates.push(Template { backend: i, raw: raw.to_owned(), parsed: parse_template(raw), json: t.to_string() });
+                c.templates.push(Template {
+                    backend: i,
+                    raw: raw.to_owned(),
+                    parsed: parse_template(raw),
+                    json: t.to_string(),
+                });
             }
         }
         for rr in &settings.resource_routes {
@@ -259,7 +264,11 @@ fn gather<'a>(
     out
 }
 
-fn expose(settings: &RouterSettings, backends: &[&str], src: Vec<(usize, &str, &Value)>) -> (Vec<Named>, HashMap<String, Target>) {
+fn expose(
+    settings: &RouterSettings,
+    backends: &[&str],
+    src: Vec<(usize, &str, &Value)>,
+) -> (Vec<Named>, HashMap<String, Target>) {
     let mut owners: HashMap<&str, Vec<usize>> = HashMap::new();
     for (b, name, _) in &src {
         owners.entry(name).or_default().push(*b);
@@ -285,7 +294,8 @@ fn expose(settings: &RouterSettings, backends: &[&str], src: Vec<(usize, &str, &
             items.push(Named { exposed, backend: b, original: name.to_owned(), json: json.to_string() });
             continue;
         }
-        let candidate = if prefixed { format!("{}{}{}", backends[b], settings.separator, name) } else { name.to_owned() };
+        let candidate =
+            if prefixed { format!("{}{}{}", backends[b], settings.separator, name) } else { name.to_owned() };
         let exposed = unique_name(&normalize(&candidate), &ix);
         let json = if exposed == name {
             item.to_string()
@@ -305,10 +315,8 @@ const MAX_NAME: usize = 64;
 /// Makes a name obey `^[A-Za-z0-9_-]{1,64}$`, stably: invalid characters become `_`, and a
 /// name that is too long keeps its head plus a hash of the whole.
 pub(crate) fn normalize(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
-        .collect();
+    let mut s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
     if s.is_empty() {
         s.push('_');
     }
@@ -411,7 +419,10 @@ mod tests {
     }
 
     fn lists(tools: &[&str]) -> Lists {
-        Lists { tools: tools.iter().map(|n| json!({"name": n, "inputSchema": {"type": "object"}})).collect(), ..Default::default() }
+        Lists {
+            tools: tools.iter().map(|n| json!({"name": n, "inputSchema": {"type": "object"}})).collect(),
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -202,8 +202,7 @@ impl Config {
     /// Parses, expands and validates YAML text.
     pub fn from_yaml(text: &str) -> Result<Config> {
         let expanded = expand_env(text, &|k| std::env::var(k).ok())?;
-        let config: Config = serde_norway::from_str(&expanded)
-            .map_err(|e| Error::Config(e.to_string()))?;
+        let config: Config = serde_norway::from_str(&expanded).map_err(|e| Error::Config(e.to_string()))?;
         config.validate_with_source(Some(&expanded))?;
         Ok(config)
     }
@@ -211,8 +210,7 @@ impl Config {
     /// Reads and parses a YAML file.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Config> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         Config::from_yaml(&text)
     }
 
@@ -223,9 +221,7 @@ impl Config {
 
     fn validate_with_source(&self, src: Option<&str>) -> Result<()> {
         let at = |key: &str, value: &str, nth: usize| -> String {
-            src.and_then(|s| line_of(s, key, value, nth))
-                .map(|l| format!(" (line {l})"))
-                .unwrap_or_default()
+            src.and_then(|s| line_of(s, key, value, nth)).map(|l| format!(" (line {l})")).unwrap_or_default()
         };
         let r = &self.router;
         if r.name.trim().is_empty() {
@@ -295,11 +291,17 @@ impl Config {
                 return Err(Error::Config(format!("{path}.weight: must be at least 1{}", at("name", &b.name, nth))));
             }
             if b.timeout_ms == Some(0) {
-                return Err(Error::Config(format!("{path}.timeout_ms: must be greater than 0{}", at("name", &b.name, nth))));
+                return Err(Error::Config(format!(
+                    "{path}.timeout_ms: must be greater than 0{}",
+                    at("name", &b.name, nth)
+                )));
             }
             for (k, _) in &b.env {
                 if k.is_empty() || k.contains('=') || k.contains('\0') {
-                    return Err(Error::Config(format!("{path}.env: invalid variable name {k:?}{}", at("name", &b.name, nth))));
+                    return Err(Error::Config(format!(
+                        "{path}.env: invalid variable name {k:?}{}",
+                        at("name", &b.name, nth)
+                    )));
                 }
             }
         }
@@ -349,7 +351,11 @@ pub(crate) fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) ->
                 rest = r;
             } else if let Some(body) = after.strip_prefix('{') {
                 let Some(end) = body.find('}') else {
-                    return Err(Error::Config(format!("line {}: unterminated ${{ in {:?}", lineno + 1, line.trim_end())));
+                    return Err(Error::Config(format!(
+                        "line {}: unterminated ${{ in {:?}",
+                        lineno + 1,
+                        line.trim_end()
+                    )));
                 };
                 let expr = &body[..end];
                 let (name, default) = match expr.split_once(":-") {

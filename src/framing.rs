@@ -79,5 +79,4 @@ mod tests {
         assert_eq!(buf, b"last");
         assert!(matches!(read_line_limited(&mut r, &mut buf, 10).unwrap(), Line::Eof));
     }
-
 }

@@ -185,7 +185,9 @@ impl Hub {
                     s.push(jsonrpc::notification(method, Some(&v.to_string())));
                 }
             }
-            "notifications/tools/list_changed" | "notifications/prompts/list_changed" | "notifications/resources/list_changed" => {
+            "notifications/tools/list_changed"
+            | "notifications/prompts/list_changed"
+            | "notifications/resources/list_changed" => {
                 let _ = self.events.try_send(Event::Refresh(backend.index));
             }
             "notifications/resources/updated" => {
@@ -207,7 +209,10 @@ impl Hub {
                 let Some(req) = v.get("requestId").map(Value::to_string) else { return };
                 for s in self.sessions.read().values() {
                     let mut relays = s.relays.lock();
-                    let key = relays.iter().find(|(_, r)| r.backend == backend.index && r.backend_id.get() == req).map(|(k, _)| k.clone());
+                    let key = relays
+                        .iter()
+                        .find(|(_, r)| r.backend == backend.index && r.backend_id.get() == req)
+                        .map(|(k, _)| k.clone());
                     if let Some(k) = key {
                         relays.remove(&k);
                         drop(relays);

@@ -91,7 +91,8 @@ pub fn parse(text: &str) -> Result<Message<'_>, Invalid<'_>> {
         Ok(w) => w,
         Err(e) => {
             let code = if e.is_syntax() || e.is_eof() { PARSE_ERROR } else { INVALID_REQUEST };
-            let message = if code == PARSE_ERROR { format!("Parse error: {e}") } else { format!("Invalid Request: {e}") };
+            let message =
+                if code == PARSE_ERROR { format!("Parse error: {e}") } else { format!("Invalid Request: {e}") };
             return Err(Invalid { code, message, id: None });
         }
     };
@@ -230,7 +231,10 @@ mod tests {
         assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), Ok(Message::Request { .. })));
         assert!(matches!(parse(r#"{"jsonrpc":"2.0","method":"x"}"#), Ok(Message::Notification { .. })));
         assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#), Ok(Message::Response { .. })));
-        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}"#), Ok(Message::Response { outcome: Err(_), .. })));
+        assert!(matches!(
+            parse(r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}"#),
+            Ok(Message::Response { outcome: Err(_), .. })
+        ));
         assert_eq!(parse("{not json").unwrap_err().code, PARSE_ERROR);
         assert_eq!(parse(r#"{"jsonrpc":"2.0","id":1,"method":5}"#).unwrap_err().code, INVALID_REQUEST);
         assert_eq!(parse(r#"{"jsonrpc":"1.0","id":1,"method":"x"}"#).unwrap_err().code, INVALID_REQUEST);

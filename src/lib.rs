@@ -22,7 +22,10 @@ mod error;
 pub mod framing;
 mod hub;
 pub mod jsonrpc;
+pub mod logging;
+pub mod metrics;
 pub mod pending;
+pub mod redact;
 mod router;
 mod session;
 

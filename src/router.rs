@@ -14,6 +14,7 @@ use crate::catalog::{Catalog, Kind, Lists};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hub::{Event, Hub};
+use crate::metrics::{CatalogKind, Metrics};
 use crate::session::Session;
 
 /// What the dispatcher thread, the sessions and the public handle share.
@@ -23,6 +24,7 @@ pub(crate) struct Core {
     pub backends: Vec<Arc<Backend>>,
     catalog: RwLock<Arc<Catalog>>,
     pub closed: AtomicBool,
+    pub metrics: Metrics,
     started: Instant,
 }
 
@@ -40,6 +42,16 @@ impl Core {
         let refs: Vec<Option<&Lists>> = lists.iter().map(|l| l.as_deref()).collect();
         let fresh = Arc::new(Catalog::build(&self.config.router, &self.config.backends, &refs));
         let old = std::mem::replace(&mut *self.catalog.write(), Arc::clone(&fresh));
+        self.metrics.set_known_tools(fresh.tool_names().map(str::to_owned));
+        let [t, r, u, p] = fresh.counts();
+        for (kind, n) in [
+            (CatalogKind::Tools, t),
+            (CatalogKind::Resources, r),
+            (CatalogKind::Templates, u),
+            (CatalogKind::Prompts, p),
+        ] {
+            self.metrics.set_catalog_size(kind, n);
+        }
         if !notify {
             return;
         }
@@ -110,7 +122,9 @@ impl Router {
                 }
             }
         });
+        let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
         let core = Arc::new(Core {
+            metrics: Metrics::new(&names),
             config,
             hub,
             backends,
@@ -193,18 +207,16 @@ impl Router {
         })
     }
 
-    /// Prometheus text exposition of the router's metrics.
+    /// Prometheus text exposition (format 0.0.4) of the router's metrics. Label values
+    /// from untrusted input are bounded: unknown methods are `other`, tool names only those
+    /// in the catalog (capped).
     pub fn metrics(&self) -> String {
         let core = &self.inner.core;
-        let mut out = String::new();
-        out.push_str("# HELP mcprouter_backend_up Whether the backend is ready (1) or not (0).\n");
-        out.push_str("# TYPE mcprouter_backend_up gauge\n");
         for b in &core.backends {
-            out.push_str(&format!("mcprouter_backend_up{{backend=\"{}\"}} {}\n", b.name(), u8::from(b.is_ready())));
+            core.metrics.set_backend_up(b.index, b.is_ready());
+            core.metrics.set_queue_depth(b.index, b.queue_depth());
         }
-        out.push_str("# HELP mcprouter_sessions Open client sessions.\n# TYPE mcprouter_sessions gauge\n");
-        out.push_str(&format!("mcprouter_sessions {}\n", core.hub.session_count()));
-        out
+        core.metrics.render()
     }
 
     /// Stops the router: sessions get [`Error::Closed`], each child's stdin is closed, and
@@ -247,10 +259,10 @@ fn dispatcher(core: &Core, events: &Receiver<Event>, stop: &Receiver<()>) {
                 let mut queue = vec![ev];
                 queue.extend(events.try_iter());
                 for ev in queue {
-                    if let Event::Refresh(i) = ev {
-                        if !refresh.contains(&i) {
-                            refresh.push(i);
-                        }
+                    match ev {
+                        Event::Refresh(i) if !refresh.contains(&i) => refresh.push(i),
+                        Event::Refresh(_) => {}
+                        Event::Down(i) => log::info!(target: "mcprouter", "backend {i} is down; its items leave the catalog"),
                     }
                 }
                 for i in refresh {

@@ -16,6 +16,7 @@ use crate::catalog::{Kind, Lookup};
 use crate::error::{Error, Result};
 use crate::hub::SessionShared;
 use crate::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, Message};
+use crate::metrics::Outcome;
 use crate::router::{Core, RouterInner};
 
 /// One MCP client. `Send + Sync`: `handle` may be called from several threads at once
@@ -46,6 +47,20 @@ fn invalid(msg: impl AsRef<str>) -> Out {
     Out::Err(jsonrpc::error_object(INVALID_PARAMS, msg.as_ref()))
 }
 
+/// A request refused before any backend was involved.
+fn bad(msg: impl AsRef<str>) -> (Out, Option<usize>) {
+    (invalid(msg), None)
+}
+
+/// The `code` of a JSON-RPC error object, without parsing the rest.
+fn error_code(error: &str) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Code {
+        code: i64,
+    }
+    serde_json::from_str::<Code>(error).ok().map(|c| c.code)
+}
+
 #[derive(Deserialize)]
 struct NameParam<'a> {
     #[serde(borrow)]
@@ -61,6 +76,7 @@ struct UriParam<'a> {
 impl Session {
     pub(crate) fn new(router: Arc<RouterInner>, client_id: Option<&str>) -> Session {
         let shared = router.core.hub.open_session(client_id);
+        router.core.metrics.session_opened();
         Session { router, shared }
     }
 
@@ -141,6 +157,7 @@ impl Session {
         }
         let core = self.core();
         core.hub.close_session(self.shared.id);
+        core.metrics.session_closed();
         let inflight: Vec<(usize, u64)> = self.shared.inflight.lock().drain().map(|(_, v)| v).collect();
         for (b, id) in inflight {
             if let Some(backend) = core.backends.get(b) {
@@ -150,7 +167,8 @@ impl Session {
         let relays: Vec<_> = self.shared.relays.lock().drain().map(|(_, r)| r).collect();
         for r in relays {
             if let Some(backend) = core.backends.get(r.backend) {
-                let line = jsonrpc::error(Some(r.backend_id.get()), jsonrpc::INTERNAL_ERROR, "the client session closed");
+                let line =
+                    jsonrpc::error(Some(r.backend_id.get()), jsonrpc::INTERNAL_ERROR, "the client session closed");
                 let _ = backend.send_line(line);
             }
         }
@@ -159,11 +177,16 @@ impl Session {
     fn handle_one(&self, text: &str) -> Option<String> {
         match jsonrpc::parse(text) {
             Err(inv) => Some(jsonrpc::error(inv.id.map(RawValue::get), inv.code, &inv.message)),
-            Ok(Message::Request { id, method, params }) => match self.request(id, &method, params) {
-                Out::Ok(r) => Some(jsonrpc::result(id.get(), &r)),
-                Out::Err(e) => Some(jsonrpc::error_raw(id.get(), &e)),
-                Out::Nothing => None,
-            },
+            Ok(Message::Request { id, method, params }) => {
+                let began = Instant::now();
+                let (out, backend) = self.request(id, &method, params);
+                self.record(&method, params, backend, &out, began.elapsed());
+                match out {
+                    Out::Ok(r) => Some(jsonrpc::result(id.get(), &r)),
+                    Out::Err(e) => Some(jsonrpc::error_raw(id.get(), &e)),
+                    Out::Nothing => None,
+                }
+            }
             Ok(Message::Notification { method, params }) => {
                 self.notification(&method, params);
                 None
@@ -175,21 +198,55 @@ impl Session {
         }
     }
 
-    fn request(&self, id: &RawValue, method: &str, params: Option<&RawValue>) -> Out {
-        match method {
+    fn record(&self, method: &str, params: Option<&RawValue>, backend: Option<usize>, out: &Out, took: Duration) {
+        let outcome = match out {
+            Out::Ok(_) => Outcome::Ok,
+            Out::Nothing => Outcome::Error,
+            Out::Err(e) => match error_code(e) {
+                Some(jsonrpc::REQUEST_TIMEOUT) => Outcome::Timeout,
+                Some(jsonrpc::OVERLOADED) => Outcome::Overload,
+                Some(jsonrpc::BACKEND_UNAVAILABLE) => Outcome::Unavailable,
+                _ => Outcome::Error,
+            },
+        };
+        let m = &self.core().metrics;
+        m.request(method, backend, outcome, took);
+        if outcome == Outcome::Overload {
+            if let Some(b) = backend {
+                m.overload(b);
+            }
+        }
+        if method == "tools/call" {
+            let name = params.and_then(|p| serde_json::from_str::<NameParam<'_>>(p.get()).ok()).and_then(|n| n.name);
+            m.tool_call(name.as_deref().unwrap_or(""), outcome);
+        }
+    }
+
+    /// Handles one request; also says which backend served it, for metrics.
+    fn request(&self, id: &RawValue, method: &str, params: Option<&RawValue>) -> (Out, Option<usize>) {
+        let routed = match method {
+            "tools/call" => Some(self.route_named(id, method, params, true)),
+            "prompts/get" => Some(self.route_named(id, method, params, false)),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                Some(self.route_uri(id, method, params))
+            }
+            "completion/complete" => Some(self.route_completion(id, params)),
+            _ => None,
+        };
+        if let Some((out, backend)) = routed {
+            return (out, backend);
+        }
+        let out = match method {
             "initialize" => self.initialize(params),
             "ping" => Out::Ok("{}".into()),
             "tools/list" => self.list(Kind::Tools, params),
             "prompts/list" => self.list(Kind::Prompts, params),
             "resources/list" => self.list(Kind::Resources, params),
             "resources/templates/list" => self.list(Kind::Templates, params),
-            "tools/call" => self.route_named(id, method, params, true),
-            "prompts/get" => self.route_named(id, method, params, false),
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => self.route_uri(id, method, params),
-            "completion/complete" => self.route_completion(id, params),
             "logging/setLevel" => self.set_level(params),
             _ => Out::Err(jsonrpc::error_object(METHOD_NOT_FOUND, &format!("Method not found: {method}"))),
-        }
+        };
+        (out, None)
     }
 
     fn initialize(&self, params: Option<&RawValue>) -> Out {
@@ -207,7 +264,8 @@ impl Session {
             c.capabilities = v.get("capabilities").cloned().unwrap_or_else(|| json!({}));
         }
         let core = self.core();
-        let infos: Vec<_> = core.backends.iter().filter(|b| b.is_ready()).map(|b| (b.name().to_owned(), b.info())).collect();
+        let infos: Vec<_> =
+            core.backends.iter().filter(|b| b.is_ready()).map(|b| (b.name().to_owned(), b.info())).collect();
         let any = |f: &dyn Fn(&Value) -> bool| infos.iter().any(|(_, i)| f(&i.capabilities));
         let mut caps = json!({
             "tools": {"listChanged": true},
@@ -218,10 +276,8 @@ impl Session {
         if any(&|c| c.get("completions").is_some()) {
             caps["completions"] = json!({});
         }
-        let instructions: Vec<String> = infos
-            .iter()
-            .filter_map(|(n, i)| i.instructions.as_ref().map(|t| format!("[{n}] {t}")))
-            .collect();
+        let instructions: Vec<String> =
+            infos.iter().filter_map(|(n, i)| i.instructions.as_ref().map(|t| format!("[{n}] {t}"))).collect();
         let mut result = json!({
             "protocolVersion": version,
             "capabilities": caps,
@@ -252,43 +308,52 @@ impl Session {
 
     /// `tools/call` and `prompts/get`: find the owner of the exposed name and forward with
     /// the backend's own name.
-    fn route_named(&self, id: &RawValue, method: &str, params: Option<&RawValue>, tool: bool) -> Out {
+    fn route_named(&self, id: &RawValue, method: &str, params: Option<&RawValue>, tool: bool) -> (Out, Option<usize>) {
         let what = if tool { "tool" } else { "prompt" };
         let name = match params.map(|p| serde_json::from_str::<NameParam<'_>>(p.get())) {
             Some(Ok(NameParam { name: Some(n) })) => n,
-            Some(Err(e)) => return invalid(format!("bad params for {method}: {e}")),
-            _ => return invalid(format!("{method} needs params.name (a string)")),
+            Some(Err(e)) => return bad(format!("bad params for {method}: {e}")),
+            _ => return bad(format!("{method} needs params.name (a string)")),
         };
         let catalog = self.core().catalog();
         let found = if tool { catalog.tool(&name) } else { catalog.prompt(&name) };
         let (backend, original) = match found {
             Lookup::Found(t) => (t.backend, t.original.clone()),
             Lookup::Ambiguous(bs) => {
-                let names: Vec<&str> = bs.iter().filter_map(|b| self.core().backends.get(*b)).map(|b| b.name()).collect();
-                return invalid(format!(
+                let names: Vec<&str> =
+                    bs.iter().filter_map(|b| self.core().backends.get(*b)).map(|b| b.name()).collect();
+                return bad(format!(
                     "{what} {name:?} is ambiguous: served by {} (prefix mode is never)",
                     names.join(", ")
                 ));
             }
-            Lookup::Unknown => return invalid(format!("Unknown {what}: {name}")),
+            Lookup::Unknown => return bad(format!("Unknown {what}: {name}")),
         };
         drop(catalog);
         let rename = (original != name).then_some(original.as_str());
-        self.forward(id, backend, method, params, |v| {
-            if let Some(n) = rename {
-                v["name"] = Value::String(n.to_owned());
-            }
-        }, rename.is_some())
+        let out = self.forward(
+            id,
+            backend,
+            method,
+            params,
+            |v| {
+                if let Some(n) = rename {
+                    v["name"] = Value::String(n.to_owned());
+                }
+            },
+            rename.is_some(),
+        );
+        (out, Some(backend))
     }
 
-    fn route_uri(&self, id: &RawValue, method: &str, params: Option<&RawValue>) -> Out {
+    fn route_uri(&self, id: &RawValue, method: &str, params: Option<&RawValue>) -> (Out, Option<usize>) {
         let uri = match params.map(|p| serde_json::from_str::<UriParam<'_>>(p.get())) {
             Some(Ok(UriParam { uri: Some(u) })) => u.into_owned(),
-            Some(Err(e)) => return invalid(format!("bad params for {method}: {e}")),
-            _ => return invalid(format!("{method} needs params.uri (a string)")),
+            Some(Err(e)) => return bad(format!("bad params for {method}: {e}")),
+            _ => return bad(format!("{method} needs params.uri (a string)")),
         };
         let Some(backend) = self.core().catalog().resource_backend(&uri) else {
-            return invalid(format!("Unknown resource: {uri}"));
+            return bad(format!("Unknown resource: {uri}"));
         };
         let out = self.forward(id, backend, method, params, |_| {}, false);
         if matches!(out, Out::Ok(_)) {
@@ -302,12 +367,12 @@ impl Session {
                 _ => {}
             }
         }
-        out
+        (out, Some(backend))
     }
 
-    fn route_completion(&self, id: &RawValue, params: Option<&RawValue>) -> Out {
+    fn route_completion(&self, id: &RawValue, params: Option<&RawValue>) -> (Out, Option<usize>) {
         let Some(v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else {
-            return invalid("completion/complete needs params");
+            return bad("completion/complete needs params");
         };
         let catalog = self.core().catalog();
         let kind = v.pointer("/ref/type").and_then(Value::as_str).unwrap_or_default();
@@ -316,25 +381,33 @@ impl Session {
                 let name = v.pointer("/ref/name").and_then(Value::as_str).unwrap_or_default();
                 match catalog.prompt(name) {
                     Lookup::Found(p) => (p.backend, (p.original != name).then(|| p.original.clone())),
-                    _ => return invalid(format!("Unknown prompt: {name}")),
+                    _ => return bad(format!("Unknown prompt: {name}")),
                 }
             }
             "ref/resource" => {
                 let uri = v.pointer("/ref/uri").and_then(Value::as_str).unwrap_or_default();
                 match catalog.template_backend(uri) {
                     Some(b) => (b, None),
-                    None => return invalid(format!("Unknown resource: {uri}")),
+                    None => return bad(format!("Unknown resource: {uri}")),
                 }
             }
-            other => return invalid(format!("completion/complete: unsupported ref type {other:?}")),
+            other => return bad(format!("completion/complete: unsupported ref type {other:?}")),
         };
         drop(catalog);
         let needs = rename.is_some();
-        self.forward(id, backend, "completion/complete", params, |v| {
-            if let Some(n) = &rename {
-                v["ref"]["name"] = Value::String(n.clone());
-            }
-        }, needs)
+        let out = self.forward(
+            id,
+            backend,
+            "completion/complete",
+            params,
+            |v| {
+                if let Some(n) = &rename {
+                    v["ref"]["name"] = Value::String(n.clone());
+                }
+            },
+            needs,
+        );
+        (out, Some(backend))
     }
 
     /// Sends the level to every ready backend that logs, all in flight at once.
@@ -366,12 +439,16 @@ impl Session {
         must_edit: bool,
     ) -> Out {
         let core = self.core();
-        let Some(backend) = core.backends.get(b) else { return Out::Err(jsonrpc::error_object(jsonrpc::INTERNAL_ERROR, "no such backend")) };
+        let Some(backend) = core.backends.get(b) else {
+            return Out::Err(jsonrpc::error_object(jsonrpc::INTERNAL_ERROR, "no such backend"));
+        };
         let has_token = params.is_some_and(|p| p.get().contains("\"progressToken\""));
         let mut token = None;
         let rewritten: Option<String> = match params {
             Some(p) if must_edit || has_token => {
-                let Ok(mut v) = serde_json::from_str::<Value>(p.get()) else { return invalid("params are not valid JSON") };
+                let Ok(mut v) = serde_json::from_str::<Value>(p.get()) else {
+                    return invalid("params are not valid JSON");
+                };
                 edit(&mut v);
                 if let Some(t) = v.pointer_mut("/_meta/progressToken") {
                     if let Ok(raw) = serde_json::value::to_raw_value(t) {

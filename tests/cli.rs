@@ -44,18 +44,24 @@ fn serve_speaks_mcp_on_stdio_and_handles_calls_concurrently() {
     let mut send = |v: Value| writeln!(stdin, "{v}").unwrap();
     let next = || rx.recv_timeout(Duration::from_secs(10)).expect("a message from serve");
 
-    send(json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"sampling":{}},"clientInfo":{"name":"t","version":"1"}}}));
+    send(
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"sampling":{}},"clientInfo":{"name":"t","version":"1"}}}),
+    );
     let v = next();
     assert_eq!(v["result"]["protocolVersion"], "2025-06-18", "the client's supported version is echoed");
     send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
     // A tool call that needs the client's answer to a sampling request: serve must keep
     // reading stdin while the call is in flight.
-    send(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__sample","arguments":{"prompt":"q"}}}));
+    send(
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__sample","arguments":{"prompt":"q"}}}),
+    );
     let req = next();
     assert_eq!(req["method"], "sampling/createMessage", "{req}");
     send(json!({"jsonrpc":"2.0","id":3,"method":"ping"}));
     assert_eq!(next()["id"], 3, "ping answered while the sampling call waits");
-    send(json!({"jsonrpc":"2.0","id":req["id"],"result":{"role":"assistant","content":{"type":"text","text":"answer"},"model":"m"}}));
+    send(
+        json!({"jsonrpc":"2.0","id":req["id"],"result":{"role":"assistant","content":{"type":"text","text":"answer"},"model":"m"}}),
+    );
     let v = next();
     assert_eq!(v["id"], 2);
     assert_eq!(v["result"]["content"][0]["text"], "answer");
@@ -74,7 +80,10 @@ fn check_prints_a_table_and_fails_when_a_backend_fails() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("alpha") && text.contains("ready") && text.contains("2025-11-25"), "{text}");
-    let bad = write_config("bad", &config("init_timeout_ms: 300", &[backend("alpha", &[]), backend("mute", &["--hang-initialize"])]));
+    let bad = write_config(
+        "bad",
+        &config("init_timeout_ms: 300", &[backend("alpha", &[]), backend("mute", &["--hang-initialize"])]),
+    );
     let out = Command::new(BIN).args(["check", "--config"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("failed"));

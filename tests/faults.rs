@@ -39,7 +39,10 @@ fn malformed_input_gets_the_right_json_rpc_errors() {
     }
     assert_eq!(reply(&s, "{not json")["id"], Value::Null);
     assert_eq!(reply(&s, r#"{"jsonrpc":"2.0","id":"x","method":"nope"}"#)["id"], "x");
-    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#, "x".repeat(5000));
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#,
+        "x".repeat(5000)
+    );
     let v = reply(&s, &big);
     assert_eq!(v["error"]["code"], -32600);
     assert!(v["error"]["message"].as_str().unwrap().contains("exceeds"), "{v}");
@@ -154,6 +157,8 @@ fn calls_after_shutdown_and_close_are_refused() {
 fn config_errors_name_the_field_and_line() {
     let e = mcprouter::Router::from_yaml("router:\n  prefx: always\n").unwrap_err().to_string();
     assert!(e.contains("prefx") && e.contains("line 2"), "{e}");
-    let e = mcprouter::Router::from_yaml("backends:\n  - name: a\n    command: x\n    weight: heavy\n").unwrap_err().to_string();
+    let e = mcprouter::Router::from_yaml("backends:\n  - name: a\n    command: x\n    weight: heavy\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("backends[0].weight") && e.contains("line 4"), "{e}");
 }

@@ -35,7 +35,9 @@ fn lesson_4_the_callers_request_is_never_mutated_at_the_transport_boundary() {
     // The same text, handled twice and concurrently, keeps its own id every time, while the
     // backend saw ids the router assigned (its `cancelled` record and the reply mapping
     // prove the mapping lives on the router's side).
-    let msg = String::from(r#"{"jsonrpc":"2.0","id":"mine","method":"tools/call","params":{"name":"meta","arguments":{},"_meta":{"progressToken":"p"}}}"#);
+    let msg = String::from(
+        r#"{"jsonrpc":"2.0","id":"mine","method":"tools/call","params":{"name":"meta","arguments":{},"_meta":{"progressToken":"p"}}}"#,
+    );
     let before = msg.clone();
     let replies: Vec<String> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..8).map(|_| sc.spawn(|| s.handle(&msg).unwrap().unwrap())).collect();

@@ -35,7 +35,12 @@ fn merged_catalog_prefixes_only_collisions_and_routes_calls() {
     assert_eq!(v["error"]["code"], -32602);
     let v = call(&s, 5, "prompts/get", json!({"name": "beta__greet", "arguments": {"who": "you"}}));
     assert_eq!(v["result"]["messages"][0]["content"]["text"], "Hello, you, from beta");
-    let v = call(&s, 6, "completion/complete", json!({"ref": {"type": "ref/prompt", "name": "alpha__greet"}, "argument": {"name": "who", "value": "w"}}));
+    let v = call(
+        &s,
+        6,
+        "completion/complete",
+        json!({"ref": {"type": "ref/prompt", "name": "alpha__greet"}, "argument": {"name": "who", "value": "w"}}),
+    );
     assert_eq!(v["result"]["completion"]["values"], json!(["world", "wide", "wonder"]), "{v}");
     let v = call(&s, 8, "logging/setLevel", json!({"level": "debug"}));
     assert_eq!(v["result"], json!({}));
@@ -90,7 +95,9 @@ fn ids_come_back_exactly_and_meta_passes_through() {
     let r = router("", &[backend("alpha", &[])]);
     let s = r.session(None).unwrap();
     for id in [r#""a-string""#, "0", "-5", "12345678901234567890", r#""\u00e9""#] {
-        let msg = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"m"}}}}}}"#);
+        let msg = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"m"}}}}}}"#
+        );
         let reply = s.handle(&msg).unwrap().unwrap();
         assert!(reply.contains(&format!(r#""id":{id}"#)), "{reply}");
     }
@@ -148,7 +155,8 @@ fn client_cancellation_reaches_the_backend_under_its_own_id() {
     std::thread::scope(|sc| {
         let slow = sc.spawn(|| s.handle(r#"{"jsonrpc":"2.0","id":"slow-1","method":"tools/call","params":{"name":"slow","arguments":{"ms":10000}}}"#));
         std::thread::sleep(Duration::from_millis(200));
-        let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"user"}}"#;
+        let cancel =
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"user"}}"#;
         assert!(s.handle(cancel).unwrap().is_none());
         assert_eq!(slow.join().unwrap().unwrap(), None, "a cancelled request gets no reply");
     });
@@ -190,7 +198,10 @@ fn batches_reply_in_one_array_without_notifications() {
     let arr = v.as_array().unwrap();
     assert_eq!(arr.len(), 2);
     assert_eq!(arr[1]["result"]["content"][0]["text"], "alpha");
-    assert_eq!(s.handle("[]").unwrap().unwrap(), r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request: empty batch"}}"#);
+    assert_eq!(
+        s.handle("[]").unwrap().unwrap(),
+        r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request: empty batch"}}"#
+    );
 }
 
 #[test]

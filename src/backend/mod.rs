@@ -38,8 +38,6 @@ pub(crate) enum Command {
 /// A call waiting for its reply.
 pub(crate) struct PendingCall {
     reply: Sender<Reply>,
-    /// The client session that caused it (0 = the router itself).
-    pub session: u64,
 }
 
 /// How a pending call ended, as seen by the thread that completes it.
@@ -63,14 +61,17 @@ pub(crate) enum CallError {
 impl CallError {
     pub(crate) fn to_error_object(&self, backend: &str) -> String {
         match self {
-            CallError::Unavailable(why) => {
-                jsonrpc::error_object(jsonrpc::BACKEND_UNAVAILABLE, &format!("backend {backend:?} is unavailable: {why}"))
-            }
+            CallError::Unavailable(why) => jsonrpc::error_object(
+                jsonrpc::BACKEND_UNAVAILABLE,
+                &format!("backend {backend:?} is unavailable: {why}"),
+            ),
             CallError::Overloaded => jsonrpc::error_object(
                 jsonrpc::OVERLOADED,
                 &format!("backend {backend:?} is overloaded (its queue is full); try again later"),
             ),
-            CallError::Timeout => jsonrpc::error_object(jsonrpc::REQUEST_TIMEOUT, &format!("request to backend {backend:?} timed out")),
+            CallError::Timeout => {
+                jsonrpc::error_object(jsonrpc::REQUEST_TIMEOUT, &format!("request to backend {backend:?} timed out"))
+            }
             CallError::Cancelled => jsonrpc::error_object(jsonrpc::REQUEST_TIMEOUT, "request cancelled"),
         }
     }
@@ -244,7 +245,8 @@ impl Backend {
         }
         if caps.get("resources").is_some() {
             lists.resources = self.list_all("resources/list", "resources", deadline)?;
-            lists.templates = self.list_all("resources/templates/list", "resourceTemplates", deadline).unwrap_or_default();
+            lists.templates =
+                self.list_all("resources/templates/list", "resourceTemplates", deadline).unwrap_or_default();
         }
         if caps.get("prompts").is_some() {
             lists.prompts = self.list_all("prompts/list", "prompts", deadline)?;
@@ -303,7 +305,7 @@ impl Backend {
             return Err(CallError::Unavailable("the router is shutting down".into()));
         }
         let (reply, rx) = bounded(1);
-        let id = self.pending.insert(PendingCall { reply, session });
+        let id = self.pending.insert(PendingCall { reply });
         if session != 0 {
             self.last_caller.store(session, Ordering::Relaxed);
         }
@@ -323,7 +325,11 @@ impl Backend {
     /// Waits for a started call. Exactly one of the reader, a cancellation, the backend's
     /// death or this timeout takes the pending entry, so a late reply is dropped, not lost
     /// into someone else's call.
-    pub(crate) fn finish_call(&self, ticket: Ticket, deadline: Instant) -> Result<Result<Box<RawValue>, Box<RawValue>>, CallError> {
+    pub(crate) fn finish_call(
+        &self,
+        ticket: Ticket,
+        deadline: Instant,
+    ) -> Result<Result<Box<RawValue>, Box<RawValue>>, CallError> {
         let wait = deadline.saturating_duration_since(Instant::now());
         let reply = match ticket.rx.recv_timeout(wait) {
             Ok(r) => r,
@@ -397,11 +403,6 @@ impl Backend {
         if let Some(p) = self.pending.take(id) {
             let _ = p.reply.try_send(reply);
         }
-    }
-
-    /// The session a pending call belongs to.
-    pub(crate) fn session_of(&self, id: u64) -> Option<u64> {
-        self.pending.with(id, |p| p.session)
     }
 
     pub(crate) fn mark_failed(&self, why: &str) {

@@ -9,8 +9,8 @@ use std::thread;
 use crossbeam_channel::{Receiver, bounded};
 
 use super::process::Child;
-use crate::framing::{Line, read_line_limited};
 use super::{Backend, Command, Reply};
+use crate::framing::{Line, read_line_limited};
 use crate::jsonrpc::{self, Message};
 
 const STACK: usize = 256 * 1024;
@@ -30,7 +30,8 @@ pub(super) fn spawn(backend: &Arc<Backend>) -> Result<(), String> {
         cmd.current_dir(dir);
     }
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {:?}: {e}", cfg.command))?;
-    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
+    let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
         return Err("child pipes missing".into());
     };
     let child = Child::new(child);
@@ -104,7 +105,9 @@ fn reader(backend: &Backend, stdout: std::process::ChildStdout) {
             Ok(Line::Complete) => match std::str::from_utf8(&buf) {
                 Ok(text) if !text.trim().is_empty() => dispatch(backend, text),
                 Ok(_) => {}
-                Err(_) => log::warn!(target: "mcprouter::backend", "[{}] sent a line that is not UTF-8", backend.name()),
+                Err(_) => {
+                    log::warn!(target: "mcprouter::backend", "[{}] sent a line that is not UTF-8", backend.name())
+                }
             },
             Err(e) => {
                 log::warn!(target: "mcprouter::backend", "[{}] read error: {e}", backend.name());
@@ -164,7 +167,6 @@ fn leading_id(prefix: &[u8]) -> Option<u64> {
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -4,11 +4,12 @@ Run with ``.deps/venv/bin/python -m pytest tests/interop`` after ``scripts/deps.
 
 * ``test_sdk_against_router`` starts ``mcprouter serve --config FILE`` through the SDK's
   stdio client, fronting two backends: the project's own ``mcprouter test-server --name
-  alpha`` and ``@modelcontextprotocol/server-everything`` (stdio, loopback-only preload). It
-  lists tools, calls ``alpha__echo`` and ``everything__get-sum``, reads
-  ``test://alpha/static``, gets the prompt ``alpha__greet``, follows progress of
-  ``everything__trigger-long-running-operation`` and answers the sampling request of
-  ``everything__trigger-sampling-request`` through the router.
+  alpha`` and ``@modelcontextprotocol/server-everything`` (stdio, loopback-only preload),
+  with the default ``prefix: conditional``: ``echo``, served by both, becomes ``alpha__echo`` and
+  ``everything__echo``; unique names stay as they are. It lists tools, calls both echoes and ``get-sum``, reads
+  ``test://alpha/static``, gets the prompt ``greet``, follows progress of
+  ``trigger-long-running-operation`` and answers the sampling request of
+  ``trigger-sampling-request`` through the router.
   The binary is ``$MCPROUTER_BIN`` or ``<repo>/target/debug/mcprouter``
   (``$CARGO_TARGET_DIR/debug/mcprouter`` when that is set). A missing binary skips the test,
   unless ``MCPROUTER_REQUIRE_INTEROP`` is set (non-empty), which makes it a failure (CI).
@@ -366,10 +367,10 @@ async def test_sdk_against_router(tmp_path: Path) -> None:
                 {
                     "alpha__echo",
                     "everything__echo",
-                    "everything__get-sum",
-                    "everything__trigger-long-running-operation",
+                    "get-sum",
+                    "trigger-long-running-operation",
                     # listed only if the router declared sampling to server-everything
-                    "everything__trigger-sampling-request",
+                    "trigger-sampling-request",
                 },
                 timeout=15,
             )
@@ -377,27 +378,29 @@ async def test_sdk_against_router(tmp_path: Path) -> None:
 
             echo = await session.call_tool("alpha__echo", {"message": "hello alpha"})
             assert not echo.is_error, text_of(echo)
-            assert "hello alpha" in text_of(echo), text_of(echo)
+            assert text_of(echo) == "hello alpha"
 
             echo2 = await session.call_tool("everything__echo", {"message": "hello everything"})
             assert text_of(echo2) == "Echo: hello everything"
 
-            total = await session.call_tool("everything__get-sum", {"a": 2, "b": 40})
+            total = await session.call_tool("get-sum", {"a": 2, "b": 40})
             assert text_of(total) == "The sum of 2 and 40 is 42."
 
             resource = await session.read_resource("test://alpha/static")
             assert resource.contents, resource
             assert str(resource.contents[0].uri) == "test://alpha/static"
+            assert isinstance(resource.contents[0], types.TextResourceContents)
+            assert "alpha" in resource.contents[0].text, resource
 
-            prompt = await session.get_prompt("alpha__greet", {"who": "interop"})
+            prompt = await session.get_prompt("greet", {"who": "interop"})
             assert prompt.messages, prompt
             prompt_text = " ".join(
                 m.content.text for m in prompt.messages if isinstance(m.content, types.TextContent)
             )
             assert "interop" in prompt_text, prompt
 
-            await check_progress(session, "everything__trigger-long-running-operation")
-            await check_sampling(session, "everything__trigger-sampling-request", recorder)
+            await check_progress(session, "trigger-long-running-operation")
+            await check_sampling(session, "trigger-sampling-request", recorder)
 
             errors = [n for n in recorder.notifications if isinstance(n, Exception)]
             assert not errors, errors

@@ -33,12 +33,20 @@ fn demo() -> Result<(), String> {
     print!("{}", crate::serve::status_table(&router.status()));
     let s = router.session(Some("demo-client")).map_err(|e| e.to_string())?;
 
-    let init = call(&s, "initialize", r#"{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"demo","version":"1"}}"#)?;
-    println!("\n== initialize -> serverInfo {} protocol {}", init["result"]["serverInfo"], init["result"]["protocolVersion"]);
+    let init = call(
+        &s,
+        "initialize",
+        r#"{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"demo","version":"1"}}"#,
+    )?;
+    println!(
+        "\n== initialize -> serverInfo {} protocol {}",
+        init["result"]["serverInfo"], init["result"]["protocolVersion"]
+    );
     let _ = s.handle(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
 
     let tools = call(&s, "tools/list", "{}")?;
-    let names: Vec<&str> = tools["result"]["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
+    let names: Vec<&str> =
+        tools["result"]["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
     println!("\n== tools/list: {} tools (names both backends serve are prefixed with the backend name)", names.len());
     println!("   {}", names.join(", "));
 
@@ -62,7 +70,10 @@ fn demo() -> Result<(), String> {
     while let Ok(Some(ev)) = s.next_event(Duration::from_millis(300)) {
         events.push(ev);
     }
-    println!("\n== events sent to the client on its own: {}", if events.is_empty() { "none".into() } else { events.join(" ") });
+    println!(
+        "\n== events sent to the client on its own: {}",
+        if events.is_empty() { "none".into() } else { events.join(" ") }
+    );
     println!();
     print!("{}", crate::serve::status_table(&router.status()));
     drop(s);
@@ -86,7 +97,10 @@ fn show(s: &Session, method: &str, params: &str) -> Result<(), String> {
         format!("ERROR {} {}", e["code"], e["message"])
     } else {
         let r = &v["result"];
-        let text = r["content"][0]["text"].as_str().or(r["contents"][0]["text"].as_str()).or(r["messages"][0]["content"]["text"].as_str());
+        let text = r["content"][0]["text"]
+            .as_str()
+            .or(r["contents"][0]["text"].as_str())
+            .or(r["messages"][0]["content"]["text"].as_str());
         text.map(|t| format!("{t:?}")).unwrap_or_else(|| r.to_string())
     };
     println!("   {method:<15} {params}\n     -> {shown}  ({ms:.1} ms)");

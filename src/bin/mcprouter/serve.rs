@@ -80,7 +80,8 @@ pub fn run(path: &str) -> i32 {
                 // Requests may block for a long time (a tool call waiting on the client's
                 // own answer to a sampling request), so each runs on its own thread; the
                 // rest is quick and keeps its order.
-                let is_request = jsonrpc::is_batch(&text) || matches!(jsonrpc::parse(&text), Ok(Message::Request { .. }));
+                let is_request =
+                    jsonrpc::is_batch(&text) || matches!(jsonrpc::parse(&text), Ok(Message::Request { .. }));
                 if is_request && busy.load(Ordering::Acquire) < MAX_CONCURRENT {
                     busy.fetch_add(1, Ordering::AcqRel);
                     let (s, tx, b) = (Arc::clone(&session), out_tx.clone(), Arc::clone(&busy));

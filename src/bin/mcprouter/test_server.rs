@@ -74,10 +74,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         parsed.map_err(|_| format!("{flag}: invalid number {v:?}"))
     }
     let name = "test".into();
-    let mut c = Config {
-        name,
-        ..Config::default()
-    };
+    let mut c = Config { name, ..Config::default() };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -113,11 +110,7 @@ fn paginate(items: Vec<Value>, cursor: Option<&Value>, size: usize) -> Rpc<Page>
     let bad = || invalid("bad cursor");
     let start = match cursor {
         None | Some(Value::Null) => 0,
-        Some(Value::String(s)) => s
-            .parse()
-            .ok()
-            .filter(|&n| n <= items.len())
-            .ok_or_else(bad)?,
+        Some(Value::String(s)) => s.parse().ok().filter(|&n| n <= items.len()).ok_or_else(bad)?,
         Some(_) => return Err(bad()),
     };
     let size = if size == 0 { items.len() } else { size };
@@ -154,10 +147,7 @@ fn complete(p: &Value) -> Value {
         return json!({"completion": {"values": []}});
     }
     let prefix = str_at(p, "/argument/value").unwrap_or("");
-    let values: Vec<&str> = WORDS
-        .into_iter()
-        .filter(|w| w.starts_with(prefix))
-        .collect();
+    let values: Vec<&str> = WORDS.into_iter().filter(|w| w.starts_with(prefix)).collect();
     json!({"completion": {"values": values, "total": values.len(), "hasMore": false}})
 }
 
@@ -279,12 +269,7 @@ impl Server {
     }
 
     /// Sends a request to the client and waits for the whole response message.
-    fn ask(
-        &self,
-        method: &str,
-        params: Option<Value>,
-        cancel: &AtomicBool,
-    ) -> Result<Value, String> {
+    fn ask(&self, method: &str, params: Option<Value>, cancel: &AtomicBool) -> Result<Value, String> {
         let id = self.next_request_id();
         self.st().replies.insert(id.clone(), None);
         self.emit(Some(&id), method, params);
@@ -521,8 +506,7 @@ impl Server {
 
     fn resources(&self) -> Vec<Value> {
         let base = self.base();
-        let res =
-            |r: &str| json!({"uri": format!("{base}{r}"), "name": r, "mimeType": "text/plain"});
+        let res = |r: &str| json!({"uri": format!("{base}{r}"), "name": r, "mimeType": "text/plain"});
         vec![res("static"), res("counter")]
     }
 
@@ -696,9 +680,7 @@ impl Server {
             "elicit" => {
                 let schema = json!({"type": "object", "properties": {}});
                 let params = json!({"message": arg_str(a, "message")?, "requestedSchema": schema});
-                self.relay("elicitation/create", Some(params), cancel, |r| {
-                    Some(r.to_string())
-                })
+                self.relay("elicitation/create", Some(params), cancel, |r| Some(r.to_string()))
             }
             "roots" => self.relay("roots/list", None, cancel, |r| Some(r.to_string())),
             "notify_changed" => {
@@ -708,11 +690,7 @@ impl Server {
             }
             "touch" => {
                 let uri = arg_str(a, "uri")?;
-                self.emit(
-                    None,
-                    "notifications/resources/updated",
-                    Some(json!({"uri": uri})),
-                );
+                self.emit(None, "notifications/resources/updated", Some(json!({"uri": uri})));
                 text("touched")
             }
             "stderr_flood" => {
@@ -769,10 +747,7 @@ pub fn run(mut args: Vec<String>) -> i32 {
         server.send_raw("garbage on start: this is not json");
     }
     if server.cfg.huge_line > 0 {
-        server.send_raw(&format!(
-            "\"{}\"",
-            "x".repeat(server.cfg.huge_line.saturating_sub(2))
-        ));
+        server.send_raw(&format!("\"{}\"", "x".repeat(server.cfg.huge_line.saturating_sub(2))));
     }
     let mut input = io::stdin().lock();
     let mut buf = Vec::new();
@@ -812,20 +787,13 @@ mod tests {
         let last = paginate(items(5), Some(&json!("4")), 2).unwrap();
         assert_eq!(last, (vec![json!(4)], None));
         assert_eq!(paginate(items(4), Some(&json!("2")), 2).unwrap().1, None);
-        assert_eq!(
-            paginate(vec![], Some(&Value::Null), 3).unwrap(),
-            (vec![], None)
-        );
+        assert_eq!(paginate(vec![], Some(&Value::Null), 3).unwrap(), (vec![], None));
     }
 
     #[test]
     fn paging_rejects_bad_cursors() {
         for c in [json!("x"), json!("6"), json!("-1"), json!(2), json!("")] {
-            assert_eq!(
-                paginate(items(5), Some(&c), 2).unwrap_err().0,
-                -32602,
-                "{c}"
-            );
+            assert_eq!(paginate(items(5), Some(&c), 2).unwrap_err().0, -32602, "{c}");
         }
         assert!(paginate(items(5), Some(&json!("5")), 2).is_ok());
     }
@@ -833,12 +801,7 @@ mod tests {
     #[test]
     fn item_template_matching() {
         assert_eq!(item_id("a", "test://a/item/42"), Some("42"));
-        for uri in [
-            "test://a/item/",
-            "test://a/item/4/2",
-            "test://b/item/1",
-            "test://ab/item/1",
-        ] {
+        for uri in ["test://a/item/", "test://a/item/4/2", "test://b/item/1", "test://ab/item/1"] {
             assert_eq!(item_id("a", uri), None, "{uri}");
         }
     }
@@ -859,10 +822,7 @@ mod tests {
     #[test]
     fn flags_parse() {
         let a = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
-        let c = parse_args(&a(
-            "--name x --page-size=3 --hang-initialize --crash-after 0",
-        ))
-        .unwrap();
+        let c = parse_args(&a("--name x --page-size=3 --hang-initialize --crash-after 0")).unwrap();
         assert_eq!((c.name.as_str(), c.page_size), ("x", 3));
         assert_eq!((c.hang_initialize, c.crash_after), (true, Some(0)));
         for bad in ["--bogus", "--delay-ms", "--delay-ms ten", "x"] {

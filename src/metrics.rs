@@ -1,0 +1,859 @@
+//! Prometheus metrics for the router, rendered by hand in the text
+//! exposition format 0.0.4.
+//!
+//! Why no client library: the set of series is small and fixed, and writing
+//! it ourselves lets every label dimension be bounded by construction
+//! (lesson 5: no untrusted string ever becomes a label without a bound).
+//!
+//! Cardinality bounds, dimension by dimension:
+//! - `method`: a closed list of MCP methods; everything else is `other`.
+//! - `backend`: the configured backends (trusted, from config) plus
+//!   [`NO_BACKEND_LABEL`] for requests the router answered itself.
+//! - `outcome`, `kind`: closed enums.
+//! - `tool`: only names registered with [`Metrics::set_known_tools`],
+//!   at most [`MAX_TOOL_LABELS`] of them, each at most [`MAX_TOOL_NAME_LEN`]
+//!   bytes; everything else is `other`.
+//!
+//! Recording is lock-free (atomics in flat, preallocated arrays indexed by
+//! position) except for `tool_call`, which takes a read lock on the tool
+//! table; nothing on the recording path allocates.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+/// Every MCP method that gets its own `method` label value, in render order.
+/// The last entry, `other`, absorbs everything not in this list.
+const METHODS: [&str; 32] = [
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/message",
+    "notifications/resources/updated",
+    "notifications/resources/list_changed",
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/roots/list_changed",
+    "notifications/tasks/status",
+    "notifications/elicitation/complete",
+    "other",
+];
+
+/// Index of the `other` method label.
+const OTHER_METHOD: usize = METHODS.len() - 1;
+
+/// Maps a method name to its slot. A `match` on string literals compiles to
+/// length + byte comparisons: no hashing, no allocation, constant bound.
+fn method_index(method: &str) -> usize {
+    match method {
+        "initialize" => 0,
+        "ping" => 1,
+        "tools/list" => 2,
+        "tools/call" => 3,
+        "resources/list" => 4,
+        "resources/templates/list" => 5,
+        "resources/read" => 6,
+        "resources/subscribe" => 7,
+        "resources/unsubscribe" => 8,
+        "prompts/list" => 9,
+        "prompts/get" => 10,
+        "completion/complete" => 11,
+        "logging/setLevel" => 12,
+        "sampling/createMessage" => 13,
+        "elicitation/create" => 14,
+        "roots/list" => 15,
+        "tasks/get" => 16,
+        "tasks/result" => 17,
+        "tasks/list" => 18,
+        "tasks/cancel" => 19,
+        "notifications/initialized" => 20,
+        "notifications/cancelled" => 21,
+        "notifications/progress" => 22,
+        "notifications/message" => 23,
+        "notifications/resources/updated" => 24,
+        "notifications/resources/list_changed" => 25,
+        "notifications/tools/list_changed" => 26,
+        "notifications/prompts/list_changed" => 27,
+        "notifications/roots/list_changed" => 28,
+        "notifications/tasks/status" => 29,
+        "notifications/elicitation/complete" => 30,
+        _ => OTHER_METHOD,
+    }
+}
+
+/// The `method` label value for a JSON-RPC method name: known MCP methods map
+/// to themselves, anything else (including client-invented methods, typos
+/// and garbage) maps to `"other"`, so a hostile client cannot create series.
+pub fn method_label(method: &str) -> &'static str {
+    METHODS.get(method_index(method)).copied().unwrap_or("other")
+}
+
+/// Label value used for the `backend` label when a request was not sent to
+/// any backend (answered by the router itself, or rejected before routing).
+/// Empty so it can never collide with a configured (non-empty) backend name.
+pub const NO_BACKEND_LABEL: &str = "";
+
+/// Maximum number of distinct `tool` label values (active plus retired).
+pub const MAX_TOOL_LABELS: usize = 1000;
+
+/// Tool names longer than this (bytes) are never labels: they count as
+/// `other`. MCP recommends tool names of at most 128 characters; anything
+/// longer is suspicious and would bloat every scrape.
+pub const MAX_TOOL_NAME_LEN: usize = 128;
+
+/// How a request ended, as seen by the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// A result was returned.
+    Ok,
+    /// A JSON-RPC error was returned (by the backend or the router).
+    Error,
+    /// The backend did not answer in time.
+    Timeout,
+    /// Rejected because a queue or concurrency limit was full.
+    Overload,
+    /// No healthy backend could take the request (down, breaker open).
+    Unavailable,
+}
+
+impl Outcome {
+    /// All outcomes in render order.
+    pub const ALL: [Outcome; 5] =
+        [Outcome::Ok, Outcome::Error, Outcome::Timeout, Outcome::Overload, Outcome::Unavailable];
+
+    /// The `outcome` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+            Outcome::Overload => "overload",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+const OUTCOMES: usize = Outcome::ALL.len();
+
+/// Which aggregated catalog a size refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CatalogKind {
+    /// `tools/list`.
+    Tools,
+    /// `resources/list`.
+    Resources,
+    /// `resources/templates/list`.
+    Templates,
+    /// `prompts/list`.
+    Prompts,
+}
+
+impl CatalogKind {
+    /// All kinds in render order.
+    pub const ALL: [CatalogKind; 4] =
+        [CatalogKind::Tools, CatalogKind::Resources, CatalogKind::Templates, CatalogKind::Prompts];
+
+    /// The `kind` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatalogKind::Tools => "tools",
+            CatalogKind::Resources => "resources",
+            CatalogKind::Templates => "templates",
+            CatalogKind::Prompts => "prompts",
+        }
+    }
+}
+
+/// Upper bounds of the latency histogram buckets, in nanoseconds, so that
+/// observing a `Duration` needs no float math.
+const BUCKET_NANOS: [u64; 15] = [
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+];
+
+/// The same bounds as `le` label values, spelled once so rendering does not
+/// format floats (and cannot drift from `BUCKET_NANOS`).
+const BUCKET_LE: [&str; 15] =
+    ["0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30"];
+
+/// Per-histogram slots: one per finite bucket plus one for "above the last
+/// bound". Counts are stored per bucket (not cumulative) so one observation
+/// is one atomic add; render accumulates.
+const HIST_SLOTS: usize = BUCKET_NANOS.len() + 1;
+
+/// Counts for one registered tool, one per outcome.
+struct ToolCounts([AtomicU64; OUTCOMES]);
+
+impl ToolCounts {
+    fn zero() -> Self {
+        ToolCounts(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+
+    fn total(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+struct ToolEntry {
+    /// Calls with this name count here only while it is in the current
+    /// catalog; a retired entry is kept (so its counter does not reset if
+    /// the tool comes back) but new calls go to `other`.
+    active: bool,
+    counts: ToolCounts,
+}
+
+/// The bounded tool label table. Keys are the raw tool names; escaping
+/// happens at render time.
+#[derive(Default)]
+struct ToolTable {
+    entries: HashMap<String, ToolEntry>,
+}
+
+/// All router metrics. Share it behind an `Arc`; every method takes `&self`
+/// and is safe to call concurrently.
+pub struct Metrics {
+    /// Configured backend names, escaped for use as label values, followed
+    /// by the escaped [`NO_BACKEND_LABEL`].
+    backend_labels: Vec<String>,
+    /// Number of configured backends (`backend_labels.len() - 1`).
+    n_backends: usize,
+
+    /// `[method][backend slot][outcome]`.
+    requests: Vec<AtomicU64>,
+    /// `[method][backend slot][bucket]`, non-cumulative.
+    hist_buckets: Vec<AtomicU64>,
+    /// `[method][backend slot]`, total observed nanoseconds.
+    hist_sum_nanos: Vec<AtomicU64>,
+
+    tools: RwLock<ToolTable>,
+    /// Tool calls that did not match an active registered tool.
+    tool_other: ToolCounts,
+
+    in_flight: Vec<AtomicI64>,
+    backend_up: Vec<AtomicBool>,
+    breaker_state: Vec<AtomicU8>,
+    restarts: Vec<AtomicU64>,
+    queue_depth: Vec<AtomicU64>,
+    overload_rejections: Vec<AtomicU64>,
+    catalog_items: [AtomicU64; 4],
+    fallbacks: AtomicU64,
+    retries: AtomicU64,
+    sessions: AtomicI64,
+}
+
+fn zeroed<T>(n: usize, f: impl Fn() -> T) -> Vec<T> {
+    (0..n).map(|_| f()).collect()
+}
+
+impl Metrics {
+    /// Creates the metric set for the configured backends. Backend `i` in
+    /// every other call refers to `backends[i]`.
+    ///
+    /// Backend names come from trusted configuration; they must be unique
+    /// and non-empty (the config loader is expected to enforce this), or the
+    /// exposition would contain duplicate series.
+    pub fn new(backends: &[String]) -> Self {
+        let n = backends.len();
+        let mut backend_labels: Vec<String> = backends.iter().map(|b| escape_label(b)).collect();
+        backend_labels.push(escape_label(NO_BACKEND_LABEL));
+        let slots = METHODS.len() * (n + 1);
+        Metrics {
+            backend_labels,
+            n_backends: n,
+            requests: zeroed(slots * OUTCOMES, || AtomicU64::new(0)),
+            hist_buckets: zeroed(slots * HIST_SLOTS, || AtomicU64::new(0)),
+            hist_sum_nanos: zeroed(slots, || AtomicU64::new(0)),
+            tools: RwLock::new(ToolTable::default()),
+            tool_other: ToolCounts::zero(),
+            in_flight: zeroed(n, || AtomicI64::new(0)),
+            backend_up: zeroed(n, || AtomicBool::new(false)),
+            breaker_state: zeroed(n, || AtomicU8::new(0)),
+            restarts: zeroed(n, || AtomicU64::new(0)),
+            queue_depth: zeroed(n, || AtomicU64::new(0)),
+            overload_rejections: zeroed(n, || AtomicU64::new(0)),
+            catalog_items: std::array::from_fn(|_| AtomicU64::new(0)),
+            fallbacks: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            sessions: AtomicI64::new(0),
+        }
+    }
+
+    /// Number of configured backends.
+    pub fn backend_count(&self) -> usize {
+        self.n_backends
+    }
+
+    /// Position of `slot` in the per-(method, backend) arrays. An
+    /// out-of-range backend index is recorded as "no backend" rather than
+    /// dropped or panicking: losing a request count would be worse than
+    /// misattributing it, and a metrics call must never take the router down.
+    fn slot(&self, method: usize, backend: Option<usize>) -> usize {
+        let b = match backend {
+            Some(i) if i < self.n_backends => i,
+            _ => self.n_backends,
+        };
+        method * (self.n_backends + 1) + b
+    }
+
+    /// Records one finished request: increments
+    /// `mcprouter_requests_total{method,backend,outcome}` and observes its
+    /// latency in `mcprouter_request_duration_seconds{method,backend}`.
+    /// `backend` is `None` when no backend was involved.
+    pub fn request(&self, method: &str, backend: Option<usize>, outcome: Outcome, duration: Duration) {
+        let slot = self.slot(method_index(method), backend);
+        if let Some(c) = self.requests.get(slot * OUTCOMES + outcome.index()) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        // Saturate instead of wrapping: a u64 of nanoseconds is 584 years.
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        // `le` is inclusive: a value equal to a bound belongs in that bucket.
+        let bucket = BUCKET_NANOS.partition_point(|&b| b < nanos);
+        if let Some(c) = self.hist_buckets.get(slot * HIST_SLOTS + bucket) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(s) = self.hist_sum_nanos.get(slot) {
+            s.fetch_add(nanos, Ordering::Relaxed);
+        }
+    }
+
+    /// Records one `tools/call` in `mcprouter_tool_calls_total{tool,outcome}`.
+    /// `tool` becomes the label only if it is an active registered tool
+    /// (see [`Metrics::set_known_tools`]); otherwise it counts as `other`.
+    pub fn tool_call(&self, tool: &str, outcome: Outcome) {
+        let i = outcome.index();
+        {
+            let table = self.tools.read();
+            // (No let-chain here: the crate's MSRV is 1.85.)
+            if let Some(e) = table.entries.get(tool).filter(|e| e.active) {
+                if let Some(c) = e.counts.0.get(i) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+        }
+        if let Some(c) = self.tool_other.0.get(i) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Replaces the set of tool names allowed as `tool` label values; call it
+    /// on every catalog rebuild. The first [`MAX_TOOL_LABELS`] distinct
+    /// names (in iteration order) become active; the rest, names longer than
+    /// [`MAX_TOOL_NAME_LEN`], and the literal name `other` (which would
+    /// collide with the catch-all series) are counted as `other`.
+    ///
+    /// Tools that drop out of the catalog keep their counters while there is
+    /// room under the cap, so a backend restart does not reset them; when
+    /// room runs out, the retired tools with the fewest calls go first.
+    pub fn set_known_tools(&self, tools: impl IntoIterator<Item = String>) {
+        // Collect the new active set before taking the lock, so the write
+        // lock (which blocks `tool_call`) is held only for the swap.
+        let mut active: Vec<String> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for name in tools {
+            if active.len() >= MAX_TOOL_LABELS {
+                break;
+            }
+            if name.is_empty() || name.len() > MAX_TOOL_NAME_LEN || name == "other" {
+                continue;
+            }
+            if seen.insert(name.clone()) {
+                active.push(name);
+            }
+        }
+
+        let mut table = self.tools.write();
+        let mut old = std::mem::take(&mut table.entries);
+        let mut entries: HashMap<String, ToolEntry> = HashMap::with_capacity(MAX_TOOL_LABELS);
+        for name in active {
+            let counts = old.remove(&name).map(|e| e.counts).unwrap_or_else(ToolCounts::zero);
+            entries.insert(name, ToolEntry { active: true, counts });
+        }
+        let room = MAX_TOOL_LABELS.saturating_sub(entries.len());
+        if room > 0 {
+            let mut retired: Vec<(String, ToolEntry)> = old.into_iter().filter(|(_, e)| e.counts.total() > 0).collect();
+            // Most-used first, then by name so the choice is deterministic.
+            retired.sort_by(|a, b| b.1.counts.total().cmp(&a.1.counts.total()).then_with(|| a.0.cmp(&b.0)));
+            for (name, mut e) in retired.into_iter().take(room) {
+                e.active = false;
+                entries.insert(name, e);
+            }
+        }
+        table.entries = entries;
+    }
+
+    /// Increments `mcprouter_in_flight{backend}`. Out-of-range indexes are
+    /// ignored (a metrics call must never panic).
+    pub fn in_flight_inc(&self, backend: usize) {
+        if let Some(g) = self.in_flight.get(backend) {
+            g.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Decrements `mcprouter_in_flight{backend}`.
+    pub fn in_flight_dec(&self, backend: usize) {
+        if let Some(g) = self.in_flight.get(backend) {
+            g.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Increments the in-flight gauge and returns a guard that decrements it
+    /// when dropped, so early returns and panics cannot leak a count.
+    pub fn in_flight_guard(&self, backend: usize) -> InFlightGuard<'_> {
+        self.in_flight_inc(backend);
+        InFlightGuard { metrics: self, backend }
+    }
+
+    /// Sets `mcprouter_backend_up{backend}` (1 up, 0 down).
+    pub fn set_backend_up(&self, backend: usize, up: bool) {
+        if let Some(g) = self.backend_up.get(backend) {
+            g.store(up, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets `mcprouter_breaker_state{backend}`: 0 closed, 1 open, 2 half-open.
+    pub fn set_breaker_state(&self, backend: usize, state: u8) {
+        if let Some(g) = self.breaker_state.get(backend) {
+            g.store(state, Ordering::Relaxed);
+        }
+    }
+
+    /// Increments `mcprouter_backend_restarts_total{backend}`.
+    pub fn restart(&self, backend: usize) {
+        if let Some(c) = self.restarts.get(backend) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets `mcprouter_catalog_items{kind}`.
+    pub fn set_catalog_size(&self, kind: CatalogKind, n: usize) {
+        if let Some(g) = self.catalog_items.get(kind as usize) {
+            g.store(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets `mcprouter_queue_depth{backend}`.
+    pub fn set_queue_depth(&self, backend: usize, n: usize) {
+        if let Some(g) = self.queue_depth.get(backend) {
+            g.store(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Increments `mcprouter_overload_rejections_total{backend}`.
+    pub fn overload(&self, backend: usize) {
+        if let Some(c) = self.overload_rejections.get(backend) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Increments `mcprouter_fallbacks_total`.
+    pub fn fallback(&self) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Increments `mcprouter_retries_total`.
+    pub fn retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Increments `mcprouter_sessions`.
+    pub fn session_opened(&self) {
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Decrements `mcprouter_sessions`.
+    pub fn session_closed(&self) {
+        self.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Renders every metric in the Prometheus text exposition format 0.0.4
+    /// (`Content-Type: text/plain; version=0.0.4`). Output order is fixed:
+    /// families in a constant order, series by method list order, backend
+    /// index, outcome order, and tool name. Request and tool-call series
+    /// that were never incremented are omitted (they would be mostly zeros);
+    /// per-backend gauges and counters are always present.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        let slots_per_method = self.n_backends + 1;
+
+        // `write!` into a String cannot fail; the results are ignored
+        // rather than unwrapped so this path has no panic sites.
+        header(
+            &mut out,
+            "mcprouter_requests_total",
+            "counter",
+            "Requests handled, by MCP method, backend and outcome.",
+        );
+        for (m, method) in METHODS.iter().enumerate() {
+            for (b, backend) in self.backend_labels.iter().enumerate() {
+                let slot = m * slots_per_method + b;
+                for o in Outcome::ALL {
+                    let v = load(&self.requests, slot * OUTCOMES + o.index());
+                    if v > 0 {
+                        let _ = writeln!(
+                            out,
+                            "mcprouter_requests_total{{method=\"{method}\",backend=\"{backend}\",outcome=\"{}\"}} {v}",
+                            o.as_str()
+                        );
+                    }
+                }
+            }
+        }
+
+        header(
+            &mut out,
+            "mcprouter_request_duration_seconds",
+            "histogram",
+            "Request latency in seconds, by MCP method and backend.",
+        );
+        for (m, method) in METHODS.iter().enumerate() {
+            for (b, backend) in self.backend_labels.iter().enumerate() {
+                let slot = m * slots_per_method + b;
+                // Snapshot the buckets once so the cumulative counts, the
+                // +Inf bucket and _count agree within one scrape even while
+                // other threads keep recording.
+                let mut buckets = [0u64; HIST_SLOTS];
+                for (i, v) in buckets.iter_mut().enumerate() {
+                    *v = load(&self.hist_buckets, slot * HIST_SLOTS + i);
+                }
+                let count: u64 = buckets.iter().sum();
+                if count == 0 {
+                    continue;
+                }
+                let mut cumulative = 0u64;
+                for (i, le) in BUCKET_LE.iter().enumerate() {
+                    cumulative += buckets.get(i).copied().unwrap_or(0);
+                    let _ = writeln!(
+                        out,
+                        "mcprouter_request_duration_seconds_bucket{{method=\"{method}\",backend=\"{backend}\",le=\"{le}\"}} {cumulative}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "mcprouter_request_duration_seconds_bucket{{method=\"{method}\",backend=\"{backend}\",le=\"+Inf\"}} {count}"
+                );
+                let sum = load(&self.hist_sum_nanos, slot);
+                // Exact decimal seconds from integer nanoseconds: no float
+                // rounding, no exponent notation.
+                let _ = writeln!(
+                    out,
+                    "mcprouter_request_duration_seconds_sum{{method=\"{method}\",backend=\"{backend}\"}} {}.{:09}",
+                    sum / 1_000_000_000,
+                    sum % 1_000_000_000
+                );
+                let _ = writeln!(
+                    out,
+                    "mcprouter_request_duration_seconds_count{{method=\"{method}\",backend=\"{backend}\"}} {count}"
+                );
+            }
+        }
+
+        header(
+            &mut out,
+            "mcprouter_tool_calls_total",
+            "counter",
+            "tools/call requests, by tool and outcome; unregistered tools count as \"other\".",
+        );
+        {
+            let table = self.tools.read();
+            let mut names: Vec<(&String, &ToolEntry)> = table.entries.iter().collect();
+            names.sort_by(|a, b| a.0.cmp(b.0));
+            for (name, entry) in names {
+                let escaped = escape_label(name);
+                write_tool_counts(&mut out, &escaped, &entry.counts);
+            }
+        }
+        write_tool_counts(&mut out, "other", &self.tool_other);
+
+        header(&mut out, "mcprouter_in_flight", "gauge", "Requests currently in flight, by backend.");
+        for (b, backend) in self.configured_backends() {
+            let _ = writeln!(out, "mcprouter_in_flight{{backend=\"{backend}\"}} {}", load_i(&self.in_flight, b));
+        }
+
+        header(&mut out, "mcprouter_backend_up", "gauge", "1 if the backend is up, 0 otherwise.");
+        for (b, backend) in self.configured_backends() {
+            let up = self.backend_up.get(b).is_some_and(|g| g.load(Ordering::Relaxed));
+            let _ = writeln!(out, "mcprouter_backend_up{{backend=\"{backend}\"}} {}", u8::from(up));
+        }
+
+        header(&mut out, "mcprouter_breaker_state", "gauge", "Circuit breaker state: 0 closed, 1 open, 2 half-open.");
+        for (b, backend) in self.configured_backends() {
+            let s = self.breaker_state.get(b).map_or(0, |g| g.load(Ordering::Relaxed));
+            let _ = writeln!(out, "mcprouter_breaker_state{{backend=\"{backend}\"}} {s}");
+        }
+
+        header(&mut out, "mcprouter_backend_restarts_total", "counter", "Backend process restarts.");
+        for (b, backend) in self.configured_backends() {
+            let _ =
+                writeln!(out, "mcprouter_backend_restarts_total{{backend=\"{backend}\"}} {}", load(&self.restarts, b));
+        }
+
+        header(&mut out, "mcprouter_queue_depth", "gauge", "Requests waiting for a backend slot, by backend.");
+        for (b, backend) in self.configured_backends() {
+            let _ = writeln!(out, "mcprouter_queue_depth{{backend=\"{backend}\"}} {}", load(&self.queue_depth, b));
+        }
+
+        header(
+            &mut out,
+            "mcprouter_overload_rejections_total",
+            "counter",
+            "Requests rejected because a backend queue was full.",
+        );
+        for (b, backend) in self.configured_backends() {
+            let _ = writeln!(
+                out,
+                "mcprouter_overload_rejections_total{{backend=\"{backend}\"}} {}",
+                load(&self.overload_rejections, b)
+            );
+        }
+
+        header(&mut out, "mcprouter_catalog_items", "gauge", "Items in the aggregated catalogs, by kind.");
+        for kind in CatalogKind::ALL {
+            let v = self.catalog_items.get(kind as usize).map_or(0, |g| g.load(Ordering::Relaxed));
+            let _ = writeln!(out, "mcprouter_catalog_items{{kind=\"{}\"}} {v}", kind.as_str());
+        }
+
+        header(&mut out, "mcprouter_fallbacks_total", "counter", "Requests served by a fallback backend.");
+        let _ = writeln!(out, "mcprouter_fallbacks_total {}", self.fallbacks.load(Ordering::Relaxed));
+
+        header(&mut out, "mcprouter_retries_total", "counter", "Request retries.");
+        let _ = writeln!(out, "mcprouter_retries_total {}", self.retries.load(Ordering::Relaxed));
+
+        header(&mut out, "mcprouter_sessions", "gauge", "Open client sessions.");
+        let _ = writeln!(out, "mcprouter_sessions {}", self.sessions.load(Ordering::Relaxed));
+
+        out
+    }
+
+    /// Number of sample lines `render` would produce right now. Meant for
+    /// tests and self-monitoring of cardinality.
+    pub fn series_count(&self) -> usize {
+        self.render().lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count()
+    }
+
+    /// Configured backends with their escaped labels (excludes the
+    /// no-backend slot, which only the request metrics use).
+    fn configured_backends(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.backend_labels.iter().take(self.n_backends).map(String::as_str).enumerate()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The full state is in `render()`; Debug stays short for logs.
+        f.debug_struct("Metrics").field("backends", &self.n_backends).finish_non_exhaustive()
+    }
+}
+
+/// Decrements `mcprouter_in_flight{backend}` when dropped; see
+/// [`Metrics::in_flight_guard`].
+#[must_use = "the in-flight gauge is decremented when the guard is dropped"]
+pub struct InFlightGuard<'a> {
+    metrics: &'a Metrics,
+    backend: usize,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.metrics.in_flight_dec(self.backend);
+    }
+}
+
+fn load(v: &[AtomicU64], i: usize) -> u64 {
+    v.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+}
+
+fn load_i(v: &[AtomicI64], i: usize) -> i64 {
+    v.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    // HELP text escaping is `\\` and `\n` only; our help strings are
+    // constants, but escape anyway so an edit can't break the format.
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push(' ');
+    for ch in help.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('\n');
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn write_tool_counts(out: &mut String, escaped_tool: &str, counts: &ToolCounts) {
+    for o in Outcome::ALL {
+        let v = counts.0.get(o.index()).map_or(0, |c| c.load(Ordering::Relaxed));
+        if v > 0 {
+            let _ =
+                writeln!(out, "mcprouter_tool_calls_total{{tool=\"{escaped_tool}\",outcome=\"{}\"}} {v}", o.as_str());
+        }
+    }
+}
+
+/// Escapes a label value per the exposition format: backslash, double quote
+/// and line feed are the only characters that need it.
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for ch in v.chars() {
+        match ch {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_closed() {
+        assert_eq!(method_label("tools/call"), "tools/call");
+        assert_eq!(method_label("notifications/progress"), "notifications/progress");
+        assert_eq!(method_label("tools/Call"), "other");
+        assert_eq!(method_label(""), "other");
+        for (i, m) in METHODS.iter().enumerate() {
+            if *m != "other" {
+                assert_eq!(method_index(m), i, "{m}");
+            }
+        }
+        let real: Vec<_> = METHODS.iter().collect();
+        let mut dedup = real.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(real.len(), dedup.len());
+    }
+
+    #[test]
+    fn bucket_boundaries_are_inclusive() {
+        let m = Metrics::new(&["a".to_string()]);
+        m.request("ping", Some(0), Outcome::Ok, Duration::from_micros(500));
+        m.request("ping", Some(0), Outcome::Ok, Duration::from_secs(31));
+        let r = m.render();
+        assert!(
+            r.contains("mcprouter_request_duration_seconds_bucket{method=\"ping\",backend=\"a\",le=\"0.0005\"} 1\n"),
+            "{r}"
+        );
+        assert!(r.contains("le=\"30\"} 1\n"), "{r}");
+        assert!(r.contains("le=\"+Inf\"} 2\n"), "{r}");
+        assert!(
+            r.contains("mcprouter_request_duration_seconds_sum{method=\"ping\",backend=\"a\"} 31.000500000\n"),
+            "{r}"
+        );
+        assert_eq!(BUCKET_NANOS.len(), BUCKET_LE.len());
+        for (n, le) in BUCKET_NANOS.iter().zip(BUCKET_LE) {
+            let parsed: f64 = le.parse().unwrap_or(f64::NAN);
+            assert!(((*n as f64) / 1e9 - parsed).abs() < 1e-12, "{le}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_backend_never_panics() {
+        let m = Metrics::new(&[]);
+        m.request("ping", Some(7), Outcome::Ok, Duration::ZERO);
+        m.in_flight_inc(3);
+        m.set_backend_up(3, true);
+        m.restart(3);
+        assert!(m.render().contains("mcprouter_requests_total{method=\"ping\",backend=\"\",outcome=\"ok\"} 1"));
+    }
+
+    #[test]
+    fn retired_tools_keep_counts_but_stop_matching() {
+        let m = Metrics::new(&[]);
+        m.set_known_tools(["a".to_string(), "b".to_string(), "other".to_string()]);
+        m.tool_call("a", Outcome::Ok);
+        m.tool_call("other", Outcome::Ok);
+        m.set_known_tools(["b".to_string()]);
+        m.tool_call("a", Outcome::Ok);
+        let r = m.render();
+        assert!(r.contains("mcprouter_tool_calls_total{tool=\"a\",outcome=\"ok\"} 1\n"), "{r}");
+        assert!(r.contains("mcprouter_tool_calls_total{tool=\"other\",outcome=\"ok\"} 2\n"), "{r}");
+        m.set_known_tools(["a".to_string()]);
+        m.tool_call("a", Outcome::Error);
+        let r = m.render();
+        assert!(r.contains("mcprouter_tool_calls_total{tool=\"a\",outcome=\"error\"} 1\n"), "{r}");
+        assert!(r.contains("mcprouter_tool_calls_total{tool=\"a\",outcome=\"ok\"} 1\n"), "{r}");
+    }
+
+    #[test]
+    fn tool_cap_holds() {
+        let m = Metrics::new(&[]);
+        m.set_known_tools((0..5000).map(|i| format!("t{i}")));
+        m.tool_call("t999", Outcome::Ok);
+        m.tool_call("t1000", Outcome::Ok);
+        m.tool_call(&"x".repeat(MAX_TOOL_NAME_LEN + 1), Outcome::Ok);
+        let r = m.render();
+        assert!(r.contains("tool=\"t999\""));
+        assert!(!r.contains("tool=\"t1000\""));
+        assert!(r.contains("mcprouter_tool_calls_total{tool=\"other\",outcome=\"ok\"} 2\n"), "{r}");
+        assert!(m.tools.read().entries.len() <= MAX_TOOL_LABELS);
+    }
+
+    #[test]
+    fn in_flight_guard_decrements() {
+        let m = Metrics::new(&["a".to_string()]);
+        {
+            let _g = m.in_flight_guard(0);
+            assert!(m.render().contains("mcprouter_in_flight{backend=\"a\"} 1\n"));
+        }
+        assert!(m.render().contains("mcprouter_in_flight{backend=\"a\"} 0\n"));
+    }
+
+    #[test]
+    fn metrics_are_shareable_across_threads() {
+        fn check<T: Send + Sync>() {}
+        check::<Metrics>();
+    }
+
+    #[test]
+    fn label_escaping() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
