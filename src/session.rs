@@ -47,6 +47,15 @@ fn invalid(msg: impl AsRef<str>) -> Out {
     Out::Err(jsonrpc::error_object(INVALID_PARAMS, msg.as_ref()))
 }
 
+/// At most 128 bytes of an untrusted string, cut at a character boundary.
+fn clip(s: &str) -> &str {
+    let mut end = s.len().min(128);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// A request refused before any backend was involved.
 fn bad(msg: impl AsRef<str>) -> (Out, Option<usize>) {
     (invalid(msg), None)
@@ -216,9 +225,38 @@ impl Session {
                 m.overload(b);
             }
         }
+        let name = match method {
+            "tools/call" | "prompts/get" => {
+                params.and_then(|p| serde_json::from_str::<NameParam<'_>>(p.get()).ok()).and_then(|n| n.name)
+            }
+            _ => None,
+        };
         if method == "tools/call" {
-            let name = params.and_then(|p| serde_json::from_str::<NameParam<'_>>(p.get()).ok()).and_then(|n| n.name);
             m.tool_call(name.as_deref().unwrap_or(""), outcome);
+        }
+        if log::log_enabled!(target: "mcprouter::access", log::Level::Info) {
+            let core = self.core();
+            let uri = match method {
+                "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                    params.and_then(|p| serde_json::from_str::<UriParam<'_>>(p.get()).ok()).and_then(|u| u.uri)
+                }
+                _ => None,
+            };
+            let backend = backend.and_then(|b| core.backends.get(b)).map_or("", |b| b.name());
+            // Untrusted strings are cut short: a log line is not a place to store a payload.
+            log::info!(
+                target: "mcprouter::access",
+                session = self.shared.client_id.as_str(),
+                method = clip(method),
+                name = clip(name.as_deref().unwrap_or("")),
+                uri = clip(uri.as_deref().unwrap_or("")),
+                backend = backend,
+                outcome = outcome.as_str(),
+                duration_ms = took.as_secs_f64() * 1000.0;
+                "{} {}",
+                clip(method),
+                outcome.as_str()
+            );
         }
     }
 
