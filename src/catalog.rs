@@ -21,6 +21,14 @@ pub(crate) struct Lists {
     pub prompts: Vec<Value>,
 }
 
+/// Who serves a set of items: one backend, or a pool of equivalent backends.
+#[derive(Debug, Clone)]
+pub(crate) struct Owner {
+    pub name: String,
+    /// Backend indices; one for a plain backend.
+    pub members: Vec<usize>,
+}
+
 /// The four paginated kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -53,8 +61,11 @@ impl Kind {
 #[derive(Debug)]
 pub(crate) struct Named {
     pub exposed: String,
-    pub backend: usize,
+    /// Index into the owners the catalog was built with.
+    pub owner: usize,
     pub original: String,
+    /// The tool declared `annotations.idempotentHint: true`.
+    pub idempotent: bool,
     json: String,
 }
 
@@ -74,7 +85,7 @@ pub(crate) enum Lookup<'a> {
 
 #[derive(Debug)]
 struct Template {
-    backend: usize,
+    owner: usize,
     raw: String,
     parsed: Vec<Part>,
     json: String,
@@ -94,43 +105,54 @@ pub(crate) struct Catalog {
 }
 
 impl Catalog {
-    /// Builds the catalog from each backend's lists (`None` for a backend that is down).
-    pub(crate) fn build(settings: &RouterSettings, backends: &[BackendConfig], lists: &[Option<&Lists>]) -> Catalog {
+    /// Builds the catalog from each backend's lists (`None` for a backend that is down),
+    /// grouped by owner: a pool's members are merged and shown once.
+    pub(crate) fn build(
+        settings: &RouterSettings,
+        backends: &[BackendConfig],
+        owners: &[Owner],
+        lists: &[Option<&Lists>],
+    ) -> Catalog {
         let mut c = Catalog::default();
-        let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
-        let tool_src = gather(lists, |l| &l.tools, |i, n| backends[i].tools.admits(n));
-        let prompt_src = gather(lists, |l| &l.prompts, |i, n| backends[i].prompts.admits(n));
+        let names: Vec<&str> = owners.iter().map(|o| o.name.as_str()).collect();
+        let tool_src = gather(owners, lists, |l| &l.tools, |i, n| backends[i].tools.admits(n));
+        let prompt_src = gather(owners, lists, |l| &l.prompts, |i, n| backends[i].prompts.admits(n));
         (c.tools, c.tool_ix) = expose(settings, &names, tool_src);
         (c.prompts, c.prompt_ix) = expose(settings, &names, prompt_src);
 
-        for (i, l) in lists.iter().enumerate() {
-            let Some(l) = l else { continue };
-            for r in &l.resources {
-                let Some(uri) = r.get("uri").and_then(Value::as_str) else { continue };
-                if !backends[i].resources.admits(uri) {
-                    continue;
+        for (o, owner) in owners.iter().enumerate() {
+            let mut seen_templates = std::collections::HashSet::new();
+            for &m in &owner.members {
+                let Some(l) = lists.get(m).copied().flatten() else { continue };
+                for r in &l.resources {
+                    let Some(uri) = r.get("uri").and_then(Value::as_str) else { continue };
+                    if !backends[m].resources.admits(uri) {
+                        continue;
+                    }
+                    if let Entry::Vacant(v) = c.resource_ix.entry(uri.to_owned()) {
+                        v.insert(o);
+                        c.resources.push((o, r.to_string()));
+                    }
                 }
-                if let Entry::Vacant(v) = c.resource_ix.entry(uri.to_owned()) {
-                    v.insert(i);
-                    c.resources.push((i, r.to_string()));
+                for t in &l.templates {
+                    let Some(raw) = t.get("uriTemplate").and_then(Value::as_str) else { continue };
+                    if !backends[m].resources.admits(raw) || !seen_templates.insert(raw.to_owned()) {
+                        continue;
+                    }
+                    c.templates.push(Template {
+                        owner: o,
+                        raw: raw.to_owned(),
+                        parsed: parse_template(raw),
+                        json: t.to_string(),
+                    });
                 }
-            }
-            for t in &l.templates {
-                let Some(raw) = t.get("uriTemplate").and_then(Value::as_str) else { continue };
-                if !backends[i].resources.admits(raw) {
-                    continue;
-                }
-                c.templates.push(Template {
-                    backend: i,
-                    raw: raw.to_owned(),
-                    parsed: parse_template(raw),
-                    json: t.to_string(),
-                });
             }
         }
         for rr in &settings.resource_routes {
-            if let Some(i) = names.iter().position(|n| *n == rr.backend) {
-                c.routes.push((rr.prefix.clone(), i));
+            if let Some(b) = backends.iter().position(|b| b.name == rr.backend) {
+                if let Some(o) = owners.iter().position(|o| o.members.contains(&b)) {
+                    c.routes.push((rr.prefix.clone(), o));
+                }
             }
         }
         c.fingerprints = [
@@ -150,38 +172,28 @@ impl Catalog {
         lookup(&self.prompts, &self.prompt_ix, name)
     }
 
-    /// Exact resource, then template, then configured prefix rule.
-    pub(crate) fn resource_backend(&self, uri: &str) -> Option<usize> {
+    /// The owner of a URI: exact resource, then template, then configured prefix rule.
+    pub(crate) fn resource_owner(&self, uri: &str) -> Option<usize> {
         if let Some(&b) = self.resource_ix.get(uri) {
             return Some(b);
         }
         if let Some(t) = self.templates.iter().find(|t| template_matches(&t.parsed, uri)) {
-            return Some(t.backend);
+            return Some(t.owner);
         }
         self.routes.iter().find(|(p, _)| uri.starts_with(p.as_str())).map(|r| r.1)
     }
 
     /// For `completion/complete` with a `ref/resource`: the template's own text, else a URI.
-    pub(crate) fn template_backend(&self, uri_or_template: &str) -> Option<usize> {
+    pub(crate) fn template_owner(&self, uri_or_template: &str) -> Option<usize> {
         self.templates
             .iter()
             .find(|t| t.raw == uri_or_template)
-            .map(|t| t.backend)
-            .or_else(|| self.resource_backend(uri_or_template))
+            .map(|t| t.owner)
+            .or_else(|| self.resource_owner(uri_or_template))
     }
 
     pub(crate) fn counts(&self) -> [usize; 4] {
         [self.tools.len(), self.resources.len(), self.templates.len(), self.prompts.len()]
-    }
-
-    /// Per-backend item counts: tools, resources (+templates), prompts.
-    pub(crate) fn backend_counts(&self, backend: usize) -> [usize; 3] {
-        [
-            self.tools.iter().filter(|t| t.backend == backend).count(),
-            self.resources.iter().filter(|r| r.0 == backend).count()
-                + self.templates.iter().filter(|t| t.backend == backend).count(),
-            self.prompts.iter().filter(|p| p.backend == backend).count(),
-        ]
     }
 
     /// Which kinds differ from `other`.
@@ -244,20 +256,24 @@ fn lookup<'a>(items: &'a [Named], ix: &HashMap<String, Target>, name: &str) -> L
     }
 }
 
-/// (backend, original name, item) for every admitted, named item; first of a name per backend.
+/// (owner, original name, item) for every admitted, named item; the first of a name per
+/// owner wins (pool members are expected to serve the same items).
 fn gather<'a>(
+    owners: &[Owner],
     lists: &[Option<&'a Lists>],
     field: impl Fn(&'a Lists) -> &'a Vec<Value>,
     admits: impl Fn(usize, &str) -> bool,
 ) -> Vec<(usize, &'a str, &'a Value)> {
     let mut out = Vec::new();
-    for (i, l) in lists.iter().enumerate() {
-        let Some(l) = l else { continue };
+    for (o, owner) in owners.iter().enumerate() {
         let mut seen = std::collections::HashSet::new();
-        for item in field(l) {
-            let Some(name) = item.get("name").and_then(Value::as_str) else { continue };
-            if admits(i, name) && seen.insert(name) {
-                out.push((i, name, item));
+        for &m in &owner.members {
+            let Some(l) = lists.get(m).copied().flatten() else { continue };
+            for item in field(l) {
+                let Some(name) = item.get("name").and_then(Value::as_str) else { continue };
+                if admits(m, name) && seen.insert(name) {
+                    out.push((o, name, item));
+                }
             }
         }
     }
@@ -291,7 +307,8 @@ fn expose(
             let mut json = item.clone();
             json["name"] = Value::String(exposed.clone());
             ix.insert(exposed.clone(), Target::Ambiguous(o));
-            items.push(Named { exposed, backend: b, original: name.to_owned(), json: json.to_string() });
+            let idempotent = idempotent_hint(item);
+            items.push(Named { exposed, owner: b, original: name.to_owned(), idempotent, json: json.to_string() });
             continue;
         }
         let candidate =
@@ -305,9 +322,14 @@ fn expose(
             j.to_string()
         };
         ix.insert(exposed.clone(), Target::One(items.len()));
-        items.push(Named { exposed, backend: b, original: name.to_owned(), json });
+        let idempotent = idempotent_hint(item);
+        items.push(Named { exposed, owner: b, original: name.to_owned(), idempotent, json });
     }
     (items, ix)
+}
+
+fn idempotent_hint(item: &Value) -> bool {
+    item.pointer("/annotations/idempotentHint") == Some(&Value::Bool(true))
 }
 
 const MAX_NAME: usize = 64;
@@ -418,6 +440,10 @@ mod tests {
         crate::config::Config::from_yaml(&y).unwrap().backends.remove(0)
     }
 
+    fn owners(b: &[BackendConfig]) -> Vec<Owner> {
+        b.iter().enumerate().map(|(i, b)| Owner { name: b.name.clone(), members: vec![i] }).collect()
+    }
+
     fn lists(tools: &[&str]) -> Lists {
         Lists {
             tools: tools.iter().map(|n| json!({"name": n, "inputSchema": {"type": "object"}})).collect(),
@@ -430,11 +456,11 @@ mod tests {
         let s = RouterSettings::default();
         let b = [backend("alpha"), backend("beta")];
         let (la, lb) = (lists(&["echo", "a_only"]), lists(&["echo", "b.only"]));
-        let c = Catalog::build(&s, &b, &[Some(&la), Some(&lb)]);
+        let c = Catalog::build(&s, &b, &owners(&b), &[Some(&la), Some(&lb)]);
         let names: Vec<&str> = c.tool_names().collect();
         assert_eq!(names, ["alpha__echo", "a_only", "beta__echo", "b_only"]);
         let Lookup::Found(t) = c.tool("beta__echo") else { panic!() };
-        assert_eq!((t.backend, t.original.as_str()), (1, "echo"));
+        assert_eq!((t.owner, t.original.as_str()), (1, "echo"));
         let Lookup::Found(t) = c.tool("b_only") else { panic!() };
         assert_eq!(t.original, "b.only");
         assert!(matches!(c.tool("echo"), Lookup::Unknown));
@@ -446,11 +472,11 @@ mod tests {
         s.prefix = PrefixMode::Never;
         let b = [backend("alpha"), backend("beta")];
         let (la, lb) = (lists(&["echo"]), lists(&["echo"]));
-        let c = Catalog::build(&s, &b, &[Some(&la), Some(&lb)]);
+        let c = Catalog::build(&s, &b, &owners(&b), &[Some(&la), Some(&lb)]);
         assert!(matches!(c.tool("echo"), Lookup::Ambiguous(v) if v == [0, 1]));
         assert_eq!(c.counts()[0], 1);
         s.prefix = PrefixMode::Always;
-        let c = Catalog::build(&s, &b, &[Some(&la), Some(&lb)]);
+        let c = Catalog::build(&s, &b, &owners(&b), &[Some(&la), Some(&lb)]);
         assert_eq!(c.tool_names().collect::<Vec<_>>(), ["alpha__echo", "beta__echo"]);
     }
 
@@ -484,7 +510,7 @@ mod tests {
         let b = [backend("a")];
         let names: Vec<String> = (0..5).map(|i| format!("t{i}")).collect();
         let l = lists(&names.iter().map(String::as_str).collect::<Vec<_>>());
-        let c = Catalog::build(&s, &b, &[Some(&l)]);
+        let c = Catalog::build(&s, &b, &owners(&b), &[Some(&l)]);
         let p1: Value = serde_json::from_str(&c.page(Kind::Tools, None, 2).unwrap()).unwrap();
         assert_eq!(p1["tools"].as_array().unwrap().len(), 2);
         let cur = p1["nextCursor"].as_str().unwrap();

@@ -158,6 +158,174 @@ pub struct RouterSettings {
     pub shutdown_grace_ms: u64,
     /// URI prefix routing rules, tried after exact resources and templates.
     pub resource_routes: Vec<ResourceRoute>,
+    /// Hard cap on one client call, whatever its attempts and progress (0 = the call's
+    /// timeout, so progress never extends it).
+    pub max_call_ms: u64,
+    /// `open` (default): a backend that is down never fails `initialize` or other backends'
+    /// calls. `closed`: `initialize` fails while any backend is not ready.
+    pub fail_mode: FailMode,
+    /// Restarting crashed backends.
+    pub restart: RestartPolicy,
+    /// Active and passive health checks.
+    pub health: HealthPolicy,
+    /// Circuit breaker settings, one breaker per backend.
+    pub breaker: BreakerSettings,
+    /// How much extra traffic retries and fallbacks may add.
+    pub retry_budget: RetryBudgetSettings,
+}
+
+/// See [`RouterSettings::fail_mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailMode {
+    /// Serve what is up.
+    #[default]
+    Open,
+    /// Refuse to initialize while anything is down.
+    Closed,
+}
+
+/// Exponential backoff with jitter for restarting a backend that exited.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RestartPolicy {
+    /// Whether crashed backends are restarted at all.
+    pub enabled: bool,
+    /// First delay.
+    pub initial_backoff_ms: u64,
+    /// Largest delay.
+    pub max_backoff_ms: u64,
+    /// Uptime after which the attempt counter resets.
+    pub stable_after_ms: u64,
+    /// More restarts than this within `window_ms` is a crash loop…
+    pub max_restarts: u32,
+    /// …counted over this window…
+    pub window_ms: u64,
+    /// …and earns a pause this long before the next try.
+    pub cooldown_ms: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            enabled: true,
+            initial_backoff_ms: 200,
+            max_backoff_ms: 30_000,
+            stable_after_ms: 30_000,
+            max_restarts: 5,
+            window_ms: 60_000,
+            cooldown_ms: 60_000,
+        }
+    }
+}
+
+/// Health checking: `ping` on an interval, and consecutive failures of real traffic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct HealthPolicy {
+    /// Active ping interval; 0 disables active checks.
+    pub interval_ms: u64,
+    /// Deadline of one ping.
+    pub timeout_ms: u64,
+    /// Consecutive failures (pings or calls) that make a backend unhealthy.
+    pub failure_threshold: u32,
+    /// Largest delay between probes of an unhealthy backend (the delay doubles from `interval_ms`).
+    pub max_backoff_ms: u64,
+}
+
+impl Default for HealthPolicy {
+    fn default() -> Self {
+        HealthPolicy { interval_ms: 15_000, timeout_ms: 5_000, failure_threshold: 3, max_backoff_ms: 60_000 }
+    }
+}
+
+/// Circuit breaker settings (see `breaker.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct BreakerSettings {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// Failure rate in the window that opens it (with at least `min_calls`); none = off.
+    pub failure_rate: Option<f64>,
+    /// Window for the rate.
+    pub window_ms: u64,
+    /// Calls needed in the window before the rate counts.
+    pub min_calls: u32,
+    /// Time open before trial calls are admitted.
+    pub open_timeout_ms: u64,
+    /// Trial calls admitted at once while half-open.
+    pub half_open_max_probes: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            failure_threshold: 5,
+            failure_rate: None,
+            window_ms: 30_000,
+            min_calls: 10,
+            open_timeout_ms: 10_000,
+            half_open_max_probes: 1,
+        }
+    }
+}
+
+/// Retries and fallbacks spend from a budget refilled by real traffic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RetryBudgetSettings {
+    /// Retries allowed per client call, on average (0.2 = at most 20% extra load).
+    pub ratio: f64,
+    /// Retries always allowed per second, so a quiet router can still fail over.
+    pub min_per_sec: f64,
+}
+
+impl Default for RetryBudgetSettings {
+    fn default() -> Self {
+        RetryBudgetSettings { ratio: 0.2, min_per_sec: 5.0 }
+    }
+}
+
+/// Backends serving the same tools, balanced as one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// The pool's name: the prefix its items get on a collision.
+    pub name: String,
+    /// Member backends (each in at most one pool).
+    pub backends: Vec<String>,
+    /// `round_robin` (default), `weighted_round_robin`, `least_connections` or `sticky`.
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+}
+
+fn default_strategy() -> String {
+    "round_robin".into()
+}
+
+/// An ordered list of backends to try for a tool or a method.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FallbackConfig {
+    /// The tool (name as clients see it, or the backends' own name) this chain serves…
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// …or the method (e.g. `resources/read`).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Backends in the order to try.
+    pub candidates: Vec<String>,
+    /// Whether a call that may already have run (timeout, crash mid-call) may be re-sent.
+    /// Without it, the tool's `idempotentHint` decides.
+    #[serde(default)]
+    pub idempotent: bool,
 }
 
 impl Default for RouterSettings {
@@ -174,6 +342,12 @@ impl Default for RouterSettings {
             refresh_interval_ms: 300_000,
             shutdown_grace_ms: 2_000,
             resource_routes: Vec::new(),
+            max_call_ms: 120_000,
+            fail_mode: FailMode::Open,
+            restart: RestartPolicy::default(),
+            health: HealthPolicy::default(),
+            breaker: BreakerSettings::default(),
+            retry_budget: RetryBudgetSettings::default(),
         }
     }
 }
@@ -182,6 +356,19 @@ impl RouterSettings {
     /// The default call deadline.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The breaker configuration these settings describe.
+    pub fn breaker_config(&self) -> crate::breaker::BreakerConfig {
+        let b = &self.breaker;
+        crate::breaker::BreakerConfig {
+            failure_threshold: b.failure_threshold,
+            failure_rate: b.failure_rate,
+            window: Duration::from_millis(b.window_ms),
+            min_calls: b.min_calls,
+            open_timeout: Duration::from_millis(b.open_timeout_ms),
+            half_open_max_probes: b.half_open_max_probes,
+        }
     }
 }
 
@@ -196,6 +383,12 @@ pub struct Config {
     /// The backends, in priority order (earlier wins a resource URI both serve).
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
+    /// Pools of equivalent backends.
+    #[serde(default)]
+    pub pools: Vec<PoolConfig>,
+    /// Fallback chains per tool or method.
+    #[serde(default)]
+    pub fallbacks: Vec<FallbackConfig>,
 }
 
 impl Config {
@@ -304,6 +497,92 @@ impl Config {
                     )));
                 }
             }
+        }
+        let known = |n: &str| self.backends.iter().any(|b| b.name == n);
+        let mut pooled = HashSet::new();
+        for (i, p) in self.pools.iter().enumerate() {
+            let path = format!("pools[{i}]");
+            if p.name.is_empty() || p.name.len() > 64 || !p.name.bytes().all(is_name_byte) {
+                return Err(Error::Config(format!(
+                    "{path}.name: {:?} must be 1-64 characters of [A-Za-z0-9_-]{}",
+                    p.name,
+                    at("name", &p.name, 0)
+                )));
+            }
+            if self.backends.iter().any(|b| b.name == p.name) || self.pools[..i].iter().any(|q| q.name == p.name) {
+                return Err(Error::Config(format!(
+                    "{path}.name: {:?} is already the name of a backend or pool{}",
+                    p.name,
+                    at("name", &p.name, 0)
+                )));
+            }
+            if p.backends.is_empty() {
+                return Err(Error::Config(format!(
+                    "{path}.backends: a pool needs at least one backend{}",
+                    at("name", &p.name, 0)
+                )));
+            }
+            for m in &p.backends {
+                if !known(m) {
+                    return Err(Error::Config(format!(
+                        "{path}.backends: no backend named {m:?}{}",
+                        at("name", &p.name, 0)
+                    )));
+                }
+                if !pooled.insert(m.as_str()) {
+                    return Err(Error::Config(format!(
+                        "{path}.backends: {m:?} is already in a pool{}",
+                        at("name", &p.name, 0)
+                    )));
+                }
+            }
+            if p.strategy.parse::<crate::balance::Strategy>().is_err() {
+                return Err(Error::Config(format!(
+                    "{path}.strategy: {:?} is not one of round_robin, weighted_round_robin, least_connections, sticky{}",
+                    p.strategy,
+                    at("strategy", &p.strategy, 0)
+                )));
+            }
+        }
+        for (i, f) in self.fallbacks.iter().enumerate() {
+            let path = format!("fallbacks[{i}]");
+            if f.tool.is_some() == f.method.is_some() {
+                return Err(Error::Config(format!(
+                    "{path}: give exactly one of tool or method{}",
+                    at("candidates", "", i)
+                )));
+            }
+            if f.candidates.is_empty() {
+                return Err(Error::Config(format!("{path}.candidates: must not be empty{}", at("candidates", "", i))));
+            }
+            if let Some(c) = f.candidates.iter().find(|c| !known(c)) {
+                return Err(Error::Config(format!(
+                    "{path}.candidates: no backend named {c:?}{}",
+                    at("candidates", "", i)
+                )));
+            }
+        }
+        let b = &r.breaker;
+        if b.failure_threshold == 0
+            || b.half_open_max_probes == 0
+            || b.failure_rate.is_some_and(|x| !(x > 0.0 && x <= 1.0))
+        {
+            return Err(Error::Config(format!(
+                "router.breaker: failure_threshold and half_open_max_probes must be at least 1, failure_rate in (0, 1]{}",
+                at("breaker", "", 0)
+            )));
+        }
+        if !(r.retry_budget.ratio >= 0.0 && r.retry_budget.min_per_sec >= 0.0) {
+            return Err(Error::Config(format!(
+                "router.retry_budget: ratio and min_per_sec must be >= 0{}",
+                at("retry_budget", "", 0)
+            )));
+        }
+        if r.health.failure_threshold == 0 || r.health.timeout_ms == 0 {
+            return Err(Error::Config(format!(
+                "router.health: failure_threshold and timeout_ms must be at least 1{}",
+                at("health", "", 0)
+            )));
         }
         for (i, rr) in r.resource_routes.iter().enumerate() {
             if !self.backends.iter().any(|b| b.name == rr.backend) {

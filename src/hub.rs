@@ -29,6 +29,14 @@ pub(crate) enum Event {
 /// than blocking a backend's reader thread.
 const EVENT_QUEUE: usize = 4096;
 
+/// A client's progress token, swapped for a router-unique one.
+struct Progress {
+    session: u64,
+    client_token: Box<RawValue>,
+    /// When progress last arrived (nanoseconds after `Hub::base`): extends the call's deadline.
+    last: Arc<AtomicU64>,
+}
+
 /// What the client told us in `initialize`.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ClientState {
@@ -81,7 +89,9 @@ impl SessionShared {
 
 pub(crate) struct Hub {
     sessions: RwLock<HashMap<u64, Arc<SessionShared>>>,
-    progress: Mutex<HashMap<String, (u64, Box<RawValue>)>>,
+    progress: Mutex<HashMap<String, Progress>>,
+    /// Progress times are stored as nanoseconds since this instant.
+    pub base: std::time::Instant,
     next_token: AtomicU64,
     next_relay: AtomicU64,
     next_session: AtomicU64,
@@ -93,6 +103,7 @@ impl Hub {
         Hub {
             sessions: RwLock::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
+            base: std::time::Instant::now(),
             next_token: AtomicU64::new(1),
             next_relay: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
@@ -119,7 +130,7 @@ impl Hub {
     }
 
     pub(crate) fn close_session(&self, id: u64) -> Option<Arc<SessionShared>> {
-        self.progress.lock().retain(|_, (sid, _)| *sid != id);
+        self.progress.lock().retain(|_, p| p.session != id);
         self.sessions.write().remove(&id)
     }
 
@@ -136,11 +147,13 @@ impl Hub {
 
     /// Swaps a client's progress token for a router-unique one, so that two clients using
     /// the same token on one shared backend cannot receive each other's progress.
-    pub(crate) fn register_progress(&self, session: u64, client_token: &RawValue) -> String {
+    pub(crate) fn register_progress(&self, session: u64, client_token: &RawValue) -> (String, Arc<AtomicU64>) {
         let n = self.next_token.fetch_add(1, Ordering::Relaxed);
         let token = format!("\"mcprouter-p{n}\"");
-        self.progress.lock().insert(token.clone(), (session, client_token.to_owned()));
-        token
+        let last = Arc::new(AtomicU64::new(0));
+        let entry = Progress { session, client_token: client_token.to_owned(), last: Arc::clone(&last) };
+        self.progress.lock().insert(token.clone(), entry);
+        (token, last)
     }
 
     pub(crate) fn unregister_progress(&self, token: &str) {
@@ -176,7 +189,11 @@ impl Hub {
             "notifications/progress" => {
                 let Some(mut v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else { return };
                 let key = v.get("progressToken").map(Value::to_string).unwrap_or_default();
-                let target = self.progress.lock().get(&key).map(|(s, t)| (*s, t.get().to_owned()));
+                let target = self.progress.lock().get(&key).map(|p| {
+                    let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
+                    p.last.store(nanos, Ordering::Release);
+                    (p.session, p.client_token.get().to_owned())
+                });
                 let Some((session, client_token)) = target else { return };
                 if let Ok(t) = serde_json::from_str::<Value>(&client_token) {
                     v["progressToken"] = t;

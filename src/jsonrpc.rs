@@ -24,6 +24,8 @@ pub const BACKEND_UNAVAILABLE: i64 = -32000;
 pub const REQUEST_TIMEOUT: i64 = -32001;
 /// The backend's queue is full: try again later.
 pub const OVERLOADED: i64 = -32003;
+/// The backend's circuit breaker is open: it failed too often recently.
+pub const CIRCUIT_OPEN: i64 = -32004;
 
 #[derive(Deserialize)]
 struct Wire<'a> {

@@ -16,7 +16,11 @@
 #![deny(unsafe_code)]
 
 mod backend;
+pub mod balance;
+pub mod breaker;
+pub mod budget;
 mod catalog;
+pub mod clock;
 pub mod config;
 mod error;
 pub mod framing;
@@ -28,6 +32,8 @@ pub mod pending;
 pub mod redact;
 mod router;
 mod session;
+pub mod supervisor;
+pub mod sync;
 
 pub use config::Config;
 pub use error::{Error, Result};

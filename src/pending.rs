@@ -1,11 +1,105 @@
-//! The pending-request map: ids the router assigned towards one backend.
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! Requests sent to one backend and not yet answered, keyed by the id the
+//! router assigned them.
+//!
+//! Completion (reader thread), timeout (timer), cancellation (client) and
+//! backend death (drain) all race for the same entry; whichever removes it
+//! owns it, so each entry is settled exactly once.
 
-/// Pending calls keyed by the id the router assigned.
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::sync::{AtomicU64, Mutex, Ordering};
+
+struct Inner<E> {
+    entries: HashMap<u64, E>,
+    /// Set by [`PendingMap::close`]: the backend is gone, refuse new entries.
+    closed: bool,
+}
+
+/// Pending requests of one backend, keyed by router-assigned id.
 pub struct PendingMap<E> {
-    next: AtomicU64,
-    map: parking_lot::Mutex<HashMap<u64, E>>,
+    next_id: AtomicU64,
+    inner: Mutex<Inner<E>>,
+}
+
+impl<E> PendingMap<E> {
+    /// An empty, open map; the first id handed out is 1.
+    pub fn new() -> Self {
+        Self { next_id: AtomicU64::new(1), inner: Mutex::new(Inner { entries: HashMap::new(), closed: false }) }
+    }
+
+    /// Stores `entry` under a fresh id and returns the id. Stores even after
+    /// [`Self::close`]; use [`Self::try_insert`] where that race matters.
+    pub fn insert(&self, entry: E) -> u64 {
+        let id = self.allocate_id();
+        self.inner.lock().entries.insert(id, entry);
+        id
+    }
+
+    /// Like [`Self::insert`], but hands `entry` back if the map was closed,
+    /// so a request racing backend death is failed by its sender instead of
+    /// waiting for a timeout nobody else will settle sooner.
+    pub fn try_insert(&self, entry: E) -> Result<u64, E> {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Err(entry);
+        }
+        let id = self.allocate_id();
+        inner.entries.insert(id, entry);
+        Ok(id)
+    }
+
+    /// Removes and returns the entry for `id`, if nobody else took it first.
+    pub fn take(&self, id: u64) -> Option<E> {
+        self.inner.lock().entries.remove(&id)
+    }
+
+    /// Runs `f` on the entry for `id` without removing it. `f` runs under
+    /// the map's lock, so it must be short and must not use this map.
+    pub fn with<R>(&self, id: u64, f: impl FnOnce(&E) -> R) -> Option<R> {
+        self.inner.lock().entries.get(&id).map(f)
+    }
+
+    /// Removes and returns every entry, by ascending id (backend died: fail
+    /// them all). The map stays open.
+    pub fn drain(&self) -> Vec<(u64, E)> {
+        let mut drained: Vec<(u64, E)> = self.inner.lock().entries.drain().collect();
+        drained.sort_unstable_by_key(|(id, _)| *id);
+        drained
+    }
+
+    /// Marks the map closed (later [`Self::try_insert`]s fail) and drains it,
+    /// in one step so no entry slips in between.
+    pub fn close(&self) -> Vec<(u64, E)> {
+        let mut drained: Vec<(u64, E)> = {
+            let mut inner = self.inner.lock();
+            inner.closed = true;
+            inner.entries.drain().collect()
+        };
+        drained.sort_unstable_by_key(|(id, _)| *id);
+        drained
+    }
+
+    /// True once [`Self::close`] has run.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+
+    /// Number of pending entries.
+    pub fn len(&self) -> usize {
+        self.inner.lock().entries.len()
+    }
+
+    /// True when nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.inner.lock().entries.is_empty()
+    }
+
+    fn allocate_id(&self) -> u64 {
+        // Relaxed: ids only need to be unique, and the map's lock orders the
+        // entries themselves.
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 impl<E> Default for PendingMap<E> {
@@ -14,35 +108,44 @@ impl<E> Default for PendingMap<E> {
     }
 }
 
-impl<E> PendingMap<E> {
-    /// An empty map; ids start at 1.
-    pub fn new() -> Self {
-        PendingMap { next: AtomicU64::new(1), map: parking_lot::Mutex::new(HashMap::new()) }
+impl<E> fmt::Debug for PendingMap<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.inner.lock();
+        f.debug_struct("PendingMap").field("len", &inner.entries.len()).field("closed", &inner.closed).finish()
     }
-    /// Stores `entry` under a fresh id.
-    pub fn insert(&self, entry: E) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.map.lock().insert(id, entry);
-        id
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_start_at_one_and_each_entry_is_taken_once() {
+        let map = PendingMap::new();
+        assert!(map.is_empty());
+        let a = map.insert("a");
+        let b = map.insert("b");
+        assert_eq!((a, b), (1, 2));
+        assert_eq!(map.len(), 2);
+        assert_eq!(map.with(a, |e| e.len()), Some(1));
+        assert_eq!(map.take(a), Some("a"));
+        assert_eq!(map.take(a), None);
+        assert_eq!(map.with(a, |e| e.len()), None);
+        assert_eq!(map.drain(), vec![(b, "b")]);
+        assert!(map.is_empty());
+        assert!(!map.is_closed());
+        assert_eq!(map.insert("c"), 3);
     }
-    /// Removes and returns the entry; exactly one taker gets it.
-    pub fn take(&self, id: u64) -> Option<E> {
-        self.map.lock().remove(&id)
-    }
-    /// Inspects an entry without removing it.
-    pub fn with<R>(&self, id: u64, f: impl FnOnce(&E) -> R) -> Option<R> {
-        self.map.lock().get(&id).map(f)
-    }
-    /// Removes every entry.
-    pub fn drain(&self) -> Vec<(u64, E)> {
-        self.map.lock().drain().collect()
-    }
-    /// How many are pending.
-    pub fn len(&self) -> usize {
-        self.map.lock().len()
-    }
-    /// Whether none are pending.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+
+    #[test]
+    fn close_drains_and_refuses_try_insert() {
+        let map = PendingMap::new();
+        let a = map.try_insert(1).expect("open");
+        let b = map.try_insert(2).expect("open");
+        assert_eq!(map.close(), vec![(a, 1), (b, 2)]);
+        assert!(map.is_closed());
+        assert_eq!(map.try_insert(3), Err(3));
+        assert!(map.is_empty());
+        assert!(format!("{map:?}").contains("closed: true"));
     }
 }

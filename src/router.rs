@@ -10,7 +10,9 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 
 use crate::backend::{Backend, State};
-use crate::catalog::{Catalog, Kind, Lists};
+use crate::balance::{Balancer, SharedBalancer, Strategy};
+use crate::budget::RetryBudget;
+use crate::catalog::{Catalog, Kind, Lists, Owner};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hub::{Event, Hub};
@@ -22,7 +24,16 @@ pub(crate) struct Core {
     pub config: Config,
     pub hub: Arc<Hub>,
     pub backends: Vec<Arc<Backend>>,
+    /// Plain backends and pools, in config order: what catalog items belong to.
+    pub owners: Vec<Owner>,
+    /// One balancer per owner that is a pool.
+    pub balancers: Vec<Option<SharedBalancer>>,
+    pub budget: RetryBudget,
     catalog: RwLock<Arc<Catalog>>,
+    /// Backends waiting to be restarted, and when.
+    restart_due: Mutex<Vec<(usize, Instant)>>,
+    /// Restart and health threads, joined at shutdown.
+    workers: Mutex<Vec<JoinHandle<()>>>,
     pub closed: AtomicBool,
     pub metrics: Metrics,
     started: Instant,
@@ -34,13 +45,64 @@ impl Core {
         Arc::clone(&self.catalog.read())
     }
 
+    pub(crate) fn next_restart(&self, backend: usize) -> Option<Instant> {
+        self.restart_due.lock().iter().find(|(b, _)| *b == backend).map(|(_, t)| *t)
+    }
+
+    /// A backend went down (or failed to come up): schedule its restart with backoff.
+    fn schedule_restart(&self, i: usize) {
+        let Some(b) = self.backends.get(i) else { return };
+        if self.closed.load(Ordering::Acquire) || b.is_ready() || self.next_restart(i).is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let seed = now.duration_since(self.started).as_nanos() as u64 ^ (i as u64).rotate_left(32);
+        let delay = b.restarts.lock().next_delay(&self.config.router.restart, now, crate::supervisor::jitter(seed));
+        if let Some(d) = delay {
+            log::info!(target: "mcprouter", "[{}] restart in {} ms", b.name(), d.as_millis());
+            self.restart_due.lock().push((i, now + d));
+        }
+    }
+
+    /// Starts the restarts that are due, each on its own thread so a slow handshake does
+    /// not hold up the dispatcher.
+    fn run_due_restarts(self: &Arc<Self>) {
+        let now = Instant::now();
+        let due: Vec<usize> = {
+            let mut q = self.restart_due.lock();
+            let due = q.iter().filter(|(_, t)| *t <= now).map(|(b, _)| *b).collect();
+            q.retain(|(_, t)| *t > now);
+            due
+        };
+        let mut workers = self.workers.lock();
+        workers.retain(|h| !h.is_finished());
+        for i in due {
+            let core = Arc::clone(self);
+            let name = format!("mcprouter-restart-{}", self.backends[i].name());
+            let spawned = std::thread::Builder::new().name(name).stack_size(256 * 1024).spawn(move || {
+                let b = &core.backends[i];
+                let init = Duration::from_millis(core.config.router.init_timeout_ms);
+                if b.restart(init) {
+                    core.metrics.restart(i);
+                    core.rebuild_catalog(true);
+                } else {
+                    core.hub.backend_down(i);
+                }
+            });
+            match spawned {
+                Ok(h) => workers.push(h),
+                Err(e) => log::error!(target: "mcprouter", "cannot start a restart thread: {e}"),
+            }
+        }
+    }
+
     /// Rebuilds the catalog from the ready backends' lists and tells every session which
     /// lists changed.
     fn rebuild_catalog(&self, notify: bool) {
         let lists: Vec<Option<Arc<Lists>>> =
             self.backends.iter().map(|b| if b.is_ready() { b.lists.lock().clone() } else { None }).collect();
         let refs: Vec<Option<&Lists>> = lists.iter().map(|l| l.as_deref()).collect();
-        let fresh = Arc::new(Catalog::build(&self.config.router, &self.config.backends, &refs));
+        let fresh = Arc::new(Catalog::build(&self.config.router, &self.config.backends, &self.owners, &refs));
         let old = std::mem::replace(&mut *self.catalog.write(), Arc::clone(&fresh));
         self.metrics.set_known_tools(fresh.tool_names().map(str::to_owned));
         let [t, r, u, p] = fresh.counts();
@@ -123,12 +185,22 @@ impl Router {
             }
         });
         let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
+        let (owners, balancers) = owners(&config);
         let core = Arc::new(Core {
             metrics: Metrics::new(&names),
+            owners,
+            balancers,
+            budget: RetryBudget::new(
+                config.router.retry_budget.ratio,
+                config.router.retry_budget.min_per_sec,
+                Instant::now(),
+            ),
             config,
             hub,
             backends,
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            restart_due: Mutex::new(Vec::new()),
+            workers: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             started: Instant::now(),
         });
@@ -175,7 +247,11 @@ impl Router {
             .iter()
             .map(|b| {
                 let info = b.info();
-                let [tools, resources, prompts] = catalog.backend_counts(b.index);
+                let lists = b.lists.lock().clone().unwrap_or_default();
+                let (tools, resources, prompts) =
+                    (lists.tools.len(), lists.resources.len() + lists.templates.len(), lists.prompts.len());
+                let health = b.health.lock().clone();
+                let restarts = b.restarts.lock().total;
                 json!({
                     "name": b.name(),
                     "transport": b.config.transport.as_str(),
@@ -190,6 +266,13 @@ impl Router {
                     "handshake_ms": info.handshake.map(|d| d.as_secs_f64() * 1000.0),
                     "pid": info.pid,
                     "last_error": info.last_error,
+                    "healthy": health.is_healthy(),
+                    "consecutive_failures": health.failures(),
+                    "next_probe_in_ms": health.next_probe().map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
+                    "breaker": b.breaker.state().name(),
+                    "breaker_half_open_in_flight": b.breaker.half_open_in_flight(),
+                    "restarts": restarts,
+                    "next_restart_in_ms": core.next_restart(b.index).map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
                 })
             })
             .collect();
@@ -231,6 +314,31 @@ impl Router {
     }
 }
 
+/// Groups backends into owners: each pool where its first member stands, every other
+/// backend on its own.
+fn owners(config: &Config) -> (Vec<Owner>, Vec<Option<SharedBalancer>>) {
+    let mut owners = Vec::new();
+    let mut balancers = Vec::new();
+    for (i, b) in config.backends.iter().enumerate() {
+        match config.pools.iter().find(|p| p.backends.contains(&b.name)) {
+            Some(p) if p.backends.first() == Some(&b.name) => {
+                let members: Vec<usize> =
+                    p.backends.iter().filter_map(|m| config.backends.iter().position(|b| &b.name == m)).collect();
+                let weights = members.iter().map(|&m| config.backends[m].weight).collect();
+                let strategy = p.strategy.parse().unwrap_or(Strategy::RoundRobin);
+                balancers.push(Some(SharedBalancer::new(Balancer::new(strategy, weights))));
+                owners.push(Owner { name: p.name.clone(), members });
+            }
+            Some(_) => {}
+            None => {
+                balancers.push(None);
+                owners.push(Owner { name: b.name.clone(), members: vec![i] });
+            }
+        }
+    }
+    (owners, balancers)
+}
+
 fn shutdown(core: &Core, dispatcher: &Mutex<Option<(Sender<()>, JoinHandle<()>)>>, grace: Duration) {
     core.closed.store(true, Ordering::Release);
     if let Some((stop, handle)) = dispatcher.lock().take() {
@@ -242,14 +350,23 @@ fn shutdown(core: &Core, dispatcher: &Mutex<Option<(Sender<()>, JoinHandle<()>)>
             s.spawn(move || b.stop(grace));
         }
     });
+    let workers = std::mem::take(&mut *core.workers.lock());
+    for w in workers {
+        let _ = w.join();
+    }
 }
 
-fn dispatcher(core: &Core, events: &Receiver<Event>, stop: &Receiver<()>) {
+fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Receiver<()>) {
     let interval = core.config.router.refresh_interval_ms;
     let ticker = if interval > 0 { tick(Duration::from_millis(interval)) } else { never() };
+    let housekeeping = tick(Duration::from_millis(50));
+    for i in 0..core.backends.len() {
+        core.schedule_restart(i);
+    }
     loop {
         select! {
             recv(stop) -> _ => return,
+            recv(housekeeping) -> _ => core.run_due_restarts(),
             recv(events) -> ev => {
                 let Ok(ev) = ev else { return };
                 // Backends announce changes in bursts (server-everything sends several
@@ -262,7 +379,7 @@ fn dispatcher(core: &Core, events: &Receiver<Event>, stop: &Receiver<()>) {
                     match ev {
                         Event::Refresh(i) if !refresh.contains(&i) => refresh.push(i),
                         Event::Refresh(_) => {}
-                        Event::Down(i) => log::info!(target: "mcprouter", "backend {i} is down; its items leave the catalog"),
+                        Event::Down(i) => core.schedule_restart(i),
                     }
                 }
                 for i in refresh {

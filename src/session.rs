@@ -4,14 +4,15 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::backend::SUPPORTED_VERSIONS;
+use crate::backend::{CallError, Deadline, SUPPORTED_VERSIONS};
+use crate::breaker::Outcome as BreakerOutcome;
 use crate::catalog::{Kind, Lookup};
 use crate::error::{Error, Result};
 use crate::hub::SessionShared;
@@ -54,6 +55,54 @@ fn clip(s: &str) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// Where a routed call goes, and what the catalog says about repeating it.
+struct Route<'a> {
+    owner: usize,
+    /// (exposed, original) tool name, to find a fallback chain.
+    chain_key: Option<(&'a str, &'a str)>,
+    /// Safe to send again after an attempt that may have run.
+    idempotent: bool,
+}
+
+/// The candidates for one call.
+struct Plan {
+    order: Vec<usize>,
+    is_pool: bool,
+    is_chain: bool,
+    idempotent: bool,
+}
+
+impl Plan {
+    fn first(&self) -> Option<&usize> {
+        self.order.first()
+    }
+}
+
+fn timeout_out() -> Out {
+    Out::Err(jsonrpc::error_object(jsonrpc::REQUEST_TIMEOUT, "request timed out"))
+}
+
+fn circuit_open(backend: &str) -> String {
+    jsonrpc::error_object(
+        jsonrpc::CIRCUIT_OPEN,
+        &format!("backend {backend:?} is failing: its circuit breaker is open"),
+    )
+}
+
+fn unavailable(b: &crate::backend::Backend) -> String {
+    let info = b.info();
+    let why = if !b.is_ready() {
+        info.last_error.unwrap_or_else(|| format!("it is {}", info.state.as_str()))
+    } else if !b.health.lock().is_healthy() {
+        "it failed its health checks".to_owned()
+    } else {
+        "its circuit breaker is open".to_owned()
+    };
+    let code =
+        if b.is_ready() && b.health.lock().is_healthy() { jsonrpc::CIRCUIT_OPEN } else { jsonrpc::BACKEND_UNAVAILABLE };
+    jsonrpc::error_object(code, &format!("backend {:?} is unavailable: {why}", b.name()))
 }
 
 /// A request refused before any backend was involved.
@@ -355,11 +404,11 @@ impl Session {
         };
         let catalog = self.core().catalog();
         let found = if tool { catalog.tool(&name) } else { catalog.prompt(&name) };
-        let (backend, original) = match found {
-            Lookup::Found(t) => (t.backend, t.original.clone()),
-            Lookup::Ambiguous(bs) => {
+        let (owner, original, hint) = match found {
+            Lookup::Found(t) => (t.owner, t.original.clone(), t.idempotent),
+            Lookup::Ambiguous(os) => {
                 let names: Vec<&str> =
-                    bs.iter().filter_map(|b| self.core().backends.get(*b)).map(|b| b.name()).collect();
+                    os.iter().filter_map(|o| self.core().owners.get(*o)).map(|o| o.name.as_str()).collect();
                 return bad(format!(
                     "{what} {name:?} is ambiguous: served by {} (prefix mode is never)",
                     names.join(", ")
@@ -369,9 +418,10 @@ impl Session {
         };
         drop(catalog);
         let rename = (original != name).then_some(original.as_str());
-        let out = self.forward(
+        let route = Route { owner, chain_key: tool.then_some((name.as_ref(), original.as_str())), idempotent: hint };
+        self.dispatch(
             id,
-            backend,
+            route,
             method,
             params,
             |v| {
@@ -380,8 +430,7 @@ impl Session {
                 }
             },
             rename.is_some(),
-        );
-        (out, Some(backend))
+        )
     }
 
     fn route_uri(&self, id: &RawValue, method: &str, params: Option<&RawValue>) -> (Out, Option<usize>) {
@@ -390,10 +439,12 @@ impl Session {
             Some(Err(e)) => return bad(format!("bad params for {method}: {e}")),
             _ => return bad(format!("{method} needs params.uri (a string)")),
         };
-        let Some(backend) = self.core().catalog().resource_backend(&uri) else {
+        let Some(owner) = self.core().catalog().resource_owner(&uri) else {
             return bad(format!("Unknown resource: {uri}"));
         };
-        let out = self.forward(id, backend, method, params, |_| {}, false);
+        // Reading is safe to repeat; subscribing is not worth a second try.
+        let route = Route { owner, chain_key: None, idempotent: method == "resources/read" };
+        let (out, backend) = self.dispatch(id, route, method, params, |_| {}, false);
         if matches!(out, Out::Ok(_)) {
             match method {
                 "resources/subscribe" => {
@@ -405,7 +456,7 @@ impl Session {
                 _ => {}
             }
         }
-        (out, Some(backend))
+        (out, backend)
     }
 
     fn route_completion(&self, id: &RawValue, params: Option<&RawValue>) -> (Out, Option<usize>) {
@@ -414,18 +465,18 @@ impl Session {
         };
         let catalog = self.core().catalog();
         let kind = v.pointer("/ref/type").and_then(Value::as_str).unwrap_or_default();
-        let (backend, rename) = match kind {
+        let (owner, rename) = match kind {
             "ref/prompt" => {
                 let name = v.pointer("/ref/name").and_then(Value::as_str).unwrap_or_default();
                 match catalog.prompt(name) {
-                    Lookup::Found(p) => (p.backend, (p.original != name).then(|| p.original.clone())),
+                    Lookup::Found(p) => (p.owner, (p.original != name).then(|| p.original.clone())),
                     _ => return bad(format!("Unknown prompt: {name}")),
                 }
             }
             "ref/resource" => {
                 let uri = v.pointer("/ref/uri").and_then(Value::as_str).unwrap_or_default();
-                match catalog.template_backend(uri) {
-                    Some(b) => (b, None),
+                match catalog.template_owner(uri) {
+                    Some(o) => (o, None),
                     None => return bad(format!("Unknown resource: {uri}")),
                 }
             }
@@ -433,9 +484,10 @@ impl Session {
         };
         drop(catalog);
         let needs = rename.is_some();
-        let out = self.forward(
+        let route = Route { owner, chain_key: None, idempotent: true };
+        self.dispatch(
             id,
-            backend,
+            route,
             "completion/complete",
             params,
             |v| {
@@ -444,8 +496,7 @@ impl Session {
                 }
             },
             needs,
-        );
-        (out, Some(backend))
+        )
     }
 
     /// Sends the level to every ready backend that logs, all in flight at once.
@@ -459,67 +510,200 @@ impl Session {
             .filter_map(|b| b.start_call("logging/setLevel", Some(p.get()), self.shared.id).ok().map(|t| (b, t)))
             .collect();
         for (b, t) in tickets {
-            let _ = b.finish_call(t, Instant::now() + b.timeout);
+            let _ = b.finish_call(t, &Deadline::fixed(Instant::now() + b.timeout));
         }
         Out::Ok("{}".into())
     }
 
-    /// Forwards a request to one backend under a router-assigned id. The caller's params
-    /// are re-encoded only when a name or a progress token has to change; otherwise they
-    /// pass through byte for byte.
-    fn forward(
+    /// Rewrites params when a name or a progress token must change; otherwise `None`, and
+    /// the caller's params pass through byte for byte.
+    fn prepare(
+        &self,
+        params: Option<&RawValue>,
+        edit: impl FnOnce(&mut Value),
+        must_edit: bool,
+    ) -> Result<(Option<String>, Option<(String, Arc<AtomicU64>)>), Out> {
+        let has_token = params.is_some_and(|p| p.get().contains("\"progressToken\""));
+        let Some(p) = params.filter(|_| must_edit || has_token) else { return Ok((None, None)) };
+        let Ok(mut v) = serde_json::from_str::<Value>(p.get()) else {
+            return Err(invalid("params are not valid JSON"));
+        };
+        edit(&mut v);
+        let mut token = None;
+        if let Some(t) = v.pointer_mut("/_meta/progressToken") {
+            if let Ok(raw) = serde_json::value::to_raw_value(t) {
+                let (mine, last) = self.core().hub.register_progress(self.shared.id, &raw);
+                if let Ok(nv) = serde_json::from_str::<Value>(&mine) {
+                    *t = nv;
+                }
+                token = Some((mine, last));
+            }
+        }
+        Ok((Some(v.to_string()), token))
+    }
+
+    /// Sends a request to the owner's backend(s) under router-assigned ids, with the
+    /// resilience rules: a pool balances, a fallback chain tries its candidates in order,
+    /// each attempt passes its backend's breaker, and moving on after an attempt that may
+    /// have run needs the call to be idempotent. One deadline covers every attempt.
+    fn dispatch(
         &self,
         id: &RawValue,
-        b: usize,
+        route: Route<'_>,
         method: &str,
         params: Option<&RawValue>,
         edit: impl FnOnce(&mut Value),
         must_edit: bool,
-    ) -> Out {
+    ) -> (Out, Option<usize>) {
         let core = self.core();
-        let Some(backend) = core.backends.get(b) else {
-            return Out::Err(jsonrpc::error_object(jsonrpc::INTERNAL_ERROR, "no such backend"));
-        };
-        let has_token = params.is_some_and(|p| p.get().contains("\"progressToken\""));
-        let mut token = None;
-        let rewritten: Option<String> = match params {
-            Some(p) if must_edit || has_token => {
-                let Ok(mut v) = serde_json::from_str::<Value>(p.get()) else {
-                    return invalid("params are not valid JSON");
-                };
-                edit(&mut v);
-                if let Some(t) = v.pointer_mut("/_meta/progressToken") {
-                    if let Ok(raw) = serde_json::value::to_raw_value(t) {
-                        let mine = core.hub.register_progress(self.shared.id, &raw);
-                        if let Ok(nv) = serde_json::from_str::<Value>(&mine) {
-                            *t = nv;
-                        }
-                        token = Some(mine);
-                    }
-                }
-                Some(v.to_string())
-            }
-            _ => None,
+        let (rewritten, token) = match self.prepare(params, edit, must_edit) {
+            Ok(x) => x,
+            Err(out) => return (out, None),
         };
         let send = rewritten.as_deref().or(params.map(RawValue::get));
-        let outcome = match backend.start_call(method, send, self.shared.id) {
-            Ok(ticket) => {
-                self.shared.inflight.lock().insert(id.get().to_owned(), (b, ticket.id));
-                let r = backend.finish_call(ticket, Instant::now() + backend.timeout);
-                self.shared.inflight.lock().remove(id.get());
-                r
-            }
-            Err(e) => Err(e),
+        let plan = self.plan(&route, method);
+        core.budget.deposit();
+
+        let began = Instant::now();
+        let first_timeout = plan
+            .first()
+            .and_then(|b| core.backends.get(*b))
+            .map_or(core.config.router.request_timeout(), |b| b.timeout);
+        let max_call = core.config.router.max_call_ms;
+        let hard = if max_call > 0 {
+            began + Duration::from_millis(max_call).max(first_timeout)
+        } else {
+            began + first_timeout
         };
-        if let Some(t) = token {
+        let deadline = Deadline {
+            soft: began + first_timeout,
+            hard,
+            activity: token.as_ref().map(|(_, last)| (Arc::clone(last), core.hub.base, first_timeout)),
+        };
+
+        let balancer = core.balancers.get(route.owner).and_then(Option::as_ref).filter(|_| plan.is_pool);
+        let sticky = Some(crate::balance::fnv1a64(self.shared.client_id.as_bytes()));
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last: Option<(Out, usize)> = None;
+        let out = loop {
+            if Instant::now() >= deadline.current() && !tried.is_empty() {
+                break last.map(|(o, b)| (o, Some(b))).unwrap_or_else(|| (timeout_out(), None));
+            }
+            // Choose the next candidate by peeking only: nothing is reserved until the call.
+            let (b, pick) = match balancer {
+                Some(bal) => {
+                    let members = &core.owners[route.owner].members;
+                    let pick = bal.pick(sticky, |i| {
+                        members.get(i).is_some_and(|m| !tried.contains(m) && core.backends[*m].routable())
+                    });
+                    match pick {
+                        Some(p) => (members[p.index()], Some(p)),
+                        None => break self.exhausted(last, &route, &tried),
+                    }
+                }
+                None => match plan
+                    .order
+                    .iter()
+                    .find(|b| !tried.contains(b) && (plan.order.len() == 1 || core.backends[**b].routable()))
+                {
+                    Some(b) => (*b, None),
+                    None => break self.exhausted(last, &route, &tried),
+                },
+            };
+            if !tried.is_empty() {
+                if !core.budget.try_spend(Instant::now()) {
+                    log::warn!(target: "mcprouter::session", "retry budget exhausted; not trying {}", core.backends[b].name());
+                    break last.map(|(o, b)| (o, Some(b))).unwrap_or_else(|| self.exhausted(None, &route, &tried));
+                }
+                if plan.is_chain { core.metrics.fallback() } else { core.metrics.retry() }
+            }
+            tried.push(b);
+            let backend = &core.backends[b];
+            if !backend.routable() && plan.order.len() == 1 && balancer.is_none() {
+                // A lone backend that is down or unhealthy fails fast with the reason.
+                let out = Out::Err(unavailable(backend));
+                break (out, Some(b));
+            }
+            let Some(guard) = backend.breaker.try_acquire() else {
+                last = Some((Out::Err(circuit_open(backend.name())), b));
+                continue;
+            };
+            let outcome = match backend.start_call(method, send, self.shared.id) {
+                Ok(ticket) => {
+                    self.shared.inflight.lock().insert(id.get().to_owned(), (b, ticket.id));
+                    let r = backend.finish_call(ticket, &deadline).map_err(|e| (e, true));
+                    self.shared.inflight.lock().remove(id.get());
+                    r
+                }
+                Err(e) => Err((e, false)),
+            };
+            drop(pick);
+            match outcome {
+                Ok(Ok(r)) => {
+                    guard.success();
+                    backend.observe(true);
+                    break (Out::Ok(Box::<str>::from(r).into()), Some(b));
+                }
+                // An error the backend meant is an answer: never fall back on it.
+                Ok(Err(e)) => {
+                    guard.success();
+                    backend.observe(true);
+                    break (Out::Err(Box::<str>::from(e).into()), Some(b));
+                }
+                Err((CallError::Cancelled, _)) => {
+                    guard.release(BreakerOutcome::Ignored);
+                    break (Out::Nothing, Some(b));
+                }
+                // Never sent (queue full, backend down): always safe to try elsewhere.
+                Err((e, false)) => {
+                    guard.release(BreakerOutcome::Ignored);
+                    last = Some((Out::Err(e.to_error_object(backend.name())), b));
+                }
+                // Sent, and then lost: the call may have run.
+                Err((e, true)) => {
+                    guard.failure();
+                    backend.observe(false);
+                    last = Some((Out::Err(e.to_error_object(backend.name())), b));
+                    if !(route.idempotent || plan.idempotent) {
+                        break last.map(|(o, b)| (o, Some(b))).unwrap_or_else(|| (timeout_out(), None));
+                    }
+                }
+            }
+        };
+        if let Some((t, _)) = token {
             core.hub.unregister_progress(&t);
         }
-        match outcome {
-            Ok(Ok(r)) => Out::Ok(Box::<str>::from(r).into()),
-            Ok(Err(e)) => Out::Err(Box::<str>::from(e).into()),
-            Err(crate::backend::CallError::Cancelled) => Out::Nothing,
-            Err(e) => Out::Err(e.to_error_object(backend.name())),
+        out
+    }
+
+    /// The candidates for a call: a fallback chain if one is configured for this tool or
+    /// method, else the owner's members (a pool balances among them).
+    fn plan(&self, route: &Route<'_>, method: &str) -> Plan {
+        let core = self.core();
+        let chain = core.config.fallbacks.iter().find(|f| match (&f.tool, &f.method, route.chain_key) {
+            (Some(t), _, Some((exposed, original))) => t == exposed || t == original,
+            (None, Some(m), _) => m == method,
+            _ => false,
+        });
+        if let Some(f) = chain {
+            let order =
+                f.candidates.iter().filter_map(|c| core.backends.iter().position(|b| b.name() == c.as_str())).collect();
+            return Plan { order, is_pool: false, is_chain: true, idempotent: f.idempotent };
         }
+        let members = core.owners.get(route.owner).map(|o| o.members.clone()).unwrap_or_default();
+        let is_pool = members.len() > 1;
+        Plan { order: members, is_pool, is_chain: false, idempotent: false }
+    }
+
+    /// Nothing (more) to try: the last attempt's error, or why there was none.
+    fn exhausted(&self, last: Option<(Out, usize)>, route: &Route<'_>, tried: &[usize]) -> (Out, Option<usize>) {
+        if let Some((o, b)) = last {
+            return (o, Some(b));
+        }
+        let core = self.core();
+        let name = core.owners.get(route.owner).map_or("?", |o| o.name.as_str());
+        let why = if tried.is_empty() { "no backend is available" } else { "every backend failed" };
+        (Out::Err(jsonrpc::error_object(jsonrpc::BACKEND_UNAVAILABLE, &format!("{name}: {why}"))), None)
     }
 
     fn notification(&self, method: &str, params: Option<&RawValue>) {

@@ -18,11 +18,13 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::breaker::SharedBreaker;
 use crate::catalog::Lists;
-use crate::config::{BackendConfig, RouterSettings};
+use crate::config::{BackendConfig, HealthPolicy, RouterSettings};
 use crate::hub::Hub;
 use crate::jsonrpc;
 use crate::pending::PendingMap;
+use crate::supervisor::{Health, Restarts};
 
 /// Protocol versions the router accepts from a backend, newest first.
 pub(crate) const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
@@ -74,6 +76,32 @@ impl CallError {
             }
             CallError::Cancelled => jsonrpc::error_object(jsonrpc::REQUEST_TIMEOUT, "request cancelled"),
         }
+    }
+}
+
+/// When a call gives up: a soft deadline that progress notifications push forward (each
+/// by the call's timeout), never beyond the hard one.
+pub(crate) struct Deadline {
+    pub soft: Instant,
+    pub hard: Instant,
+    /// Last progress (nanoseconds after `base`; 0 = none yet), the base, and the extension.
+    pub activity: Option<(Arc<AtomicU64>, Instant, Duration)>,
+}
+
+impl Deadline {
+    pub(crate) fn fixed(at: Instant) -> Deadline {
+        Deadline { soft: at, hard: at, activity: None }
+    }
+
+    pub(crate) fn current(&self) -> Instant {
+        let mut d = self.soft;
+        if let Some((last, base, extend)) = &self.activity {
+            let n = last.load(Ordering::Acquire);
+            if n > 0 {
+                d = d.max(*base + Duration::from_nanos(n) + *extend);
+            }
+        }
+        d.min(self.hard)
     }
 }
 
@@ -134,6 +162,14 @@ pub(crate) struct Backend {
     child: Mutex<Option<process::Child>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pub lists: Mutex<Option<Arc<Lists>>>,
+    pub breaker: SharedBreaker,
+    pub health: Mutex<Health>,
+    health_policy: HealthPolicy,
+    pub restarts: Mutex<Restarts>,
+    /// Held while starting or stopping, so a restart and a shutdown never interleave.
+    lifecycle: Mutex<()>,
+    /// Set once by router shutdown: no restart may follow.
+    shut: AtomicBool,
 }
 
 impl Backend {
@@ -164,6 +200,12 @@ impl Backend {
             child: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
             lists: Mutex::new(None),
+            breaker: SharedBreaker::new(settings.breaker_config()),
+            health: Mutex::new(Health::default()),
+            health_policy: settings.health.clone(),
+            restarts: Mutex::new(Restarts::default()),
+            lifecycle: Mutex::new(()),
+            shut: AtomicBool::new(false),
         }
     }
 
@@ -185,24 +227,72 @@ impl Backend {
 
     /// Starts the process, runs the MCP handshake and lists everything, all within
     /// `init_timeout`. On failure the backend is left `Failed` with its child reaped.
-    pub(crate) fn start(self: &Arc<Self>, init_timeout: Duration) {
+    /// Returns whether it came up.
+    pub(crate) fn start(self: &Arc<Self>, init_timeout: Duration) -> bool {
+        let _life = self.lifecycle.lock();
+        if self.shut.load(Ordering::Acquire) {
+            return false;
+        }
+        self.start_locked(init_timeout)
+    }
+
+    /// Replaces a backend that exited: reaps what is left of it and starts it again.
+    pub(crate) fn restart(self: &Arc<Self>, init_timeout: Duration) -> bool {
+        let _life = self.lifecycle.lock();
+        if self.shut.load(Ordering::Acquire) {
+            return false;
+        }
+        self.halt(Duration::from_millis(100));
+        self.stopping.store(false, Ordering::Release);
+        self.info.lock().state = State::Starting;
+        *self.health.lock() = Health::default();
+        log::info!(target: "mcprouter::backend", "[{}] restarting", self.name());
+        self.start_locked(init_timeout)
+    }
+
+    fn start_locked(self: &Arc<Self>, init_timeout: Duration) -> bool {
         let began = Instant::now();
         let deadline = began + init_timeout;
         let outcome = stdio::spawn(self).and_then(|()| self.handshake(deadline));
         match outcome {
             Ok(()) => {
-                self.info.lock().handshake = Some(began.elapsed());
+                {
+                    let mut info = self.info.lock();
+                    info.handshake = Some(began.elapsed());
+                    info.state = State::Ready;
+                    info.last_error = None;
+                }
                 self.ready.store(true, Ordering::Release);
-                self.info.lock().state = State::Ready;
+                self.restarts.lock().up(Instant::now());
                 if let Err(e) = self.refresh_lists(deadline.max(Instant::now() + self.timeout)) {
                     log::warn!(target: "mcprouter::backend", "[{}] listing failed: {e}", self.name());
                 }
+                true
             }
             Err(e) => {
                 log::error!(target: "mcprouter::backend", "[{}] failed to start: {e}", self.name());
                 self.mark_failed(&e);
                 self.halt(Duration::from_millis(200));
+                false
             }
+        }
+    }
+
+    /// Whether calls may be routed here now, judged without reserving anything (a breaker
+    /// is only peeked: lesson 3).
+    pub(crate) fn routable(&self) -> bool {
+        self.is_ready()
+            && self.health.lock().is_healthy()
+            && !matches!(self.breaker.peek(), crate::breaker::BreakerState::Open { .. })
+    }
+
+    /// Records a call's outcome for passive health checking.
+    pub(crate) fn observe(&self, ok: bool) {
+        let mut h = self.health.lock();
+        if ok {
+            h.success();
+        } else if h.failure(&self.health_policy, Instant::now()) {
+            log::warn!(target: "mcprouter::backend", "[{}] unhealthy after {} consecutive failures", self.name(), h.failures());
         }
     }
 
@@ -288,7 +378,7 @@ impl Backend {
         deadline: Instant,
     ) -> Result<Result<Box<RawValue>, Box<RawValue>>, CallError> {
         let ticket = self.start_call(method, params, session)?;
-        self.finish_call(ticket, deadline)
+        self.finish_call(ticket, &Deadline::fixed(deadline))
     }
 
     /// Registers a pending call and queues its line; never blocks.
@@ -328,23 +418,27 @@ impl Backend {
     pub(crate) fn finish_call(
         &self,
         ticket: Ticket,
-        deadline: Instant,
+        deadline: &Deadline,
     ) -> Result<Result<Box<RawValue>, Box<RawValue>>, CallError> {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let reply = match ticket.rx.recv_timeout(wait) {
-            Ok(r) => r,
-            Err(RecvTimeoutError::Timeout) => {
-                if self.pending.take(ticket.id).is_some() {
-                    self.cancel_on_backend(ticket.id, "timed out");
-                    return Err(CallError::Timeout);
+        let reply = loop {
+            let wait = deadline.current().saturating_duration_since(Instant::now());
+            match ticket.rx.recv_timeout(wait) {
+                Ok(r) => break r,
+                // Progress moved the deadline: keep waiting.
+                Err(RecvTimeoutError::Timeout) if deadline.current() > Instant::now() => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.pending.take(ticket.id).is_some() {
+                        self.cancel_on_backend(ticket.id, "timed out");
+                        return Err(CallError::Timeout);
+                    }
+                    // Taken by the reader between the timeout and the take: the reply is on its way.
+                    match ticket.rx.recv_timeout(Duration::from_millis(100)) {
+                        Ok(r) => break r,
+                        Err(_) => return Err(CallError::Cancelled),
+                    }
                 }
-                // Taken by the reader between the timeout and the take: the reply is on its way.
-                match ticket.rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(r) => r,
-                    Err(_) => return Err(CallError::Cancelled),
-                }
+                Err(RecvTimeoutError::Disconnected) => return Err(CallError::Cancelled),
             }
-            Err(RecvTimeoutError::Disconnected) => return Err(CallError::Cancelled),
         };
         match reply {
             Reply::Ok(r) => Ok(Ok(r)),
@@ -429,6 +523,14 @@ impl Backend {
 
     /// Stops the backend for good (router shutdown).
     pub(crate) fn stop(&self, grace: Duration) {
+        self.shut.store(true, Ordering::Release);
+        // A restart in progress holds the lifecycle lock while its handshake waits: failing
+        // what is pending ends that wait now rather than at the init timeout.
+        self.stopping.store(true, Ordering::Release);
+        for (_, p) in self.pending.drain() {
+            let _ = p.reply.try_send(Reply::Failed("the router is shutting down".into()));
+        }
+        let _life = self.lifecycle.lock();
         self.halt(grace);
         self.info.lock().state = State::Stopped;
     }

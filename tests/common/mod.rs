@@ -38,7 +38,14 @@ pub fn backend(name: &str, flags: &[&str]) -> String {
 pub fn config(router: &str, backends: &[String]) -> String {
     let mut y = String::from("router:\n");
     let given: Vec<&str> = router.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    for default in ["init_timeout_ms: 5000", "request_timeout_ms: 5000", "shutdown_grace_ms: 500"] {
+    // Restarts are slowed so a test can observe a failed backend before it comes back;
+    // the resilience tests set their own policy.
+    for default in [
+        "init_timeout_ms: 5000",
+        "request_timeout_ms: 5000",
+        "shutdown_grace_ms: 500",
+        "restart: {initial_backoff_ms: 4000}",
+    ] {
         let key = default.split(':').next().unwrap();
         if !given.iter().any(|l| l.starts_with(key)) {
             y.push_str(&format!("  {default}\n"));
