@@ -165,6 +165,7 @@ pub(crate) struct Backend {
     pub breaker: SharedBreaker,
     pub health: Mutex<Health>,
     health_policy: HealthPolicy,
+    client_capabilities: Value,
     pub restarts: Mutex<Restarts>,
     /// Held while starting or stopping, so a restart and a shutdown never interleave.
     lifecycle: Mutex<()>,
@@ -203,6 +204,7 @@ impl Backend {
             breaker: SharedBreaker::new(settings.breaker_config()),
             health: Mutex::new(Health::default()),
             health_policy: settings.health.clone(),
+            client_capabilities: settings.client_capabilities.clone(),
             restarts: Mutex::new(Restarts::default()),
             lifecycle: Mutex::new(()),
             shut: AtomicBool::new(false),
@@ -297,14 +299,12 @@ impl Backend {
     }
 
     fn handshake(&self, deadline: Instant) -> Result<(), String> {
-        let params = format!(
-            concat!(
-                "{{\"protocolVersion\":\"{}\",\"capabilities\":{{\"roots\":{{\"listChanged\":true}},",
-                "\"sampling\":{{}},\"elicitation\":{{}}}},\"clientInfo\":{{\"name\":\"mcprouter\",\"version\":\"{}\"}}}}"
-            ),
-            SUPPORTED_VERSIONS[0],
-            env!("CARGO_PKG_VERSION")
-        );
+        let params = serde_json::json!({
+            "protocolVersion": SUPPORTED_VERSIONS[0],
+            "capabilities": self.client_capabilities,
+            "clientInfo": {"name": "mcprouter", "version": env!("CARGO_PKG_VERSION")},
+        })
+        .to_string();
         let result = match self.call("initialize", Some(&params), 0, deadline) {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(format!("initialize was refused: {}", e.get())),
