@@ -246,6 +246,7 @@ impl Backend {
         }
         self.halt(Duration::from_millis(100));
         self.stopping.store(false, Ordering::Release);
+        self.pending.reopen();
         self.info.lock().state = State::Starting;
         *self.health.lock() = Health::default();
         log::info!(target: "mcprouter::backend", "[{}] restarting", self.name());
@@ -395,7 +396,12 @@ impl Backend {
             return Err(CallError::Unavailable("the router is shutting down".into()));
         }
         let (reply, rx) = bounded(1);
-        let id = self.pending.insert(PendingCall { reply });
+        // The map is closed from the moment the backend is found dead, so a call racing that
+        // death fails here instead of waiting out its deadline.
+        let Ok(id) = self.pending.try_insert(PendingCall { reply }) else {
+            let why = self.info.lock().last_error.clone().unwrap_or_else(|| "it is down".into());
+            return Err(CallError::Unavailable(why));
+        };
         if session != 0 {
             self.last_caller.store(session, Ordering::Relaxed);
         }
@@ -516,7 +522,7 @@ impl Backend {
             self.mark_failed(&why);
             self.hub.backend_down(self.index);
         }
-        for (_, p) in self.pending.drain() {
+        for (_, p) in self.pending.close() {
             let _ = p.reply.try_send(Reply::Failed(why.clone()));
         }
     }
@@ -527,7 +533,7 @@ impl Backend {
         // A restart in progress holds the lifecycle lock while its handshake waits: failing
         // what is pending ends that wait now rather than at the init timeout.
         self.stopping.store(true, Ordering::Release);
-        for (_, p) in self.pending.drain() {
+        for (_, p) in self.pending.close() {
             let _ = p.reply.try_send(Reply::Failed("the router is shutting down".into()));
         }
         let _life = self.lifecycle.lock();
@@ -552,7 +558,7 @@ impl Backend {
         for t in threads {
             let _ = t.join();
         }
-        for (_, p) in self.pending.drain() {
+        for (_, p) in self.pending.close() {
             let _ = p.reply.try_send(Reply::Failed("the backend was stopped".into()));
         }
     }
