@@ -19,6 +19,9 @@ mod backend;
 mod catalog;
 pub mod config;
 mod error;
+#[allow(unsafe_code)]
+#[allow(non_camel_case_types)]
+pub mod ffi;
 pub mod framing;
 mod hub;
 pub mod jsonrpc;
