@@ -21,8 +21,10 @@ fn main() {
         Ok(c) => c,
         Err(e) => fail(&format!("cannot read cbindgen.toml: {e}")),
     };
+    // `with_src` follows the `mod` tree from lib.rs without running `cargo metadata` (which
+    // `with_crate` would, from inside a build).
     match cbindgen::Builder::new()
-        .with_crate(&crate_dir)
+        .with_src(crate_dir.join("src/lib.rs"))
         .with_config(config)
         .generate()
     {

@@ -139,7 +139,8 @@ typedef struct mcprouter_session mcprouter_session;
  * thread. `status` is what `mcprouter_session_handle` would have returned. `reply` is the
  * JSON-RPC reply, owned by the callback (free it with `mcprouter_string_free`), or NULL for
  * a notification or on failure. `error_message` is NULL on success, otherwise a
- * NUL-terminated message valid only during the call. The callback must not unwind.
+ * NUL-terminated message valid only during the call. The callback may call any mcprouter
+ * function (close the session, start another call); it must not unwind.
  */
 typedef void (*mcprouter_reply_cb)(void *userdata,
                                    enum mcprouter_status status,
@@ -295,8 +296,8 @@ enum mcprouter_status mcprouter_session_next_event(const struct mcprouter_sessio
 /**
  * Closes the session and frees the handle: requests it still has in flight are cancelled
  * on their backends, and requests a backend sent it that it never answered are refused.
- * An asynchronous call still running keeps what it needs and finishes with `CLOSED` or its
- * reply. NULL is a no-op.
+ * An asynchronous call still running keeps what it needs and still calls back: with its
+ * reply, with none (it was cancelled), or with `CLOSED`. NULL is a no-op.
  *
  * The handle must not be used again, nor closed while another thread uses it.
  */

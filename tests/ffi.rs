@@ -522,3 +522,28 @@ fn log_callback_receives_records_until_removed() {
         mcprouter_router_free(r);
     }
 }
+
+#[test]
+fn closing_and_freeing_during_an_async_call_still_calls_back_once() {
+    unsafe {
+        let r = new_router();
+        let s = open(r);
+        let slow = c"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"slow\",\"arguments\":{\"ms\":300}}}";
+        let rx = call_async(s, slow);
+        std::thread::sleep(Duration::from_millis(50));
+        // The async call holds the last references: the router stops when it finishes.
+        mcprouter_session_close(s);
+        mcprouter_router_free(r);
+        let got = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(
+            got.status == mcprouter_status::Ok || got.status == mcprouter_status::Closed,
+            "{:?} {:?}",
+            got.status,
+            got.error
+        );
+        assert!(
+            rx.recv_timeout(Duration::from_millis(50)).is_err(),
+            "called once"
+        );
+    }
+}

@@ -34,7 +34,8 @@ impl ArcCastable for mcprouter_session {
 /// thread. `status` is what `mcprouter_session_handle` would have returned. `reply` is the
 /// JSON-RPC reply, owned by the callback (free it with `mcprouter_string_free`), or NULL for
 /// a notification or on failure. `error_message` is NULL on success, otherwise a
-/// NUL-terminated message valid only during the call. The callback must not unwind.
+/// NUL-terminated message valid only during the call. The callback may call any mcprouter
+/// function (close the session, start another call); it must not unwind.
 pub type mcprouter_reply_cb = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
@@ -134,8 +135,8 @@ pub unsafe extern "C" fn mcprouter_session_next_event(
 
 /// Closes the session and frees the handle: requests it still has in flight are cancelled
 /// on their backends, and requests a backend sent it that it never answered are refused.
-/// An asynchronous call still running keeps what it needs and finishes with `CLOSED` or its
-/// reply. NULL is a no-op.
+/// An asynchronous call still running keeps what it needs and still calls back: with its
+/// reply, with none (it was cancelled), or with `CLOSED`. NULL is a no-op.
 ///
 /// The handle must not be used again, nor closed while another thread uses it.
 #[unsafe(no_mangle)]
