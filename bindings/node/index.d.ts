@@ -1,4 +1,6 @@
 // Types for the mcprouter Node package (lib/index.js).
+// Router and Session also implement Symbol.asyncDispose at runtime where Node defines it; it
+// is left out here so the types compile without TypeScript's esnext.disposable lib.
 
 /** A JSON-RPC message or batch, as accepted by Session.handle. */
 export type JsonRpcMessage = Record<string, unknown> | unknown[];
@@ -108,7 +110,6 @@ export declare class Router {
     /** Closes the sessions opened from it, then frees the router (joining its threads). Idempotent. */
     close(): Promise<void>;
     readonly closed: boolean;
-    [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** One MCP client of a Router. */
@@ -128,7 +129,6 @@ export declare class Session {
     nextEvent(timeoutMs?: number): Promise<Record<string, any> | null>;
     /** Cancels this session's requests in flight and frees it once they have returned. Idempotent. */
     close(): Promise<void>;
-    [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** The native library's version. */

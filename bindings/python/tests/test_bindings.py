@@ -152,3 +152,22 @@ def test_library_search_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     paths = _ffi.candidates()
     assert paths[0].parent.name == _ffi.platform_tag()
     assert paths[0].parent.parent.name == "_native"
+
+
+def test_invalid_utf8_and_null_err_out() -> None:
+    L = _bindings.lib()
+    out = ctypes.c_void_p()
+    err = ctypes.c_void_p()
+    st = L.mcprouter_router_new_from_yaml(b"backends: []\n# \xff\n", ctypes.byref(out), ctypes.byref(err))
+    assert st == Status.INVALID_UTF8 and not out.value
+    with pytest.raises(mcprouter.InvalidUtf8Error):
+        mcprouter._errors.check(st, err)
+    # err_out may be NULL: the status alone comes back.
+    assert L.mcprouter_router_new_from_yaml(b"backends: [", ctypes.byref(out), None) == Status.CONFIG
+    assert not out.value
+
+
+def test_status_str_names_the_status() -> None:
+    L = _bindings.lib()
+    assert L.mcprouter_status_str(Status.CLOSED) == b"CLOSED"
+    assert L.mcprouter_status_str(999) == b"UNKNOWN"

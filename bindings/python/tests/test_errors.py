@@ -116,7 +116,7 @@ def test_close_unblocks_a_waiting_next_event(router: mcprouter.Router) -> None:
 
     def wait() -> None:
         try:
-            box["event"] = s.next_event(timeout=30)
+            box["event"] = s.next_event(timeout=None)
         except BaseException as e:
             box["error"] = e
 
