@@ -33,7 +33,11 @@ class LogLevel(enum.IntEnum):
     TRACE = 5
 
 
+# Serialises set_log_callback, so the slab matches what C holds. Not taken when a callback
+# itself calls set_log_callback (allowed by the C API): the outer call may be holding it
+# while C waits for that very callback to return.
 _lock = threading.Lock()
+_in_callback = threading.local()
 _slab: Dict[int, LogCallback] = {}
 _next_key = 1
 _atexit_registered = False
@@ -52,12 +56,15 @@ def _report(exc: BaseException) -> None:
 
 def _deliver(userdata: Optional[int], level: int, target: MCPRouterStr, message: MCPRouterStr) -> None:
     # Runs on a router thread; an exception must never propagate into C.
+    _in_callback.active = True
     try:
         fn = _slab.get(userdata or 0)
         if fn is not None:
             fn(int(level), target.text(), message.text())
     except BaseException as e:
         _report(e)
+    finally:
+        _in_callback.active = False
 
 
 #: The C function pointer; module-level so it is never garbage-collected while C holds it.
@@ -72,25 +79,32 @@ def set_log_callback(fn: Optional[LogCallback], min_level: int = LogLevel.INFO) 
     ``fn`` runs on the router's internal threads, possibly concurrently, and must not
     block for long (it delays the thread that logged). Exceptions it raises are
     reported with :mod:`warnings` and otherwise ignored."""
+    if getattr(_in_callback, "active", False):
+        _set(fn, min_level)
+    else:
+        with _lock:
+            _set(fn, min_level)
+
+
+def _set(fn: Optional[LogCallback], min_level: int) -> None:
     global _next_key, _atexit_registered
-    with _lock:
-        L = lib()
-        old = list(_slab)
-        if fn is None:
-            L.mcprouter_set_log_callback(LOG_CB(), None, int(min_level))
-        else:
-            key = _next_key
-            _next_key += 1
-            _slab[key] = fn
-            L.mcprouter_set_log_callback(_trampoline, key, int(min_level))
-            if not _atexit_registered:
-                # Router threads may outlive the interpreter's finalization; they must
-                # not call into it then.
-                atexit.register(_unregister_at_exit)
-                _atexit_registered = True
-        # A record already past the C side with an old key finds nothing: dropped.
-        for k in old:
-            _slab.pop(k, None)
+    L = lib()
+    old = list(_slab)
+    if fn is None:
+        L.mcprouter_set_log_callback(LOG_CB(), None, int(min_level))
+    else:
+        key = _next_key
+        _next_key += 1
+        _slab[key] = fn
+        L.mcprouter_set_log_callback(_trampoline, key, int(min_level))
+        if not _atexit_registered:
+            # Router threads may outlive the interpreter's finalization; they must
+            # not call into it then.
+            atexit.register(_unregister_at_exit)
+            _atexit_registered = True
+    # A record already past the C side with an old key finds nothing: dropped.
+    for k in old:
+        _slab.pop(k, None)
 
 
 def _unregister_at_exit() -> None:

@@ -10,6 +10,7 @@ from typing import Any, List, Tuple
 import pytest
 
 import mcprouter
+from conftest import config
 
 
 @pytest.fixture
@@ -50,15 +51,20 @@ def test_log_records_come_from_router_threads(records: Any, make_router: Any) ->
     assert all(x[3] != threading.get_ident() for x in stderr_lines())
 
 
-def test_min_level_filters(make_router: Any) -> None:
-    got: List[Tuple[int, str]] = []
-    mcprouter.set_log_callback(lambda lvl, tgt, msg: got.append((lvl, tgt)), mcprouter.LogLevel.WARN)
+def test_min_level_filters() -> None:
+    got: List[Tuple[int, str, str]] = []
+    mcprouter.set_log_callback(lambda lvl, tgt, msg: got.append((lvl, tgt, msg)), mcprouter.LogLevel.WARN)
     try:
-        r = make_router("quiet")
-        with r.session() as s:
-            s.request("tools/call", {"name": "stderr_flood", "arguments": {"bytes": 160}})
-        time.sleep(0.3)
-        assert all(lvl <= mcprouter.LogLevel.WARN for lvl, _ in got)
+        # A backend that cannot start logs an error; the good one's stderr is info only.
+        r = mcprouter.Router.from_yaml(config("quiet") + "  - name: broken\n    command: /nonexistent/mcp-server\n")
+        try:
+            with r.session() as s:
+                s.request("tools/call", {"name": "stderr_flood", "arguments": {"bytes": 160}})
+            time.sleep(0.3)
+        finally:
+            r.close()
+        assert any(lvl == mcprouter.LogLevel.ERROR and "broken" in msg for lvl, _, msg in got), got
+        assert all(lvl <= mcprouter.LogLevel.WARN for lvl, _, _ in got), got
     finally:
         mcprouter.set_log_callback(None)
 
@@ -104,3 +110,23 @@ def test_replacing_and_clearing_the_callback(make_router: Any) -> None:
         s.request("tools/call", {"name": "stderr_flood", "arguments": {"bytes": 80}})
     time.sleep(0.2)
     assert not any("[after]" in m for m in second[n:])
+
+
+def test_the_callback_may_clear_itself(make_router: Any) -> None:
+    # The C API allows set_log_callback from inside the callback; the binding must not
+    # deadlock on its own lock when another thread is replacing the callback meanwhile.
+    seen = threading.Event()
+
+    def once(level: int, target: str, message: str) -> None:
+        seen.set()
+        mcprouter.set_log_callback(None)
+
+    mcprouter.set_log_callback(once, mcprouter.LogLevel.INFO)
+    try:
+        r = make_router("selfclear")
+        with r.session() as s:
+            s.request("tools/call", {"name": "stderr_flood", "arguments": {"bytes": 800}})
+        assert seen.wait(5)
+        mcprouter.set_log_callback(lambda l, t, m: None, mcprouter.LogLevel.INFO)
+    finally:
+        mcprouter.set_log_callback(None)
