@@ -12,10 +12,7 @@ fn main() {
     let crate_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
     let header = out_dir.join("mcprouter.h");
-    println!(
-        "cargo:rustc-env=MCPROUTER_GENERATED_HEADER={}",
-        header.display()
-    );
+    println!("cargo:rustc-env=MCPROUTER_GENERATED_HEADER={}", header.display());
 
     let config = match cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")) {
         Ok(c) => c,
@@ -23,11 +20,7 @@ fn main() {
     };
     // `with_src` follows the `mod` tree from lib.rs without running `cargo metadata` (which
     // `with_crate` would, from inside a build).
-    match cbindgen::Builder::new()
-        .with_src(crate_dir.join("src/lib.rs"))
-        .with_config(config)
-        .generate()
-    {
+    match cbindgen::Builder::new().with_src(crate_dir.join("src/lib.rs")).with_config(config).generate() {
         Ok(bindings) => {
             bindings.write_to_file(&header);
         }

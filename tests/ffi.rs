@@ -23,10 +23,7 @@ fn config() -> CString {
 unsafe fn take_error(e: *mut mcprouter_error) -> (mcprouter_status, String) {
     assert!(!e.is_null(), "expected an error object");
     let status = unsafe { mcprouter_error_status(e) };
-    let message = unsafe { CStr::from_ptr(mcprouter_error_message(e)) }
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let message = unsafe { CStr::from_ptr(mcprouter_error_message(e)) }.to_str().unwrap().to_owned();
     unsafe { mcprouter_error_free(e) };
     (status, message)
 }
@@ -108,10 +105,7 @@ fn null_parameters_everywhere() {
         let mut router = sentinel();
         let mut err = null_mut();
         // NULL input: NULL_PARAMETER, out cleared, an error naming the argument.
-        assert_eq!(
-            mcprouter_router_new_from_yaml(null(), &mut router, &mut err),
-            mcprouter_status::NullParameter
-        );
+        assert_eq!(mcprouter_router_new_from_yaml(null(), &mut router, &mut err), mcprouter_status::NullParameter);
         assert!(router.is_null());
         let (st, msg) = take_error(err);
         assert_eq!(st, mcprouter_status::NullParameter);
@@ -121,41 +115,26 @@ fn null_parameters_everywhere() {
             mcprouter_router_new_from_yaml(yaml.as_ptr(), null_mut(), null_mut()),
             mcprouter_status::NullParameter
         );
-        assert_eq!(
-            mcprouter_router_new_from_file(null(), &mut router, null_mut()),
-            mcprouter_status::NullParameter
-        );
+        assert_eq!(mcprouter_router_new_from_file(null(), &mut router, null_mut()), mcprouter_status::NullParameter);
         assert_eq!(
             mcprouter_router_new_from_file(c"/x".as_ptr(), null_mut(), null_mut()),
             mcprouter_status::NullParameter
         );
 
         let mut s = sentinel();
-        assert_eq!(
-            mcprouter_session_open(null(), null(), &mut s, null_mut()),
-            mcprouter_status::NullParameter
-        );
+        assert_eq!(mcprouter_session_open(null(), null(), &mut s, null_mut()), mcprouter_status::NullParameter);
         assert!(s.is_null());
         let mut text = sentinel();
-        assert_eq!(
-            mcprouter_router_metrics(null(), &mut text, null_mut()),
-            mcprouter_status::NullParameter
-        );
+        assert_eq!(mcprouter_router_metrics(null(), &mut text, null_mut()), mcprouter_status::NullParameter);
         assert!(text.is_null());
-        assert_eq!(
-            mcprouter_router_status(null(), &mut text, null_mut()),
-            mcprouter_status::NullParameter
-        );
+        assert_eq!(mcprouter_router_status(null(), &mut text, null_mut()), mcprouter_status::NullParameter);
         let mut reply = sentinel();
         assert_eq!(
             mcprouter_session_handle(null(), c"{}".as_ptr(), &mut reply, null_mut()),
             mcprouter_status::NullParameter
         );
         assert!(reply.is_null());
-        assert_eq!(
-            mcprouter_session_next_event(null(), 0, &mut reply, null_mut()),
-            mcprouter_status::NullParameter
-        );
+        assert_eq!(mcprouter_session_next_event(null(), 0, &mut reply, null_mut()), mcprouter_status::NullParameter);
         assert_eq!(
             mcprouter_session_handle_async(null(), c"{}".as_ptr(), None, null_mut()),
             mcprouter_status::NullParameter
@@ -167,43 +146,22 @@ fn null_parameters_everywhere() {
         mcprouter_router_free(null_mut());
         mcprouter_string_free(null_mut());
         mcprouter_error_free(null_mut());
-        assert_eq!(
-            mcprouter_error_status(null()),
-            mcprouter_status::NullParameter
-        );
+        assert_eq!(mcprouter_error_status(null()), mcprouter_status::NullParameter);
         assert!(!mcprouter_error_message(null()).is_null());
 
         // NULL arguments on a live router and session.
         let r = new_router();
-        assert_eq!(
-            mcprouter_router_metrics(r, null_mut(), null_mut()),
-            mcprouter_status::NullParameter
-        );
-        assert_eq!(
-            mcprouter_router_status(r, null_mut(), null_mut()),
-            mcprouter_status::NullParameter
-        );
-        assert_eq!(
-            mcprouter_session_open(r, null(), null_mut(), null_mut()),
-            mcprouter_status::NullParameter
-        );
+        assert_eq!(mcprouter_router_metrics(r, null_mut(), null_mut()), mcprouter_status::NullParameter);
+        assert_eq!(mcprouter_router_status(r, null_mut(), null_mut()), mcprouter_status::NullParameter);
+        assert_eq!(mcprouter_session_open(r, null(), null_mut(), null_mut()), mcprouter_status::NullParameter);
         let s = open(r);
-        assert_eq!(
-            mcprouter_session_handle(s, null(), &mut reply, null_mut()),
-            mcprouter_status::NullParameter
-        );
+        assert_eq!(mcprouter_session_handle(s, null(), &mut reply, null_mut()), mcprouter_status::NullParameter);
         assert_eq!(
             mcprouter_session_handle(s, c"{}".as_ptr(), null_mut(), null_mut()),
             mcprouter_status::NullParameter
         );
-        assert_eq!(
-            mcprouter_session_next_event(s, 0, null_mut(), null_mut()),
-            mcprouter_status::NullParameter
-        );
-        assert_eq!(
-            mcprouter_session_handle_async(s, null(), None, null_mut()),
-            mcprouter_status::NullParameter
-        );
+        assert_eq!(mcprouter_session_next_event(s, 0, null_mut(), null_mut()), mcprouter_status::NullParameter);
+        assert_eq!(mcprouter_session_handle_async(s, null(), None, null_mut()), mcprouter_status::NullParameter);
         assert_eq!(
             mcprouter_session_handle_async(s, c"{}".as_ptr(), None, null_mut()),
             mcprouter_status::NullParameter
@@ -219,10 +177,7 @@ fn invalid_utf8_and_bad_config() {
         let bad = c"backends: []\n\xff\xfe".as_ptr();
         let mut router = sentinel();
         let mut err = null_mut();
-        assert_eq!(
-            mcprouter_router_new_from_yaml(bad, &mut router, &mut err),
-            mcprouter_status::InvalidUtf8
-        );
+        assert_eq!(mcprouter_router_new_from_yaml(bad, &mut router, &mut err), mcprouter_status::InvalidUtf8);
         assert!(router.is_null());
         let (st, msg) = take_error(err);
         assert_eq!(st, mcprouter_status::InvalidUtf8);
@@ -238,11 +193,7 @@ fn invalid_utf8_and_bad_config() {
         assert!(msg.contains("backends"), "{msg}");
 
         assert_eq!(
-            mcprouter_router_new_from_file(
-                c"/nonexistent/mcprouter.yaml".as_ptr(),
-                &mut router,
-                &mut err
-            ),
+            mcprouter_router_new_from_file(c"/nonexistent/mcprouter.yaml".as_ptr(), &mut router, &mut err),
             mcprouter_status::Config
         );
         let (_, msg) = take_error(err);
@@ -250,10 +201,7 @@ fn invalid_utf8_and_bad_config() {
 
         let r = new_router();
         let mut s = sentinel();
-        assert_eq!(
-            mcprouter_session_open(r, c"\xc3(".as_ptr(), &mut s, null_mut()),
-            mcprouter_status::InvalidUtf8
-        );
+        assert_eq!(mcprouter_session_open(r, c"\xc3(".as_ptr(), &mut s, null_mut()), mcprouter_status::InvalidUtf8);
         assert!(s.is_null());
         let s = open(r);
         let mut reply = sentinel();
@@ -296,15 +244,8 @@ fn a_whole_session_and_then_shutdown() {
         let (st, reply) = call(s, INIT);
         assert_eq!(st, mcprouter_status::Ok);
         assert!(reply.unwrap().contains("protocolVersion"));
-        let (st, reply) = call(
-            s,
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        );
-        assert_eq!(
-            (st, reply),
-            (mcprouter_status::Ok, None),
-            "notifications have no reply"
-        );
+        let (st, reply) = call(s, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        assert_eq!((st, reply), (mcprouter_status::Ok, None), "notifications have no reply");
         let (_, reply) = call(
             s,
             r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#,
@@ -314,10 +255,7 @@ fn a_whole_session_and_then_shutdown() {
         // Nothing queued: TIMEOUT with the out-param NULL and an error saying so.
         let mut event = sentinel();
         let mut err = null_mut();
-        assert_eq!(
-            mcprouter_session_next_event(s, 0, &mut event, &mut err),
-            mcprouter_status::Timeout
-        );
+        assert_eq!(mcprouter_session_next_event(s, 0, &mut event, &mut err), mcprouter_status::Timeout);
         assert!(event.is_null());
         assert_eq!(take_error(err).0, mcprouter_status::Timeout);
 
@@ -326,58 +264,31 @@ fn a_whole_session_and_then_shutdown() {
             r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"log","arguments":{"message":"note"}}}"#,
         );
         assert!(reply.unwrap().contains("logged"));
-        assert_eq!(
-            mcprouter_session_next_event(s, 5000, &mut event, &mut err),
-            mcprouter_status::Ok
-        );
+        assert_eq!(mcprouter_session_next_event(s, 5000, &mut event, &mut err), mcprouter_status::Ok);
         assert!(err.is_null());
         let ev = take_string(event);
-        assert!(
-            ev.contains("notifications/message") && ev.contains("note"),
-            "{ev}"
-        );
+        assert!(ev.contains("notifications/message") && ev.contains("note"), "{ev}");
 
         let mut text = null_mut();
-        assert_eq!(
-            mcprouter_router_status(r, &mut text, null_mut()),
-            mcprouter_status::Ok
-        );
+        assert_eq!(mcprouter_router_status(r, &mut text, null_mut()), mcprouter_status::Ok);
         let status: serde_json::Value = serde_json::from_str(&take_string(text)).unwrap();
         assert_eq!(status["backends"][0]["state"], "ready");
-        assert_eq!(
-            mcprouter_router_metrics(r, &mut text, null_mut()),
-            mcprouter_status::Ok
-        );
+        assert_eq!(mcprouter_router_metrics(r, &mut text, null_mut()), mcprouter_status::Ok);
         assert!(take_string(text).contains("mcprouter_backend_up{backend=\"alpha\"} 1"));
 
         // After shutdown the handles stay valid and every call says CLOSED.
         mcprouter_router_shutdown(r, 500);
         mcprouter_router_shutdown(r, 500);
         let mut reply = sentinel();
-        assert_eq!(
-            mcprouter_session_handle(s, c"{}".as_ptr(), &mut reply, &mut err),
-            mcprouter_status::Closed
-        );
+        assert_eq!(mcprouter_session_handle(s, c"{}".as_ptr(), &mut reply, &mut err), mcprouter_status::Closed);
         assert!(reply.is_null());
         assert_eq!(take_error(err).0, mcprouter_status::Closed);
-        assert_eq!(
-            mcprouter_session_next_event(s, 10, &mut event, null_mut()),
-            mcprouter_status::Closed
-        );
+        assert_eq!(mcprouter_session_next_event(s, 10, &mut event, null_mut()), mcprouter_status::Closed);
         let mut s2 = sentinel();
-        assert_eq!(
-            mcprouter_session_open(r, null(), &mut s2, null_mut()),
-            mcprouter_status::Closed
-        );
+        assert_eq!(mcprouter_session_open(r, null(), &mut s2, null_mut()), mcprouter_status::Closed);
         assert!(s2.is_null());
-        assert_eq!(
-            mcprouter_router_status(r, &mut text, null_mut()),
-            mcprouter_status::Closed
-        );
-        assert_eq!(
-            mcprouter_router_metrics(r, &mut text, null_mut()),
-            mcprouter_status::Closed
-        );
+        assert_eq!(mcprouter_router_status(r, &mut text, null_mut()), mcprouter_status::Closed);
+        assert_eq!(mcprouter_router_metrics(r, &mut text, null_mut()), mcprouter_status::Closed);
         assert!(text.is_null());
         mcprouter_session_close(s);
         mcprouter_router_free(r);
@@ -414,16 +325,8 @@ unsafe extern "C" fn on_reply(
 ) {
     let tx = unsafe { Box::from_raw(userdata.cast::<mpsc::Sender<Reply>>()) };
     let reply = (!reply.is_null()).then(|| unsafe { take_string(reply) });
-    let error = (!error.is_null()).then(|| {
-        unsafe { CStr::from_ptr(error) }
-            .to_string_lossy()
-            .into_owned()
-    });
-    let _ = tx.send(Reply {
-        status,
-        reply,
-        error,
-    });
+    let error = (!error.is_null()).then(|| unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned());
+    let _ = tx.send(Reply { status, reply, error });
 }
 
 unsafe fn call_async(s: *const mcprouter_session, msg: &CStr) -> mpsc::Receiver<Reply> {
@@ -446,22 +349,14 @@ fn async_calls_reply_exactly_once() {
             assert_eq!(got.status, mcprouter_status::Ok);
             assert!(got.reply.unwrap().contains("async"));
             assert!(got.error.is_none());
-            assert!(
-                rx.recv_timeout(Duration::from_millis(50)).is_err(),
-                "called once"
-            );
+            assert!(rx.recv_timeout(Duration::from_millis(50)).is_err(), "called once");
         }
-        let note = call_async(
-            s,
-            c"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}",
-        );
+        let note = call_async(s, c"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}");
         let got = note.recv_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!((got.status, got.reply), (mcprouter_status::Ok, None));
 
         mcprouter_router_shutdown(r, 200);
-        let closed = call_async(s, echo)
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap();
+        let closed = call_async(s, echo).recv_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(closed.status, mcprouter_status::Closed);
         assert!(closed.reply.is_none());
         assert!(closed.error.unwrap().contains("closed"));
@@ -483,10 +378,7 @@ unsafe extern "C" fn on_log(
         let bytes = unsafe { std::slice::from_raw_parts(s.data.cast::<u8>(), s.len) };
         String::from_utf8(bytes.to_vec()).unwrap()
     };
-    LOGGED
-        .lock()
-        .unwrap()
-        .push((level, view(target), view(message)));
+    LOGGED.lock().unwrap().push((level, view(target), view(message)));
 }
 
 #[test]
@@ -496,10 +388,7 @@ fn log_callback_receives_records_until_removed() {
         let r = new_router();
         let s = open(r);
         // The session logs ignored notifications at debug level.
-        call(
-            s,
-            r#"{"jsonrpc":"2.0","method":"notifications/unheard-of"}"#,
-        );
+        call(s, r#"{"jsonrpc":"2.0","method":"notifications/unheard-of"}"#);
         mcprouter_set_log_callback(None, null_mut(), 0);
         let seen = LOGGED.lock().unwrap().clone();
         assert!(
@@ -509,15 +398,8 @@ fn log_callback_receives_records_until_removed() {
             "{seen:?}"
         );
         let before = LOGGED.lock().unwrap().len();
-        call(
-            s,
-            r#"{"jsonrpc":"2.0","method":"notifications/unheard-of"}"#,
-        );
-        assert_eq!(
-            LOGGED.lock().unwrap().len(),
-            before,
-            "no calls after removal"
-        );
+        call(s, r#"{"jsonrpc":"2.0","method":"notifications/unheard-of"}"#);
+        assert_eq!(LOGGED.lock().unwrap().len(), before, "no calls after removal");
         mcprouter_session_close(s);
         mcprouter_router_free(r);
     }
@@ -541,9 +423,6 @@ fn closing_and_freeing_during_an_async_call_still_calls_back_once() {
             got.status,
             got.error
         );
-        assert!(
-            rx.recv_timeout(Duration::from_millis(50)).is_err(),
-            "called once"
-        );
+        assert!(rx.recv_timeout(Duration::from_millis(50)).is_err(), "called once");
     }
 }

@@ -21,14 +21,10 @@ fn checked_in_header_matches_the_generated_one() {
     if generated == checked_in {
         return;
     }
-    let first_difference = generated
-        .lines()
-        .zip(checked_in.lines())
-        .position(|(a, b)| a != b)
-        .map_or_else(
-            || "one file is a prefix of the other".to_owned(),
-            |i| format!("first difference at line {}", i + 1),
-        );
+    let first_difference = generated.lines().zip(checked_in.lines()).position(|(a, b)| a != b).map_or_else(
+        || "one file is a prefix of the other".to_owned(),
+        |i| format!("first difference at line {}", i + 1),
+    );
     panic!(
         "include/mcprouter.h is out of date with src/ffi ({first_difference}).\n\
          Refresh it with:\n\n    cp '{GENERATED}' include/mcprouter.h\n\n\
@@ -49,22 +45,10 @@ fn define(header: &str, name: &str) -> String {
 fn header_version_matches_cargo_toml() {
     let header = read(&checked_in_path());
     let expected = [
-        (
-            "MCPROUTER_VERSION_MAJOR",
-            env!("CARGO_PKG_VERSION_MAJOR").to_owned(),
-        ),
-        (
-            "MCPROUTER_VERSION_MINOR",
-            env!("CARGO_PKG_VERSION_MINOR").to_owned(),
-        ),
-        (
-            "MCPROUTER_VERSION_PATCH",
-            env!("CARGO_PKG_VERSION_PATCH").to_owned(),
-        ),
-        (
-            "MCPROUTER_VERSION",
-            format!("\"{}\"", env!("CARGO_PKG_VERSION")),
-        ),
+        ("MCPROUTER_VERSION_MAJOR", env!("CARGO_PKG_VERSION_MAJOR").to_owned()),
+        ("MCPROUTER_VERSION_MINOR", env!("CARGO_PKG_VERSION_MINOR").to_owned()),
+        ("MCPROUTER_VERSION_PATCH", env!("CARGO_PKG_VERSION_PATCH").to_owned()),
+        ("MCPROUTER_VERSION", format!("\"{}\"", env!("CARGO_PKG_VERSION"))),
     ];
     for (name, want) in expected {
         let got = define(&header, name);
@@ -81,8 +65,5 @@ fn version_function_matches_the_header() {
     let header = read(&checked_in_path());
     // SAFETY: mcprouter_version returns a static NUL-terminated string.
     let version = unsafe { std::ffi::CStr::from_ptr(mcprouter::ffi::mcprouter_version()) };
-    assert_eq!(
-        format!("\"{}\"", version.to_str().unwrap()),
-        define(&header, "MCPROUTER_VERSION")
-    );
+    assert_eq!(format!("\"{}\"", version.to_str().unwrap()), define(&header, "MCPROUTER_VERSION"));
 }

@@ -36,10 +36,7 @@ pub(crate) struct Failure {
 
 impl Failure {
     pub(crate) fn new(status: mcprouter_status, message: impl Into<String>) -> Failure {
-        Failure {
-            status,
-            message: message.into(),
-        }
+        Failure { status, message: message.into() }
     }
 
     pub(crate) fn null(what: &str) -> Failure {
@@ -54,10 +51,7 @@ impl Failure {
         if err.is_null() {
             return;
         }
-        let data = Box::new(ErrorData {
-            status: self.status,
-            message: to_cstring_lossy(self.message),
-        });
+        let data = Box::new(ErrorData { status: self.status, message: to_cstring_lossy(self.message) });
         // SAFETY: `err` is valid for writes per the contract above.
         unsafe { *err = box_into_ptr(data) };
     }

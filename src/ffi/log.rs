@@ -20,12 +20,7 @@ use super::strings::mcprouter_str;
 /// thread-safe, return quickly, never unwind (no C++ exception may escape it), and may call
 /// `mcprouter_set_log_callback` but no other mcprouter function.
 pub type mcprouter_log_cb = Option<
-    unsafe extern "C" fn(
-        userdata: *mut c_void,
-        level: c_int,
-        target: mcprouter_str<'_>,
-        message: mcprouter_str<'_>,
-    ),
+    unsafe extern "C" fn(userdata: *mut c_void, level: c_int, target: mcprouter_str<'_>, message: mcprouter_str<'_>),
 >;
 
 /// The installed callback. `userdata` is only ever handed back to the callback, on whatever
@@ -63,9 +58,7 @@ static LOGGER: CallbackLogger = CallbackLogger;
 
 impl log::Log for CallbackLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        SINK.lock()
-            .as_ref()
-            .is_some_and(|s| metadata.level() <= s.max_level)
+        SINK.lock().as_ref().is_some_and(|s| metadata.level() <= s.max_level)
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -84,14 +77,7 @@ impl log::Log for CallbackLogger {
         let level = record.level() as c_int;
         IN_CALLBACK.with(|c| c.set(true));
         // SAFETY: the C caller promised a callback that is callable from any thread.
-        unsafe {
-            (sink.cb)(
-                sink.userdata,
-                level,
-                mcprouter_str::new(record.target()),
-                mcprouter_str::new(&message),
-            )
-        };
+        unsafe { (sink.cb)(sink.userdata, level, mcprouter_str::new(record.target()), mcprouter_str::new(&message)) };
         IN_CALLBACK.with(|c| c.set(false));
     }
 
@@ -123,24 +109,10 @@ fn level_filter(min_level: c_int) -> log::LevelFilter {
 /// called again, so its `userdata` may be freed; the exception is a call made from inside a
 /// callback, which cannot wait for itself. Callable from any thread.
 #[unsafe(no_mangle)]
-pub extern "C" fn mcprouter_set_log_callback(
-    cb: mcprouter_log_cb,
-    userdata: *mut c_void,
-    min_level: c_int,
-) {
+pub extern "C" fn mcprouter_set_log_callback(cb: mcprouter_log_cb, userdata: *mut c_void, min_level: c_int) {
     ffi_boundary!({
-        let sink = cb.map(|cb| {
-            Arc::new(Sink {
-                cb,
-                userdata,
-                max_level: level_filter(min_level),
-            })
-        });
-        let ours = if sink.is_some() {
-            logger_installed()
-        } else {
-            OURS.get() == Some(&true)
-        };
+        let sink = cb.map(|cb| Arc::new(Sink { cb, userdata, max_level: level_filter(min_level) }));
+        let ours = if sink.is_some() { logger_installed() } else { OURS.get() == Some(&true) };
         if !ours {
             // Another logger owns `log` (or none was ever asked for): nothing would reach
             // this callback, so keep nothing.

@@ -32,14 +32,11 @@ mod status;
 
 mod log;
 
-pub use error::{
-    mcprouter_error, mcprouter_error_free, mcprouter_error_message, mcprouter_error_status,
-};
+pub use error::{mcprouter_error, mcprouter_error_free, mcprouter_error_message, mcprouter_error_status};
 pub use log::{mcprouter_log_cb, mcprouter_set_log_callback};
 pub use router::{
-    mcprouter_router, mcprouter_router_free, mcprouter_router_metrics,
-    mcprouter_router_new_from_file, mcprouter_router_new_from_yaml, mcprouter_router_shutdown,
-    mcprouter_router_status,
+    mcprouter_router, mcprouter_router_free, mcprouter_router_metrics, mcprouter_router_new_from_file,
+    mcprouter_router_new_from_yaml, mcprouter_router_shutdown, mcprouter_router_status,
 };
 pub use session::{
     mcprouter_reply_cb, mcprouter_session, mcprouter_session_close, mcprouter_session_handle,

@@ -119,17 +119,11 @@ mod tests {
         // SAFETY: `err` was just returned by the library.
         unsafe {
             assert_eq!(mcprouter_error_status(err), mcprouter_status::Panic);
-            let msg = std::ffi::CStr::from_ptr(mcprouter_error_message(err))
-                .to_str()
-                .unwrap()
-                .to_owned();
+            let msg = std::ffi::CStr::from_ptr(mcprouter_error_message(err)).to_str().unwrap().to_owned();
             assert_eq!(msg, "mcprouter panicked: boom 7");
             mcprouter_error_free(err);
         }
-        assert_eq!(
-            catch_default::<mcprouter_status>(|| panic!("static")),
-            mcprouter_status::Panic
-        );
+        assert_eq!(catch_default::<mcprouter_status>(|| panic!("static")), mcprouter_status::Panic);
         assert!(catch_default::<*const c_char>(|| panic!("x")).is_null());
     }
 
@@ -137,18 +131,11 @@ mod tests {
     fn a_failure_with_a_nul_byte_keeps_its_message() {
         let mut err = std::ptr::null_mut();
         // SAFETY: `err` is a valid out-param.
-        let st = unsafe {
-            catch_status(&mut err, || {
-                Err(Failure::new(mcprouter_status::InvalidArgument, "a\0b"))
-            })
-        };
+        let st = unsafe { catch_status(&mut err, || Err(Failure::new(mcprouter_status::InvalidArgument, "a\0b"))) };
         assert_eq!(st, mcprouter_status::InvalidArgument);
         // SAFETY: `err` was just returned by the library.
         unsafe {
-            let msg = std::ffi::CStr::from_ptr(mcprouter_error_message(err))
-                .to_str()
-                .unwrap()
-                .to_owned();
+            let msg = std::ffi::CStr::from_ptr(mcprouter_error_message(err)).to_str().unwrap().to_owned();
             assert_eq!(msg, "a\\0b");
             mcprouter_error_free(err);
         }

@@ -123,10 +123,7 @@ pub unsafe extern "C" fn mcprouter_session_next_event(
         match session.next_event(Duration::from_millis(u64::from(timeout_ms)))? {
             Some(event) => out.write(output_string(event, "the event")?),
             None => {
-                return Err(Failure::new(
-                    mcprouter_status::Timeout,
-                    format!("no event within {timeout_ms} ms"),
-                ));
+                return Err(Failure::new(mcprouter_status::Timeout, format!("no event within {timeout_ms} ms")));
             }
         }
         Ok(())
@@ -192,10 +189,7 @@ pub unsafe extern "C" fn mcprouter_session_handle_async(
             .spawn(move || run_async(session, message, cb, userdata));
         if let Err(e) = spawned {
             ASYNC_CALLS.fetch_sub(1, Ordering::AcqRel);
-            return Err(Failure::new(
-                mcprouter_status::Transport,
-                format!("cannot start a thread: {e}"),
-            ));
+            return Err(Failure::new(mcprouter_status::Transport, format!("cannot start a thread: {e}")));
         }
         Ok(())
     })
@@ -211,22 +205,10 @@ fn run_async(session: Arc<Session>, message: String, cb: ReplyFn, userdata: User
         Ok(Ok(None)) => (mcprouter_status::Ok, std::ptr::null_mut(), None),
         Ok(Ok(Some(reply))) => match output_string(reply, "the reply") {
             Ok(p) => (mcprouter_status::Ok, p, None),
-            Err(f) => (
-                f.status,
-                std::ptr::null_mut(),
-                Some(to_cstring_lossy(f.message)),
-            ),
+            Err(f) => (f.status, std::ptr::null_mut(), Some(to_cstring_lossy(f.message))),
         },
-        Ok(Err(e)) => (
-            mcprouter_status::from(&e),
-            std::ptr::null_mut(),
-            Some(to_cstring_lossy(e.to_string())),
-        ),
-        Err(payload) => (
-            mcprouter_status::Panic,
-            std::ptr::null_mut(),
-            Some(to_cstring_lossy(panic_message(payload))),
-        ),
+        Ok(Err(e)) => (mcprouter_status::from(&e), std::ptr::null_mut(), Some(to_cstring_lossy(e.to_string()))),
+        Err(payload) => (mcprouter_status::Panic, std::ptr::null_mut(), Some(to_cstring_lossy(panic_message(payload)))),
     };
     ASYNC_CALLS.fetch_sub(1, Ordering::AcqRel);
     let message_ptr = failure.as_ref().map_or(std::ptr::null(), |m| m.as_ptr());

@@ -22,11 +22,7 @@ pub struct mcprouter_str<'a> {
 impl<'a> mcprouter_str<'a> {
     /// A view of `s` that lives as long as `s`.
     pub fn new(s: &'a str) -> mcprouter_str<'a> {
-        mcprouter_str {
-            data: s.as_ptr().cast(),
-            len: s.len(),
-            _borrow: PhantomData,
-        }
+        mcprouter_str { data: s.as_ptr().cast(), len: s.len(), _borrow: PhantomData }
     }
 }
 
@@ -43,10 +39,7 @@ pub(crate) unsafe fn input_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a
     bytes.to_str().map_err(|e| {
         Failure::new(
             mcprouter_status::InvalidUtf8,
-            format!(
-                "{what} is not valid UTF-8 (bad byte at offset {})",
-                e.valid_up_to()
-            ),
+            format!("{what} is not valid UTF-8 (bad byte at offset {})", e.valid_up_to()),
         )
     })
 }
@@ -55,10 +48,7 @@ pub(crate) unsafe fn input_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a
 ///
 /// # Safety
 /// As for [`input_str`].
-pub(crate) unsafe fn input_opt_str<'a>(
-    ptr: *const c_char,
-    what: &str,
-) -> Result<Option<&'a str>, Failure> {
+pub(crate) unsafe fn input_opt_str<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>, Failure> {
     if ptr.is_null() {
         return Ok(None);
     }
@@ -69,10 +59,7 @@ pub(crate) unsafe fn input_opt_str<'a>(
 /// Turns a string into an owned C string for the caller, freed by `mcprouter_string_free`.
 pub(crate) fn output_string(s: String, what: &str) -> Result<*mut c_char, Failure> {
     CString::new(s).map(CString::into_raw).map_err(|e| {
-        Failure::new(
-            mcprouter_status::Protocol,
-            format!("{what} contains a NUL byte at offset {}", e.nul_position()),
-        )
+        Failure::new(mcprouter_status::Protocol, format!("{what} contains a NUL byte at offset {}", e.nul_position()))
     })
 }
 
