@@ -88,6 +88,11 @@ for prog in smoke misuse threads; do
     done
 done
 
+echo "== examples/c/basic.c (the README's C example), static library"
+step "build example-basic" "$CC" "${cflags[@]}" examples/c/basic.c -o "$work/example-basic" \
+    "$libdir/libmcprouter.a" "${sys_libs[@]}"
+[[ -x "$work/example-basic" ]] && run_test "example-basic" "$work/example-basic"
+
 echo "== AddressSanitizer: smoke, static library"
 if "$CC" "${cflags[@]}" -fsanitize=address -fno-omit-frame-pointer tests/c/smoke.c -o "$work/smoke-asan" \
     "$libdir/libmcprouter.a" "${sys_libs[@]}" >"$work/asan-build.log" 2>&1; then
