@@ -172,6 +172,10 @@ pub struct RouterSettings {
     pub breaker: BreakerSettings,
     /// How much extra traffic retries and fallbacks may add.
     pub retry_budget: RetryBudgetSettings,
+    /// The client capabilities the router declares to every backend. Backends are shared by
+    /// all sessions and initialized before any client connects, so this is configured, not
+    /// copied from one client; a relayed request a session cannot answer gets an error.
+    pub client_capabilities: serde_json::Value,
 }
 
 /// See [`RouterSettings::fail_mode`].
@@ -348,6 +352,7 @@ impl Default for RouterSettings {
             health: HealthPolicy::default(),
             breaker: BreakerSettings::default(),
             retry_budget: RetryBudgetSettings::default(),
+            client_capabilities: serde_json::json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {}}),
         }
     }
 }
@@ -582,6 +587,12 @@ impl Config {
             return Err(Error::Config(format!(
                 "router.health: failure_threshold and timeout_ms must be at least 1{}",
                 at("health", "", 0)
+            )));
+        }
+        if !r.client_capabilities.is_object() {
+            return Err(Error::Config(format!(
+                "router.client_capabilities: must be a mapping{}",
+                at("client_capabilities", "", 0)
             )));
         }
         for (i, rr) in r.resource_routes.iter().enumerate() {

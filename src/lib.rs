@@ -23,6 +23,9 @@ mod catalog;
 pub mod clock;
 pub mod config;
 mod error;
+#[allow(unsafe_code)]
+#[allow(non_camel_case_types)]
+pub mod ffi;
 pub mod framing;
 mod hub;
 pub mod jsonrpc;

@@ -80,6 +80,12 @@ impl<E> PendingMap<E> {
         drained
     }
 
+    /// Opens a closed map again (the backend was restarted). Ids keep counting up, so a
+    /// late reply from the previous process can never complete a new call.
+    pub fn reopen(&self) {
+        self.inner.lock().closed = false;
+    }
+
     /// True once [`Self::close`] has run.
     pub fn is_closed(&self) -> bool {
         self.inner.lock().closed

@@ -211,6 +211,15 @@ impl Router {
             .name("mcprouter-dispatcher".into())
             .spawn(move || dispatcher(&c, &ev_rx, &stop_rx))
             .map_err(|e| Error::Io(format!("cannot start the dispatcher thread: {e}")))?;
+        if core.config.router.health.interval_ms > 0 {
+            let c = Arc::clone(&core);
+            let health = std::thread::Builder::new()
+                .name("mcprouter-health".into())
+                .stack_size(256 * 1024)
+                .spawn(move || health_checks(&c))
+                .map_err(|e| Error::Io(format!("cannot start the health thread: {e}")))?;
+            core.workers.lock().push(health);
+        }
         Ok(Router { inner: Arc::new(RouterInner { core, dispatcher: Mutex::new(Some((stop_tx, handle))) }) })
     }
 
@@ -277,7 +286,23 @@ impl Router {
             })
             .collect();
         let [t, r, u, p] = catalog.counts();
+        let pools: Vec<Value> = core
+            .owners
+            .iter()
+            .zip(&core.balancers)
+            .filter_map(|(o, b)| b.as_ref().map(|b| (o, b)))
+            .map(|(o, b)| {
+                json!({
+                    "name": o.name,
+                    "strategy": b.strategy().as_str(),
+                    "backends": o.members.iter().map(|m| core.backends[*m].name()).collect::<Vec<_>>(),
+                    "in_flight": b.in_flight_all(),
+                })
+            })
+            .collect();
         json!({
+            "pools": pools,
+            "retry_budget": core.budget.available(),
             "router": {
                 "name": core.config.router.name,
                 "version": env!("CARGO_PKG_VERSION"),
@@ -396,6 +421,47 @@ fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Receiver<()>) {
         }
         if core.closed.load(Ordering::Acquire) {
             return;
+        }
+    }
+}
+
+/// Active health checks: a `ping` to each ready backend every interval, and to an
+/// unhealthy one when its (backed-off) probe is due. Pings to all due backends are in
+/// flight at once, so one slow backend does not delay the others' checks.
+fn health_checks(core: &Core) {
+    let policy = &core.config.router.health;
+    let interval = Duration::from_millis(policy.interval_ms);
+    let timeout = Duration::from_millis(policy.timeout_ms);
+    let mut last = vec![Instant::now(); core.backends.len()];
+    while !core.closed.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = Instant::now();
+        let mut tickets = Vec::new();
+        for (i, b) in core.backends.iter().enumerate() {
+            if !b.is_ready() {
+                continue;
+            }
+            let due = {
+                let h = b.health.lock();
+                if h.is_healthy() { now >= last[i] + interval } else { h.next_probe().is_some_and(|t| t <= now) }
+            };
+            if due {
+                last[i] = now;
+                match b.start_call("ping", None, 0) {
+                    Ok(t) => tickets.push((b, t)),
+                    Err(_) => b.observe(false),
+                }
+            }
+        }
+        for (b, t) in tickets {
+            let was = b.health.lock().is_healthy();
+            // Any answer, even an error, shows the backend is alive and reading.
+            let alive = b.finish_call(t, &crate::backend::Deadline::fixed(now + timeout)).is_ok();
+            b.observe(alive);
+            let is = b.health.lock().is_healthy();
+            if was != is {
+                log::warn!(target: "mcprouter", "[{}] is {}", b.name(), if is { "healthy again" } else { "unhealthy" });
+            }
         }
     }
 }

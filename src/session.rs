@@ -351,6 +351,13 @@ impl Session {
             c.capabilities = v.get("capabilities").cloned().unwrap_or_else(|| json!({}));
         }
         let core = self.core();
+        if core.config.router.fail_mode == crate::config::FailMode::Closed {
+            let down: Vec<&str> = core.backends.iter().filter(|b| !b.is_ready()).map(|b| b.name()).collect();
+            if !down.is_empty() {
+                let msg = format!("fail_mode is closed and these backends are not ready: {}", down.join(", "));
+                return Out::Err(jsonrpc::error_object(jsonrpc::BACKEND_UNAVAILABLE, &msg));
+            }
+        }
         let infos: Vec<_> =
             core.backends.iter().filter(|b| b.is_ready()).map(|b| (b.name().to_owned(), b.info())).collect();
         let any = |f: &dyn Fn(&Value) -> bool| infos.iter().any(|(_, i)| f(&i.capabilities));
@@ -406,6 +413,12 @@ impl Session {
         let found = if tool { catalog.tool(&name) } else { catalog.prompt(&name) };
         let (owner, original, hint) = match found {
             Lookup::Found(t) => (t.owner, t.original.clone(), t.idempotent),
+            // A fallback chain for the name says which of its servers to use, in order.
+            Lookup::Ambiguous(os)
+                if tool && self.core().config.fallbacks.iter().any(|f| f.tool.as_deref() == Some(&*name)) =>
+            {
+                (os[0], name.to_string(), false)
+            }
             Lookup::Ambiguous(os) => {
                 let names: Vec<&str> =
                     os.iter().filter_map(|o| self.core().owners.get(*o)).map(|o| o.name.as_str()).collect();
@@ -575,10 +588,12 @@ impl Session {
         } else {
             began + first_timeout
         };
-        let deadline = Deadline {
-            soft: began + first_timeout,
+        // One hard deadline for the whole call, whatever the number of attempts; each
+        // attempt also has its backend's (inactivity) timeout, which progress extends.
+        let attempt_deadline = |timeout: Duration| Deadline {
+            soft: Instant::now() + timeout,
             hard,
-            activity: token.as_ref().map(|(_, last)| (Arc::clone(last), core.hub.base, first_timeout)),
+            activity: token.as_ref().map(|(_, last)| (Arc::clone(last), core.hub.base, timeout)),
         };
 
         let balancer = core.balancers.get(route.owner).and_then(Option::as_ref).filter(|_| plan.is_pool);
@@ -586,7 +601,7 @@ impl Session {
         let mut tried: Vec<usize> = Vec::new();
         let mut last: Option<(Out, usize)> = None;
         let out = loop {
-            if Instant::now() >= deadline.current() && !tried.is_empty() {
+            if Instant::now() >= hard && !tried.is_empty() {
                 break last.map(|(o, b)| (o, Some(b))).unwrap_or_else(|| (timeout_out(), None));
             }
             // Choose the next candidate by peeking only: nothing is reserved until the call.
@@ -631,7 +646,7 @@ impl Session {
             let outcome = match backend.start_call(method, send, self.shared.id) {
                 Ok(ticket) => {
                     self.shared.inflight.lock().insert(id.get().to_owned(), (b, ticket.id));
-                    let r = backend.finish_call(ticket, &deadline).map_err(|e| (e, true));
+                    let r = backend.finish_call(ticket, &attempt_deadline(backend.timeout)).map_err(|e| (e, true));
                     self.shared.inflight.lock().remove(id.get());
                     r
                 }

@@ -215,3 +215,18 @@ fn status_reports_every_backend() {
     assert_eq!(b[1]["state"], "failed");
     assert!(b[1]["last_error"].as_str().unwrap().contains("exit"), "{st}");
 }
+
+#[test]
+fn backends_are_initialized_with_the_configured_client_capabilities() {
+    let r = router("", &[backend("alpha", &[])]);
+    let s = r.session(None).unwrap();
+    let seen: Value = serde_json::from_str(&tool_text(&s, "last_initialize", json!({})).unwrap()).unwrap();
+    assert_eq!(seen["protocolVersion"], "2025-11-25");
+    assert_eq!(seen["capabilities"], json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {}}));
+    assert_eq!(seen["clientInfo"]["name"], "mcprouter");
+    drop(s);
+    let r = router("client_capabilities: {roots: {}}", &[backend("alpha", &[])]);
+    let s = r.session(None).unwrap();
+    let seen: Value = serde_json::from_str(&tool_text(&s, "last_initialize", json!({})).unwrap()).unwrap();
+    assert_eq!(seen["capabilities"], json!({"roots": {}}));
+}

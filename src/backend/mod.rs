@@ -165,6 +165,7 @@ pub(crate) struct Backend {
     pub breaker: SharedBreaker,
     pub health: Mutex<Health>,
     health_policy: HealthPolicy,
+    client_capabilities: Value,
     pub restarts: Mutex<Restarts>,
     /// Held while starting or stopping, so a restart and a shutdown never interleave.
     lifecycle: Mutex<()>,
@@ -203,6 +204,7 @@ impl Backend {
             breaker: SharedBreaker::new(settings.breaker_config()),
             health: Mutex::new(Health::default()),
             health_policy: settings.health.clone(),
+            client_capabilities: settings.client_capabilities.clone(),
             restarts: Mutex::new(Restarts::default()),
             lifecycle: Mutex::new(()),
             shut: AtomicBool::new(false),
@@ -244,6 +246,7 @@ impl Backend {
         }
         self.halt(Duration::from_millis(100));
         self.stopping.store(false, Ordering::Release);
+        self.pending.reopen();
         self.info.lock().state = State::Starting;
         *self.health.lock() = Health::default();
         log::info!(target: "mcprouter::backend", "[{}] restarting", self.name());
@@ -297,14 +300,12 @@ impl Backend {
     }
 
     fn handshake(&self, deadline: Instant) -> Result<(), String> {
-        let params = format!(
-            concat!(
-                "{{\"protocolVersion\":\"{}\",\"capabilities\":{{\"roots\":{{\"listChanged\":true}},",
-                "\"sampling\":{{}},\"elicitation\":{{}}}},\"clientInfo\":{{\"name\":\"mcprouter\",\"version\":\"{}\"}}}}"
-            ),
-            SUPPORTED_VERSIONS[0],
-            env!("CARGO_PKG_VERSION")
-        );
+        let params = serde_json::json!({
+            "protocolVersion": SUPPORTED_VERSIONS[0],
+            "capabilities": self.client_capabilities,
+            "clientInfo": {"name": "mcprouter", "version": env!("CARGO_PKG_VERSION")},
+        })
+        .to_string();
         let result = match self.call("initialize", Some(&params), 0, deadline) {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(format!("initialize was refused: {}", e.get())),
@@ -395,7 +396,12 @@ impl Backend {
             return Err(CallError::Unavailable("the router is shutting down".into()));
         }
         let (reply, rx) = bounded(1);
-        let id = self.pending.insert(PendingCall { reply });
+        // The map is closed from the moment the backend is found dead, so a call racing that
+        // death fails here instead of waiting out its deadline.
+        let Ok(id) = self.pending.try_insert(PendingCall { reply }) else {
+            let why = self.info.lock().last_error.clone().unwrap_or_else(|| "it is down".into());
+            return Err(CallError::Unavailable(why));
+        };
         if session != 0 {
             self.last_caller.store(session, Ordering::Relaxed);
         }
@@ -516,7 +522,7 @@ impl Backend {
             self.mark_failed(&why);
             self.hub.backend_down(self.index);
         }
-        for (_, p) in self.pending.drain() {
+        for (_, p) in self.pending.close() {
             let _ = p.reply.try_send(Reply::Failed(why.clone()));
         }
     }
@@ -527,7 +533,7 @@ impl Backend {
         // A restart in progress holds the lifecycle lock while its handshake waits: failing
         // what is pending ends that wait now rather than at the init timeout.
         self.stopping.store(true, Ordering::Release);
-        for (_, p) in self.pending.drain() {
+        for (_, p) in self.pending.close() {
             let _ = p.reply.try_send(Reply::Failed("the router is shutting down".into()));
         }
         let _life = self.lifecycle.lock();
@@ -552,7 +558,7 @@ impl Backend {
         for t in threads {
             let _ = t.join();
         }
-        for (_, p) in self.pending.drain() {
+        for (_, p) in self.pending.close() {
             let _ = p.reply.try_send(Reply::Failed("the backend was stopped".into()));
         }
     }

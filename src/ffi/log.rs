@@ -1,0 +1,132 @@
+//! `mcprouter_set_log_callback`: the library's `log` records, delivered to a C function.
+//!
+//! `log::set_logger` is process-global, so the library installs its logger only when a C
+//! caller first asks for it; a Rust program that links the rlib keeps its own logger.
+
+use std::cell::Cell;
+use std::ffi::{c_int, c_void};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::strings::mcprouter_str;
+
+/// Receives one log record. `level` is 1 = error, 2 = warn, 3 = info, 4 = debug, 5 = trace
+/// (as Rust's `log::Level`); `target` names the module (for example `"mcprouter::session"`).
+/// Both views are valid only during the call.
+///
+/// Called on the library's internal threads, possibly several at once: it must be
+/// thread-safe, return quickly, never unwind (no C++ exception may escape it), and may call
+/// `mcprouter_set_log_callback` but no other mcprouter function.
+pub type mcprouter_log_cb = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, level: c_int, target: mcprouter_str<'_>, message: mcprouter_str<'_>),
+>;
+
+/// The installed callback. `userdata` is only ever handed back to the callback, on whatever
+/// thread logs, which the C caller accepted when installing it.
+struct Sink {
+    cb: unsafe extern "C" fn(*mut c_void, c_int, mcprouter_str<'_>, mcprouter_str<'_>),
+    userdata: *mut c_void,
+    max_level: log::LevelFilter,
+}
+
+// SAFETY: the callback's contract (documented on `mcprouter_log_cb`) makes it and its
+// userdata usable from any thread, concurrently.
+unsafe impl Send for Sink {}
+// SAFETY: as above.
+unsafe impl Sync for Sink {}
+
+/// The current sink. Logging clones the `Arc` out and calls without holding the lock;
+/// replacing the sink waits for those clones to go (see `mcprouter_set_log_callback`).
+static SINK: Mutex<Option<Arc<Sink>>> = Mutex::new(None);
+/// Whether `log::set_logger` accepted our logger; decided on the first non-NULL callback.
+static OURS: OnceLock<bool> = OnceLock::new();
+
+fn logger_installed() -> bool {
+    *OURS.get_or_init(|| log::set_logger(&LOGGER).is_ok())
+}
+
+thread_local! {
+    /// Set while this thread runs the user's callback.
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+struct CallbackLogger;
+
+static LOGGER: CallbackLogger = CallbackLogger;
+
+impl log::Log for CallbackLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        SINK.lock().as_ref().is_some_and(|s| metadata.level() <= s.max_level)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        // A record logged by the callback itself (through some Rust it calls) is dropped
+        // rather than recursing.
+        if IN_CALLBACK.with(Cell::get) {
+            return;
+        }
+        let Some(sink) = SINK.lock().clone() else {
+            return;
+        };
+        if record.level() > sink.max_level {
+            return;
+        }
+        let message = record.args().to_string();
+        let level = record.level() as c_int;
+        IN_CALLBACK.with(|c| c.set(true));
+        // SAFETY: the C caller promised a callback that is callable from any thread.
+        unsafe { (sink.cb)(sink.userdata, level, mcprouter_str::new(record.target()), mcprouter_str::new(&message)) };
+        IN_CALLBACK.with(|c| c.set(false));
+    }
+
+    fn flush(&self) {}
+}
+
+fn level_filter(min_level: c_int) -> log::LevelFilter {
+    match min_level {
+        i if i <= 0 => log::LevelFilter::Off,
+        1 => log::LevelFilter::Error,
+        2 => log::LevelFilter::Warn,
+        3 => log::LevelFilter::Info,
+        4 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
+}
+
+/// Sends the library's log records to `cb`, or stops sending them when `cb` is NULL.
+///
+/// Records whose level number is at most `min_level` are delivered: 3 delivers errors,
+/// warnings and info; 0 or less delivers nothing; above 5 counts as 5. `userdata` is passed
+/// back to every call of `cb`, untouched.
+///
+/// The first call with a non-NULL `cb` installs a process-global `log` logger (the library
+/// installs none otherwise). If the process already has one (a Rust host that set its own),
+/// this logger cannot be installed and `cb` is never called; a Rust host should use its own.
+///
+/// When this function returns, the previous callback is no longer running and will not be
+/// called again, so its `userdata` may be freed; the exception is a call made from inside a
+/// callback, which cannot wait for itself. Callable from any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn mcprouter_set_log_callback(cb: mcprouter_log_cb, userdata: *mut c_void, min_level: c_int) {
+    ffi_boundary!({
+        let sink = cb.map(|cb| Arc::new(Sink { cb, userdata, max_level: level_filter(min_level) }));
+        let ours = if sink.is_some() { logger_installed() } else { OURS.get() == Some(&true) };
+        if !ours {
+            // Another logger owns `log` (or none was ever asked for): nothing would reach
+            // this callback, so keep nothing.
+            return;
+        }
+        log::set_max_level(sink.as_ref().map_or(log::LevelFilter::Off, |s| s.max_level));
+        let old = std::mem::replace(&mut *SINK.lock(), sink);
+        // Wait until no thread still holds the old sink (each holds it only around one call).
+        if let Some(old) = old {
+            if !IN_CALLBACK.with(Cell::get) {
+                while Arc::strong_count(&old) > 1 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
+    })
+}

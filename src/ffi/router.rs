@@ -1,0 +1,151 @@
+//! `mcprouter_router`: create, inspect, stop and free a router.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::{Failure, mcprouter_error};
+use super::handle::{ArcCastable, arc_borrow, arc_into_ptr, arc_take};
+use super::status::mcprouter_status;
+use super::strings::{OutParam, input_str, output_string};
+use crate::Router;
+
+/// A running router: the backends (MCP servers), their merged catalog, and the threads that
+/// serve them.
+///
+/// Thread contract: thread-safe. Any number of threads may use one router at once, through
+/// any function that takes `const mcprouter_router *`, and `mcprouter_router_shutdown`.
+/// Only `mcprouter_router_free` must not race other calls on the same handle.
+pub struct mcprouter_router {
+    _private: [u8; 0],
+}
+
+impl ArcCastable for mcprouter_router {
+    type RustType = Router;
+}
+
+/// Borrows the router behind `r`, or fails with `NULL_PARAMETER` / `CLOSED`.
+///
+/// # Safety
+/// `r` is NULL or a live router handle.
+pub(crate) unsafe fn open_router<'a>(r: *const mcprouter_router) -> Result<&'a Router, Failure> {
+    // SAFETY: per the contract above.
+    let router = unsafe { arc_borrow(r) }.ok_or_else(|| Failure::null("router"))?;
+    if router.is_closed() {
+        return Err(crate::Error::Closed.into());
+    }
+    Ok(router)
+}
+
+/// Parses a YAML configuration and starts a router: every backend is started in parallel
+/// and the call blocks until their handshakes finish (at most `router.init_timeout_ms`).
+/// A backend that fails to start does not fail the call; `mcprouter_router_status` reports it.
+///
+/// `yaml` is NUL-terminated UTF-8, borrowed for the call. On success `*out` receives a router
+/// that the caller frees with `mcprouter_router_free`.
+///
+/// Errors: `NULL_PARAMETER` (`yaml` or `out` NULL), `INVALID_UTF8`, `CONFIG` (the message
+/// names the field and line), `TRANSPORT` (a thread could not be started).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcprouter_router_new_from_yaml(
+    yaml: *const c_char,
+    out: *mut *mut mcprouter_router,
+    err: *mut *mut mcprouter_error,
+) -> mcprouter_status {
+    ffi_boundary!(err = err, {
+        // SAFETY: `out` is NULL or writable; `yaml` NULL or a C string (the header's contract).
+        let out = unsafe { OutParam::new(out, "out") }?;
+        let yaml = unsafe { input_str(yaml, "yaml") }?;
+        let router = Router::from_yaml(yaml)?;
+        out.write(arc_into_ptr(Arc::new(router)));
+        Ok(())
+    })
+}
+
+/// Like `mcprouter_router_new_from_yaml`, reading the YAML from the file at `path`
+/// (NUL-terminated UTF-8, borrowed for the call). A file that cannot be read is a `CONFIG`
+/// error naming the path.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcprouter_router_new_from_file(
+    path: *const c_char,
+    out: *mut *mut mcprouter_router,
+    err: *mut *mut mcprouter_error,
+) -> mcprouter_status {
+    ffi_boundary!(err = err, {
+        // SAFETY: as in `mcprouter_router_new_from_yaml`.
+        let out = unsafe { OutParam::new(out, "out") }?;
+        let path = unsafe { input_str(path, "path") }?;
+        let router = Router::from_file(path)?;
+        out.write(arc_into_ptr(Arc::new(router)));
+        Ok(())
+    })
+}
+
+/// Writes the router's metrics, in the Prometheus text exposition format, to `*text_out`
+/// (owned: free it with `mcprouter_string_free`).
+///
+/// Errors: `NULL_PARAMETER`, `CLOSED` (after `mcprouter_router_shutdown`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcprouter_router_metrics(
+    r: *const mcprouter_router,
+    text_out: *mut *mut c_char,
+    err: *mut *mut mcprouter_error,
+) -> mcprouter_status {
+    ffi_boundary!(err = err, {
+        // SAFETY: `text_out` NULL or writable, `r` NULL or live (the header's contract).
+        let out = unsafe { OutParam::new(text_out, "text_out") }?;
+        let router = unsafe { open_router(r) }?;
+        out.write(output_string(router.metrics(), "metrics")?);
+        Ok(())
+    })
+}
+
+/// Writes the router's status as a JSON object to `*json_out` (owned: free it with
+/// `mcprouter_string_free`): `{"router": {name, version, closed, sessions, uptime_ms,
+/// catalog}, "backends": [{name, transport, state, protocol_version, tools, resources,
+/// prompts, in_flight, queue_depth, handshake_ms, pid, last_error, ...}]}`.
+///
+/// Errors: `NULL_PARAMETER`, `CLOSED` (after `mcprouter_router_shutdown`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcprouter_router_status(
+    r: *const mcprouter_router,
+    json_out: *mut *mut c_char,
+    err: *mut *mut mcprouter_error,
+) -> mcprouter_status {
+    ffi_boundary!(err = err, {
+        // SAFETY: as in `mcprouter_router_metrics`.
+        let out = unsafe { OutParam::new(json_out, "json_out") }?;
+        let router = unsafe { open_router(r) }?;
+        out.write(output_string(router.status().to_string(), "status")?);
+        Ok(())
+    })
+}
+
+/// Stops the router without freeing the handle: open sessions fail with `CLOSED` from now
+/// on, each backend's stdin is closed and after `grace_ms` it is terminated, then killed;
+/// every thread is joined before this returns. Later calls on the router and its sessions
+/// return `CLOSED`; the handle must still be freed with `mcprouter_router_free`.
+///
+/// Idempotent; NULL is a no-op. May be called from any thread while others use the router.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcprouter_router_shutdown(r: *mut mcprouter_router, grace_ms: u32) {
+    ffi_boundary!({
+        // SAFETY: `r` is NULL or a live router handle (the header's contract).
+        if let Some(router) = unsafe { arc_borrow(r.cast_const()) } {
+            router.shutdown(Duration::from_millis(u64::from(grace_ms)));
+        }
+    })
+}
+
+/// Frees the router handle. Open sessions keep the router running; when the last of them
+/// is closed too, the router stops (with the configured `router.shutdown_grace_ms`) and
+/// that call blocks until its threads are joined. NULL is a no-op.
+///
+/// The handle must not be used again, nor freed while another thread uses it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcprouter_router_free(r: *mut mcprouter_router) {
+    ffi_boundary!({
+        // SAFETY: `r` is NULL or a handle the caller gives up here.
+        drop(unsafe { arc_take(r.cast_const()) });
+    })
+}
