@@ -1,9 +1,14 @@
 //! Structured (JSON) log lines and a `log::Log` implementation with a
 //! pluggable sink.
 //!
+//! A record's `log` key-value fields (`log::info!(session = s, duration_ms =
+//! ms; "…")`) become top-level keys of its JSON line, numbers and booleans
+//! keeping their type; the text format appends them as `key=value`.
+//!
 //! Every string that reaches a sink has been through a [`Redactor`]: the
 //! message, the target, field names and field values. There is no way to log
 //! around it, which is the point: redaction that can be forgotten will be.
+//! [`redactor_for`] builds the redactor a router's configuration calls for.
 //!
 //! The library never installs a global logger on its own; an embedding
 //! application decides whether to call [`install`] or to route `log` records
@@ -15,9 +20,11 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use log::kv::{self, VisitSource, VisitValue};
 use log::{Level, LevelFilter, Log, Metadata, Record, SetLoggerError};
 
-use crate::redact::{REDACTED, Redactor};
+use crate::Config;
+use crate::redact::{REDACTED, Redactor, is_secret_name};
 
 /// Keys that `json_line` writes itself. A caller field with one of these
 /// names is written as `field_<name>` instead, so a line never has duplicate
@@ -45,33 +52,205 @@ pub fn json_line_at(
     fields: &[(&str, &str)],
     redactor: &Redactor,
 ) -> String {
+    let fields: Vec<Field<'_>> =
+        fields.iter().map(|(k, v)| Field { key: Cow::Borrowed(k), value: FieldValue::Str(Cow::Borrowed(v)) }).collect();
     let mut out = String::with_capacity(96 + message.len() + fields.len() * 24);
+    write_json(&mut out, ts, level, target, message, &fields, redactor);
+    out
+}
+
+/// Formats one record as a human-readable line (no trailing newline):
+/// `2026-11-25T22:10:00.123Z INFO  target: message key=value key="a b"`.
+/// Redacted like [`json_line`]; control characters are escaped so a
+/// message cannot forge extra lines.
+pub fn text_line(level: Level, target: &str, message: &str, fields: &[(&str, &str)], redactor: &Redactor) -> String {
+    let fields: Vec<Field<'_>> =
+        fields.iter().map(|(k, v)| Field { key: Cow::Borrowed(k), value: FieldValue::Str(Cow::Borrowed(v)) }).collect();
+    let mut out = String::with_capacity(48 + message.len() + fields.len() * 16);
+    write_text(&mut out, SystemTime::now(), level, target, message, &fields, redactor);
+    out
+}
+
+/// One structured field of a record. Numbers and booleans keep their type
+/// in JSON output (`"duration_ms":1.25`, not `"1.25"`), so log pipelines can
+/// aggregate them without parsing strings.
+struct Field<'a> {
+    key: Cow<'a, str>,
+    value: FieldValue<'a>,
+}
+
+enum FieldValue<'a> {
+    /// Text: always redacted before it is written.
+    Str(Cow<'a, str>),
+    /// A JSON number or boolean literal, produced by this module from a
+    /// numeric or boolean value (never from caller text), so it needs
+    /// neither escaping nor redaction.
+    Literal(String),
+}
+
+fn write_json(
+    out: &mut String,
+    ts: SystemTime,
+    level: Level,
+    target: &str,
+    message: &str,
+    fields: &[Field<'_>],
+    redactor: &Redactor,
+) {
     out.push_str("{\"ts\":\"");
-    push_rfc3339(&mut out, ts);
+    push_rfc3339(out, ts);
     out.push_str("\",\"level\":\"");
     out.push_str(level.as_str());
     out.push_str("\",\"target\":");
-    push_json_str(&mut out, &redactor.redact(target));
+    push_json_str(out, &redactor.redact(target));
     out.push_str(",\"msg\":");
-    push_json_str(&mut out, &redactor.redact(message));
-    for (key, value) in fields {
+    push_json_str(out, &redactor.redact(message));
+    for Field { key, value } in fields {
         out.push(',');
         let key_red = redactor.redact(key);
         if RESERVED_KEYS.contains(&key_red.as_ref()) {
             let prefixed = format!("field_{key_red}");
-            push_json_str(&mut out, &prefixed);
+            push_json_str(out, &prefixed);
         } else {
-            push_json_str(&mut out, &key_red);
+            push_json_str(out, &key_red);
         }
         out.push(':');
         if redactor.is_sensitive_field(key) {
-            push_json_str(&mut out, REDACTED);
+            push_json_str(out, REDACTED);
         } else {
-            push_json_str(&mut out, &redactor.redact(value));
+            match value {
+                FieldValue::Str(v) => push_json_str(out, &redactor.redact(v)),
+                FieldValue::Literal(v) => out.push_str(v),
+            }
         }
     }
     out.push('}');
-    out
+}
+
+fn write_text(
+    out: &mut String,
+    ts: SystemTime,
+    level: Level,
+    target: &str,
+    message: &str,
+    fields: &[Field<'_>],
+    redactor: &Redactor,
+) {
+    push_rfc3339(out, ts);
+    let _ = write!(out, " {:<5} ", level.as_str());
+    push_text(out, &redactor.redact(target));
+    out.push_str(": ");
+    push_text(out, &redactor.redact(message));
+    for Field { key, value } in fields {
+        out.push(' ');
+        push_text(out, &redactor.redact(key));
+        out.push('=');
+        if redactor.is_sensitive_field(key) {
+            out.push_str(REDACTED);
+            continue;
+        }
+        match value {
+            FieldValue::Literal(v) => out.push_str(v),
+            FieldValue::Str(v) => {
+                let v = redactor.redact(v);
+                // Quote what would otherwise be ambiguous to split on.
+                if v.is_empty() || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '=' || c.is_control()) {
+                    out.push('"');
+                    push_text(out, &v.replace('\\', "\\\\").replace('"', "\\\""));
+                    out.push('"');
+                } else {
+                    push_text(out, &v);
+                }
+            }
+        }
+    }
+}
+
+/// Collects a record's key-value pairs (the `log` crate's `kv` feature:
+/// `log::info!(session = id, duration_ms = ms; "msg")`).
+#[derive(Default)]
+struct Collect<'kvs> {
+    fields: Vec<Field<'kvs>>,
+}
+
+impl<'kvs> VisitSource<'kvs> for Collect<'kvs> {
+    fn visit_pair(&mut self, key: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
+        let key = match key.to_borrowed_str() {
+            Some(k) => Cow::Borrowed(k),
+            None => Cow::Owned(key.as_str().to_owned()),
+        };
+        let mut typed = Typed(None);
+        let _ = value.visit(&mut typed);
+        let value = typed.0.unwrap_or_else(|| FieldValue::Str(Cow::Owned(value.to_string())));
+        self.fields.push(Field { key, value });
+        Ok(())
+    }
+}
+
+/// Turns one `kv::Value` into a [`FieldValue`], keeping numbers and booleans
+/// typed and borrowing string values where the record allows it.
+struct Typed<'kvs>(Option<FieldValue<'kvs>>);
+
+impl<'kvs> VisitValue<'kvs> for &mut Typed<'kvs> {
+    fn visit_any(&mut self, value: kv::Value<'_>) -> Result<(), kv::Error> {
+        self.0 = Some(FieldValue::Str(Cow::Owned(value.to_string())));
+        Ok(())
+    }
+
+    fn visit_null(&mut self) -> Result<(), kv::Error> {
+        self.0 = Some(FieldValue::Literal("null".to_owned()));
+        Ok(())
+    }
+
+    fn visit_u64(&mut self, v: u64) -> Result<(), kv::Error> {
+        self.0 = Some(FieldValue::Literal(v.to_string()));
+        Ok(())
+    }
+
+    fn visit_i64(&mut self, v: i64) -> Result<(), kv::Error> {
+        self.0 = Some(FieldValue::Literal(v.to_string()));
+        Ok(())
+    }
+
+    fn visit_u128(&mut self, v: u128) -> Result<(), kv::Error> {
+        self.0 = Some(FieldValue::Literal(v.to_string()));
+        Ok(())
+    }
+
+    fn visit_i128(&mut self, v: i128) -> Result<(), kv::Error> {
+        self.0 = Some(FieldValue::Literal(v.to_string()));
+        Ok(())
+    }
+
+    fn visit_f64(&mut self, v: f64) -> Result<(), kv::Error> {
+        // JSON has no NaN or infinity; those stay text.
+        self.0 = Some(if v.is_finite() {
+            FieldValue::Literal(format!("{v}"))
+        } else {
+            FieldValue::Str(Cow::Owned(v.to_string()))
+        });
+        Ok(())
+    }
+
+    fn visit_bool(&mut self, v: bool) -> Result<(), kv::Error> {
+        self.0 = Some(FieldValue::Literal(if v { "true" } else { "false" }.to_owned()));
+        Ok(())
+    }
+
+    fn visit_str(&mut self, v: &str) -> Result<(), kv::Error> {
+        self.0 = Some(FieldValue::Str(Cow::Owned(v.to_owned())));
+        Ok(())
+    }
+
+    fn visit_borrowed_str(&mut self, v: &'kvs str) -> Result<(), kv::Error> {
+        self.0 = Some(FieldValue::Str(Cow::Borrowed(v)));
+        Ok(())
+    }
+
+    fn visit_char(&mut self, v: char) -> Result<(), kv::Error> {
+        self.0 = Some(FieldValue::Str(Cow::Owned(v.to_string())));
+        Ok(())
+    }
 }
 
 /// Formats `t` as RFC 3339 UTC with milliseconds, e.g.
@@ -118,27 +297,38 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 /// non-ASCII, is written as-is (JSON text is UTF-8).
 fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
+    let b = s.as_bytes();
     let mut last = 0;
-    for (i, ch) in s.char_indices() {
-        let esc: &str = match ch {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            c if (c as u32) < 0x20 || c == '\u{7f}' => "",
-            // U+2028/2029 are valid in JSON but end lines in JavaScript and
-            // some log viewers; escaping them keeps "one record per line".
-            '\u{2028}' | '\u{2029}' => "",
-            _ => continue,
+    let mut i = 0;
+    // Byte scan: everything but these passes through unchanged. 0xE2 starts U+2028/2029
+    // (E2 80 A8/A9); other sequences starting with it are copied as they are.
+    while let Some(&c) = b.get(i) {
+        let esc: &str = match c {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..0x20 | 0x7f => "",
+            0xE2 if matches!(b.get(i + 1..i + 3), Some([0x80, 0xA8 | 0xA9])) => "",
+            _ => {
+                i += 1;
+                continue;
+            }
         };
+        // `i` is at an ASCII byte or at the start of a 3-byte sequence: a char boundary.
         out.push_str(s.get(last..i).unwrap_or(""));
         if esc.is_empty() {
+            // U+2028/2029 are valid in JSON but end lines in JavaScript and
+            // some log viewers; escaping them keeps "one record per line".
+            let ch = s.get(i..).and_then(|r| r.chars().next()).unwrap_or('\0');
             let _ = write!(out, "\\u{:04x}", ch as u32);
+            last = i + ch.len_utf8();
         } else {
             out.push_str(esc);
+            last = i + 1;
         }
-        last = i + ch.len_utf8();
+        i = last;
     }
     out.push_str(s.get(last..).unwrap_or(""));
     out.push('"');
@@ -211,24 +401,24 @@ impl Logger {
         };
         let level = record.level();
         let target = record.target();
+        let mut kv = Collect::default();
+        // A failing `Source` (a user type) loses its remaining fields, never the record.
+        let _ = record.key_values().visit(&mut kv);
+        let fields = kv.fields;
+        let mut line = String::with_capacity(128 + msg.len() + fields.len() * 24);
         match &self.sink {
             Sink::Stderr(Format::Json) => {
-                let mut line = json_line(level, target, &msg, &[], &self.redactor);
+                write_json(&mut line, SystemTime::now(), level, target, &msg, &fields, &self.redactor);
                 line.push('\n');
                 write_stderr(&line);
             }
             Sink::Stderr(Format::Text) => {
-                let mut line = String::with_capacity(48 + msg.len());
-                push_rfc3339(&mut line, SystemTime::now());
-                let _ = write!(line, " {:<5} ", level.as_str());
-                push_text(&mut line, &self.redactor.redact(target));
-                line.push_str(": ");
-                push_text(&mut line, &self.redactor.redact(&msg));
+                write_text(&mut line, SystemTime::now(), level, target, &msg, &fields, &self.redactor);
                 line.push('\n');
                 write_stderr(&line);
             }
             Sink::Callback(cb) => {
-                let line = json_line(level, target, &msg, &[], &self.redactor);
+                write_json(&mut line, SystemTime::now(), level, target, &msg, &fields, &self.redactor);
                 // A panicking callback must not unwind into whatever code
                 // happened to call `log::info!`; the record is lost instead.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(level, target, &line)));
@@ -300,6 +490,83 @@ pub fn install(logger: Logger) -> Result<(), SetLoggerError> {
     Ok(())
 }
 
+/// Environment variable with extra literal values to mask, comma-separated
+/// (e.g. a token the router's host process knows about but no config names).
+pub const REDACT_ENV: &str = "MCPROUTER_REDACT";
+
+/// The [`Redactor`] for a router running `config`: the built-in rules, plus
+/// every secret value found in the configuration (see [`config_secrets`]),
+/// plus the values listed in the `MCPROUTER_REDACT` environment variable.
+///
+/// The `mcprouter` command builds its logger's redactor with this; an
+/// embedding application (or the C ABI) should do the same, so a secret it
+/// put in a backend's `env` cannot reach its logs through a backend's
+/// stderr or an error message.
+pub fn redactor_for(config: &Config) -> Redactor {
+    let mut secrets = config_secrets(config);
+    secrets.extend(env_redact_list());
+    Redactor::new(secrets, Vec::new())
+}
+
+/// The values listed in `MCPROUTER_REDACT` (comma-separated, each trimmed;
+/// empty entries ignored). For a redactor before any config is loaded:
+/// `Redactor::new(env_redact_list(), vec![])`.
+pub fn env_redact_list() -> Vec<String> {
+    std::env::var(REDACT_ENV).map(|v| split_list(&v)).unwrap_or_default()
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// Secret values in a configuration, for [`Redactor::new`]:
+/// - each backend `env` value whose name passes [`is_secret_name`]
+///   (`GITHUB_TOKEN`, `API_KEY`, `DB_PASSWORD`…);
+/// - each backend argument that is the value of a secret-looking flag, as
+///   `--api-key VALUE` or `--api-key=VALUE`;
+/// - the password of any `scheme://user:password@host` URL in an `env`
+///   value or argument (the redactor masks the `user:password` form by
+///   itself; the bare password may also be printed on its own).
+///
+/// Values shorter than [`crate::redact::MIN_SECRET_LEN`] are dropped by
+/// [`Redactor::new`].
+pub fn config_secrets(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in &config.backends {
+        for (name, value) in &b.env {
+            if is_secret_name(name) {
+                out.push(value.clone());
+            }
+            out.extend(url_password(value));
+        }
+        let mut prev_is_secret_flag = false;
+        for arg in &b.args {
+            if prev_is_secret_flag && !arg.starts_with('-') {
+                out.push(arg.clone());
+            }
+            prev_is_secret_flag = false;
+            if let Some(flag) = arg.strip_prefix('-') {
+                match flag.split_once('=') {
+                    Some((name, value)) if is_secret_name(name) => out.push(value.to_owned()),
+                    Some(_) => {}
+                    None => prev_is_secret_flag = is_secret_name(flag),
+                }
+            }
+            out.extend(url_password(arg));
+        }
+    }
+    out
+}
+
+/// The password in the first `scheme://user:password@host` of `s`.
+fn url_password(s: &str) -> Option<String> {
+    let rest = &s[s.find("://")? + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then(|| password.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +621,26 @@ mod tests {
     }
 
     #[test]
+    fn json_strings_round_trip() {
+        const FRAGS: [&str; 12] =
+            ["a", "\"", "\\", "\n", "\u{1}", "\u{7f}", "é", "\u{2028}", "\u{2029}", "\u{2030}", "€", "😀"];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..5_000 {
+            let mut s = String::new();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            for k in 0..(state % 12) {
+                s.push_str(FRAGS[((state >> (k * 5)) % 12) as usize]);
+            }
+            let mut out = String::new();
+            push_json_str(&mut out, &s);
+            assert!(!out.contains(['\n', '\u{2028}', '\u{2029}', '\u{7f}']), "{out:?}");
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        }
+    }
+
+    #[test]
     fn callback_sink_is_redacted_and_panic_safe() {
         let got: Arc<Mutex<Vec<String>>> = Arc::default();
         let g = got.clone();
@@ -378,5 +665,101 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].contains("key [REDACTED] sent"));
         assert!(!IN_LOG.with(Cell::get));
+    }
+
+    fn capture(level: LevelFilter, redactor: Redactor) -> (Logger, Arc<Mutex<Vec<String>>>) {
+        let got: Arc<Mutex<Vec<String>>> = Arc::default();
+        let g = got.clone();
+        let sink = Sink::Callback(Box::new(move |_, _, line| g.lock().unwrap().push(line.to_string())));
+        (Logger::new(level, sink, redactor), got)
+    }
+
+    #[test]
+    fn key_values_become_typed_top_level_keys() {
+        let (logger, got) = capture(LevelFilter::Trace, Redactor::new(vec!["canary-kv-1".into()], vec![]));
+        let kvs: [(&str, log::kv::Value<'_>); 9] = [
+            ("session", "s-1".into()),
+            ("method", "tools/call".into()),
+            ("name", "alpha__echo".into()),
+            ("backend", "alpha".into()),
+            ("duration_ms", 1.5f64.into()),
+            ("id", 42u64.into()),
+            ("ok", true.into()),
+            ("error", "backend said canary-kv-1 and Bearer abc.def".into()),
+            ("api_token", 12345u64.into()),
+        ];
+        logger.log(
+            &Record::builder()
+                .args(format_args!("tools/call ok"))
+                .level(Level::Info)
+                .target("mcprouter::access")
+                .key_values(&kvs)
+                .build(),
+        );
+        let got = got.lock().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
+        assert_eq!(v["target"], "mcprouter::access");
+        assert_eq!(v["session"], "s-1");
+        assert_eq!(v["method"], "tools/call");
+        assert_eq!(v["name"], "alpha__echo");
+        assert_eq!(v["backend"], "alpha");
+        assert_eq!(v["duration_ms"], 1.5);
+        assert_eq!(v["id"], 42);
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["error"], "backend said [REDACTED] and Bearer [REDACTED]");
+        assert_eq!(v["api_token"], REDACTED, "a sensitive name hides even a number");
+    }
+
+    #[test]
+    fn text_lines_carry_fields_and_stay_one_line() {
+        let r = Redactor::new(vec!["canary-txt-1".into()], vec![]);
+        let line = text_line(
+            Level::Warn,
+            "t",
+            "m\nforged line",
+            &[("k", "v"), ("empty", ""), ("spaced", "a \"b\" canary-txt-1"), ("password", "p")],
+            &r,
+        );
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.ends_with(r#"t: m\nforged line k=v empty="" spaced="a \"b\" [REDACTED]" password=[REDACTED]"#),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn non_finite_floats_stay_valid_json() {
+        let (logger, got) = capture(LevelFilter::Info, Redactor::default());
+        let kvs: [(&str, log::kv::Value<'_>); 1] = [("x", f64::NAN.into())];
+        logger.log(&Record::builder().args(format_args!("m")).level(Level::Info).key_values(&kvs).build());
+        let v: serde_json::Value = serde_json::from_str(&got.lock().unwrap()[0]).unwrap();
+        assert_eq!(v["x"], "NaN");
+    }
+
+    #[test]
+    fn secrets_come_from_env_names_flags_and_url_passwords() {
+        let cfg = crate::Config::from_yaml(
+            r#"
+backends:
+  - name: a
+    command: srv
+    args: ["--api-key", "canary-flag-1", "--token=canary-flag-2", "--name", "plainvalue", "--keys", "-v",
+           "https://u:canary-url-1@h/x", "--path", "/tmp/x"]
+    env: {GITHUB_TOKEN: canary-env-1, DB_PASSWORD: canary-env-2, HOME: /home/u,
+          DATABASE_URL: "postgres://app:canary-url-2@db:5432/app"}
+"#,
+        )
+        .unwrap();
+        let mut s = config_secrets(&cfg);
+        s.sort();
+        assert_eq!(
+            s,
+            ["canary-env-1", "canary-env-2", "canary-flag-1", "canary-flag-2", "canary-url-1", "canary-url-2"]
+        );
+        assert_eq!(url_password("x://h/a:b@c"), None, "an @ after the path is not userinfo");
+        assert_eq!(url_password("x://user@h"), None);
+        assert_eq!(split_list(" a, ,b ,"), ["a", "b"]);
+        let r = redactor_for(&cfg);
+        assert_eq!(r.redact("echo canary-env-1 canary-url-2"), "echo [REDACTED] [REDACTED]");
     }
 }

@@ -2,8 +2,9 @@
 //! or act as the project's own `test-server`.
 
 mod demo;
+mod metrics_http;
+mod options;
 mod serve;
-mod stderr_log;
 mod test_server;
 
 use std::process::ExitCode;
@@ -13,12 +14,20 @@ usage: mcprouter <command> [options]
 
 commands:
   serve --config FILE     serve every configured backend as one MCP server on stdio
+        [--metrics-listen 127.0.0.1:PORT]   GET /metrics (Prometheus) and GET /status (JSON)
+        [--metrics-listen-any]              allow a non-loopback --metrics-listen address
   check --config FILE     start every backend, print a status table, exit 1 if any failed
+        [--json]                            print the status as JSON instead
   demo                    run the built-in demo (needs nothing installed)
   test-server [flags]     the project's own MCP test server (fault injection)
   version                 print the version
 
-environment: MCPROUTER_LOG=error|warn|info|debug|trace (default warn; logs go to stderr)";
+serve and check also take:
+  --log-format json|text  one JSON object per line, or text for humans (default text)
+  --log-level LEVEL       off|error|warn|info|debug|trace (default: MCPROUTER_LOG, else warn)
+
+Logs go to stderr only (stdout carries the protocol), with credentials masked: built-in rules,
+secret-looking values from the config, and the comma-separated values in MCPROUTER_REDACT.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,21 +38,25 @@ fn main() -> ExitCode {
     let rest = args[1..].to_vec();
     let code = match cmd.as_str() {
         "test-server" => test_server::run(rest),
-        "serve" | "check" => {
-            stderr_log::install();
-            match config_arg(&rest) {
-                Ok(path) if cmd == "serve" => serve::run(&path),
-                Ok(path) => serve::check(&path),
-                Err(e) => {
-                    eprintln!("mcprouter {cmd}: {e}\n\n{USAGE}");
-                    2
-                }
+        "serve" | "check" => match options::parse(cmd, &rest) {
+            Ok(o) if cmd == "serve" => serve::run(&o),
+            Ok(o) => serve::check(&o),
+            Err(e) => {
+                eprintln!("mcprouter {cmd}: {e}\n\n{USAGE}");
+                2
             }
-        }
-        "demo" => {
-            stderr_log::install();
-            demo::run()
-        }
+        },
+        "demo" => match options::env_level() {
+            Ok(level) => {
+                let redactor = mcprouter::redact::Redactor::new(mcprouter::logging::env_redact_list(), Vec::new());
+                options::install_logger(mcprouter::logging::Format::Text, level, redactor);
+                demo::run()
+            }
+            Err(e) => {
+                eprintln!("mcprouter demo: {e}");
+                2
+            }
+        },
         "version" | "--version" | "-V" => {
             println!("mcprouter {}", env!("CARGO_PKG_VERSION"));
             0
@@ -58,17 +71,4 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
-}
-
-fn config_arg(args: &[String]) -> Result<String, String> {
-    let mut it = args.iter();
-    let mut path = None;
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--config" | "-c" => path = it.next().cloned(),
-            s if s.starts_with("--config=") => path = Some(s["--config=".len()..].to_owned()),
-            other => return Err(format!("unknown option {other:?}")),
-        }
-    }
-    path.ok_or_else(|| "--config FILE is required".to_owned())
 }

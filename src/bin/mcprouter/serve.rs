@@ -7,16 +7,24 @@ use std::time::{Duration, Instant};
 
 use mcprouter::framing::{Line, read_line_limited};
 use mcprouter::jsonrpc::{self, Message};
-use mcprouter::{Config, Router, Session};
+use mcprouter::{Router, Session};
+
+use crate::metrics_http;
+use crate::options::{Options, announce, load_and_install};
 
 /// Requests handled at once; beyond it the reader handles inline, which pushes back on the client.
 const MAX_CONCURRENT: usize = 256;
 
-pub fn run(path: &str) -> i32 {
-    let config = match Config::from_file(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("mcprouter serve: {e}");
+pub fn run(o: &Options) -> i32 {
+    let Some((config, redactor)) = load_and_install(o, "serve") else {
+        return 2;
+    };
+    // Bound before any backend starts, so a refused or busy address costs nothing.
+    let listener = match o.metrics_listen.as_deref().map(|spec| metrics_http::bind(spec, o.metrics_listen_any)) {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            log::error!(target: "mcprouter", "mcprouter serve: {e}");
             return 2;
         }
     };
@@ -25,14 +33,37 @@ pub fn run(path: &str) -> i32 {
     let router = match Router::new(config) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("mcprouter serve: {e}");
+            log::error!(target: "mcprouter", "mcprouter serve: {e}");
             return 1;
+        }
+    };
+    // Stopped (thread joined, socket closed) when dropped, before the router shuts down.
+    let metrics = match listener {
+        None => None,
+        Some(l) => {
+            let addr = l.addr();
+            match l.start(router.clone(), redactor.clone()) {
+                Ok(running) => {
+                    // Always shown, whatever the level: with port 0 it is the only way to learn it.
+                    let url = format!("http://{addr}");
+                    let msg = format!("metrics listening on {url}");
+                    announce(o.log_format, &redactor, "mcprouter::metrics", &msg, &[("addr", &url)]);
+                    Some(running)
+                }
+                Err(e) => {
+                    log::error!(target: "mcprouter", "mcprouter serve: {e}");
+                    router.shutdown(grace);
+                    return 1;
+                }
+            }
         }
     };
     let session = match router.session(Some("stdio")) {
         Ok(s) => Arc::new(s),
         Err(e) => {
-            eprintln!("mcprouter serve: {e}");
+            log::error!(target: "mcprouter", "mcprouter serve: {e}");
+            drop(metrics);
+            router.shutdown(grace);
             return 1;
         }
     };
@@ -104,6 +135,7 @@ pub fn run(path: &str) -> i32 {
     while busy.load(Ordering::Acquire) > 0 && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(10));
     }
+    drop(metrics);
     session.close();
     router.shutdown(grace);
     let _ = pump.join();
@@ -118,16 +150,25 @@ fn reply(session: &Session, text: &str, out: &crossbeam_channel::Sender<String>)
     }
 }
 
-pub fn check(path: &str) -> i32 {
-    let router = match Router::from_file(path) {
+pub fn check(o: &Options) -> i32 {
+    let Some((config, redactor)) = load_and_install(o, "check") else {
+        return 2;
+    };
+    let router = match Router::new(config) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("mcprouter check: {e}");
+            log::error!(target: "mcprouter", "mcprouter check: {e}");
             return 2;
         }
     };
     let status = router.status();
-    print!("{}", status_table(&status));
+    // A backend's last error may quote its command line or a secret it printed.
+    if o.json {
+        let text = serde_json::to_string_pretty(&status).unwrap_or_default();
+        println!("{}", redactor.redact(&text));
+    } else {
+        print!("{}", redactor.redact(&status_table(&status)));
+    }
     let ok = status["backends"].as_array().is_some_and(|b| b.iter().all(|b| b["state"] == "ready"));
     router.shutdown(Duration::from_millis(500));
     if ok { 0 } else { 1 }

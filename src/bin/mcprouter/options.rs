@@ -1,0 +1,158 @@
+//! Command-line options of `serve` and `check`, and the stderr logger they install.
+
+use std::io::Write as _;
+use std::str::FromStr;
+
+use log::{Level, LevelFilter};
+use mcprouter::Config;
+use mcprouter::logging::{self, Format, Logger, Sink};
+use mcprouter::redact::Redactor;
+
+/// Environment variable for the log level when `--log-level` is not given.
+pub const LOG_ENV: &str = "MCPROUTER_LOG";
+
+#[derive(Debug)]
+pub struct Options {
+    pub config: String,
+    pub log_format: Format,
+    pub log_level: LevelFilter,
+    /// `serve` only: where to serve `GET /metrics` and `GET /status`.
+    pub metrics_listen: Option<String>,
+    /// `serve` only: allow a non-loopback `metrics_listen` address.
+    pub metrics_listen_any: bool,
+    /// `check` only: print `Router::status()` as JSON instead of the table.
+    pub json: bool,
+}
+
+/// Parses the options of `serve` or `check` (`cmd`); `--flag value` and `--flag=value`.
+pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        config: String::new(),
+        log_format: Format::Text,
+        log_level: env_level()?,
+        metrics_listen: None,
+        metrics_listen_any: false,
+        json: false,
+    };
+    let mut config = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || inline.clone().or_else(|| it.next().cloned()).ok_or_else(|| format!("{flag} needs a value"));
+        match (flag, cmd) {
+            ("--config" | "-c", _) => config = Some(value()?),
+            ("--log-format", _) => o.log_format = parse_format(&value()?)?,
+            ("--log-level", _) => o.log_level = parse_level(flag, &value()?)?,
+            ("--metrics-listen", "serve") => o.metrics_listen = Some(value()?),
+            ("--metrics-listen-any", "serve") if inline.is_none() => o.metrics_listen_any = true,
+            ("--json", "check") if inline.is_none() => o.json = true,
+            _ => return Err(format!("unknown option {arg:?}")),
+        }
+    }
+    o.config = config.ok_or("--config FILE is required")?;
+    Ok(o)
+}
+
+fn parse_format(v: &str) -> Result<Format, String> {
+    match v {
+        "json" => Ok(Format::Json),
+        "text" => Ok(Format::Text),
+        other => Err(format!("--log-format must be json or text, not {other:?}")),
+    }
+}
+
+fn parse_level(what: &str, v: &str) -> Result<LevelFilter, String> {
+    LevelFilter::from_str(v.trim())
+        .map_err(|_| format!("{what} must be one of off, error, warn, info, debug, trace; not {v:?}"))
+}
+
+/// `MCPROUTER_LOG`, or `warn`. A value that is not a level is an error rather than
+/// silently ignored: a user who set it expects to see more (or less) than the default.
+pub fn env_level() -> Result<LevelFilter, String> {
+    match std::env::var(LOG_ENV) {
+        Ok(v) if !v.trim().is_empty() => parse_level(LOG_ENV, &v),
+        _ => Ok(LevelFilter::Warn),
+    }
+}
+
+/// Installs the process-wide logger: stderr only (stdout carries the protocol), every
+/// record through `redactor`.
+pub fn install_logger(format: Format, level: LevelFilter, redactor: Redactor) {
+    // Fails only if a logger is already installed, which main never does twice.
+    let _ = logging::install(Logger::new(level, Sink::Stderr(format), redactor));
+}
+
+/// Loads the config and installs the logger with the redactor it calls for (its secrets plus
+/// `MCPROUTER_REDACT`). When the config cannot be loaded the logger still goes in, with the
+/// `MCPROUTER_REDACT` values only, so the error is reported in the chosen format, redacted.
+pub fn load_and_install(o: &Options, cmd: &str) -> Option<(Config, Redactor)> {
+    match Config::from_file(&o.config) {
+        Ok(config) => {
+            let redactor = logging::redactor_for(&config);
+            install_logger(o.log_format, o.log_level, redactor.clone());
+            Some((config, redactor))
+        }
+        Err(e) => {
+            install_logger(o.log_format, o.log_level, Redactor::new(logging::env_redact_list(), Vec::new()));
+            log::error!(target: "mcprouter", "mcprouter {cmd}: {e}");
+            None
+        }
+    }
+}
+
+/// Writes one line in the log format regardless of the level filter: for the few facts a
+/// user must always see, such as the address a port-0 metrics listener got.
+pub fn announce(format: Format, redactor: &Redactor, target: &str, msg: &str, fields: &[(&str, &str)]) {
+    let mut line = match format {
+        Format::Json => logging::json_line(Level::Info, target, msg, fields, redactor),
+        Format::Text => logging::text_line(Level::Info, target, msg, fields, redactor),
+    };
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn flags() {
+        let o = parse(
+            "serve",
+            &args(&[
+                "--config",
+                "f.yaml",
+                "--log-format=json",
+                "--log-level",
+                "TRACE",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(o.config, "f.yaml");
+        assert_eq!(o.log_format, Format::Json);
+        assert_eq!(o.log_level, LevelFilter::Trace);
+        assert_eq!(o.metrics_listen.as_deref(), Some("127.0.0.1:0"));
+        assert!(!o.metrics_listen_any && !o.json);
+        assert!(parse("check", &args(&["-c", "f", "--json"])).unwrap().json);
+        for bad in [
+            &["--config", "f", "--json"][..],
+            &["--config", "f", "--log-format", "xml"],
+            &["--config", "f", "--log-level", "loud"],
+            &["--config"],
+            &["--log-level", "info"],
+            &["--config", "f", "--metrics-listen-any=yes"],
+        ] {
+            assert!(parse("serve", &args(bad)).is_err(), "{bad:?}");
+        }
+        assert!(parse("check", &args(&["--config", "f", "--metrics-listen", "127.0.0.1:1"])).is_err());
+    }
+}
