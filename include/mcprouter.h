@@ -164,8 +164,10 @@ typedef struct mcprouter_str {
 
 /**
  * Receives one log record. `level` is 1 = error, 2 = warn, 3 = info, 4 = debug, 5 = trace
- * (as Rust's `log::Level`); `target` names the module (for example `"mcprouter::session"`).
- * Both views are valid only during the call.
+ * (as Rust's `log::Level`); `target` names the module (for example `"mcprouter::session"`);
+ * `message` is the whole record as one redacted JSON object (`ts`, `level`, `target`,
+ * `msg` and the record's fields, such as `method`, `backend`, `outcome`, `duration_ms` on
+ * access records). Both views are valid only during the call.
  *
  * Called on the library's internal threads, possibly several at once: it must be
  * thread-safe, return quickly, never unwind (no C++ exception may escape it), and may call

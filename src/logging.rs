@@ -456,6 +456,21 @@ impl Log for Logger {
     }
 }
 
+/// One record as a redacted JSON line (ts, level, target, msg and its key-value fields), the
+/// shape log callbacks across the C ABI receive.
+pub fn record_json(record: &Record<'_>, redactor: &Redactor) -> String {
+    let args = record.args();
+    let msg: Cow<'_, str> = match args.as_str() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(args.to_string()),
+    };
+    let mut kv = Collect::default();
+    let _ = record.key_values().visit(&mut kv);
+    let mut line = String::with_capacity(128 + msg.len() + kv.fields.len() * 24);
+    write_json(&mut line, SystemTime::now(), record.level(), record.target(), &msg, &kv.fields, redactor);
+    line
+}
+
 /// One `write_all` per record so concurrent threads do not interleave
 /// partial lines. Errors are ignored: there is nowhere left to report a
 /// failure to write a log line, and logging must not panic (as `eprintln!`
@@ -490,6 +505,13 @@ pub fn install(logger: Logger) -> Result<(), SetLoggerError> {
     Ok(())
 }
 
+/// The secret values [`redactor_for`] masks: from the config and `MCPROUTER_REDACT`.
+pub fn redactor_secrets(config: &Config) -> Vec<String> {
+    let mut secrets = config_secrets(config);
+    secrets.extend(env_redact_list());
+    secrets
+}
+
 /// Environment variable with extra literal values to mask, comma-separated
 /// (e.g. a token the router's host process knows about but no config names).
 pub const REDACT_ENV: &str = "MCPROUTER_REDACT";
@@ -503,9 +525,7 @@ pub const REDACT_ENV: &str = "MCPROUTER_REDACT";
 /// put in a backend's `env` cannot reach its logs through a backend's
 /// stderr or an error message.
 pub fn redactor_for(config: &Config) -> Redactor {
-    let mut secrets = config_secrets(config);
-    secrets.extend(env_redact_list());
-    Redactor::new(secrets, Vec::new())
+    Redactor::new(redactor_secrets(config), Vec::new())
 }
 
 /// The values listed in `MCPROUTER_REDACT` (comma-separated, each trimmed;

@@ -163,6 +163,8 @@ impl Router {
     /// does not fail the router: it is reported by [`Router::status`] and its calls fail fast.
     pub fn new(config: Config) -> Result<Router> {
         config.validate()?;
+        // Process-wide loggers (the C ABI's callback) must mask this config's secrets too.
+        crate::redact::register_secrets(crate::logging::redactor_secrets(&config));
         let (ev_tx, ev_rx) = bounded(1024);
         let hub = Arc::new(Hub::new(ev_tx));
         let backends: Vec<Arc<Backend>> = config
@@ -323,6 +325,12 @@ impl Router {
         for b in &core.backends {
             core.metrics.set_backend_up(b.index, b.is_ready());
             core.metrics.set_queue_depth(b.index, b.queue_depth());
+            let breaker = match b.breaker.state() {
+                crate::breaker::BreakerState::Closed => 0,
+                crate::breaker::BreakerState::Open { .. } => 1,
+                crate::breaker::BreakerState::HalfOpen { .. } => 2,
+            };
+            core.metrics.set_breaker_state(b.index, breaker);
         }
         core.metrics.render()
     }

@@ -238,7 +238,7 @@ impl Session {
             Ok(Message::Request { id, method, params }) => {
                 let began = Instant::now();
                 let (out, backend) = self.request(id, &method, params);
-                self.record(&method, params, backend, &out, began.elapsed());
+                self.record(id, &method, params, backend, &out, began.elapsed());
                 match out {
                     Out::Ok(r) => Some(jsonrpc::result(id.get(), &r)),
                     Out::Err(e) => Some(jsonrpc::error_raw(id.get(), &e)),
@@ -256,7 +256,15 @@ impl Session {
         }
     }
 
-    fn record(&self, method: &str, params: Option<&RawValue>, backend: Option<usize>, out: &Out, took: Duration) {
+    fn record(
+        &self,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+        backend: Option<usize>,
+        out: &Out,
+        took: Duration,
+    ) {
         let outcome = match out {
             Out::Ok(_) => Outcome::Ok,
             Out::Nothing => Outcome::Error,
@@ -292,6 +300,12 @@ impl Session {
                 _ => None,
             };
             let backend = backend.and_then(|b| core.backends.get(b)).map_or("", |b| b.name());
+            let error = match out {
+                Out::Err(e) => serde_json::from_str::<Value>(e)
+                    .map(|v| format!("{} {}", v["code"], v["message"].as_str().unwrap_or_default()))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
             // Untrusted strings are cut short: a log line is not a place to store a payload.
             log::info!(
                 target: "mcprouter::access",
@@ -300,8 +314,10 @@ impl Session {
                 name = clip(name.as_deref().unwrap_or("")),
                 uri = clip(uri.as_deref().unwrap_or("")),
                 backend = backend,
+                request_id = clip(id.get()),
                 outcome = outcome.as_str(),
-                duration_ms = took.as_secs_f64() * 1000.0;
+                error = clip(&error),
+                duration_ms = took.as_micros() as f64 / 1000.0;
                 "{} {}",
                 clip(method),
                 outcome.as_str()
@@ -643,6 +659,7 @@ impl Session {
                 last = Some((Out::Err(circuit_open(backend.name())), b));
                 continue;
             };
+            let _in_flight = core.metrics.in_flight_guard(b);
             let outcome = match backend.start_call(method, send, self.shared.id) {
                 Ok(ticket) => {
                     self.shared.inflight.lock().insert(id.get().to_owned(), (b, ticket.id));

@@ -126,7 +126,7 @@ fn pool(strategy: &str, members: &[(&str, u32)], extra: &str) -> mcprouter::Rout
         })
         .collect();
     let names: Vec<&str> = members.iter().map(|m| m.0).collect();
-    let mut y = config(&format!("{FAST_RESTART}\n{extra}"), &backends);
+    let mut y = config(extra, &backends);
     y.push_str(&format!(
         "pools:\n  - name: replicas\n    backends: {}\n    strategy: {strategy}\n",
         serde_json::to_string(&names).unwrap()

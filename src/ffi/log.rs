@@ -13,8 +13,10 @@ use parking_lot::Mutex;
 use super::strings::mcprouter_str;
 
 /// Receives one log record. `level` is 1 = error, 2 = warn, 3 = info, 4 = debug, 5 = trace
-/// (as Rust's `log::Level`); `target` names the module (for example `"mcprouter::session"`).
-/// Both views are valid only during the call.
+/// (as Rust's `log::Level`); `target` names the module (for example `"mcprouter::session"`);
+/// `message` is the whole record as one redacted JSON object (`ts`, `level`, `target`,
+/// `msg` and the record's fields, such as `method`, `backend`, `outcome`, `duration_ms` on
+/// access records). Both views are valid only during the call.
 ///
 /// Called on the library's internal threads, possibly several at once: it must be
 /// thread-safe, return quickly, never unwind (no C++ exception may escape it), and may call
@@ -73,7 +75,8 @@ impl log::Log for CallbackLogger {
         if record.level() > sink.max_level {
             return;
         }
-        let message = record.args().to_string();
+        // Always redacted: backend stderr and error messages can carry credentials.
+        let message = crate::logging::record_json(record, &crate::redact::global());
         let level = record.level() as c_int;
         IN_CALLBACK.with(|c| c.set(true));
         // SAFETY: the C caller promised a callback that is callable from any thread.
