@@ -17,14 +17,6 @@ fn kill(pid: u64, sig: &str) {
     let _ = std::process::Command::new("kill").args([sig, &pid.to_string()]).status();
 }
 
-fn router_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("mcprouter")))
-        .count()
-}
-
 #[test]
 fn chaos_every_call_gets_one_answer_in_time_and_nothing_leaks() {
     watchdog(200);
@@ -117,12 +109,13 @@ fn chaos_every_call_gets_one_answer_in_time_and_nothing_leaks() {
     });
 
     // Let the fleet heal, then every counter must be back at zero.
+    // Health pings come and go, so judge one snapshot in which nothing is in flight.
+    let mut st = r.status();
     let healed = (0..200).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
-        let st = r.status();
+        st = r.status();
         st["backends"].as_array().unwrap().iter().all(|b| b["state"] == "ready" && b["in_flight"] == 0)
     });
-    let st = r.status();
     let metrics = r.metrics();
     let restarts: u64 = st["backends"].as_array().unwrap().iter().map(|b| b["restarts"].as_u64().unwrap()).sum();
     let retries = metrics.lines().find(|l| l.starts_with("mcprouter_retries_total")).unwrap_or("").to_owned();

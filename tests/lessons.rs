@@ -83,16 +83,6 @@ fn count_dir(path: &str) -> usize {
     std::fs::read_dir(path).map(|d| d.count()).unwrap_or(0)
 }
 
-/// The router's own threads (all named `mcprouter-…`), so the test harness's threads,
-/// which come and go, are not counted.
-fn router_threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("mcprouter")))
-        .count()
-}
-
 /// Our live and zombie children.
 fn children() -> Vec<String> {
     let me = std::process::id().to_string();

@@ -384,14 +384,18 @@ impl Backend {
 
     /// Registers a pending call and queues its line; never blocks.
     pub(crate) fn start_call(&self, method: &str, params: Option<&str>, session: u64) -> Result<Ticket, CallError> {
-        {
+        // The writer channel is taken together with the state check: a call that races a
+        // restart goes to the old, stopped writer and fails, rather than reaching the new
+        // process before its `initialize`.
+        let tx = {
             let info = self.info.lock();
             let usable = info.state == State::Ready || (info.state == State::Starting && method == "initialize");
             if !usable {
                 let why = info.last_error.clone().unwrap_or_else(|| format!("it is {}", info.state.as_str()));
                 return Err(CallError::Unavailable(why));
             }
-        }
+            self.tx.lock().clone()
+        };
         if self.stopping.load(Ordering::Acquire) {
             return Err(CallError::Unavailable("the router is shutting down".into()));
         }
@@ -409,7 +413,7 @@ impl Backend {
         // The router's own calls (handshake, discovery) wait for room; a client's call is
         // refused at once when the queue is full, so overload is visible, never a hang.
         let wait = (session == 0).then(|| Instant::now() + self.timeout);
-        match self.send(Command::Write(line), wait) {
+        match Self::send_on(tx.as_ref(), Command::Write(line), wait) {
             Ok(()) => Ok(Ticket { id, rx }),
             Err(e) => {
                 self.pending.take(id);
@@ -480,6 +484,10 @@ impl Backend {
 
     fn send(&self, cmd: Command, wait_until: Option<Instant>) -> Result<(), CallError> {
         let tx = self.tx.lock().clone();
+        Self::send_on(tx.as_ref(), cmd, wait_until)
+    }
+
+    fn send_on(tx: Option<&Sender<Command>>, cmd: Command, wait_until: Option<Instant>) -> Result<(), CallError> {
         let Some(tx) = tx else {
             return Err(CallError::Unavailable("not running".into()));
         };

@@ -127,3 +127,13 @@ pub fn tool_names(s: &Session) -> Vec<String> {
         }
     }
 }
+
+/// The router's own threads (all named `mcprouter-…`), so the test harness's threads,
+/// which come and go, are not counted.
+pub fn router_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("mcprouter")))
+        .count()
+}
