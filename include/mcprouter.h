@@ -376,6 +376,30 @@ const char *mcprouter_status_str(mcprouter_status st);
  */
 void mcprouter_set_log_callback(mcprouter_log_cb cb, void *userdata, int min_level);
 
+/**
+ * Starts keeping the library's log records in a bounded queue that
+ * `mcprouter_log_next` reads: the pull alternative to `mcprouter_set_log_callback` for
+ * hosts that cannot take calls on library threads (Node). `min_level` is as for the
+ * callback; 0 or less stops queueing and drops what is queued. `capacity` 0 means 1024;
+ * when the queue is full, new records are dropped rather than blocking the router.
+ *
+ * Like the callback, this installs a process-global `log` logger on first use, and does
+ * nothing if the process already has another one. Callable from any thread.
+ */
+void mcprouter_log_queue(int min_level, uint32_t capacity);
+
+/**
+ * Waits up to `timeout_ms` for the next queued log record (see `mcprouter_log_queue`).
+ * On success `*record_out` receives the record as one redacted JSON object (`ts`, `level`,
+ * `target`, `msg` and the record's fields; owned: free it with `mcprouter_string_free`).
+ *
+ * Errors: `NULL_PARAMETER`, `TIMEOUT` (nothing within `timeout_ms`), `CLOSED` (queueing is
+ * off). Callable from any thread; concurrent readers each get different records.
+ */
+enum mcprouter_status mcprouter_log_next(uint32_t timeout_ms,
+                                         char **record_out,
+                                         struct mcprouter_error **err);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

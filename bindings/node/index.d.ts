@@ -133,5 +133,9 @@ export declare class Session {
 
 /** The native library's version. */
 export declare function version(): string;
+/** Starts (level 1-5) or stops (0) keeping log records for nextLog(). */
+export declare function logQueue(minLevel: number, capacity?: number): void;
+/** The next log record ({ts, level, target, msg, ...fields}, redacted), or null after timeoutMs. */
+export declare function nextLog(timeoutMs?: number): Promise<Record<string, any> | null>;
 /** The path the native library was loaded from. */
 export declare const libraryPath: string;

@@ -4,13 +4,15 @@
 //! caller first asks for it; a Rust program that links the rlib keeps its own logger.
 
 use std::cell::Cell;
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_char, c_int, c_void};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::strings::mcprouter_str;
+use super::error::{Failure, mcprouter_error};
+use super::status::mcprouter_status;
+use super::strings::{OutParam, mcprouter_str, output_string};
 
 /// Receives one log record. `level` is 1 = error, 2 = warn, 3 = info, 4 = debug, 5 = trace
 /// (as Rust's `log::Level`); `target` names the module (for example `"mcprouter::session"`);
@@ -45,6 +47,24 @@ static SINK: Mutex<Option<Arc<Sink>>> = Mutex::new(None);
 /// Whether `log::set_logger` accepted our logger; decided on the first non-NULL callback.
 static OURS: OnceLock<bool> = OnceLock::new();
 
+/// Records kept for `mcprouter_log_next`: the pull alternative to a callback, for hosts
+/// that cannot take calls on foreign threads (Node, where a callback would block the
+/// logging thread until JavaScript runs).
+struct Queue {
+    tx: crossbeam_channel::Sender<String>,
+    rx: crossbeam_channel::Receiver<String>,
+    max_level: log::LevelFilter,
+}
+
+static QUEUE: Mutex<Option<Arc<Queue>>> = Mutex::new(None);
+
+/// The most verbose level any consumer wants.
+fn wanted_level() -> log::LevelFilter {
+    let sink = SINK.lock().as_ref().map_or(log::LevelFilter::Off, |s| s.max_level);
+    let queue = QUEUE.lock().as_ref().map_or(log::LevelFilter::Off, |q| q.max_level);
+    sink.max(queue)
+}
+
 fn logger_installed() -> bool {
     *OURS.get_or_init(|| log::set_logger(&LOGGER).is_ok())
 }
@@ -60,7 +80,7 @@ static LOGGER: CallbackLogger = CallbackLogger;
 
 impl log::Log for CallbackLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        SINK.lock().as_ref().is_some_and(|s| metadata.level() <= s.max_level)
+        metadata.level() <= wanted_level()
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -69,14 +89,18 @@ impl log::Log for CallbackLogger {
         if IN_CALLBACK.with(Cell::get) {
             return;
         }
-        let Some(sink) = SINK.lock().clone() else {
-            return;
-        };
-        if record.level() > sink.max_level {
+        let sink = SINK.lock().clone().filter(|s| record.level() <= s.max_level);
+        let queue = QUEUE.lock().clone().filter(|q| record.level() <= q.max_level);
+        if sink.is_none() && queue.is_none() {
             return;
         }
         // Always redacted: backend stderr and error messages can carry credentials.
         let message = crate::logging::record_json(record, &crate::redact::global());
+        if let Some(q) = queue {
+            // A full queue drops the record: logging must never block the router.
+            let _ = q.tx.try_send(message.clone());
+        }
+        let Some(sink) = sink else { return };
         let level = record.level() as c_int;
         IN_CALLBACK.with(|c| c.set(true));
         // SAFETY: the C caller promised a callback that is callable from any thread.
@@ -121,8 +145,8 @@ pub extern "C" fn mcprouter_set_log_callback(cb: mcprouter_log_cb, userdata: *mu
             // this callback, so keep nothing.
             return;
         }
-        log::set_max_level(sink.as_ref().map_or(log::LevelFilter::Off, |s| s.max_level));
         let old = std::mem::replace(&mut *SINK.lock(), sink);
+        log::set_max_level(wanted_level());
         // Wait until no thread still holds the old sink (each holds it only around one call).
         if let Some(old) = old {
             if !IN_CALLBACK.with(Cell::get) {
@@ -131,5 +155,57 @@ pub extern "C" fn mcprouter_set_log_callback(cb: mcprouter_log_cb, userdata: *mu
                 }
             }
         }
+    })
+}
+
+/// Starts keeping the library's log records in a bounded queue that
+/// `mcprouter_log_next` reads: the pull alternative to `mcprouter_set_log_callback` for
+/// hosts that cannot take calls on library threads (Node). `min_level` is as for the
+/// callback; 0 or less stops queueing and drops what is queued. `capacity` 0 means 1024;
+/// when the queue is full, new records are dropped rather than blocking the router.
+///
+/// Like the callback, this installs a process-global `log` logger on first use, and does
+/// nothing if the process already has another one. Callable from any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn mcprouter_log_queue(min_level: c_int, capacity: u32) {
+    ffi_boundary!({
+        let level = level_filter(min_level);
+        let queue = (level != log::LevelFilter::Off && logger_installed()).then(|| {
+            let cap = if capacity == 0 { 1024 } else { capacity as usize };
+            let (tx, rx) = crossbeam_channel::bounded(cap);
+            Arc::new(Queue { tx, rx, max_level: level })
+        });
+        *QUEUE.lock() = queue;
+        if OURS.get() == Some(&true) {
+            log::set_max_level(wanted_level());
+        }
+    })
+}
+
+/// Waits up to `timeout_ms` for the next queued log record (see `mcprouter_log_queue`).
+/// On success `*record_out` receives the record as one redacted JSON object (`ts`, `level`,
+/// `target`, `msg` and the record's fields; owned: free it with `mcprouter_string_free`).
+///
+/// Errors: `NULL_PARAMETER`, `TIMEOUT` (nothing within `timeout_ms`), `CLOSED` (queueing is
+/// off). Callable from any thread; concurrent readers each get different records.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcprouter_log_next(
+    timeout_ms: u32,
+    record_out: *mut *mut c_char,
+    err: *mut *mut mcprouter_error,
+) -> mcprouter_status {
+    ffi_boundary!(err = err, {
+        // SAFETY: `record_out` is NULL or writable.
+        let out = unsafe { OutParam::new(record_out, "record_out") }?;
+        let Some(queue) = QUEUE.lock().clone() else {
+            return Err(Failure::new(mcprouter_status::Closed, "log queueing is off (see mcprouter_log_queue)"));
+        };
+        match queue.rx.recv_timeout(Duration::from_millis(u64::from(timeout_ms))) {
+            Ok(record) => out.write(output_string(record, "the log record")?),
+            Err(_) => {
+                return Err(Failure::new(mcprouter_status::Timeout, format!("no log record within {timeout_ms} ms")));
+            }
+        }
+        Ok(())
     })
 }

@@ -33,7 +33,7 @@ mod status;
 mod log;
 
 pub use error::{mcprouter_error, mcprouter_error_free, mcprouter_error_message, mcprouter_error_status};
-pub use log::{mcprouter_log_cb, mcprouter_set_log_callback};
+pub use log::{mcprouter_log_cb, mcprouter_log_next, mcprouter_log_queue, mcprouter_set_log_callback};
 pub use router::{
     mcprouter_router, mcprouter_router_free, mcprouter_router_metrics, mcprouter_router_new_from_file,
     mcprouter_router_new_from_yaml, mcprouter_router_shutdown, mcprouter_router_status,

@@ -453,12 +453,41 @@ function version() {
     return native.mcprouter_version();
 }
 
+/**
+ * Starts keeping the library's log records for nextLog(): level 1 error, 2 warn, 3 info,
+ * 4 debug, 5 trace; 0 stops and drops what is queued. A pull API on purpose: a log callback
+ * would block the router's thread until JavaScript ran. When `capacity` records wait
+ * unread, new ones are dropped.
+ */
+function logQueue(minLevel, capacity = 1024) {
+    native.mcprouter_log_queue(minLevel | 0, uint32(capacity, 'capacity'));
+}
+
+/**
+ * The next queued log record, parsed ({ts, level, target, msg, ...fields}; always
+ * redacted), waiting up to `timeoutMs`; null when none came. Rejects with ClosedError when
+ * logQueue() is off.
+ */
+async function nextLog(timeoutMs = 0) {
+    const out = [null];
+    const err = [null];
+    const st = await callAsync(native.mcprouter_log_next, uint32(timeoutMs, 'timeoutMs'), out, err);
+    if (st === Status.TIMEOUT && out[0] === null) {
+        check(Status.OK, err); // frees the error object
+        return null;
+    }
+    check(st, err);
+    return parseJson(out[0], 'the log record');
+}
+
 const { errorFor: _internal, ...publicErrors } = errors;
 
 module.exports = {
     Router,
     Session,
     version,
+    logQueue,
+    nextLog,
     libraryPath: require('./native.js').libraryPath,
     ...publicErrors,
 };

@@ -105,6 +105,8 @@ const fns = {
     mcprouter_session_next_event: 'int mcprouter_session_next_event(const mcprouter_session *s, uint32_t timeout_ms, _Out_ mcprouter_owned_str *event_out, _Out_ mcprouter_error **err)',
     mcprouter_session_close: 'void mcprouter_session_close(mcprouter_session *s)',
     mcprouter_version: 'const char *mcprouter_version()',
+    mcprouter_log_queue: 'void mcprouter_log_queue(int min_level, uint32_t capacity)',
+    mcprouter_log_next: 'int mcprouter_log_next(uint32_t timeout_ms, _Out_ mcprouter_owned_str *record_out, _Out_ mcprouter_error **err)',
     mcprouter_error_status: 'int mcprouter_error_status(const mcprouter_error *e)',
     mcprouter_error_message: 'const char *mcprouter_error_message(const mcprouter_error *e)',
     mcprouter_error_free: 'void mcprouter_error_free(mcprouter_error *e)',

@@ -55,7 +55,8 @@ test('every koffi prototype matches the header', { skip }, () => {
         assert.deepEqual(proto, header[name], name);
     }
     const missing = Object.keys(header).filter((n) => !ours[n]);
-    // Functions deliberately not bound: see README (callbacks from library threads).
+    // Functions deliberately not bound: see README (callbacks from library threads; the
+    // pull API mcprouter_log_next takes the log callback's place).
     assert.deepEqual(missing.sort(), ['mcprouter_session_handle_async', 'mcprouter_set_log_callback']);
 });
 
