@@ -58,10 +58,10 @@ echo "=== top 15 functions by inclusive cost"
 head -n 15 "$out/inclusive.txt"
 echo
 echo "=== top 15 functions inside mcprouter by inclusive cost"
-grep ':mcprouter::' "$out/inclusive.txt" | head -n 15
+awk '/:mcprouter::/ && n++ < 15' "$out/inclusive.txt"
 echo
 echo "=== top 15 functions by self cost"
 # Frames alive across the markers (main, thread entry points, the backend's reader and writer
 # loops) get their callees' unreturned costs as "self" in a mid-run dump: left out here.
 grep -Ev 'libc-start|below main|lang_start|__rust_begin_short_backtrace|:main$|clone\.S|start_thread|thread_start|vtable\.shim|\?\?\?:0x' \
-  "$out/self.txt" | head -n 15
+  "$out/self.txt" | awk 'NR <= 15' # awk reads to the end: no SIGPIPE under pipefail
