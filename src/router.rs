@@ -374,15 +374,20 @@ fn owners(config: &Config) -> (Vec<Owner>, Vec<Option<SharedBalancer>>) {
 
 fn shutdown(core: &Core, dispatcher: &Mutex<Option<(Sender<()>, JoinHandle<()>)>>, grace: Duration) {
     core.closed.store(true, Ordering::Release);
-    if let Some((stop, handle)) = dispatcher.lock().take() {
+    let dispatcher = dispatcher.lock().take();
+    if let Some((stop, _)) = &dispatcher {
         let _ = stop.send(());
-        let _ = handle.join();
     }
+    // Stop the backends before joining the dispatcher: a catalog refresh it has in flight
+    // then fails at once instead of holding shutdown until its deadline.
     std::thread::scope(|s| {
         for b in &core.backends {
             s.spawn(move || b.stop(grace));
         }
     });
+    if let Some((_, handle)) = dispatcher {
+        let _ = handle.join();
+    }
     let workers = std::mem::take(&mut *core.workers.lock());
     for w in workers {
         let _ = w.join();

@@ -61,7 +61,9 @@ pub(super) fn spawn(backend: &Arc<Backend>) -> Result<(), String> {
 }
 
 fn writer(backend: &Backend, stdin: std::process::ChildStdin, rx: Receiver<Command>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, stdin);
+    // Small buffers: they are allocated per backend up front, and a long line simply takes
+    // several reads or writes.
+    let mut out = BufWriter::with_capacity(8 * 1024, stdin);
     while let Ok(cmd) = rx.recv() {
         let Command::Write(mut line) = cmd else { break };
         // Coalesce what is already queued into one flush: one syscall under load.
@@ -89,7 +91,7 @@ fn writer(backend: &Backend, stdin: std::process::ChildStdin, rx: Receiver<Comma
 }
 
 fn reader(backend: &Backend, stdout: std::process::ChildStdout) {
-    let mut input = BufReader::with_capacity(64 * 1024, stdout);
+    let mut input = BufReader::with_capacity(16 * 1024, stdout);
     let mut buf = Vec::with_capacity(4096);
     loop {
         match read_line_limited(&mut input, &mut buf, backend.max_message_bytes) {
@@ -144,7 +146,7 @@ fn dispatch(backend: &Backend, text: &str) {
 }
 
 fn drain_stderr(name: &str, stderr: std::process::ChildStderr, max: usize) {
-    let mut input = BufReader::with_capacity(16 * 1024, stderr);
+    let mut input = BufReader::with_capacity(2 * 1024, stderr);
     let mut buf = Vec::new();
     // Never stop reading: a child blocked on a full stderr pipe stops answering.
     while let Ok(l) = read_line_limited(&mut input, &mut buf, max.min(64 * 1024)) {
