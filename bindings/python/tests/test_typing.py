@@ -1,4 +1,4 @@
-"""The package is mypy --strict clean (run only where mypy is installed; not a dependency)."""
+"""The package is mypy --strict clean (mypy is pinned in tests/deps/requirements.txt)."""
 
 from __future__ import annotations
 
