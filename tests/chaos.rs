@@ -31,7 +31,7 @@ fn chaos_every_call_gets_one_answer_in_time_and_nothing_leaks() {
     );
     y.push_str("pools:\n  - name: pool\n    backends: [r1, r2, r3, r4]\n    strategy: least_connections\n");
     let r = mcprouter::Router::from_yaml(&y).unwrap();
-    let deadline_bound = Duration::from_millis(2000 + 1500); // hard cap plus scheduling slack
+    let deadline_bound = Duration::from_millis(2000 + 3000); // the hard cap, plus slack for a loaded machine
 
     let stop = AtomicBool::new(false);
     let outcomes: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());

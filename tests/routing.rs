@@ -230,3 +230,40 @@ fn backends_are_initialized_with_the_configured_client_capabilities() {
     let seen: Value = serde_json::from_str(&tool_text(&s, "last_initialize", json!({})).unwrap()).unwrap();
     assert_eq!(seen["capabilities"], json!({"roots": {}}));
 }
+
+#[test]
+fn a_batch_runs_its_calls_at_once() {
+    // Two calls that each wait for the client's answer to a sampling request: run one after
+    // the other, only one request could be outstanding; run at once, both are.
+    let r = router("", &[backend("alpha", &[])]);
+    let s = r.session(None).unwrap();
+    initialize(&s, json!({"sampling": {}}));
+    let call = |id: u32| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"sample","arguments":{{"prompt":"p{id}"}}}}}}"#
+        )
+    };
+    let batch = format!("[{},{}]", call(1), call(2));
+    std::thread::scope(|sc| {
+        let caller = sc.spawn(|| s.handle(&batch));
+        let mut requests = Vec::new();
+        while requests.len() < 2 {
+            let ev =
+                wait_event(&s, "sampling/createMessage", Duration::from_secs(10)).expect("both outstanding at once");
+            requests.push(ev);
+        }
+        for ev in requests {
+            let text = ev["params"]["messages"][0]["content"]["text"].clone();
+            let answer = json!({"jsonrpc": "2.0", "id": ev["id"], "result": {"role": "assistant", "content": {"type": "text", "text": text}, "model": "m"}});
+            assert!(s.handle(&answer.to_string()).unwrap().is_none());
+        }
+        let v: Value = serde_json::from_str(&caller.join().unwrap().unwrap().unwrap()).unwrap();
+        let got: Vec<(u64, String)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["id"].as_u64().unwrap(), r["result"]["content"][0]["text"].as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(got, [(1, "p1".to_owned()), (2, "p2".to_owned())], "replies keep the batch's order");
+    });
+}

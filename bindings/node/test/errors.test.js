@@ -73,7 +73,7 @@ test('timeoutMs cancels the call on the backend', T, async (t) => {
     const s = r.session();
     const started = Date.now();
     await assert.rejects(s.request('tools/call', { name: 'slow', arguments: { ms: 10_000 } }, { timeoutMs: 300 }), mcprouter.TimeoutError);
-    assert.ok(Date.now() - started < 2000);
+    assert.ok(Date.now() - started < 8000, 'not the call\'s 10 s');
     let seen = '[]';
     for (let i = 0; i < 100 && seen === '[]'; i++) {
         seen = (await s.request('tools/call', { name: 'cancelled', arguments: {} })).content[0].text;
@@ -105,7 +105,7 @@ test('close() settles a waiting nextEvent and cancels requests in flight', T, as
     await s.close();
     await waiting;
     await call;
-    assert.ok(Date.now() - started < 3000, `close took ${Date.now() - started} ms`);
+    assert.ok(Date.now() - started < 15_000, `close took ${Date.now() - started} ms, not the call's 20 s`);
 });
 
 test('a failed backend does not fail the router', T, async (t) => {

@@ -91,7 +91,7 @@ def test_request_timeout_cancels_the_call(make_router: Any) -> None:
         with pytest.raises(mcprouter.TimeoutError) as info:
             s.request("tools/call", {"name": "slow", "arguments": {"ms": 10_000}}, timeout=0.3)
         assert isinstance(info.value, TimeoutError)  # also the builtin
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 8  # not the call's 10 s
         # The backend saw the cancellation.
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -127,7 +127,7 @@ def test_close_unblocks_a_waiting_next_event(router: mcprouter.Router) -> None:
     s.close()
     t.join(5)
     assert not t.is_alive()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4.5  # woke up, not left to time out
     assert isinstance(box.get("error"), mcprouter.ClosedError)
 
 
@@ -148,7 +148,7 @@ def test_close_cancels_requests_in_flight(router: mcprouter.Router) -> None:
     s.close()
     t.join(5)
     assert not t.is_alive()
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15  # not the call's 20 s
     assert isinstance(box.get("error"), mcprouter.ClosedError), box
 
 
