@@ -3,7 +3,7 @@
 use std::io::{BufReader, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mcprouter::framing::{Line, read_line_limited};
 use mcprouter::jsonrpc::{self, Message};
@@ -67,21 +67,12 @@ pub fn run(o: &Options) -> i32 {
             return 1;
         }
     };
-    let (out_tx, out_rx) = crossbeam_channel::bounded::<String>(1024);
-    let writer = std::thread::spawn(move || {
-        let mut out = std::io::stdout().lock();
-        for line in out_rx {
-            if out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).is_err() {
-                break;
-            }
-        }
-    });
     let pump = {
-        let (s, tx) = (Arc::clone(&session), out_tx.clone());
+        let s = Arc::clone(&session);
         std::thread::spawn(move || {
             while let Ok(ev) = s.next_event(Duration::from_millis(200)) {
                 if let Some(ev) = ev {
-                    if tx.send(ev).is_err() {
+                    if !emit(&ev) {
                         break;
                     }
                 }
@@ -89,7 +80,7 @@ pub fn run(o: &Options) -> i32 {
         })
     };
 
-    let busy = Arc::new(AtomicUsize::new(0));
+    let mut pool = Pool::new(Arc::clone(&session));
     let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
     let mut buf = Vec::new();
     loop {
@@ -97,56 +88,119 @@ pub fn run(o: &Options) -> i32 {
             Ok(Line::Eof) | Err(_) => break,
             Ok(Line::TooLong(_)) => {
                 let msg = format!("Invalid Request: message exceeds the limit of {max} bytes");
-                let _ = out_tx.send(jsonrpc::error(None, jsonrpc::INVALID_REQUEST, &msg));
+                emit(&jsonrpc::error(None, jsonrpc::INVALID_REQUEST, &msg));
             }
             Ok(Line::Complete) => {
                 let text = match String::from_utf8(std::mem::take(&mut buf)) {
                     Ok(t) if t.trim().is_empty() => continue,
                     Ok(t) => t,
                     Err(_) => {
-                        let _ = out_tx.send(jsonrpc::error(None, jsonrpc::PARSE_ERROR, "Parse error: not UTF-8"));
+                        emit(&jsonrpc::error(None, jsonrpc::PARSE_ERROR, "Parse error: not UTF-8"));
                         continue;
                     }
                 };
                 // Requests may block for a long time (a tool call waiting on the client's
-                // own answer to a sampling request), so each runs on its own thread; the
-                // rest is quick and keeps its order.
+                // own answer to a sampling request), so they run on pool threads; the rest
+                // (notifications, the client's answers) is quick and keeps its order.
                 let is_request =
                     jsonrpc::is_batch(&text) || matches!(jsonrpc::parse(&text), Ok(Message::Request { .. }));
-                if is_request && busy.load(Ordering::Acquire) < MAX_CONCURRENT {
-                    busy.fetch_add(1, Ordering::AcqRel);
-                    let (s, tx, b) = (Arc::clone(&session), out_tx.clone(), Arc::clone(&busy));
-                    let spawned = std::thread::Builder::new().stack_size(512 * 1024).spawn(move || {
-                        reply(&s, &text, &tx);
-                        b.fetch_sub(1, Ordering::AcqRel);
-                    });
-                    if spawned.is_err() {
-                        busy.fetch_sub(1, Ordering::AcqRel);
-                        let _ = out_tx.send(jsonrpc::error(None, jsonrpc::OVERLOADED, "router overloaded"));
-                    }
+                if is_request {
+                    pool.submit(text);
                 } else {
-                    reply(&session, &text, &out_tx);
+                    reply(&session, &text);
                 }
             }
         }
     }
     // stdin closed: let calls in flight finish (each is bounded by its deadline), then stop.
-    let end = Instant::now() + Duration::from_secs(60);
-    while busy.load(Ordering::Acquire) > 0 && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    pool.finish();
     drop(metrics);
     session.close();
     router.shutdown(grace);
     let _ = pump.join();
-    drop(out_tx);
-    let _ = writer.join();
     0
 }
 
-fn reply(session: &Session, text: &str, out: &crossbeam_channel::Sender<String>) {
+/// Writes one message to stdout; false once stdout is gone. Threads write whole lines under
+/// stdout's lock, so messages never interleave.
+fn emit(line: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).is_ok()
+}
+
+/// Worker threads for requests, kept between requests (a spawn per request costs more than
+/// the hand-off to a parked thread) and grown on demand up to `MAX_CONCURRENT`. A job is
+/// only queued for a worker that was reserved idle, so a request never waits behind a long
+/// call; past the cap the reader handles it inline, which pushes back on the client.
+struct Pool {
+    session: Arc<Session>,
+    tx: crossbeam_channel::Sender<String>,
+    rx: crossbeam_channel::Receiver<String>,
+    idle: Arc<AtomicUsize>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    fn new(session: Arc<Session>) -> Pool {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Pool { session, tx, rx, idle: Arc::new(AtomicUsize::new(0)), workers: Vec::new() }
+    }
+
+    fn submit(&mut self, text: String) {
+        let reserved = self.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok();
+        if reserved {
+            if self.tx.send(text).is_err() {
+                self.idle.fetch_add(1, Ordering::AcqRel);
+            }
+            return;
+        }
+        self.workers.retain(|w| !w.is_finished());
+        if self.workers.len() >= MAX_CONCURRENT {
+            reply(&self.session, &text);
+            return;
+        }
+        let (s, rx, idle) = (Arc::clone(&self.session), self.rx.clone(), Arc::clone(&self.idle));
+        let spawned =
+            std::thread::Builder::new().name("mcprouter-serve".into()).stack_size(512 * 1024).spawn(move || {
+                let mut job = text;
+                loop {
+                    reply(&s, &job);
+                    idle.fetch_add(1, Ordering::AcqRel);
+                    job = loop {
+                        match rx.recv_timeout(Duration::from_secs(30)) {
+                            Ok(j) => break j,
+                            // Idle for long: leave, unless a job was just reserved for us.
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                                if idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+                                {
+                                    return;
+                                }
+                            }
+                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                        }
+                    };
+                }
+            });
+        match spawned {
+            Ok(h) => self.workers.push(h),
+            Err(_) => {
+                emit(&jsonrpc::error(None, jsonrpc::OVERLOADED, "router overloaded: cannot start a thread"));
+            }
+        }
+    }
+
+    /// Lets every request in flight finish (each is bounded by its deadline), then joins.
+    fn finish(self) {
+        drop(self.tx);
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+fn reply(session: &Session, text: &str) {
     if let Ok(Some(r)) = session.handle(text) {
-        let _ = out.send(r);
+        emit(&r);
     }
 }
 
