@@ -221,6 +221,14 @@ pub fn notification(method: &str, params: Option<&str>) -> String {
 
 /// A JSON string literal.
 pub fn quote(s: &str) -> String {
+    // Method names and most messages need no escaping: skip the general encoder then.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f) {
+        let mut out = String::with_capacity(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return out;
+    }
     serde_json::Value::from(s).to_string()
 }
 
@@ -244,6 +252,13 @@ mod tests {
         assert_eq!(parse(r#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#).unwrap_err().code, INVALID_REQUEST);
         assert_eq!(parse(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#).unwrap_err().code, INVALID_REQUEST);
         assert_eq!(parse("[]x").unwrap_err().code, PARSE_ERROR);
+    }
+
+    #[test]
+    fn quoting_matches_the_general_encoder() {
+        for s in ["tools/call", "", "a\"b", "back\\slash", "line\nbreak", "tab\t", "é", "\u{7f}"] {
+            assert_eq!(quote(s), serde_json::Value::from(s).to_string(), "{s:?}");
+        }
     }
 
     #[test]

@@ -7,11 +7,31 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::sync::{AtomicU64, Mutex, Ordering};
 
+/// Ids are handed out in sequence by the map itself, so they need no DoS-resistant hash:
+/// the id is its own hash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 struct Inner<E> {
-    entries: HashMap<u64, E>,
+    entries: HashMap<u64, E, BuildHasherDefault<IdHasher>>,
     /// Set by [`PendingMap::close`]: the backend is gone, refuse new entries.
     closed: bool,
 }
@@ -25,7 +45,7 @@ pub struct PendingMap<E> {
 impl<E> PendingMap<E> {
     /// An empty, open map; the first id handed out is 1.
     pub fn new() -> Self {
-        Self { next_id: AtomicU64::new(1), inner: Mutex::new(Inner { entries: HashMap::new(), closed: false }) }
+        Self { next_id: AtomicU64::new(1), inner: Mutex::new(Inner { entries: HashMap::default(), closed: false }) }
     }
 
     /// Stores `entry` under a fresh id and returns the id. Stores even after
