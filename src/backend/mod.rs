@@ -10,6 +10,7 @@ mod legacy;
 mod process;
 mod sse;
 mod stdio;
+mod ws;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -315,7 +316,7 @@ impl Backend {
             Transport::Stdio => stdio::spawn(self).and_then(|()| self.handshake(deadline)),
             Transport::StreamableHttp => http::spawn(self, false).and_then(|()| self.handshake(deadline)),
             Transport::Sse => legacy::spawn(self, deadline).and_then(|()| self.handshake(deadline)),
-            Transport::Websocket => Err("websocket backends are not supported yet".into()),
+            Transport::Websocket => ws::spawn(self).and_then(|()| self.handshake(deadline)),
             Transport::Auto => {
                 let first = http::spawn(self, true).and_then(|()| self.handshake(deadline));
                 let legacy = self.net.lock().as_ref().is_some_and(|n| n.wants_legacy());
