@@ -382,6 +382,14 @@ impl Http {
                             return Err(HttpError::Other(format!("malformed SSE event (data is not JSON): {shown}")));
                         }
                         if on_message(&ev.data) {
+                            // The caller has its answer. The server should now end the
+                            // stream: reading to its end (still dispatching) lets ureq
+                            // reuse the connection, which saves a connect per call.
+                            while let Ok(Some(ev)) = events.next_event() {
+                                if ev.kind == "message" {
+                                    on_message(&ev.data);
+                                }
+                            }
                             return Ok(());
                         }
                     }
