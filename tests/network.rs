@@ -69,8 +69,15 @@ fn net_backend(name: &str, transport: &str, url: &str) -> String {
 
 /// Lists, calls, progress and the sampling relay through one backend of `s`.
 fn exercise(s: &mcprouter::Session, prefix: &str) {
-    let names = tool_names(s);
-    assert!(names.contains(&format!("{prefix}echo")), "{names:?}");
+    // server-everything registers some tools just after initialization (list_changed).
+    let want = format!("{prefix}trigger-sampling-request");
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut names = tool_names(s);
+    while !names.contains(&want) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        names = tool_names(s);
+    }
+    assert!(names.contains(&want) && names.contains(&format!("{prefix}echo")), "{names:?}");
     assert_eq!(tool_text(s, &format!("{prefix}echo"), json!({"message": "hi"})).unwrap(), "Echo: hi");
     let sum = tool_text(s, &format!("{prefix}get-sum"), json!({"a": 2, "b": 40})).unwrap();
     assert!(sum.contains("42"), "{sum}");
@@ -111,7 +118,9 @@ fn exercise(s: &mcprouter::Session, prefix: &str) {
                 json!({"name": format!("{prefix}trigger-sampling-request"), "arguments": {"prompt": "say hi", "maxTokens": 5}}),
             )
         });
-        let req = wait_event(s, "sampling/createMessage", Duration::from_secs(10)).expect("a sampling request");
+        let Some(req) = wait_event(s, "sampling/createMessage", Duration::from_secs(10)) else {
+            panic!("no sampling request from {prefix}; the call ended with {}", sampled.join().unwrap());
+        };
         let answer = json!({"jsonrpc": "2.0", "id": req["id"], "result": {
             "role": "assistant", "model": "test-model", "content": {"type": "text", "text": "sampled hi"}}});
         assert!(s.handle(&answer.to_string()).unwrap().is_none());
@@ -151,6 +160,13 @@ fn a_restarted_http_server_is_initialized_again_transparently() {
     let r = router("", &[net_backend("h", "streamable_http", &format!("http://127.0.0.1:{port}/mcp"))]);
     let s = r.session(None).unwrap();
     assert_eq!(tool_text(&s, "echo", json!({"message": "one"})).unwrap(), "Echo: one");
+    // Let the refresh that follows initialization (list_changed) finish first: a call the
+    // router makes while nothing listens would rightly take the backend down.
+    let end = Instant::now() + Duration::from_secs(10);
+    while !tool_names(&s).contains(&"trigger-sampling-request".to_owned()) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     // A new server process on the same port knows nothing of the session: 404, then the
     // router initializes again and resends the call once.
     let _ = http.child.kill();

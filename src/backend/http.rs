@@ -8,7 +8,7 @@
 
 use std::io::{BufReader, Read};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -156,8 +156,11 @@ pub(super) struct Http {
     init_line: Mutex<Option<String>>,
     /// Serializes re-initialization (held across its two POSTs; nothing else takes it).
     reinit: Mutex<()>,
-    /// Set once `notifications/initialized` was accepted: the GET stream may open.
-    initialized: AtomicBool,
+    /// The GET stream: 0 not tried yet, 1 open, 2 none (405) or failed. It opens as soon as
+    /// `initialize` is answered, and `notifications/initialized` waits (briefly) for it:
+    /// servers send what follows initialization (list_changed, roots/list) on that stream
+    /// and drop it when the stream is not there yet.
+    get_state: AtomicU8,
     legacy: AtomicBool,
     stopped: AtomicBool,
     /// Set when the server became unreachable and the backend was reported down, once.
@@ -199,7 +202,7 @@ pub(super) fn spawn(backend: &Arc<Backend>, auto: bool) -> Result<(), String> {
         version: Mutex::new(None),
         init_line: Mutex::new(None),
         reinit: Mutex::new(()),
-        initialized: AtomicBool::new(false),
+        get_state: AtomicU8::new(0),
         legacy: AtomicBool::new(false),
         stopped: AtomicBool::new(false),
         down: AtomicBool::new(false),
@@ -242,6 +245,12 @@ fn worker(backend: &Backend, http: &Http, rx: &Receiver<Command>) {
         if is_init {
             *http.init_line.lock() = Some(line.clone());
         }
+        if head.method.as_deref() == Some("notifications/initialized") {
+            let until = Instant::now() + Duration::from_secs(2);
+            while http.get_state.load(Ordering::Acquire) == 0 && Instant::now() < until {
+                thread::sleep(Duration::from_millis(2));
+            }
+        }
         let mut outcome = http.exchange(backend, &line, call_id, is_init);
         if matches!(outcome, Err(HttpError::SessionGone)) && !is_init {
             // The server restarted or expired the session: initialize again, resend once.
@@ -264,8 +273,6 @@ fn worker(backend: &Backend, http: &Http, rx: &Receiver<Command>) {
                 // Down for good as far as we can tell: the supervisor restarts it with backoff.
                 backend.on_exit(e.to_string());
             }
-        } else if head.method.as_deref() == Some("notifications/initialized") {
-            http.initialized.store(true, Ordering::Release);
         }
     }
 }
@@ -488,14 +495,17 @@ fn get_stream(backend: &Backend, http: &Http) {
     let mut last_id: Option<String> = None;
     let mut backoff = Duration::from_millis(500);
     while !http.stopped.load(Ordering::Acquire) {
-        if !http.initialized.load(Ordering::Acquire) {
-            thread::sleep(Duration::from_millis(20));
+        if http.version.lock().is_none() {
+            thread::sleep(Duration::from_millis(2));
             continue;
         }
         let mut wait = backoff;
-        match http.get(last_id.as_deref()) {
+        let resp = http.get(last_id.as_deref());
+        let open = matches!(&resp, Ok(r) if r.status().is_success() && content_type(r) == "text/event-stream");
+        http.get_state.store(if open { 1 } else { 2 }, Ordering::Release);
+        match resp {
             Ok(resp) if resp.status().as_u16() == 405 => return,
-            Ok(resp) if resp.status().is_success() && content_type(&resp) == "text/event-stream" => {
+            Ok(resp) if open => {
                 let reader =
                     BufReader::with_capacity(16 * 1024, resp.into_body().into_with_config().limit(u64::MAX).reader());
                 // The stream as a whole is exempt from the size cap; each event is not.
