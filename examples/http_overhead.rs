@@ -106,7 +106,7 @@ struct Direct {
 impl Direct {
     fn connect(url: &str) -> Direct {
         let agent: ureq::Agent = ureq::Agent::config_builder().max_idle_connections_per_host(32).build().into();
-        let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#;
+        let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{"listChanged":true},"sampling":{},"elicitation":{}},"clientInfo":{"name":"bench","version":"1"}}}"#;
         let resp = agent
             .post(url)
             .header("Accept", "application/json, text/event-stream")

@@ -567,6 +567,13 @@ impl Config {
                         return Err(Error::Config(format!("{path}.{field}: must be greater than 0{}", here())));
                     }
                 }
+                if let Some(h) = b
+                    .pass_headers
+                    .iter()
+                    .find(|h| h.is_empty() || !h.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
+                {
+                    return Err(Error::Config(format!("{path}.pass_headers: {h:?} is not a header name{}", here())));
+                }
                 if b.concurrency.is_some() && t == Transport::Websocket {
                     return Err(Error::Config(format!(
                         "{path}.concurrency: a websocket backend has one connection; concurrency is for HTTP{}",
@@ -882,6 +889,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.backends[0].transport(), Transport::Auto);
+        let s = Config::from_yaml("backends:\n  - name: h\n    url: http://h/mcp\n    pass_headers: [\"a b\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("backends[0].pass_headers") && s.contains("line 2"), "{s}");
+        let s = Config::from_yaml("backends:\n  - name: w\n    transport: websocket\n    url: http://h/\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("ws://") && s.contains("line 4"), "{s}");
         let s = Config::from_yaml("router:\n  request_timeout_ms: -1\n").unwrap_err().to_string();
         assert!(s.contains("request_timeout_ms"), "{s}");
     }

@@ -241,6 +241,11 @@ impl Backend {
         &self.config.name
     }
 
+    /// The transport in use: for `auto`, what the first start found (until then `auto`).
+    pub(crate) fn transport(&self) -> Transport {
+        self.resolved.lock().unwrap_or_else(|| self.config.transport())
+    }
+
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
