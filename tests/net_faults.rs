@@ -141,3 +141,35 @@ fn bad_http_peers_fail_only_their_calls_in_bounded_time() {
     }
     r.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn an_http_server_that_goes_away_takes_the_backend_down_until_it_is_back() {
+    let first = listen(&["--http", "127.0.0.1:0", "--http-fault", "status-500", "--name", "one"]);
+    let addr = first.url.trim_start_matches("http://").to_owned();
+    let r = router(
+        "restart: {initial_backoff_ms: 100, max_backoff_ms: 200}",
+        &[format!("  - name: h\n    transport: streamable_http\n    url: {}/mcp\n", first.url), backend("local", &[])],
+    );
+    let s = r.session(None).unwrap();
+    assert_eq!(tool_text(&s, "h__echo", json!({})).unwrap(), "echo from one");
+    drop(first);
+    // Nothing listens: the call fails at once, the backend is down (its tools leave the
+    // catalog), the other backend is untouched.
+    let began = Instant::now();
+    let err = tool_text(&s, "h__echo", json!({})).unwrap_err();
+    assert_eq!(err.0, -32000, "{err:?}");
+    assert!(err.1.contains("cannot connect"), "{err:?}");
+    assert!(began.elapsed() < Duration::from_secs(2));
+    assert_eq!(tool_text(&s, "whoami", json!({})).unwrap(), "local");
+    // Back on the same address: the supervisor's restart reconnects and re-initializes.
+    let _second = listen(&["--http", &addr, "--http-fault", "status-500", "--name", "two"]);
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        match tool_text(&s, "h__echo", json!({})) {
+            Ok(text) => break assert_eq!(text, "echo from two"),
+            Err(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("the HTTP backend did not come back: {e:?}"),
+        }
+    }
+    r.shutdown(Duration::from_secs(1));
+}
