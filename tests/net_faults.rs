@@ -14,6 +14,8 @@ use serde_json::json;
 struct Listening {
     child: Child,
     url: String,
+    /// What the server writes on stderr after its `listening on` line.
+    stderr: std::sync::mpsc::Receiver<String>,
 }
 
 impl Drop for Listening {
@@ -38,8 +40,13 @@ fn listen(args: &[&str]) -> Listening {
     err.read_line(&mut line).unwrap();
     let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
     // Keep draining so the server never blocks on a full stderr pipe.
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    Listening { child, url }
+    let (tx, stderr) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    Listening { child, url, stderr }
 }
 
 #[test]
@@ -172,4 +179,15 @@ fn an_http_server_that_goes_away_takes_the_backend_down_until_it_is_back() {
         }
     }
     r.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn shutdown_deletes_the_http_session() {
+    let server = listen(&["--http", "127.0.0.1:0", "--http-fault", "status-500", "--name", "one"]);
+    let r = router("", &[format!("  - name: h\n    transport: streamable_http\n    url: {}/mcp\n", server.url)]);
+    let s = r.session(None).unwrap();
+    assert_eq!(tool_text(&s, "echo", json!({})).unwrap(), "echo from one");
+    r.shutdown(Duration::from_secs(1));
+    let line = server.stderr.recv_timeout(Duration::from_secs(5)).expect("a DELETE");
+    assert_eq!(line, "DELETE session fault-session");
 }

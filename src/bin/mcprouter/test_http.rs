@@ -63,16 +63,23 @@ fn connection(stream: TcpStream, fault: &str, name: &str) -> std::io::Result<()>
     input.read_line(&mut line)?;
     let method = line.split(' ').next().unwrap_or("").to_owned();
     let mut length = 0usize;
+    let mut session = String::new();
     loop {
         line.clear();
         if input.read_line(&mut line)? == 0 || line.trim().is_empty() {
             break;
         }
-        if let Some((k, v)) = line.split_once(':')
-            && k.trim().eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse().unwrap_or(0);
+        if let Some((k, v)) = line.split_once(':') {
+            if k.trim().eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            } else if k.trim().eq_ignore_ascii_case("mcp-session-id") {
+                v.trim().clone_into(&mut session);
+            }
         }
+    }
+    if method == "DELETE" {
+        // Tests read this to see the session was ended.
+        eprintln!("DELETE session {session}");
     }
     if method != "POST" {
         let status = if method == "DELETE" { "200 OK" } else { "405 Method Not Allowed" };
