@@ -33,12 +33,15 @@ pub enum Transport {
     /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
     #[default]
     Stdio,
-    /// Streamable HTTP (not supported yet).
+    /// Streamable HTTP (MCP 2025-03-26 and later): POST each message to `url`.
     StreamableHttp,
-    /// Legacy HTTP+SSE (not supported yet).
+    /// Legacy HTTP+SSE (2024-11-05): GET an event stream at `url`, POST to its `endpoint`.
     Sse,
-    /// WebSocket (not supported yet).
+    /// WebSocket, subprotocol `mcp`: one JSON-RPC message per text frame.
     Websocket,
+    /// Streamable HTTP, falling back to legacy SSE when the server answers the first POST
+    /// with 400, 404 or 405. The default when a backend has a `url` and no `transport`.
+    Auto,
 }
 
 impl Transport {
@@ -49,7 +52,14 @@ impl Transport {
             Transport::StreamableHttp => "streamable_http",
             Transport::Sse => "sse",
             Transport::Websocket => "websocket",
+            Transport::Auto => "auto",
         }
+    }
+
+    /// Whether this transport reaches a server over the network (`url`) rather than
+    /// starting a process (`command`).
+    pub fn is_network(self) -> bool {
+        self != Transport::Stdio
     }
 }
 
@@ -83,9 +93,9 @@ impl Filter {
 pub struct BackendConfig {
     /// Unique name, `[A-Za-z0-9_-]+`; used as the collision prefix.
     pub name: String,
-    /// How to reach it.
+    /// How to reach it. Absent: `stdio` with a `command`, `auto` with a `url`.
     #[serde(default)]
-    pub transport: Transport,
+    pub transport: Option<Transport>,
     /// Program to start (stdio).
     #[serde(default)]
     pub command: String,
@@ -113,6 +123,42 @@ pub struct BackendConfig {
     /// Which resources and templates (by URI) to serve.
     #[serde(default)]
     pub resources: Filter,
+    /// Network backends: `http(s)://…` (streamable_http, sse, auto) or `ws://…` (websocket).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Network backends: headers sent with every request (e.g. `Authorization: Bearer ${TOKEN}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Network backends: TCP (and TLS) connect deadline.
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// Network backends: longest silence while reading a response (default: the call timeout).
+    #[serde(default)]
+    pub read_timeout_ms: Option<u64>,
+    /// Network backends: largest response body or event, enforced while reading (default:
+    /// `router.max_message_bytes`). The long-lived event streams are exempt as a whole, but
+    /// each of their events is capped.
+    #[serde(default)]
+    pub max_response_bytes: Option<usize>,
+    /// HTTP backends: calls in flight at once (worker threads draining the queue). Default 8.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Network backends: names of client request headers allowed through to this backend.
+    /// Nothing the client sends (its credentials least of all) is forwarded unless named
+    /// here. The router has no HTTP front end yet, so today this only validates.
+    #[serde(default)]
+    pub pass_headers: Vec<String>,
+}
+
+impl BackendConfig {
+    /// The transport in effect: the configured one, else `auto` with a `url`, else `stdio`.
+    pub fn transport(&self) -> Transport {
+        match (self.transport, &self.url) {
+            (Some(t), _) => t,
+            (None, Some(_)) => Transport::Auto,
+            (None, None) => Transport::Stdio,
+        }
+    }
 }
 
 fn default_weight() -> u32 {
@@ -472,18 +518,90 @@ impl Config {
                     at("name", &b.name, nth)
                 )));
             }
-            if b.transport != Transport::Stdio {
-                return Err(Error::Config(format!(
-                    "{path}.transport: {:?} is not supported yet (only stdio){}",
-                    b.transport.as_str(),
-                    at("transport", b.transport.as_str(), 0)
-                )));
-            }
-            if b.command.trim().is_empty() {
-                return Err(Error::Config(format!(
-                    "{path}.command: a stdio backend needs a non-empty command{}",
-                    at("name", &b.name, nth)
-                )));
+            let t = b.transport();
+            let here = || at("name", &b.name, nth);
+            if t.is_network() {
+                let stdio_only = [
+                    ("command", !b.command.is_empty()),
+                    ("args", !b.args.is_empty()),
+                    ("env", !b.env.is_empty()),
+                    ("cwd", b.cwd.is_some()),
+                ];
+                if let Some((field, _)) = stdio_only.iter().find(|(_, set)| *set) {
+                    return Err(Error::Config(format!(
+                        "{path}.{field}: only stdio backends take {field}; a {} backend is reached at its url{}",
+                        t.as_str(),
+                        here()
+                    )));
+                }
+                let Some(url) = b.url.as_deref() else {
+                    return Err(Error::Config(format!("{path}.url: a {} backend needs a url{}", t.as_str(), here())));
+                };
+                let schemes: &[&str] =
+                    if t == Transport::Websocket { &["ws://", "wss://"] } else { &["http://", "https://"] };
+                let host_ok = schemes
+                    .iter()
+                    .find_map(|s| url.strip_prefix(s))
+                    .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+                if !host_ok {
+                    return Err(Error::Config(format!(
+                        "{path}.url: {url:?} must start with {} and name a host{}",
+                        schemes.join(" or "),
+                        at("url", url, 0)
+                    )));
+                }
+                for (k, v) in &b.headers {
+                    let bad_name = k.is_empty()
+                        || !k.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c));
+                    if bad_name || v.contains(['\r', '\n', '\0']) {
+                        return Err(Error::Config(format!("{path}.headers: invalid header {k:?}{}", here())));
+                    }
+                }
+                for (field, v) in [
+                    ("connect_timeout_ms", b.connect_timeout_ms.map(|x| x as u64)),
+                    ("read_timeout_ms", b.read_timeout_ms),
+                    ("max_response_bytes", b.max_response_bytes.map(|x| x as u64)),
+                    ("concurrency", b.concurrency.map(|x| x as u64)),
+                ] {
+                    if v == Some(0) {
+                        return Err(Error::Config(format!("{path}.{field}: must be greater than 0{}", here())));
+                    }
+                }
+                if let Some(h) = b
+                    .pass_headers
+                    .iter()
+                    .find(|h| h.is_empty() || !h.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
+                {
+                    return Err(Error::Config(format!("{path}.pass_headers: {h:?} is not a header name{}", here())));
+                }
+                if b.concurrency.is_some() && t == Transport::Websocket {
+                    return Err(Error::Config(format!(
+                        "{path}.concurrency: a websocket backend has one connection; concurrency is for HTTP{}",
+                        here()
+                    )));
+                }
+            } else {
+                let net_only = [
+                    ("url", b.url.is_some()),
+                    ("headers", !b.headers.is_empty()),
+                    ("connect_timeout_ms", b.connect_timeout_ms.is_some()),
+                    ("read_timeout_ms", b.read_timeout_ms.is_some()),
+                    ("max_response_bytes", b.max_response_bytes.is_some()),
+                    ("concurrency", b.concurrency.is_some()),
+                    ("pass_headers", !b.pass_headers.is_empty()),
+                ];
+                if let Some((field, _)) = net_only.iter().find(|(_, set)| *set) {
+                    return Err(Error::Config(format!(
+                        "{path}.{field}: only network backends (streamable_http, sse, websocket, auto) take {field}{}",
+                        at(field, "", 0)
+                    )));
+                }
+                if b.command.trim().is_empty() {
+                    return Err(Error::Config(format!(
+                        "{path}.command: a stdio backend needs a non-empty command{}",
+                        here()
+                    )));
+                }
             }
             if b.weight == 0 {
                 return Err(Error::Config(format!("{path}.weight: must be at least 1{}", at("name", &b.name, nth))));
@@ -758,7 +876,27 @@ mod tests {
         let s = Config::from_yaml("backends:\n  - name: h\n    transport: websocket\n    command: x\n")
             .unwrap_err()
             .to_string();
-        assert!(s.contains("not supported yet") && s.contains("line 3"), "{s}");
+        assert!(s.contains("backends[0].command") && s.contains("only stdio"), "{s}");
+        let s = Config::from_yaml("backends:\n  - name: h\n    transport: sse\n").unwrap_err().to_string();
+        assert!(s.contains("backends[0].url") && s.contains("line 2"), "{s}");
+        let s = Config::from_yaml("backends:\n  - name: h\n    url: ftp://x/mcp\n").unwrap_err().to_string();
+        assert!(s.contains("backends[0].url") && s.contains("line 3"), "{s}");
+        let s =
+            Config::from_yaml("backends:\n  - name: h\n    command: x\n    headers: {A: b}\n").unwrap_err().to_string();
+        assert!(s.contains("backends[0].headers") && s.contains("line 4"), "{s}");
+        let c = Config::from_yaml(
+            "backends:\n  - name: h\n    url: http://127.0.0.1:1/mcp\n    headers: {Authorization: Bearer x}\n",
+        )
+        .unwrap();
+        assert_eq!(c.backends[0].transport(), Transport::Auto);
+        let s = Config::from_yaml("backends:\n  - name: h\n    url: http://h/mcp\n    pass_headers: [\"a b\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("backends[0].pass_headers") && s.contains("line 2"), "{s}");
+        let s = Config::from_yaml("backends:\n  - name: w\n    transport: websocket\n    url: http://h/\n")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("ws://") && s.contains("line 4"), "{s}");
         let s = Config::from_yaml("router:\n  request_timeout_ms: -1\n").unwrap_err().to_string();
         assert!(s.contains("request_timeout_ms"), "{s}");
     }

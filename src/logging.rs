@@ -544,6 +544,9 @@ fn split_list(v: &str) -> Vec<String> {
 ///   (`GITHUB_TOKEN`, `API_KEY`, `DB_PASSWORD`…);
 /// - each backend argument that is the value of a secret-looking flag, as
 ///   `--api-key VALUE` or `--api-key=VALUE`;
+/// - each network backend `headers` value that is a credential (Authorization,
+///   Cookie, or a secret-looking name), the token after `Bearer`, and the
+///   password in its `url`;
 /// - the password of any `scheme://user:password@host` URL in an `env`
 ///   value or argument (the redactor masks the `user:password` form by
 ///   itself; the bare password may also be printed on its own).
@@ -553,6 +556,21 @@ fn split_list(v: &str) -> Vec<String> {
 pub fn config_secrets(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     for b in &config.backends {
+        // Credential headers (Authorization, Cookie, X-Api-Key…) are masked, and the token
+        // of `Bearer TOKEN` on its own too.
+        for (name, value) in &b.headers {
+            let lower = name.to_ascii_lowercase();
+            let credential = matches!(lower.as_str(), "authorization" | "proxy-authorization" | "cookie")
+                || is_secret_name(&name.to_ascii_uppercase().replace('-', "_"));
+            if !credential {
+                continue;
+            }
+            out.push(value.clone());
+            if let Some((_, token)) = value.split_once(' ') {
+                out.push(token.trim().to_owned());
+            }
+        }
+        out.extend(b.url.as_deref().and_then(url_password));
         for (name, value) in &b.env {
             if is_secret_name(name) {
                 out.push(value.clone());

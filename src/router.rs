@@ -265,7 +265,7 @@ impl Router {
                 let restarts = b.restarts.lock().total;
                 json!({
                     "name": b.name(),
-                    "transport": b.config.transport.as_str(),
+                    "transport": b.transport().as_str(),
                     "state": info.state.as_str(),
                     "protocol_version": info.protocol_version,
                     "server_info": info.server_info,

@@ -5,8 +5,12 @@
 //! drain of stderr into the log. Callers never touch the pipes: they register a pending
 //! entry, `try_send` the line, and wait on their own reply channel until the deadline.
 
+mod http;
+mod legacy;
 mod process;
+mod sse;
 mod stdio;
+mod ws;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,9 +24,9 @@ use serde_json::value::RawValue;
 
 use crate::breaker::SharedBreaker;
 use crate::catalog::Lists;
-use crate::config::{BackendConfig, HealthPolicy, RouterSettings};
+use crate::config::{BackendConfig, HealthPolicy, RouterSettings, Transport};
 use crate::hub::Hub;
-use crate::jsonrpc;
+use crate::jsonrpc::{self, Message};
 use crate::pending::PendingMap;
 use crate::supervisor::{Health, Restarts};
 
@@ -35,6 +39,18 @@ pub(crate) enum Command {
     Write(String),
     /// Close stdin and stop.
     Shutdown,
+}
+
+/// What `halt` needs from a running network transport.
+pub(crate) trait Net: Send + Sync {
+    /// Stops for good: nothing more is dispatched, and the server is told when it has a
+    /// way to hear it (Streamable HTTP: `DELETE` of the session). Must not block long.
+    fn stop(&self);
+    /// Streamable HTTP under `transport: auto`: the server refused the first POST in the
+    /// way that means "legacy HTTP+SSE only".
+    fn wants_legacy(&self) -> bool {
+        false
+    }
 }
 
 /// A call waiting for its reply.
@@ -160,6 +176,13 @@ pub(crate) struct Backend {
     /// server-to-client request (sampling, roots) is relayed.
     pub last_caller: AtomicU64,
     child: Mutex<Option<process::Child>>,
+    /// The running network transport, if any.
+    net: Mutex<Option<Arc<dyn Net>>>,
+    /// For `transport: auto`, what the first start found out.
+    resolved: Mutex<Option<Transport>>,
+    /// The longest one client call may take (router `max_call_ms`, at least `timeout`): the
+    /// bound on one HTTP exchange.
+    pub max_call: Duration,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pub lists: Mutex<Option<Arc<Lists>>>,
     pub breaker: SharedBreaker,
@@ -199,6 +222,9 @@ impl Backend {
             stopping: AtomicBool::new(false),
             last_caller: AtomicU64::new(0),
             child: Mutex::new(None),
+            net: Mutex::new(None),
+            resolved: Mutex::new(None),
+            max_call: Duration::from_millis(settings.max_call_ms).max(timeout),
             threads: Mutex::new(Vec::new()),
             lists: Mutex::new(None),
             breaker: SharedBreaker::new(settings.breaker_config()),
@@ -213,6 +239,11 @@ impl Backend {
 
     pub(crate) fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The transport in use: for `auto`, what the first start found (until then `auto`).
+    pub(crate) fn transport(&self) -> Transport {
+        self.resolved.lock().unwrap_or_else(|| self.config.transport())
     }
 
     pub(crate) fn is_ready(&self) -> bool {
@@ -256,7 +287,7 @@ impl Backend {
     fn start_locked(self: &Arc<Self>, init_timeout: Duration) -> bool {
         let began = Instant::now();
         let deadline = began + init_timeout;
-        let outcome = stdio::spawn(self).and_then(|()| self.handshake(deadline));
+        let outcome = self.connect(deadline);
         match outcome {
             Ok(()) => {
                 {
@@ -277,6 +308,67 @@ impl Backend {
                 self.mark_failed(&e);
                 self.halt(Duration::from_millis(200));
                 false
+            }
+        }
+    }
+
+    /// Starts the transport and runs the handshake over it. `auto` tries Streamable HTTP and
+    /// falls back to legacy HTTP+SSE when the server refuses the first POST with 400, 404 or
+    /// 405; the answer is remembered for restarts.
+    fn connect(self: &Arc<Self>, deadline: Instant) -> Result<(), String> {
+        let transport = self.resolved.lock().unwrap_or_else(|| self.config.transport());
+        match transport {
+            Transport::Stdio => stdio::spawn(self).and_then(|()| self.handshake(deadline)),
+            Transport::StreamableHttp => http::spawn(self, false).and_then(|()| self.handshake(deadline)),
+            Transport::Sse => legacy::spawn(self, deadline).and_then(|()| self.handshake(deadline)),
+            Transport::Websocket => ws::spawn(self).and_then(|()| self.handshake(deadline)),
+            Transport::Auto => {
+                let first = http::spawn(self, true).and_then(|()| self.handshake(deadline));
+                let legacy = self.net.lock().as_ref().is_some_and(|n| n.wants_legacy());
+                if first.is_ok() {
+                    *self.resolved.lock() = Some(Transport::StreamableHttp);
+                    return first;
+                }
+                if !legacy {
+                    return first;
+                }
+                log::info!(target: "mcprouter::backend", "[{}] no Streamable HTTP here; trying legacy HTTP+SSE", self.name());
+                self.halt(Duration::from_millis(200));
+                self.stopping.store(false, Ordering::Release);
+                self.pending.reopen();
+                self.info.lock().state = State::Starting;
+                legacy::spawn(self, deadline).and_then(|()| self.handshake(deadline))?;
+                *self.resolved.lock() = Some(Transport::Sse);
+                Ok(())
+            }
+        }
+    }
+
+    /// Handles one message the backend sent: completes the pending call it answers, or
+    /// hands it to the hub (notifications, server-to-client requests). Every transport's
+    /// reader calls this. Returns the id of the call a response completed.
+    pub(crate) fn dispatch(&self, text: &str) -> Option<u64> {
+        match jsonrpc::parse(text) {
+            Ok(Message::Response { id, outcome }) => {
+                let Ok(n) = id.get().parse::<u64>() else {
+                    log::warn!(target: "mcprouter::backend", "[{}] reply to an id the router never sent: {}", self.name(), id.get());
+                    return None;
+                };
+                let reply = match outcome {
+                    Ok(r) => Reply::Ok(r.to_owned()),
+                    Err(e) => Reply::Err(e.to_owned()),
+                };
+                self.complete(n, reply);
+                Some(n)
+            }
+            Ok(msg) => {
+                self.hub.from_backend(self, msg);
+                None
+            }
+            Err(inv) => {
+                let shown: String = text.chars().take(200).collect();
+                log::warn!(target: "mcprouter::backend", "[{}] sent an invalid message ({}): {shown}", self.name(), inv.message);
+                None
             }
         }
     }
@@ -562,9 +654,28 @@ impl Backend {
         if let Some(child) = self.child.lock().take() {
             child.terminate(grace);
         }
+        let net = self.net.lock().take();
+        if let Some(net) = &net {
+            net.stop();
+        }
         let threads = std::mem::take(&mut *self.threads.lock());
-        for t in threads {
-            let _ = t.join();
+        if net.is_some() {
+            // A network thread may sit in a blocking read that only its read timeout ends.
+            // It is stopped (it dispatches nothing more), so after a short wait it is let go
+            // rather than holding up a restart or shutdown.
+            let until = Instant::now() + grace.clamp(Duration::from_millis(100), Duration::from_secs(1));
+            while Instant::now() < until && !threads.iter().all(JoinHandle::is_finished) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            for t in threads {
+                if t.is_finished() {
+                    let _ = t.join();
+                }
+            }
+        } else {
+            for t in threads {
+                let _ = t.join();
+            }
         }
         for (_, p) in self.pending.close() {
             let _ = p.reply.try_send(Reply::Failed("the backend was stopped".into()));

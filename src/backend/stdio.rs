@@ -11,7 +11,6 @@ use crossbeam_channel::{Receiver, bounded};
 use super::process::Child;
 use super::{Backend, Command, Reply};
 use crate::framing::{Line, read_line_limited};
-use crate::jsonrpc::{self, Message};
 
 const STACK: usize = 256 * 1024;
 
@@ -105,7 +104,9 @@ fn reader(backend: &Backend, stdout: std::process::ChildStdout) {
                 }
             }
             Ok(Line::Complete) => match std::str::from_utf8(&buf) {
-                Ok(text) if !text.trim().is_empty() => dispatch(backend, text),
+                Ok(text) if !text.trim().is_empty() => {
+                    backend.dispatch(text);
+                }
                 Ok(_) => {}
                 Err(_) => {
                     log::warn!(target: "mcprouter::backend", "[{}] sent a line that is not UTF-8", backend.name())
@@ -122,27 +123,6 @@ fn reader(backend: &Backend, stdout: std::process::ChildStdout) {
         None => "the process closed its stdout".to_owned(),
     };
     backend.on_exit(why);
-}
-
-fn dispatch(backend: &Backend, text: &str) {
-    match jsonrpc::parse(text) {
-        Ok(Message::Response { id, outcome }) => {
-            let Ok(n) = id.get().parse::<u64>() else {
-                log::warn!(target: "mcprouter::backend", "[{}] reply to an id the router never sent: {}", backend.name(), id.get());
-                return;
-            };
-            let reply = match outcome {
-                Ok(r) => Reply::Ok(r.to_owned()),
-                Err(e) => Reply::Err(e.to_owned()),
-            };
-            backend.complete(n, reply);
-        }
-        Ok(msg) => backend.hub.from_backend(backend, msg),
-        Err(inv) => {
-            let shown: String = text.chars().take(200).collect();
-            log::warn!(target: "mcprouter::backend", "[{}] sent an invalid message ({}): {shown}", backend.name(), inv.message);
-        }
-    }
 }
 
 fn drain_stderr(name: &str, stderr: std::process::ChildStderr, max: usize) {

@@ -5,6 +5,7 @@ mod demo;
 mod metrics_http;
 mod options;
 mod serve;
+mod test_http;
 mod test_server;
 
 use std::process::ExitCode;

@@ -231,13 +231,13 @@ pub fn check(o: &Options) -> i32 {
 /// A human table of `Router::status()`.
 pub fn status_table(status: &serde_json::Value) -> String {
     let mut out = format!(
-        "{:<16} {:<10} {:<8} {:<11} {:>5} {:>9} {:>7} {:>10}  {}\n",
+        "{:<16} {:<15} {:<8} {:<11} {:>5} {:>9} {:>7} {:>10}  {}\n",
         "BACKEND", "TRANSPORT", "STATE", "PROTOCOL", "TOOLS", "RESOURCES", "PROMPTS", "HANDSHAKE", "LAST ERROR"
     );
     for b in status["backends"].as_array().into_iter().flatten() {
         let hs = b["handshake_ms"].as_f64().map(|ms| format!("{ms:.1} ms")).unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:<16} {:<10} {:<8} {:<11} {:>5} {:>9} {:>7} {:>10}  {}\n",
+            "{:<16} {:<15} {:<8} {:<11} {:>5} {:>9} {:>7} {:>10}  {}\n",
             b["name"].as_str().unwrap_or("?"),
             b["transport"].as_str().unwrap_or("?"),
             b["state"].as_str().unwrap_or("?"),

@@ -20,6 +20,10 @@ const USAGE: &str = "usage: mcprouter test-server [--name NAME] [--page-size N] 
   [--protocol-version V] [--crash-after N] [--delay-ms N] [--hang-initialize]
   [--exit-on-start CODE] [--garbage-on-start] [--stderr-flood BYTES] [--huge-line BYTES]
   [--list-changed-after-init] [--sample-on-init]
+  [--ws ADDR] [--http ADDR --http-fault close-mid-stream|bad-sse|endless-event|status-500|redirect-offsite|never-answer]
+--ws serves MCP over WebSocket (subprotocol mcp) at ADDR instead of stdio, one server per
+connection; --http serves a minimal Streamable HTTP server at ADDR/mcp whose `fault` tool
+misbehaves as asked. Both print `listening on ws://ADDR` (or http://) on stderr.
 Flags are also read from MCP_TEST_FLAGS (space separated, appended to the arguments).";
 
 /// Tool table, one `name|description|args` per line; args are `name:jsonType`, all required.
@@ -51,8 +55,11 @@ type Rpc<T = Value> = Result<T, (i64, String)>;
 /// One page of a list plus the cursor of the next page, if any.
 type Page = (Vec<Value>, Option<String>);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Config {
+    ws: Option<String>,
+    http: Option<String>,
+    http_fault: Option<String>,
     name: String,
     page_size: usize,
     many_tools: usize,
@@ -99,6 +106,15 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--garbage-on-start" => c.garbage_on_start = true,
             "--list-changed-after-init" => c.list_changed_after_init = true,
             "--sample-on-init" => c.sample_on_init = true,
+            "--ws" => c.ws = Some(value()?),
+            "--http" => c.http = Some(value()?),
+            "--http-fault" => {
+                let f = value()?;
+                if !crate::test_http::FAULTS.contains(&f.as_str()) {
+                    return Err(format!("unknown --http-fault {f}"));
+                }
+                c.http_fault = Some(f);
+            }
             _ => return Err(format!("unknown flag: {arg}")),
         }
     }
@@ -222,7 +238,7 @@ enum Outcome {
 
 struct Server {
     cfg: Config,
-    out: Mutex<io::Stdout>,
+    out: Mutex<Box<dyn Write + Send>>,
     state: Mutex<State>,
     reply_cv: Condvar,
     next_id: AtomicU64,
@@ -733,9 +749,15 @@ pub fn run(mut args: Vec<String>) -> i32 {
     if let Some(code) = cfg.exit_on_start {
         return code;
     }
+    if let Some(addr) = cfg.http.clone() {
+        return crate::test_http::serve(&addr, cfg.http_fault.as_deref().unwrap_or(""), &cfg.name);
+    }
+    if let Some(addr) = cfg.ws.clone() {
+        return serve_ws(&addr, cfg);
+    }
     let server = Arc::new(Server {
         cfg,
-        out: Mutex::new(io::stdout()),
+        out: Mutex::new(Box::new(io::stdout())),
         state: Mutex::new(State::default()),
         reply_cv: Condvar::new(),
         next_id: AtomicU64::new(0),
@@ -768,6 +790,91 @@ pub fn run(mut args: Vec<String>) -> i32 {
             continue;
         }
         server.handle_line(&buf);
+    }
+}
+
+/// Everything the server writes, cut into lines, each sent as one WebSocket text frame by
+/// the connection's thread.
+struct LineSink {
+    buf: Vec<u8>,
+    tx: std::sync::mpsc::Sender<String>,
+}
+
+impl Write for LineSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        while let Some(i) = self.buf.iter().position(|&c| c == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=i).collect();
+            let text = String::from_utf8_lossy(&line[..i]).into_owned();
+            self.tx.send(text).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `--ws ADDR`: one server per connection, each message one text frame (subprotocol `mcp`).
+fn serve_ws(addr: &str, cfg: Config) -> i32 {
+    let listener = match std::net::TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("test-server: cannot listen on {addr}: {e}");
+            return 1;
+        }
+    };
+    match listener.local_addr() {
+        Ok(a) => eprintln!("listening on ws://{a}"),
+        Err(e) => {
+            eprintln!("test-server: {e}");
+            return 1;
+        }
+    }
+    for stream in listener.incoming().flatten() {
+        let cfg = cfg.clone();
+        let _ = thread::Builder::new().name("ws-conn".into()).spawn(move || ws_connection(stream, cfg));
+    }
+    0
+}
+
+fn ws_connection(stream: std::net::TcpStream, cfg: Config) {
+    use tungstenite::handshake::server::{Request, Response};
+    use tungstenite::{Message, http::HeaderValue};
+    let pick = |req: &Request, mut resp: Response| {
+        let offered = req.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if offered.split(',').any(|p| p.trim() == "mcp") {
+            resp.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mcp"));
+        }
+        Ok(resp)
+    };
+    let Ok(mut ws) = tungstenite::accept_hdr(stream, pick) else { return };
+    if ws.get_ref().set_read_timeout(Some(Duration::from_millis(5))).is_err() {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = Arc::new(Server {
+        cfg,
+        out: Mutex::new(Box::new(LineSink { buf: Vec::new(), tx })),
+        state: Mutex::new(State::default()),
+        reply_cv: Condvar::new(),
+        next_id: AtomicU64::new(0),
+    });
+    loop {
+        while let Ok(line) = rx.try_recv() {
+            if ws.send(Message::text(line)).is_err() {
+                return;
+            }
+        }
+        match ws.read() {
+            Ok(Message::Text(t)) => server.handle_line(t.as_bytes()),
+            Ok(Message::Close(_)) => return,
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
     }
 }
 

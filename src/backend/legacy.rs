@@ -1,0 +1,198 @@
+//! The legacy HTTP+SSE transport (MCP 2024-11-05): one long GET event stream carries every
+//! server message; the client POSTs each of its messages to the URL the stream's first
+//! `endpoint` event names (same origin only).
+//!
+//! Threads: `-s` reads the stream and dispatches `message` events; `concurrency` workers
+//! (`-h<i>`) POST. The stream ending is the backend ending: `on_exit` and a restart.
+
+use std::io::BufReader;
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, bounded};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::http::{NetSettings, describe, origin, status_error};
+use super::sse::SseReader;
+use super::{Backend, Command, Net, Reply};
+
+const STACK: usize = 256 * 1024;
+
+struct Legacy {
+    stopped: AtomicBool,
+}
+
+impl Net for Legacy {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+}
+
+/// Resolves the `endpoint` event's data against the stream URL; refuses another origin.
+fn resolve(sse_url: &str, data: &str) -> Result<String, String> {
+    let base = origin(sse_url).ok_or("bad url")?;
+    let data = data.trim();
+    let url = if data.contains("://") {
+        data.to_owned()
+    } else if data.starts_with('/') {
+        format!("{base}{data}")
+    } else {
+        let path_end = sse_url.find(['?', '#']).unwrap_or(sse_url.len());
+        let dir = &sse_url[..sse_url[..path_end].rfind('/').map_or(path_end, |i| i + 1)];
+        let dir = if dir.len() < base.len() { format!("{base}/") } else { dir.to_owned() };
+        format!("{dir}{data}")
+    };
+    if origin(&url) != Some(base) {
+        return Err(format!("the server named an endpoint on another origin ({url}); refused"));
+    }
+    Ok(url)
+}
+
+/// Opens the event stream, waits for its `endpoint` event until `deadline`, and starts the
+/// threads.
+pub(super) fn spawn(backend: &Arc<Backend>, deadline: Instant) -> Result<(), String> {
+    let settings = NetSettings::of(backend);
+    let agent = settings.agent();
+    let state = Arc::new(Legacy { stopped: AtomicBool::new(false) });
+    *backend.net.lock() = Some(Arc::clone(&state) as Arc<dyn Net>);
+    let mut req = agent.get(&settings.url).header("Accept", "text/event-stream");
+    for (k, v) in &settings.headers {
+        req = req.header(k, v);
+    }
+    // The stream is the only way answers come: it may be silent for as long as calls take.
+    let resp = req
+        .config()
+        .timeout_per_read(None)
+        .timeout_per_call(None)
+        .timeout_recv_response(Some(settings.read))
+        .build()
+        .call()
+        .map_err(|e| describe(&e, &settings).to_string())?;
+    if !resp.status().is_success() {
+        return Err(status_error(resp, &settings).to_string());
+    }
+    let reader = BufReader::with_capacity(16 * 1024, resp.into_body().into_with_config().limit(u64::MAX).reader());
+    let mut events = SseReader::new(reader, settings.max_bytes, None);
+    let name = backend.name().to_owned();
+    let (found_tx, found_rx) = bounded::<Result<String, String>>(1);
+    let (b, st) = (Arc::clone(backend), Arc::clone(&state));
+    let url = settings.url.clone();
+    let stream = thread::Builder::new()
+        .name(format!("mcprouter-{name}-s"))
+        .stack_size(STACK)
+        .spawn(move || {
+            let mut found = Some(found_tx);
+            let why = loop {
+                match events.next_event() {
+                    Ok(Some(ev)) if ev.kind == "endpoint" => {
+                        if let Some(tx) = found.take() {
+                            let _ = tx.send(resolve(&url, &ev.data));
+                        }
+                    }
+                    Ok(Some(ev)) if ev.kind == "message" => {
+                        if st.stopped.load(Ordering::Acquire) {
+                            return;
+                        }
+                        b.dispatch(&ev.data);
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break "the server closed its event stream".to_owned(),
+                    Err(e) => break e.to_string(),
+                }
+            };
+            if let Some(tx) = found.take() {
+                let _ = tx.send(Err(format!("no endpoint event: {why}")));
+            }
+            if !st.stopped.load(Ordering::Acquire) {
+                b.on_exit(why);
+            }
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    backend.threads.lock().push(stream);
+    let endpoint = match found_rx.recv_deadline(deadline) {
+        Ok(r) => r?,
+        Err(_) => return Err("the event stream sent no endpoint event in time".into()),
+    };
+    log::debug!(target: "mcprouter::backend", "[{name}] legacy SSE endpoint {endpoint}");
+    let (tx, rx) = bounded(backend.queue_capacity);
+    *backend.tx.lock() = Some(tx);
+    let poster = Arc::new(Poster { settings, agent, endpoint, state });
+    for i in 0..poster.settings.concurrency {
+        let (b, p, rx) = (Arc::clone(backend), Arc::clone(&poster), rx.clone());
+        let t = thread::Builder::new()
+            .name(format!("mcprouter-{name}-h{i}"))
+            .stack_size(STACK)
+            .spawn(move || p.work(&b, &rx))
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        backend.threads.lock().push(t);
+    }
+    Ok(())
+}
+
+struct Poster {
+    settings: NetSettings,
+    agent: ureq::Agent,
+    endpoint: String,
+    state: Arc<Legacy>,
+}
+
+impl Poster {
+    fn work(&self, backend: &Backend, rx: &Receiver<Command>) {
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow, default)]
+            id: Option<&'a RawValue>,
+            #[serde(default)]
+            method: Option<&'a str>,
+        }
+        while let Ok(Command::Write(line)) = rx.recv() {
+            if self.state.stopped.load(Ordering::Acquire) {
+                break;
+            }
+            let call_id = serde_json::from_str::<Head<'_>>(&line)
+                .ok()
+                .and_then(|h| h.method.and(h.id))
+                .and_then(|id| id.get().parse::<u64>().ok());
+            let mut req = self.agent.post(&self.endpoint).header("Content-Type", "application/json");
+            for (k, v) in &self.settings.headers {
+                req = req.header(k, v);
+            }
+            let failure = match req.send(line.as_str()) {
+                Ok(resp) if resp.status().is_success() => {
+                    let _ = resp.into_body().into_reader().take(64 * 1024).read_to_end(&mut Vec::new());
+                    None
+                }
+                Ok(resp) => Some(status_error(resp, &self.settings).to_string()),
+                Err(e) => Some(describe(&e, &self.settings).to_string()),
+            };
+            if let Some(why) = failure {
+                match call_id {
+                    Some(id) => backend.complete(id, Reply::Failed(why)),
+                    None => {
+                        log::warn!(target: "mcprouter::backend", "[{}] a message was not delivered: {why}", backend.name())
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn endpoints_resolve_against_the_stream_url_and_stay_on_its_origin() {
+        let u = "http://127.0.0.1:5/sse";
+        assert_eq!(resolve(u, "/message?sessionId=1").unwrap(), "http://127.0.0.1:5/message?sessionId=1");
+        assert_eq!(resolve(u, "messages/?s=2").unwrap(), "http://127.0.0.1:5/messages/?s=2");
+        assert_eq!(resolve("http://h/a/sse", "m").unwrap(), "http://h/a/m");
+        assert_eq!(resolve(u, "http://127.0.0.1:5/m").unwrap(), "http://127.0.0.1:5/m");
+        assert!(resolve(u, "http://evil.example/m").is_err());
+        assert!(resolve(u, "http://127.0.0.1:6/m").is_err());
+    }
+}

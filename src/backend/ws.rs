@@ -1,0 +1,169 @@
+//! The WebSocket transport on tungstenite (subprotocol `mcp`, one JSON-RPC message per text
+//! frame). Not part of the MCP specification, but what the TypeScript SDK's WebSocket
+//! client speaks.
+//!
+//! One thread per backend (`mcprouter-<name>-ws`) owns the socket: tungstenite blocks, so the
+//! socket has a short read timeout and every timeout is an idle tick in which the thread
+//! writes what the backend's channel holds, pings, and checks for silence. The connection
+//! ending is the backend ending: `on_exit`, then the supervisor's restart with backoff.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError, bounded};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::http::HeaderValue;
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Message, WebSocket};
+
+use super::http::NetSettings;
+use super::{Backend, Command, Net};
+
+const STACK: usize = 256 * 1024;
+/// How long a read waits before the thread looks at its channel again: the most a queued
+/// message waits while the server is silent.
+const TICK: Duration = Duration::from_millis(5);
+/// Keep-alive: a ping after this much silence; no frame at all for three times it ends
+/// the connection.
+const PING_EVERY: Duration = Duration::from_secs(15);
+
+struct Ws {
+    stopped: AtomicBool,
+}
+
+impl Net for Ws {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+}
+
+fn is_idle(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(io) if matches!(io.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
+/// Connects, upgrades with subprotocol `mcp`, and starts the socket's thread.
+pub(super) fn spawn(backend: &Arc<Backend>) -> Result<(), String> {
+    let settings = NetSettings::of(backend);
+    let url = settings.url.as_str();
+    let Some(rest) = url.strip_prefix("ws://") else {
+        return Err(format!("{url}: only ws:// is supported by the WebSocket transport (no TLS)"));
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let target = if authority.contains(':') && !authority.ends_with(']') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = target
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{authority} resolves to nothing"))?;
+    let stream =
+        TcpStream::connect_timeout(&addr, settings.connect).map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    stream.set_read_timeout(Some(settings.connect)).map_err(|e| e.to_string())?;
+    let mut request = url.into_client_request().map_err(|e| format!("{url}: {e}"))?;
+    let headers = request.headers_mut();
+    headers.insert("Sec-WebSocket-Protocol", HeaderValue::from_static("mcp"));
+    for (k, v) in &settings.headers {
+        let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header {k}: {e}"))?;
+        let value = HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?;
+        headers.insert(name, value);
+    }
+    let config =
+        WebSocketConfig::default().max_message_size(Some(settings.max_bytes)).max_frame_size(Some(settings.max_bytes));
+    let (ws, response) =
+        tungstenite::client::client_with_config(request, stream, Some(config)).map_err(|e| match e {
+            tungstenite::HandshakeError::Interrupted(_) => format!("{url}: the WebSocket handshake timed out"),
+            tungstenite::HandshakeError::Failure(e) => format!("{url}: WebSocket handshake failed: {e}"),
+        })?;
+    let chosen = response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
+    if chosen != Some("mcp") {
+        return Err(format!("{url}: the server did not accept the mcp subprotocol (it chose {chosen:?})"));
+    }
+    ws.get_ref().set_read_timeout(Some(TICK)).map_err(|e| e.to_string())?;
+    let state = Arc::new(Ws { stopped: AtomicBool::new(false) });
+    *backend.net.lock() = Some(Arc::clone(&state) as Arc<dyn Net>);
+    let (tx, rx) = bounded(backend.queue_capacity);
+    *backend.tx.lock() = Some(tx);
+    let b = Arc::clone(backend);
+    let t = thread::Builder::new()
+        .name(format!("mcprouter-{}-ws", backend.name()))
+        .stack_size(STACK)
+        .spawn(move || {
+            let why = serve(&b, &state, ws, &rx);
+            if !state.stopped.load(Ordering::Acquire) {
+                b.on_exit(why);
+            }
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    backend.threads.lock().push(t);
+    Ok(())
+}
+
+/// Runs the connection until it ends; returns why.
+fn serve(backend: &Backend, state: &Ws, mut ws: WebSocket<TcpStream>, rx: &Receiver<Command>) -> String {
+    let mut heard = Instant::now();
+    let mut pinged = Instant::now();
+    loop {
+        let mut wrote = false;
+        loop {
+            match rx.try_recv() {
+                Ok(Command::Write(line)) => {
+                    if let Err(e) = ws.write(Message::text(line)) {
+                        return format!("the WebSocket write failed: {e}");
+                    }
+                    wrote = true;
+                }
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => {
+                    let _ = ws.close(None);
+                    let _ = ws.flush();
+                    return "the connection was closed".into();
+                }
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        if state.stopped.load(Ordering::Acquire) {
+            let _ = ws.close(None);
+            let _ = ws.flush();
+            return "the connection was closed".into();
+        }
+        if wrote && let Err(e) = ws.flush() {
+            return format!("the WebSocket write failed: {e}");
+        }
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                heard = Instant::now();
+                backend.dispatch(text.as_str());
+            }
+            Ok(Message::Binary(_)) => {
+                heard = Instant::now();
+                log::warn!(target: "mcprouter::backend", "[{}] sent a binary frame; MCP uses text frames", backend.name());
+            }
+            Ok(Message::Close(frame)) => {
+                return match frame {
+                    Some(f) => format!("the server closed the WebSocket ({} {})", f.code, f.reason),
+                    None => "the server closed the WebSocket".into(),
+                };
+            }
+            Ok(_) => heard = Instant::now(),
+            Err(e) if is_idle(&e) => {}
+            Err(e) => return format!("the WebSocket broke: {e}"),
+        }
+        if heard.elapsed() > PING_EVERY && pinged.elapsed() > PING_EVERY {
+            pinged = Instant::now();
+            if let Err(e) = ws.send(Message::Ping(Vec::new().into())) {
+                if !is_idle(&e) {
+                    return format!("the WebSocket ping failed: {e}");
+                }
+            }
+        }
+        if heard.elapsed() > PING_EVERY * 3 {
+            return format!("the WebSocket server was silent for {} s, even to pings", (PING_EVERY * 3).as_secs());
+        }
+    }
+}
