@@ -49,7 +49,7 @@ echo "$total instructions in the profiled calls: $((total / calls)) per call (be
 # Function lines of callgrind_annotate, with paths shortened and the object name dropped.
 functions() {
   callgrind_annotate "$1" --auto=no --threshold=100 "$part" | sed -n '/file:function$/,$p' | sed '1,2d' | grep -v '^ *$' |
-    sed -E 's/ \[[^]]*\]$//; s#/root/\.cargo/registry/src/[^/]*/##; s#/rustc/[0-9a-f]+/##; s#'"$PWD"'/##'
+    sed -E 's/ \[[^]]*\]$//; s#[^ ]*/\.cargo/registry/src/[^/]*/##; s#/rustc/[0-9a-f]+/##; s#'"$PWD"'/##'
 }
 functions --inclusive=yes >"$out/inclusive.txt"
 functions --inclusive=no >"$out/self.txt"
