@@ -42,11 +42,16 @@ fn everything(mode: &str) -> Option<Everything> {
         eprintln!("skipping: server-everything not installed (scripts/deps.sh)");
         return None;
     }
-    let port = free_port();
+    Some(everything_on(&script, mode, free_port()))
+}
+
+/// Starts server-everything's `script` in `mode` on `port` and waits until it listens.
+fn everything_on(script: &std::path::Path, mode: &str, port: u16) -> Everything {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let child = Command::new("node")
         .arg("--require")
         .arg(root.join("tests/support/loopback.cjs"))
-        .arg(&script)
+        .arg(script)
         .arg(mode)
         .env("PORT", port.to_string())
         .stdin(Stdio::null())
@@ -60,7 +65,7 @@ fn everything(mode: &str) -> Option<Everything> {
         assert!(Instant::now() < end, "server-everything {mode} did not listen on {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Some(server)
+    server
 }
 
 fn net_backend(name: &str, transport: &str, url: &str) -> String {
@@ -173,23 +178,7 @@ fn a_restarted_http_server_is_initialized_again_transparently() {
     let _ = http.child.wait();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let script = root.join(".deps/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    let child = Command::new("node")
-        .arg("--require")
-        .arg(root.join("tests/support/loopback.cjs"))
-        .arg(&script)
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node starts");
-    let _again = Everything { child, port };
-    let end = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _again = everything_on(&script, "streamableHttp", port);
     assert_eq!(tool_text(&s, "echo", json!({"message": "two"})).unwrap(), "Echo: two");
     r.shutdown(Duration::from_secs(2));
 }
