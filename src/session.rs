@@ -48,6 +48,18 @@ fn invalid(msg: impl AsRef<str>) -> Out {
     Out::Err(jsonrpc::error_object(INVALID_PARAMS, msg.as_ref()))
 }
 
+/// For `tools/call` and `prompts/get`: `params.name`, or the -32602 message saying why not.
+fn named_param<'a>(method: &str, params: Option<&'a RawValue>) -> Option<Result<Cow<'a, str>, String>> {
+    if method != "tools/call" && method != "prompts/get" {
+        return None;
+    }
+    Some(match params.map(|p| serde_json::from_str::<NameParam<'_>>(p.get())) {
+        Some(Ok(NameParam { name: Some(n) })) => Ok(n),
+        Some(Err(e)) => Err(format!("bad params for {method}: {e}")),
+        _ => Err(format!("{method} needs params.name (a string)")),
+    })
+}
+
 /// At most 128 bytes of an untrusted string, cut at a character boundary.
 fn clip(s: &str) -> &str {
     let mut end = s.len().min(128);
@@ -246,8 +258,11 @@ impl Session {
             Err(inv) => Some(jsonrpc::error(inv.id.map(RawValue::get), inv.code, &inv.message)),
             Ok(Message::Request { id, method, params }) => {
                 let began = Instant::now();
-                let (out, backend) = self.request(id, &method, params);
-                self.record(id, &method, params, backend, &out, began.elapsed());
+                // Parsed once: routing and the access record both need it.
+                let named = named_param(&method, params);
+                let (out, backend) = self.request(id, &method, params, named.clone());
+                let name = named.and_then(Result::ok);
+                self.record(id, &method, params, name.as_deref(), backend, &out, began.elapsed());
                 match out {
                     Out::Ok(r) => Some(jsonrpc::result(id.get(), &r)),
                     Out::Err(e) => Some(jsonrpc::error_raw(id.get(), &e)),
@@ -270,6 +285,7 @@ impl Session {
         id: &RawValue,
         method: &str,
         params: Option<&RawValue>,
+        name: Option<&str>,
         backend: Option<usize>,
         out: &Out,
         took: Duration,
@@ -291,14 +307,8 @@ impl Session {
                 m.overload(b);
             }
         }
-        let name = match method {
-            "tools/call" | "prompts/get" => {
-                params.and_then(|p| serde_json::from_str::<NameParam<'_>>(p.get()).ok()).and_then(|n| n.name)
-            }
-            _ => None,
-        };
         if method == "tools/call" {
-            m.tool_call(name.as_deref().unwrap_or(""), outcome);
+            m.tool_call(name.unwrap_or(""), outcome);
         }
         if log::log_enabled!(target: "mcprouter::access", log::Level::Info) {
             let core = self.core();
@@ -335,14 +345,20 @@ impl Session {
     }
 
     /// Handles one request; also says which backend served it, for metrics.
-    fn request(&self, id: &RawValue, method: &str, params: Option<&RawValue>) -> (Out, Option<usize>) {
-        let routed = match method {
-            "tools/call" => Some(self.route_named(id, method, params, true)),
-            "prompts/get" => Some(self.route_named(id, method, params, false)),
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+    fn request(
+        &self,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+        named: Option<Result<Cow<'_, str>, String>>,
+    ) -> (Out, Option<usize>) {
+        let routed = match (method, named) {
+            ("tools/call", Some(name)) => Some(self.route_named(id, method, params, name, true)),
+            ("prompts/get", Some(name)) => Some(self.route_named(id, method, params, name, false)),
+            ("resources/read" | "resources/subscribe" | "resources/unsubscribe", _) => {
                 Some(self.route_uri(id, method, params))
             }
-            "completion/complete" => Some(self.route_completion(id, params)),
+            ("completion/complete", _) => Some(self.route_completion(id, params)),
             _ => None,
         };
         if let Some((out, backend)) = routed {
@@ -427,12 +443,18 @@ impl Session {
 
     /// `tools/call` and `prompts/get`: find the owner of the exposed name and forward with
     /// the backend's own name.
-    fn route_named(&self, id: &RawValue, method: &str, params: Option<&RawValue>, tool: bool) -> (Out, Option<usize>) {
+    fn route_named(
+        &self,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+        name: Result<Cow<'_, str>, String>,
+        tool: bool,
+    ) -> (Out, Option<usize>) {
         let what = if tool { "tool" } else { "prompt" };
-        let name = match params.map(|p| serde_json::from_str::<NameParam<'_>>(p.get())) {
-            Some(Ok(NameParam { name: Some(n) })) => n,
-            Some(Err(e)) => return bad(format!("bad params for {method}: {e}")),
-            _ => return bad(format!("{method} needs params.name (a string)")),
+        let name = match name {
+            Ok(n) => n,
+            Err(msg) => return bad(msg),
         };
         let catalog = self.core().catalog();
         let found = if tool { catalog.tool(&name) } else { catalog.prompt(&name) };
