@@ -95,7 +95,9 @@ pub fn parse(text: &str) -> Result<Message<'_>, Invalid<'_>> {
             let code = if e.is_syntax() || e.is_eof() { PARSE_ERROR } else { INVALID_REQUEST };
             let message =
                 if code == PARSE_ERROR { format!("Parse error: {e}") } else { format!("Invalid Request: {e}") };
-            return Err(Invalid { code, message, id: None });
+            // Valid JSON with a field of the wrong type: the reply still owes the caller its id.
+            let id = if code == INVALID_REQUEST { readable_id(text) } else { None };
+            return Err(Invalid { code, message, id });
         }
     };
     classify(wire)
@@ -137,6 +139,66 @@ fn classify(w: Wire<'_>) -> Result<Message<'_>, Invalid<'_>> {
             message: "Invalid Request: not a request, notification or response".into(),
             id,
         }),
+    }
+}
+
+/// The id of a message whose other fields are malformed, when the id itself is valid.
+fn readable_id(text: &str) -> Option<&RawValue> {
+    #[derive(Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(default, borrow)]
+        id: Option<&'a RawValue>,
+    }
+    serde_json::from_str::<IdOnly<'_>>(text).ok()?.id.filter(|raw| is_valid_id(raw))
+}
+
+/// The id near the start of a message too large to parse (a kept prefix), as raw JSON text:
+/// an integer or a plain string. Only a top-level `"id"` before any nested value counts, so a
+/// payload cannot plant one.
+pub fn id_in_prefix(prefix: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(prefix).unwrap_or_else(|e| {
+        // A prefix cut inside a multi-byte character is still readable up to the cut.
+        std::str::from_utf8(&prefix[..e.valid_up_to()]).unwrap_or_default()
+    });
+    let body = text.trim_start().strip_prefix('{')?;
+    let mut rest = body;
+    loop {
+        rest = rest.trim_start();
+        // A key, then ':', then a scalar value; stop at the first object or array value.
+        let key_end = rest.strip_prefix('"')?.find('"')? + 1;
+        let key = &rest[1..key_end];
+        rest = rest[key_end + 1..].trim_start().strip_prefix(':')?.trim_start();
+        let value_len = scalar_len(rest)?;
+        if key == "id" {
+            let raw = &rest[..value_len];
+            let ok = raw.starts_with('"') && !raw[1..raw.len() - 1].contains('\\')
+                || raw.bytes().all(|b| b.is_ascii_digit() || b == b'-') && !raw.is_empty();
+            return ok.then(|| raw.to_owned());
+        }
+        rest = rest[value_len..].trim_start().strip_prefix(',')?;
+    }
+}
+
+/// The length of a JSON string, number, boolean or null at the start of `s`.
+fn scalar_len(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    match bytes.first()? {
+        b'"' => {
+            let mut i = 1;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'\\' => i += 2,
+                    b'"' => return Some(i + 1),
+                    _ => i += 1,
+                }
+            }
+            None
+        }
+        b'{' | b'[' => None,
+        _ => {
+            let n = s.find(|c: char| c == ',' || c == '}' || c.is_whitespace()).unwrap_or(s.len());
+            (n > 0).then_some(n)
+        }
     }
 }
 
@@ -235,6 +297,24 @@ pub fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_read_from_a_prefix_only_at_the_top_level() {
+        assert_eq!(
+            id_in_prefix(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"x":"#).as_deref(),
+            Some("7")
+        );
+        assert_eq!(id_in_prefix(br#" { "id" : "a-1" , "method""#).as_deref(), Some("\"a-1\""));
+        assert_eq!(id_in_prefix(br#"{"jsonrpc":"2.0","method":"m","params":{"id":9"#), None);
+        assert_eq!(id_in_prefix(br#"{"jsonrpc":"2.0","id":{"#), None);
+        assert_eq!(id_in_prefix(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_wrongly_typed_field_keeps_the_id() {
+        let e = parse(r#"{"jsonrpc":"2.0","id":4,"method":5}"#).unwrap_err();
+        assert_eq!((e.code, e.id.map(RawValue::get)), (INVALID_REQUEST, Some("4")));
+    }
 
     #[test]
     fn classifies_messages() {

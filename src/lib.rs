@@ -27,6 +27,7 @@ mod error;
 #[allow(non_camel_case_types)]
 pub mod ffi;
 pub mod framing;
+mod guard;
 mod hub;
 pub mod jsonrpc;
 pub mod logging;
@@ -41,7 +42,7 @@ pub mod sync;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use router::Router;
-pub use session::Session;
+pub use session::{MAX_BATCH, Session};
 
 #[cfg(test)]
 mod tests {

@@ -278,6 +278,7 @@ pub struct Metrics {
     catalog_items: [AtomicU64; 4],
     fallbacks: AtomicU64,
     retries: AtomicU64,
+    panics: AtomicU64,
     sessions: AtomicI64,
 }
 
@@ -314,6 +315,7 @@ impl Metrics {
             catalog_items: std::array::from_fn(|_| AtomicU64::new(0)),
             fallbacks: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
             sessions: AtomicI64::new(0),
         }
     }
@@ -491,6 +493,12 @@ impl Metrics {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Increments `mcprouter_internal_errors_total`: a panic caught on a router thread or
+    /// on a caller's path.
+    pub fn internal_error(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Increments `mcprouter_retries_total`.
     pub fn retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
@@ -658,6 +666,8 @@ impl Metrics {
 
         header(&mut out, "mcprouter_retries_total", "counter", "Request retries.");
         let _ = writeln!(out, "mcprouter_retries_total {}", self.retries.load(Ordering::Relaxed));
+        header(&mut out, "mcprouter_internal_errors_total", "counter", "Panics caught inside the router (bugs).");
+        let _ = writeln!(out, "mcprouter_internal_errors_total {}", self.panics.load(Ordering::Relaxed));
 
         header(&mut out, "mcprouter_sessions", "gauge", "Open client sessions.");
         let _ = writeln!(out, "mcprouter_sessions {}", self.sessions.load(Ordering::Relaxed));

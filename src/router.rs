@@ -211,14 +211,14 @@ impl Router {
         let c = Arc::clone(&core);
         let handle = std::thread::Builder::new()
             .name("mcprouter-dispatcher".into())
-            .spawn(move || dispatcher(&c, &ev_rx, &stop_rx))
+            .spawn(move || crate::guard::keep_running("mcprouter-dispatcher", || dispatcher(&c, &ev_rx, &stop_rx)))
             .map_err(|e| Error::Io(format!("cannot start the dispatcher thread: {e}")))?;
         if core.config.router.health.interval_ms > 0 {
             let c = Arc::clone(&core);
             let health = std::thread::Builder::new()
                 .name("mcprouter-health".into())
                 .stack_size(256 * 1024)
-                .spawn(move || health_checks(&c))
+                .spawn(move || crate::guard::keep_running("mcprouter-health", || health_checks(&c)))
                 .map_err(|e| Error::Io(format!("cannot start the health thread: {e}")))?;
             core.workers.lock().push(health);
         }

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -19,6 +19,11 @@ use crate::hub::SessionShared;
 use crate::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, Message};
 use crate::metrics::Outcome;
 use crate::router::{Core, RouterInner};
+
+/// The most messages one batch may hold.
+pub const MAX_BATCH: usize = 1000;
+/// The most elements of one batch handled at once.
+const BATCH_CONCURRENCY: usize = 16;
 
 /// One MCP client. `Send + Sync`: `handle` may be called from several threads at once
 /// (a long `tools/call` must not block the client's answer to a sampling request).
@@ -179,7 +184,8 @@ impl Session {
         let max = self.core().config.router.max_message_bytes;
         if message.len() > max {
             let msg = format!("Invalid Request: message of {} bytes exceeds the limit of {max} bytes", message.len());
-            return Ok(Some(jsonrpc::error(None, jsonrpc::INVALID_REQUEST, &msg)));
+            let id = jsonrpc::id_in_prefix(&message.as_bytes()[..message.len().min(4096)]);
+            return Ok(Some(jsonrpc::error(id.as_deref(), jsonrpc::INVALID_REQUEST, &msg)));
         }
         if !jsonrpc::is_batch(message) {
             return Ok(self.handle_one(message));
@@ -190,16 +196,11 @@ impl Session {
         if items.is_empty() {
             return Ok(Some(jsonrpc::error(None, jsonrpc::INVALID_REQUEST, "Invalid Request: empty batch")));
         }
-        // The elements of a batch are independent: run them at once, so a batch of slow
-        // calls takes as long as its slowest, and keep the replies in order.
-        let replies: Vec<String> = if items.len() == 1 {
-            items.iter().filter_map(|m| self.handle_one(m.get())).collect()
-        } else {
-            std::thread::scope(|sc| {
-                let handles: Vec<_> = items.iter().map(|m| sc.spawn(move || self.handle_one(m.get()))).collect();
-                handles.into_iter().filter_map(|h| h.join().ok().flatten()).collect()
-            })
-        };
+        if items.len() > MAX_BATCH {
+            let msg = format!("Invalid Request: a batch of {} messages exceeds the limit of {MAX_BATCH}", items.len());
+            return Ok(Some(jsonrpc::error(None, jsonrpc::INVALID_REQUEST, &msg)));
+        }
+        let replies = self.handle_batch(&items);
         if replies.is_empty() {
             return Ok(None);
         }
@@ -228,6 +229,16 @@ impl Session {
         }
     }
 
+    /// Waits up to `timeout` until an event is ready for [`Session::next_event`], without
+    /// taking it. A host that writes events and replies to one stream uses it to take events
+    /// under the same lock as its replies, so nothing a backend sent before a result is
+    /// written after it.
+    pub fn wait_event(&self, timeout: Duration) -> bool {
+        let mut sel = crossbeam_channel::Select::new();
+        sel.recv(&self.shared.events_rx);
+        sel.ready_timeout(timeout).is_ok()
+    }
+
     /// Closes the session: requests it still has in flight are cancelled on their backends
     /// and relayed requests it never answered are refused. Idempotent.
     pub fn close(&self) {
@@ -253,14 +264,56 @@ impl Session {
         }
     }
 
+    /// The elements of a batch are independent: they run at once (at most
+    /// `BATCH_CONCURRENCY` threads, so a huge batch cannot exhaust the machine), and the
+    /// replies keep the batch's order.
+    fn handle_batch(&self, items: &[&RawValue]) -> Vec<String> {
+        if items.len() == 1 {
+            return items.iter().filter_map(|m| self.handle_one(m.get())).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let slots: Vec<parking_lot::Mutex<Option<String>>> =
+            items.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+        let work = || {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(m) = items.get(i) else { return };
+                *slots[i].lock() = self.handle_one(m.get());
+            }
+        };
+        std::thread::scope(|sc| {
+            let extra = items.len().min(BATCH_CONCURRENCY) - 1;
+            for _ in 0..extra {
+                // Without a thread the caller's own loop still does every element.
+                let _ = std::thread::Builder::new().name("mcprouter-batch".into()).spawn_scoped(sc, work);
+            }
+            work();
+        });
+        slots.into_iter().filter_map(parking_lot::Mutex::into_inner).collect()
+    }
+
     fn handle_one(&self, text: &str) -> Option<String> {
         match jsonrpc::parse(text) {
             Err(inv) => Some(jsonrpc::error(inv.id.map(RawValue::get), inv.code, &inv.message)),
             Ok(Message::Request { id, method, params }) => {
                 let began = Instant::now();
+                // Every MCP method takes its params as an object; an array would otherwise
+                // reach code that indexes an object.
+                if params.is_some_and(|p| !p.get().starts_with('{')) {
+                    let msg = format!("Invalid params: {} takes its params as an object", clip(&method));
+                    return Some(jsonrpc::error(Some(id.get()), INVALID_PARAMS, &msg));
+                }
                 // Parsed once: routing and the access record both need it.
                 let named = named_param(&method, params);
-                let (out, backend) = self.request(id, &method, params, named.clone());
+                // A bug on this path must still answer the caller, never lose the reply.
+                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.request(id, &method, params, named.clone())
+                }));
+                let (out, backend) = caught.unwrap_or_else(|_| {
+                    log::error!(target: "mcprouter::session", "internal error handling {}", clip(&method));
+                    self.core().metrics.internal_error();
+                    (Out::Err(jsonrpc::error_object(jsonrpc::INTERNAL_ERROR, "Internal error")), None)
+                });
                 let name = named.and_then(Result::ok);
                 self.record(id, &method, params, name.as_deref(), backend, &out, began.elapsed());
                 match out {
@@ -352,6 +405,10 @@ impl Session {
         params: Option<&RawValue>,
         named: Option<Result<Cow<'_, str>, String>>,
     ) -> (Out, Option<usize>) {
+        #[cfg(test)]
+        if method == "test/panic" {
+            panic!("a bug on the caller's path");
+        }
         let routed = match (method, named) {
             ("tools/call", Some(name)) => Some(self.route_named(id, method, params, name, true)),
             ("prompts/get", Some(name)) => Some(self.route_named(id, method, params, name, false)),
@@ -485,8 +542,8 @@ impl Session {
             method,
             params,
             |v| {
-                if let Some(n) = rename {
-                    v["name"] = Value::String(n.to_owned());
+                if let (Some(n), Some(obj)) = (rename, v.as_object_mut()) {
+                    obj.insert("name".into(), Value::String(n.to_owned()));
                 }
             },
             rename.is_some(),
@@ -551,8 +608,8 @@ impl Session {
             "completion/complete",
             params,
             |v| {
-                if let Some(n) = &rename {
-                    v["ref"]["name"] = Value::String(n.clone());
+                if let (Some(n), Some(r)) = (&rename, v.get_mut("ref").and_then(Value::as_object_mut)) {
+                    r.insert("name".into(), Value::String(n.clone()));
                 }
             },
             needs,
@@ -814,5 +871,25 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Router;
+
+    #[test]
+    fn a_panic_on_the_callers_path_is_an_internal_error_reply() {
+        let r = Router::from_yaml("backends: []\n").expect("an empty router");
+        let s = r.session(None).expect("a session");
+        let out = s.handle(r#"{"jsonrpc":"2.0","id":9,"method":"test/panic"}"#).expect("open").expect("a reply");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!((v["id"].as_i64(), v["error"]["code"].as_i64()), (Some(9), Some(-32603)), "{v}");
+        let out =
+            s.handle(r#"[{"jsonrpc":"2.0","id":1,"method":"test/panic"},{"jsonrpc":"2.0","id":2,"method":"ping"}]"#);
+        let v: serde_json::Value = serde_json::from_str(&out.expect("open").expect("a reply")).expect("JSON");
+        assert_eq!(v[0]["error"]["code"], -32603);
+        assert_eq!(v[1]["result"], serde_json::json!({}));
+        assert!(r.metrics().contains("mcprouter_internal_errors_total 2"));
     }
 }

@@ -21,7 +21,6 @@ use ureq::http::Response;
 use super::sse::{SseError, SseReader};
 use super::{Backend, Command, Net, Reply};
 
-const STACK: usize = 256 * 1024;
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 /// How often a POST stream the server closed early (after an event id) is resumed.
 const MAX_RESUMES: usize = 5;
@@ -210,26 +209,13 @@ pub(super) fn spawn(backend: &Arc<Backend>, auto: bool) -> Result<(), String> {
     *backend.net.lock() = Some(Arc::clone(&http) as Arc<dyn Net>);
     let (tx, rx) = bounded(backend.queue_capacity);
     *backend.tx.lock() = Some(tx);
-    let name = backend.name().to_owned();
     let mut threads = Vec::with_capacity(workers + 1);
     for i in 0..workers {
-        let (b, h, rx) = (Arc::clone(backend), Arc::clone(&http), rx.clone());
-        threads.push(
-            thread::Builder::new()
-                .name(format!("mcprouter-{name}-h{i}"))
-                .stack_size(STACK)
-                .spawn(move || worker(&b, &h, &rx))
-                .map_err(|e| format!("cannot start a thread: {e}"))?,
-        );
+        let (h, rx) = (Arc::clone(&http), rx.clone());
+        threads.push(backend.spawn_thread(&format!("-h{i}"), move |b| worker(b, &h, &rx))?);
     }
-    let (b, h) = (Arc::clone(backend), Arc::clone(&http));
-    threads.push(
-        thread::Builder::new()
-            .name(format!("mcprouter-{name}-g"))
-            .stack_size(STACK)
-            .spawn(move || get_stream(&b, &h))
-            .map_err(|e| format!("cannot start a thread: {e}"))?,
-    );
+    let h = Arc::clone(&http);
+    threads.push(backend.spawn_thread("-g", move |b| get_stream(b, &h))?);
     backend.threads.lock().extend(threads);
     Ok(())
 }

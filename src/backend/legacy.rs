@@ -9,7 +9,6 @@ use std::io::BufReader;
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, bounded};
@@ -19,8 +18,6 @@ use serde_json::value::RawValue;
 use super::http::{NetSettings, describe, origin, status_error};
 use super::sse::SseReader;
 use super::{Backend, Command, Net, Reply};
-
-const STACK: usize = 256 * 1024;
 
 struct Legacy {
     stopped: AtomicBool,
@@ -79,39 +76,35 @@ pub(super) fn spawn(backend: &Arc<Backend>, deadline: Instant) -> Result<(), Str
     let mut events = SseReader::new(reader, settings.max_bytes, None);
     let name = backend.name().to_owned();
     let (found_tx, found_rx) = bounded::<Result<String, String>>(1);
-    let (b, st) = (Arc::clone(backend), Arc::clone(&state));
+    let st = Arc::clone(&state);
     let url = settings.url.clone();
-    let stream = thread::Builder::new()
-        .name(format!("mcprouter-{name}-s"))
-        .stack_size(STACK)
-        .spawn(move || {
-            let mut found = Some(found_tx);
-            let why = loop {
-                match events.next_event() {
-                    Ok(Some(ev)) if ev.kind == "endpoint" => {
-                        if let Some(tx) = found.take() {
-                            let _ = tx.send(resolve(&url, &ev.data));
-                        }
+    let stream = backend.spawn_thread("-s", move |b| {
+        let mut found = Some(found_tx);
+        let why = loop {
+            match events.next_event() {
+                Ok(Some(ev)) if ev.kind == "endpoint" => {
+                    if let Some(tx) = found.take() {
+                        let _ = tx.send(resolve(&url, &ev.data));
                     }
-                    Ok(Some(ev)) if ev.kind == "message" => {
-                        if st.stopped.load(Ordering::Acquire) {
-                            return;
-                        }
-                        b.dispatch(&ev.data);
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) => break "the server closed its event stream".to_owned(),
-                    Err(e) => break e.to_string(),
                 }
-            };
-            if let Some(tx) = found.take() {
-                let _ = tx.send(Err(format!("no endpoint event: {why}")));
+                Ok(Some(ev)) if ev.kind == "message" => {
+                    if st.stopped.load(Ordering::Acquire) {
+                        return;
+                    }
+                    b.dispatch(&ev.data);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break "the server closed its event stream".to_owned(),
+                Err(e) => break e.to_string(),
             }
-            if !st.stopped.load(Ordering::Acquire) {
-                b.on_exit(why);
-            }
-        })
-        .map_err(|e| format!("cannot start a thread: {e}"))?;
+        };
+        if let Some(tx) = found.take() {
+            let _ = tx.send(Err(format!("no endpoint event: {why}")));
+        }
+        if !st.stopped.load(Ordering::Acquire) {
+            b.on_exit(why);
+        }
+    })?;
     backend.threads.lock().push(stream);
     let endpoint = match found_rx.recv_deadline(deadline) {
         Ok(r) => r?,
@@ -122,12 +115,8 @@ pub(super) fn spawn(backend: &Arc<Backend>, deadline: Instant) -> Result<(), Str
     *backend.tx.lock() = Some(tx);
     let poster = Arc::new(Poster { settings, agent, endpoint, state });
     for i in 0..poster.settings.concurrency {
-        let (b, p, rx) = (Arc::clone(backend), Arc::clone(&poster), rx.clone());
-        let t = thread::Builder::new()
-            .name(format!("mcprouter-{name}-h{i}"))
-            .stack_size(STACK)
-            .spawn(move || p.work(&b, &rx))
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        let (p, rx) = (Arc::clone(&poster), rx.clone());
+        let t = backend.spawn_thread(&format!("-h{i}"), move |b| p.work(b, &rx))?;
         backend.threads.lock().push(t);
     }
     Ok(())

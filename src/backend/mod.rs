@@ -30,6 +30,9 @@ use crate::jsonrpc::{self, Message};
 use crate::pending::PendingMap;
 use crate::supervisor::{Health, Restarts};
 
+/// Stack size of a backend's threads: they parse JSON, never recurse deeply.
+const THREAD_STACK: usize = 256 * 1024;
+
 /// Protocol versions the router accepts from a backend, newest first.
 pub(crate) const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
@@ -491,6 +494,11 @@ impl Backend {
         if self.stopping.load(Ordering::Acquire) {
             return Err(CallError::Unavailable("the router is shutting down".into()));
         }
+        // Calls in flight are bounded per backend as well as queued ones: a backend that
+        // stops reading holds at most this many callers, never every thread of its host.
+        if session != 0 && self.pending.len() >= self.queue_capacity {
+            return Err(CallError::Overloaded);
+        }
         let (reply, rx) = bounded(1);
         // The map is closed from the moment the backend is found dead, so a call racing that
         // death fails here instead of waiting out its deadline.
@@ -558,7 +566,9 @@ impl Backend {
 
     fn cancel_on_backend(&self, id: u64, reason: &str) {
         let params = format!("{{\"requestId\":{id},\"reason\":{}}}", jsonrpc::quote(reason));
-        let _ = self.notify("notifications/cancelled", Some(&params));
+        // Never waits: a backend whose queue is full is not reading, and a caller giving up
+        // on it must not be held up telling it so.
+        let _ = self.send(Command::Write(jsonrpc::notification("notifications/cancelled", Some(&params))), None);
     }
 
     /// Sends a notification; an error says why it could not be queued.
@@ -625,6 +635,33 @@ impl Backend {
         for (_, p) in self.pending.close() {
             let _ = p.reply.try_send(Reply::Failed(why.clone()));
         }
+    }
+
+    /// Starts one of this backend's threads, `mcprouter-<name><suffix>`. A panic in it is a
+    /// bug, but must not leave calls hanging: it is caught, logged once, and the backend is
+    /// failed like a dead connection (pending calls fail now, the supervisor restarts it).
+    pub(super) fn spawn_thread(
+        self: &Arc<Self>,
+        suffix: &str,
+        f: impl FnOnce(&Arc<Backend>) + Send + 'static,
+    ) -> Result<JoinHandle<()>, String> {
+        let b = Arc::clone(self);
+        let what = format!("mcprouter-{}{suffix}", self.name());
+        std::thread::Builder::new()
+            .name(what.clone())
+            .stack_size(THREAD_STACK)
+            .spawn(move || {
+                if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&b))) {
+                    log::error!(
+                        target: "mcprouter::backend",
+                        "[{}] internal error: thread {what} panicked: {}",
+                        b.name(),
+                        crate::guard::panic_message(payload.as_ref())
+                    );
+                    b.on_exit(format!("internal error in thread {what}"));
+                }
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))
     }
 
     /// Stops the backend for good (router shutdown).
@@ -694,5 +731,28 @@ impl Backend {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_backend_thread_fails_its_calls_at_once_and_the_backend() {
+        let config = crate::config::Config::from_yaml("backends:\n  - name: p\n    command: x\n").expect("config");
+        let (events, got) = crossbeam_channel::unbounded();
+        let hub = Arc::new(Hub::new(events));
+        let b = Arc::new(Backend::new(0, config.backends[0].clone(), &config.router, hub));
+        b.info.lock().state = State::Ready;
+        b.ready.store(true, Ordering::Release);
+        let (reply, rx) = bounded(1);
+        b.pending.try_insert(PendingCall { reply }).ok().expect("open map");
+        let t = b.spawn_thread("-t", |_| panic!("a bug in a reader")).expect("thread");
+        t.join().expect("the panic was caught in the thread");
+        assert!(matches!(rx.try_recv(), Ok(Reply::Failed(_))), "the pending call failed at once");
+        assert_eq!(b.info().state, State::Failed);
+        assert!(!b.is_ready());
+        assert!(got.try_iter().any(|e| matches!(e, crate::hub::Event::Down(0))), "the supervisor hears of it");
     }
 }

@@ -4,15 +4,12 @@ use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command as Proc, Stdio};
 use std::sync::Arc;
-use std::thread;
 
 use crossbeam_channel::{Receiver, bounded};
 
 use super::process::Child;
 use super::{Backend, Command, Reply};
 use crate::framing::{Line, read_line_limited};
-
-const STACK: usize = 256 * 1024;
 
 /// Starts the child with the router's environment plus the configured variables (lesson 1:
 /// never from an empty environment) and the three threads that serve it.
@@ -39,22 +36,10 @@ pub(super) fn spawn(backend: &Arc<Backend>) -> Result<(), String> {
 
     let (tx, rx) = bounded(backend.queue_capacity);
     *backend.tx.lock() = Some(tx);
-    let name = backend.name().to_owned();
     let mut threads = Vec::with_capacity(3);
-    let spawn_named = |suffix: &str, f: Box<dyn FnOnce() + Send>| {
-        thread::Builder::new()
-            .name(format!("mcprouter-{name}{suffix}"))
-            .stack_size(STACK)
-            .spawn(f)
-            .map_err(|e| format!("cannot start a thread: {e}"))
-    };
-    let b = Arc::clone(backend);
-    threads.push(spawn_named("-w", Box::new(move || writer(&b, stdin, rx)))?);
-    let b = Arc::clone(backend);
-    threads.push(spawn_named("-r", Box::new(move || reader(&b, stdout)))?);
-    let n = name.clone();
-    let max = backend.max_message_bytes;
-    threads.push(spawn_named("-e", Box::new(move || drain_stderr(&n, stderr, max)))?);
+    threads.push(backend.spawn_thread("-w", move |b| writer(b, stdin, rx))?);
+    threads.push(backend.spawn_thread("-r", move |b| reader(b, stdout))?);
+    threads.push(backend.spawn_thread("-e", move |b| drain_stderr(b.name(), stderr, b.max_message_bytes))?);
     backend.threads.lock().extend(threads);
     Ok(())
 }

@@ -10,7 +10,6 @@
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError, bounded};
@@ -22,7 +21,6 @@ use tungstenite::{Message, WebSocket};
 use super::http::NetSettings;
 use super::{Backend, Command, Net};
 
-const STACK: usize = 256 * 1024;
 /// How long a read waits before the thread looks at its channel again: the most a queued
 /// message waits while the server is silent.
 const TICK: Duration = Duration::from_millis(5);
@@ -90,17 +88,12 @@ pub(super) fn spawn(backend: &Arc<Backend>) -> Result<(), String> {
     *backend.net.lock() = Some(Arc::clone(&state) as Arc<dyn Net>);
     let (tx, rx) = bounded(backend.queue_capacity);
     *backend.tx.lock() = Some(tx);
-    let b = Arc::clone(backend);
-    let t = thread::Builder::new()
-        .name(format!("mcprouter-{}-ws", backend.name()))
-        .stack_size(STACK)
-        .spawn(move || {
-            let why = serve(&b, &state, ws, &rx);
-            if !state.stopped.load(Ordering::Acquire) {
-                b.on_exit(why);
-            }
-        })
-        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    let t = backend.spawn_thread("-ws", move |b| {
+        let why = serve(b, &state, ws, &rx);
+        if !state.stopped.load(Ordering::Acquire) {
+            b.on_exit(why);
+        }
+    })?;
     backend.threads.lock().push(t);
     Ok(())
 }

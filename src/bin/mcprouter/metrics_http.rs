@@ -1,32 +1,45 @@
 //! `serve --metrics-listen ADDR`: `GET /metrics` (Prometheus text 0.0.4) and `GET /status`
-//! (JSON) on a small HTTP endpoint, served by one named thread through tiny_http.
+//! (JSON) on a small HTTP/1.1 endpoint.
 //!
 //! Loopback only unless `--metrics-listen-any`: `/status` names every backend, its pid and
 //! its last error, which is nothing to hand to the network by accident. Both bodies go
 //! through the logger's redactor, since a backend's last error may quote its command line.
+//!
+//! Plain std sockets with a fixed number of threads: one accept thread and `WORKERS`
+//! answering threads behind a bounded queue. Each connection gets one answer and is closed,
+//! and a client that sends slowly is cut off by a read timeout, so idle or slow clients can
+//! hold at most `WORKERS` threads for a moment, never grow their number. When the queue is
+//! full a new connection is closed at once.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crossbeam_channel::{Receiver, TrySendError, bounded};
 use mcprouter::Router;
 use mcprouter::redact::Redactor;
-use tiny_http::{Header, Method, Request, Response, Server};
+
+const WORKERS: usize = 2;
+const QUEUE: usize = 32;
+/// The longest a client may take to send its request head.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_HEAD: u64 = 8 * 1024;
 
 /// A bound listener that does not serve yet (bound first, so a bad address fails before
 /// any backend starts).
 pub struct Listener {
-    server: Server,
+    socket: TcpListener,
     addr: SocketAddr,
 }
 
-/// The serving thread. Dropping it stops the thread and closes the socket.
+/// The serving threads. Dropping it stops and joins them and closes the socket.
 pub struct Running {
-    server: Arc<Server>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+    threads: Vec<JoinHandle<()>>,
 }
 
 /// Binds `spec` (`IP:PORT` or `host:PORT`; port 0 picks a free port). Every address the
@@ -43,9 +56,9 @@ pub fn bind(spec: &str, allow_any: bool) -> Result<Listener, String> {
              reachable from other hosts. Pass --metrics-listen-any to allow it"
         ));
     }
-    let server = Server::http(first).map_err(|e| format!("--metrics-listen {spec}: {e}"))?;
-    let addr = server.server_addr().to_ip().unwrap_or(first);
-    Ok(Listener { server, addr })
+    let socket = TcpListener::bind(first).map_err(|e| format!("--metrics-listen {spec}: {e}"))?;
+    let addr = socket.local_addr().unwrap_or(first);
+    Ok(Listener { socket, addr })
 }
 
 impl Listener {
@@ -54,66 +67,90 @@ impl Listener {
         self.addr
     }
 
-    /// Starts the thread `mcprouter-metrics` answering with `router`'s metrics and status.
+    /// Starts `mcprouter-metrics` (accepts) and its answering threads.
     pub fn start(self, router: Router, redactor: Redactor) -> Result<Running, String> {
-        let server = Arc::new(self.server);
         let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (Arc::clone(&server), Arc::clone(&stop));
-        let thread = std::thread::Builder::new()
+        let (tx, rx) = bounded::<TcpStream>(QUEUE);
+        let mut running = Running { stop: Arc::clone(&stop), addr: self.addr, threads: Vec::new() };
+        for i in 0..WORKERS {
+            let (rx, router, redactor) = (rx.clone(), router.clone(), redactor.clone());
+            let t = std::thread::Builder::new()
+                .name(format!("mcprouter-metrics-{i}"))
+                .spawn(move || answer_loop(&rx, &router, &redactor))
+                .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+            running.threads.push(t);
+        }
+        let socket = self.socket;
+        let t = std::thread::Builder::new()
             .name("mcprouter-metrics".into())
-            .spawn(move || serve_loop(&s, &st, &router, &redactor))
+            .spawn(move || {
+                for conn in socket.incoming() {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    match tx.try_send(conn) {
+                        Ok(()) => {}
+                        // Busy: closing now costs the client a retry, never a thread.
+                        Err(TrySendError::Full(c)) => drop(c),
+                        Err(TrySendError::Disconnected(_)) => return,
+                    }
+                }
+            })
             .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
-        Ok(Running { server, stop, thread: Some(thread) })
+        running.threads.push(t);
+        Ok(running)
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
+        // Wakes the accept loop, which then sees `stop`; its sender's drop ends the workers.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        for t in self.threads.drain(..).rev() {
             let _ = t.join();
         }
     }
 }
 
-fn serve_loop(server: &Server, stop: &AtomicBool, router: &Router, redactor: &Redactor) {
-    loop {
-        match server.recv() {
-            Ok(req) => respond(req, router, redactor),
-            // `unblock` (our Drop) makes `recv` fail; so does a failed accept, which is no
-            // reason to stop serving.
-            Err(_) if stop.load(Ordering::Acquire) => return,
-            Err(e) => {
-                log::warn!(target: "mcprouter::metrics", "metrics endpoint: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
+fn answer_loop(rx: &Receiver<TcpStream>, router: &Router, redactor: &Redactor) {
+    while let Ok(conn) = rx.recv() {
+        // The client may be gone or too slow; either way the connection is done.
+        let _ = answer(conn, router, redactor);
     }
 }
 
-fn respond(req: Request, router: &Router, redactor: &Redactor) {
-    let path = req.url().split(['?', '#']).next().unwrap_or("");
-    let readable = matches!(req.method(), Method::Get | Method::Head);
-    let (code, content_type, body) = match (readable, path) {
+fn answer(conn: TcpStream, router: &Router, redactor: &Redactor) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(READ_TIMEOUT))?;
+    conn.set_write_timeout(Some(READ_TIMEOUT))?;
+    let mut head = BufReader::new((&conn).take(MAX_HEAD));
+    let mut request_line = String::new();
+    head.read_line(&mut request_line)?;
+    // The rest of the head is read (to its blank line) only so the client sees an orderly close.
+    let mut line = String::new();
+    while head.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    let readable = matches!(method, "GET" | "HEAD");
+    let (status, content_type, body) = match (readable, path) {
         (true, "/metrics") => {
-            (200, "text/plain; version=0.0.4; charset=utf-8", redactor.redact(&router.metrics()).into_owned())
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", redactor.redact(&router.metrics()).into_owned())
         }
-        (true, "/status") => (200, "application/json", redactor.redact(&router.status().to_string()).into_owned()),
-        (true, _) => (404, "text/plain; charset=utf-8", "not found; try /metrics or /status\n".to_owned()),
-        (false, _) => (405, "text/plain; charset=utf-8", "only GET and HEAD\n".to_owned()),
+        (true, "/status") => ("200 OK", "application/json", redactor.redact(&router.status().to_string()).into_owned()),
+        (true, _) => ("404 Not Found", "text/plain; charset=utf-8", "not found; try /metrics or /status\n".to_owned()),
+        (false, _) => ("405 Method Not Allowed", "text/plain; charset=utf-8", "only GET and HEAD\n".to_owned()),
     };
-    let mut resp = Response::from_string(body).with_status_code(code);
-    for (name, value) in [("Content-Type", content_type), ("Cache-Control", "no-store")] {
-        if let Ok(h) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            resp = resp.with_header(h);
-        }
+    let allow = if readable { "" } else { "Allow: GET, HEAD\r\n" };
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{allow}Connection: close\r\n\r\n",
+        body.len()
+    );
+    if method != "HEAD" {
+        out.push_str(&body);
     }
-    if code == 405 {
-        if let Ok(h) = Header::from_bytes(&b"Allow"[..], &b"GET, HEAD"[..]) {
-            resp = resp.with_header(h);
-        }
-    }
-    // The client may have gone away; nothing to do about it.
-    let _ = req.respond(resp);
+    (&conn).write_all(out.as_bytes())
 }

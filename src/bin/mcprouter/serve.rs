@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use mcprouter::framing::{Line, read_line_limited};
 use mcprouter::jsonrpc::{self, Message};
 use mcprouter::{Router, Session};
@@ -12,8 +14,10 @@ use mcprouter::{Router, Session};
 use crate::metrics_http;
 use crate::options::{Options, announce, load_and_install};
 
-/// Requests handled at once; beyond it the reader handles inline, which pushes back on the client.
-const MAX_CONCURRENT: usize = 256;
+/// Requests handled at once at least, and at most; in between, the sum of the backends'
+/// in-flight caps, so a backend that stops answering cannot take every worker.
+const MIN_CONCURRENT: usize = 256;
+const MAX_CONCURRENT: usize = 4096;
 
 pub fn run(o: &Options) -> i32 {
     let Some((config, redactor)) = load_and_install(o, "serve") else {
@@ -29,6 +33,7 @@ pub fn run(o: &Options) -> i32 {
         }
     };
     let max = config.router.max_message_bytes;
+    let cap = (config.backends.len() * config.router.queue_capacity + 64).clamp(MIN_CONCURRENT, MAX_CONCURRENT);
     let grace = Duration::from_millis(config.router.shutdown_grace_ms);
     let router = match Router::new(config) {
         Ok(r) => r,
@@ -67,28 +72,38 @@ pub fn run(o: &Options) -> i32 {
             return 1;
         }
     };
+    // Replies and events go to one stdout. A reply is written under `order` after the
+    // events already queued (see `reply`), and the pump takes events only under `order`, so
+    // what a backend sent before a result (progress, logs) reaches the client before it.
+    let order = Arc::new(Mutex::new(()));
     let pump = {
-        let s = Arc::clone(&session);
+        let (s, order) = (Arc::clone(&session), Arc::clone(&order));
         std::thread::spawn(move || {
-            while let Ok(ev) = s.next_event(Duration::from_millis(200)) {
-                if let Some(ev) = ev {
-                    if !emit(&ev) {
-                        break;
+            loop {
+                if !s.wait_event(Duration::from_millis(200)) {
+                    if s.next_event(Duration::ZERO).is_err() {
+                        return;
                     }
+                    continue;
+                }
+                let _order = order.lock();
+                if !flush_events(&s) {
+                    return;
                 }
             }
         })
     };
 
-    let mut pool = Pool::new(Arc::clone(&session));
+    let mut pool = Pool::new(Arc::clone(&session), Arc::clone(&order), cap);
     let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
     let mut buf = Vec::new();
     loop {
         match read_line_limited(&mut input, &mut buf, max) {
             Ok(Line::Eof) | Err(_) => break,
-            Ok(Line::TooLong(_)) => {
+            Ok(Line::TooLong(prefix)) => {
                 let msg = format!("Invalid Request: message exceeds the limit of {max} bytes");
-                emit(&jsonrpc::error(None, jsonrpc::INVALID_REQUEST, &msg));
+                let id = jsonrpc::id_in_prefix(&prefix);
+                emit(&jsonrpc::error(id.as_deref(), jsonrpc::INVALID_REQUEST, &msg));
             }
             Ok(Line::Complete) => {
                 let text = match String::from_utf8(std::mem::take(&mut buf)) {
@@ -107,7 +122,7 @@ pub fn run(o: &Options) -> i32 {
                 if is_request {
                     pool.submit(text);
                 } else {
-                    reply(&session, &text);
+                    reply(&session, &order, &text);
                 }
             }
         }
@@ -128,12 +143,26 @@ fn emit(line: &str) -> bool {
     out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).is_ok()
 }
 
+/// Writes every event queued for the client; false once stdout is gone. The caller holds
+/// the order lock.
+fn flush_events(session: &Session) -> bool {
+    while let Ok(Some(ev)) = session.next_event(Duration::ZERO) {
+        if !emit(&ev) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Worker threads for requests, kept between requests (a spawn per request costs more than
-/// the hand-off to a parked thread) and grown on demand up to `MAX_CONCURRENT`. A job is
-/// only queued for a worker that was reserved idle, so a request never waits behind a long
-/// call; past the cap the reader handles it inline, which pushes back on the client.
+/// the hand-off to a parked thread) and grown on demand up to `cap`. A job is only queued
+/// for a worker that was reserved idle, so a request never waits behind a long call; past
+/// the cap a request is refused at once with -32003, so the reader never blocks (it must
+/// keep reading the client's answers to sampling requests that the calls in flight await).
 struct Pool {
     session: Arc<Session>,
+    order: Arc<Mutex<()>>,
+    cap: usize,
     tx: crossbeam_channel::Sender<String>,
     rx: crossbeam_channel::Receiver<String>,
     idle: Arc<AtomicUsize>,
@@ -141,9 +170,9 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(session: Arc<Session>) -> Pool {
+    fn new(session: Arc<Session>, order: Arc<Mutex<()>>, cap: usize) -> Pool {
         let (tx, rx) = crossbeam_channel::unbounded();
-        Pool { session, tx, rx, idle: Arc::new(AtomicUsize::new(0)), workers: Vec::new() }
+        Pool { session, order, cap, tx, rx, idle: Arc::new(AtomicUsize::new(0)), workers: Vec::new() }
     }
 
     fn submit(&mut self, text: String) {
@@ -155,18 +184,20 @@ impl Pool {
             return;
         }
         self.workers.retain(|w| !w.is_finished());
-        if self.workers.len() >= MAX_CONCURRENT {
-            reply(&self.session, &text);
+        if self.workers.len() >= self.cap {
+            refuse(&text, "router overloaded: too many requests in flight");
             return;
         }
-        let (s, rx, idle) = (Arc::clone(&self.session), self.rx.clone(), Arc::clone(&self.idle));
+        let (s, order, rx, idle) =
+            (Arc::clone(&self.session), Arc::clone(&self.order), self.rx.clone(), Arc::clone(&self.idle));
+        // Queued first, so that a thread that cannot start hands the job back to be refused.
+        if self.tx.send(text).is_err() {
+            return;
+        }
         let spawned =
             std::thread::Builder::new().name("mcprouter-serve".into()).stack_size(512 * 1024).spawn(move || {
-                let mut job = text;
                 loop {
-                    reply(&s, &job);
-                    idle.fetch_add(1, Ordering::AcqRel);
-                    job = loop {
+                    let job = loop {
                         match rx.recv_timeout(Duration::from_secs(30)) {
                             Ok(j) => break j,
                             // Idle for long: leave, unless a job was just reserved for us.
@@ -179,12 +210,16 @@ impl Pool {
                             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                         }
                     };
+                    reply(&s, &order, &job);
+                    idle.fetch_add(1, Ordering::AcqRel);
                 }
             });
         match spawned {
             Ok(h) => self.workers.push(h),
             Err(_) => {
-                emit(&jsonrpc::error(None, jsonrpc::OVERLOADED, "router overloaded: cannot start a thread"));
+                if let Ok(job) = self.rx.try_recv() {
+                    refuse(&job, "router overloaded: cannot start a thread");
+                }
             }
         }
     }
@@ -198,9 +233,30 @@ impl Pool {
     }
 }
 
-fn reply(session: &Session, text: &str) {
+fn reply(session: &Session, order: &Mutex<()>, text: &str) {
     if let Ok(Some(r)) = session.handle(text) {
-        emit(&r);
+        let _order = order.lock();
+        if flush_events(session) {
+            emit(&r);
+        }
+    }
+}
+
+/// Answers every request in `text` (one message or a batch) with -32003 at once.
+fn refuse(text: &str, why: &str) {
+    let one = |m: &str| match jsonrpc::parse(m) {
+        Ok(Message::Request { id, .. }) => Some(jsonrpc::error(Some(id.get()), jsonrpc::OVERLOADED, why)),
+        _ => None,
+    };
+    let out = if jsonrpc::is_batch(text) {
+        let replies: Vec<String> =
+            jsonrpc::split_batch(text).unwrap_or_default().iter().filter_map(|m| one(m.get())).collect();
+        (!replies.is_empty()).then(|| format!("[{}]", replies.join(",")))
+    } else {
+        one(text)
+    };
+    if let Some(out) = out {
+        emit(&out);
     }
 }
 

@@ -49,7 +49,8 @@ garbage|Write a non-JSON line to stdout, then answer|
 huge|Answer with a text block of bytes 'x' characters|bytes:integer
 last_initialize|Return the initialize params received|
 cancelled|Return the request ids cancelled so far|
-meta|Return params._meta of this call|";
+meta|Return params._meta of this call|
+stop_reading|Answer, then never read stdin again (a backend that stops reading)|";
 
 type Rpc<T = Value> = Result<T, (i64, String)>;
 /// One page of a list plus the cursor of the next page, if any.
@@ -229,6 +230,8 @@ struct State {
     inflight: HashMap<String, Arc<AtomicBool>>,
     /// Our outstanding server→client requests; `Some` once the client answered.
     replies: HashMap<String, Option<Value>>,
+    /// Set by the `stop_reading` tool: the stdin loop stops reading for good.
+    stop_reading: bool,
 }
 
 enum Outcome {
@@ -721,6 +724,10 @@ impl Server {
             "last_initialize" => text(&self.st().init_params.to_string()),
             "cancelled" => text(&Value::Array(self.st().cancelled.clone()).to_string()),
             "meta" => text(&p.get("_meta").unwrap_or(&Value::Null).to_string()),
+            "stop_reading" => {
+                self.st().stop_reading = true;
+                text("stopped reading")
+            }
             "dynamic" if self.st().dynamic => text("dynamic"),
             t if self.is_many(t) => text(t),
             _ => return Err((-32602, format!("Unknown tool: {name}"))),
@@ -788,6 +795,12 @@ pub fn run(mut args: Vec<String>) -> i32 {
         }
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
+        }
+        if server.st().stop_reading {
+            // Alive but deaf: the router's writes fill the pipe and then block.
+            loop {
+                thread::sleep(Duration::from_secs(3600));
+            }
         }
         server.handle_line(&buf);
     }
