@@ -57,7 +57,10 @@ impl Core {
         }
         let now = Instant::now();
         let seed = now.duration_since(self.started).as_nanos() as u64 ^ (i as u64).rotate_left(32);
-        let delay = b.restarts.lock().next_delay(&self.config.router.restart, now, crate::supervisor::jitter(seed));
+        let policy = &self.config.router.restart;
+        // A network server that is away is not a crash loop (issue #11): keep probing it.
+        let may_loop = !b.transport().is_network();
+        let delay = b.restarts.lock().next_delay_for(policy, now, crate::supervisor::jitter(seed), may_loop);
         if let Some(d) = delay {
             log::info!(target: "mcprouter", "[{}] restart in {} ms", b.name(), d.as_millis());
             self.restart_due.lock().push((i, now + d));

@@ -25,6 +25,19 @@ impl Restarts {
     /// The backend exited at `now`: when to try again, or `None` if restarts are off.
     /// `jitter` in [0, 1) spreads restarts of many backends that died together.
     pub fn next_delay(&mut self, policy: &RestartPolicy, now: Instant, jitter: f64) -> Option<Duration> {
+        self.next_delay_for(policy, now, jitter, true)
+    }
+
+    /// Like [`Restarts::next_delay`]; with `may_loop` false (a network server that refused
+    /// or dropped the connection) the crash-loop cooldown never applies: a server that is
+    /// briefly away is probed at the backoff's cap, not paused for the cooldown.
+    pub fn next_delay_for(
+        &mut self,
+        policy: &RestartPolicy,
+        now: Instant,
+        jitter: f64,
+        may_loop: bool,
+    ) -> Option<Duration> {
         if !policy.enabled {
             return None;
         }
@@ -42,7 +55,7 @@ impl Restarts {
         }
         self.recent.push_back(now);
         self.total += 1;
-        if self.recent.len() as u32 > policy.max_restarts {
+        if may_loop && self.recent.len() as u32 > policy.max_restarts {
             // A crash loop: pause, then start over.
             self.recent.clear();
             self.attempt = 0;
@@ -154,6 +167,18 @@ mod tests {
         );
         let off = RestartPolicy { enabled: false, ..RestartPolicy::default() };
         assert!(Restarts::default().next_delay(&off, t, 0.5).is_none());
+    }
+
+    #[test]
+    fn an_unreachable_server_is_probed_at_the_backoff_cap_never_cooled_down() {
+        let p = RestartPolicy::default();
+        let mut r = Restarts::default();
+        let t = Instant::now();
+        let delays: Vec<Duration> = (0..3 * p.max_restarts as u64)
+            .map(|i| r.next_delay_for(&p, t + Duration::from_millis(i), 0.999, false).unwrap())
+            .collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(p.max_backoff_ms)), "{delays:?}");
+        assert!(delays.last().unwrap() >= &Duration::from_millis(p.max_backoff_ms / 2), "{delays:?}");
     }
 
     #[test]

@@ -191,3 +191,31 @@ fn shutdown_deletes_the_http_session() {
     let line = server.stderr.recv_timeout(Duration::from_secs(5)).expect("a DELETE");
     assert_eq!(line, "DELETE session fault-session");
 }
+
+#[test]
+fn a_server_that_refuses_connections_for_a_while_is_probed_not_cooled_down() {
+    // Issue #11 item 6: refusals are not a crash loop. The cooldown here is ten minutes; the
+    // server comes back after more refusals than max_restarts allows, and must be used again
+    // long before any cooldown could end.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let r = router(
+        "restart: {initial_backoff_ms: 20, max_backoff_ms: 100, max_restarts: 2, window_ms: 60000, cooldown_ms: 600000}",
+        &[format!("  - name: h\n    transport: streamable_http\n    url: http://{addr}/mcp\n"), backend("local", &[])],
+    );
+    let restarts = || r.status()["backends"][0]["restarts"].as_u64().unwrap_or(0);
+    while restarts() < 5 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _server = listen(&["--http", &addr, "--http-fault", "status-500", "--name", "back"]);
+    let s = r.session(None).unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        match tool_text(&s, "h__echo", json!({})) {
+            Ok(text) => break assert_eq!(text, "echo from back"),
+            Err(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("the HTTP backend was not probed again: {e:?}"),
+        }
+    }
+    r.shutdown(Duration::from_secs(1));
+}

@@ -182,3 +182,18 @@ fn a_restarted_http_server_is_initialized_again_transparently() {
     assert_eq!(tool_text(&s, "echo", json!({"message": "two"})).unwrap(), "Echo: two");
     r.shutdown(Duration::from_secs(2));
 }
+
+#[test]
+fn the_first_catalog_of_an_http_backend_is_fetched_after_initialized() {
+    // Issue #11 item 2: HTTP workers send in parallel, and the catalog fetch used to overtake
+    // `notifications/initialized`; server-everything then listed only the tools it has before
+    // initialization. The first catalog must already hold what it registers on `initialized`.
+    let Some(http) = everything("streamableHttp") else { return };
+    for round in 0..5 {
+        let r = router("", &[net_backend("h", "streamable_http", &format!("http://127.0.0.1:{}/mcp", http.port))]);
+        let s = r.session(None).unwrap();
+        let names = tool_names(&s);
+        assert!(names.contains(&"trigger-sampling-request".to_owned()), "round {round}: {names:?}");
+        r.shutdown(Duration::from_secs(2));
+    }
+}

@@ -56,7 +56,7 @@ fn pagination_is_followed_towards_backends_and_offered_to_clients() {
     let first = call(&s, 1, "tools/list", json!({}));
     assert_eq!(first["result"]["tools"].as_array().unwrap().len(), 7);
     assert!(first["result"]["nextCursor"].is_string());
-    assert_eq!(names.len(), 52, "22 tools + 30 extra, all pages: {names:?}");
+    assert_eq!(names.len(), TEST_SERVER_TOOLS + 30, "the fixed tools + 30 extra, all pages: {names:?}");
     let v = call(&s, 2, "tools/list", json!({"cursor": "garbage"}));
     assert_eq!(v["error"]["code"], -32602);
 }
@@ -211,7 +211,7 @@ fn status_reports_every_backend() {
     let b = st["backends"].as_array().unwrap();
     assert_eq!(b[0]["state"], "ready");
     assert_eq!(b[0]["protocol_version"], "2025-11-25");
-    assert_eq!(b[0]["tools"], 22);
+    assert_eq!(b[0]["tools"], TEST_SERVER_TOOLS);
     assert_eq!(b[1]["state"], "failed");
     assert!(b[1]["last_error"].as_str().unwrap().contains("exit"), "{st}");
 }

@@ -164,6 +164,25 @@ pub(super) struct Http {
     stopped: AtomicBool,
     /// Set when the server became unreachable and the backend was reported down, once.
     down: AtomicBool,
+    /// Set once `notifications/initialized` has been delivered (or failed). Workers send in
+    /// parallel, so everything else waits for it: a request that overtook it would reach a
+    /// server that is not initialized yet (server-everything then lists fewer tools).
+    initialized: (Mutex<bool>, parking_lot::Condvar),
+}
+
+impl Http {
+    fn open_gate(&self) {
+        *self.initialized.0.lock() = true;
+        self.initialized.1.notify_all();
+    }
+
+    /// Waits until `notifications/initialized` is out, the transport stops, or `until`.
+    fn wait_gate(&self, until: Instant) {
+        let mut open = self.initialized.0.lock();
+        while !*open && !self.stopped.load(Ordering::Acquire) && Instant::now() < until {
+            let _ = self.initialized.1.wait_until(&mut open, until.min(Instant::now() + Duration::from_millis(50)));
+        }
+    }
 }
 
 impl Net for Http {
@@ -205,6 +224,7 @@ pub(super) fn spawn(backend: &Arc<Backend>, auto: bool) -> Result<(), String> {
         legacy: AtomicBool::new(false),
         stopped: AtomicBool::new(false),
         down: AtomicBool::new(false),
+        initialized: (Mutex::new(false), parking_lot::Condvar::new()),
     });
     *backend.net.lock() = Some(Arc::clone(&http) as Arc<dyn Net>);
     let (tx, rx) = bounded(backend.queue_capacity);
@@ -231,13 +251,19 @@ fn worker(backend: &Backend, http: &Http, rx: &Receiver<Command>) {
         if is_init {
             *http.init_line.lock() = Some(line.clone());
         }
-        if head.method.as_deref() == Some("notifications/initialized") {
+        let is_initialized = head.method.as_deref() == Some("notifications/initialized");
+        if is_initialized {
             let until = Instant::now() + Duration::from_secs(2);
             while http.get_state.load(Ordering::Acquire) == 0 && Instant::now() < until {
                 thread::sleep(Duration::from_millis(2));
             }
+        } else if !is_init {
+            http.wait_gate(Instant::now() + backend.timeout);
         }
         let mut outcome = http.exchange(backend, &line, call_id, is_init);
+        if is_initialized {
+            http.open_gate();
+        }
         if matches!(outcome, Err(HttpError::SessionGone)) && !is_init {
             // The server restarted or expired the session: initialize again, resend once.
             outcome = http.reinitialize(backend).and_then(|()| http.exchange(backend, &line, call_id, false));

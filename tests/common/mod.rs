@@ -137,3 +137,6 @@ pub fn router_threads() -> usize {
         .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("mcprouter")))
         .count()
 }
+
+/// How many tools the test server lists without `--many-tools` (its table in test_server.rs).
+pub const TEST_SERVER_TOOLS: usize = 23;
