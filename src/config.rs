@@ -993,10 +993,9 @@ mod tests {
         assert_eq!(c.backends[0].env.get("N").map(String::as_str), Some("7"));
         let s = Config::from_yaml_with_env("router:\n  queue_capacity: ${UNSET_VAR}\n", &vars).unwrap_err().to_string();
         assert!(s.contains("UNSET_VAR") && s.contains("router.queue_capacity") && s.contains("line 2"), "{s}");
-        assert_eq!(
-            Config::from_yaml_with_env("$$: 1\n", &vars).map(|_| ()).unwrap_err().to_string().contains("$$"),
-            true
-        );
+        // Keys are never expanded: `$$` stays two dollars and is an unknown field.
+        let s = Config::from_yaml_with_env("$$: 1\n", &vars).unwrap_err().to_string();
+        assert!(s.contains("$$"), "{s}");
         let c = Config::from_yaml_with_env("router:\n  name: a$$b\n", &vars).unwrap();
         assert_eq!(c.router.name, "a$b");
     }
