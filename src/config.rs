@@ -1126,6 +1126,13 @@ mod tests {
     }
 
     #[test]
+    fn empty_documents_and_sections_take_defaults() {
+        assert_eq!(Config::from_yaml("").unwrap().router.name, "mcprouter");
+        assert_eq!(Config::from_yaml("# nothing\n").unwrap().router.queue_capacity, 256);
+        assert_eq!(Config::from_yaml("router:\n").unwrap().router.page_size, 1000);
+    }
+
+    #[test]
     fn globs() {
         assert!(glob_match("*", "anything"));
         assert!(glob_match("get_*", "get_user"));
