@@ -1,15 +1,46 @@
 //! Configuration: YAML in, a validated [`Config`] out.
 //!
-//! `${VAR}` and `${VAR:-default}` are expanded from the environment on the raw text before
-//! parsing, line by line, so every error can still name its line. `$$` is a literal `$`.
+//! `${VAR}` and `${VAR:-default}` are expanded from the environment inside string values,
+//! after parsing (see `yaml.rs`), so a value can never become YAML. `$$` is a literal `$`.
+//!
+//! Every number has a range (checked by `validate`, documented on each field): a huge
+//! queue or buffer would be allocated up front, and a huge duration overflows deadline
+//! arithmetic.
+
+mod yaml;
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use yaml::{Seg, line_suffix, parse_path};
+
+/// Upper bound of every duration setting (`*_ms`): one day.
+pub const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
+/// Upper bound of every size in bytes: 1 GiB.
+pub const MAX_BYTES: u64 = 1 << 30;
+/// Upper bound of `router.queue_capacity` (each backend's queue is allocated up front).
+pub const MAX_QUEUE_CAPACITY: u64 = 1_000_000;
+/// Upper bound of `router.page_size`.
+pub const MAX_PAGE_SIZE: u64 = 100_000;
+/// Upper bound of thresholds, probe and restart counts.
+pub const MAX_COUNT: u64 = 10_000;
+/// Upper bound of `router.breaker.min_calls`.
+pub const MAX_MIN_CALLS: u64 = 1_000_000;
+/// Upper bound of a backend's `weight`.
+pub const MAX_WEIGHT: u64 = 10_000;
+/// Upper bound of a backend's `concurrency` (one thread each).
+pub const MAX_CONCURRENCY: u64 = 256;
+/// Upper bound of `router.retry_budget.ratio`.
+pub const MAX_RETRY_RATIO: f64 = 100.0;
+/// Upper bound of `router.retry_budget.min_per_sec`.
+pub const MAX_RETRIES_PER_SEC: f64 = 100_000.0;
+/// Largest config file read: 4 MiB.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// How colliding tool and prompt names are disambiguated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -108,10 +139,10 @@ pub struct BackendConfig {
     /// Working directory of the child.
     #[serde(default)]
     pub cwd: Option<PathBuf>,
-    /// Weight for weighted balancing.
+    /// Weight for weighted balancing, 1 to 10 000.
     #[serde(default = "default_weight")]
     pub weight: u32,
-    /// Per-call deadline towards this backend, overriding the router's.
+    /// Per-call deadline towards this backend, overriding the router's; 1 ms to 24 h.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
     /// Which tools to serve.
@@ -129,18 +160,20 @@ pub struct BackendConfig {
     /// Network backends: headers sent with every request (e.g. `Authorization: Bearer ${TOKEN}`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Network backends: TCP (and TLS) connect deadline.
+    /// Network backends: TCP (and TLS) connect deadline; 1 ms to 24 h.
     #[serde(default)]
     pub connect_timeout_ms: Option<u64>,
-    /// Network backends: longest silence while reading a response (default: the call timeout).
+    /// Network backends: longest silence while reading a response (default: the call
+    /// timeout); 1 ms to 24 h.
     #[serde(default)]
     pub read_timeout_ms: Option<u64>,
     /// Network backends: largest response body or event, enforced while reading (default:
     /// `router.max_message_bytes`). The long-lived event streams are exempt as a whole, but
-    /// each of their events is capped.
+    /// each of their events is capped. 1 byte to 1 GiB.
     #[serde(default)]
     pub max_response_bytes: Option<usize>,
-    /// HTTP backends: calls in flight at once (worker threads draining the queue). Default 8.
+    /// HTTP backends: calls in flight at once (worker threads draining the queue). Default 8,
+    /// 1 to 256.
     #[serde(default)]
     pub concurrency: Option<usize>,
     /// Network backends: names of client request headers allowed through to this backend.
@@ -184,28 +217,28 @@ pub struct ResourceRoute {
 pub struct RouterSettings {
     /// `serverInfo.name` the router announces to its clients.
     pub name: String,
-    /// Default deadline of one routed call.
+    /// Default deadline of one routed call; 1 ms to 24 h.
     pub request_timeout_ms: u64,
-    /// Deadline for a backend's start and `initialize` handshake.
+    /// Deadline for a backend's start and `initialize` handshake; 1 ms to 24 h.
     pub init_timeout_ms: u64,
-    /// Capacity of each backend's bounded command queue.
+    /// Capacity of each backend's bounded command queue, 1 to 1 000 000 (allocated up front).
     pub queue_capacity: usize,
-    /// Largest accepted message (a line on stdio), in bytes.
+    /// Largest accepted message (a line on stdio), in bytes: 1024 to 1 GiB.
     pub max_message_bytes: usize,
     /// Collision prefix mode.
     pub prefix: PrefixMode,
     /// Separator between backend name and item name.
     pub separator: String,
-    /// Items per `*/list` page served to clients.
+    /// Items per `*/list` page served to clients, 1 to 100 000.
     pub page_size: usize,
-    /// Periodic catalog refresh; 0 disables it (`list_changed` still refreshes).
+    /// Periodic catalog refresh; 0 disables it (`list_changed` still refreshes). At most 24 h.
     pub refresh_interval_ms: u64,
-    /// How long `shutdown` waits for a child to exit after closing its stdin.
+    /// How long `shutdown` waits for a child to exit after closing its stdin; at most 24 h.
     pub shutdown_grace_ms: u64,
     /// URI prefix routing rules, tried after exact resources and templates.
     pub resource_routes: Vec<ResourceRoute>,
     /// Hard cap on one client call, whatever its attempts and progress (0 = the call's
-    /// timeout, so progress never extends it).
+    /// timeout, so progress never extends it). At most 24 h.
     pub max_call_ms: u64,
     /// `open` (default): a backend that is down never fails `initialize` or other backends'
     /// calls. `closed`: `initialize` fails while any backend is not ready.
@@ -243,13 +276,13 @@ pub enum FailMode {
 pub struct RestartPolicy {
     /// Whether crashed backends are restarted at all.
     pub enabled: bool,
-    /// First delay.
+    /// First delay; at most 24 h, like every duration here.
     pub initial_backoff_ms: u64,
     /// Largest delay.
     pub max_backoff_ms: u64,
     /// Uptime after which the attempt counter resets.
     pub stable_after_ms: u64,
-    /// More restarts than this within `window_ms` is a crash loop…
+    /// More restarts than this within `window_ms` is a crash loop (at most 10 000)…
     pub max_restarts: u32,
     /// …counted over this window…
     pub window_ms: u64,
@@ -276,11 +309,11 @@ impl Default for RestartPolicy {
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct HealthPolicy {
-    /// Active ping interval; 0 disables active checks.
+    /// Active ping interval; 0 disables active checks. Every duration here: at most 24 h.
     pub interval_ms: u64,
-    /// Deadline of one ping.
+    /// Deadline of one ping; at least 1 ms.
     pub timeout_ms: u64,
-    /// Consecutive failures (pings or calls) that make a backend unhealthy.
+    /// Consecutive failures (pings or calls) that make a backend unhealthy, 1 to 10 000.
     pub failure_threshold: u32,
     /// Largest delay between probes of an unhealthy backend (the delay doubles from `interval_ms`).
     pub max_backoff_ms: u64,
@@ -297,17 +330,17 @@ impl Default for HealthPolicy {
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct BreakerSettings {
-    /// Consecutive failures that open the breaker.
+    /// Consecutive failures that open the breaker, 1 to 10 000.
     pub failure_threshold: u32,
     /// Failure rate in the window that opens it (with at least `min_calls`); none = off.
     pub failure_rate: Option<f64>,
-    /// Window for the rate.
+    /// Window for the rate; at most 24 h, like every duration here.
     pub window_ms: u64,
-    /// Calls needed in the window before the rate counts.
+    /// Calls needed in the window before the rate counts, at most 1 000 000.
     pub min_calls: u32,
     /// Time open before trial calls are admitted.
     pub open_timeout_ms: u64,
-    /// Trial calls admitted at once while half-open.
+    /// Trial calls admitted at once while half-open, 1 to 10 000.
     pub half_open_max_probes: u32,
 }
 
@@ -329,9 +362,9 @@ impl Default for BreakerSettings {
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct RetryBudgetSettings {
-    /// Retries allowed per client call, on average (0.2 = at most 20% extra load).
+    /// Retries allowed per client call, on average (0.2 = at most 20% extra load); 0 to 100.
     pub ratio: f64,
-    /// Retries always allowed per second, so a quiet router can still fail over.
+    /// Retries always allowed per second, so a quiet router can still fail over; 0 to 100 000.
     pub min_per_sec: f64,
 }
 
@@ -445,17 +478,24 @@ pub struct Config {
 impl Config {
     /// Parses, expands and validates YAML text.
     pub fn from_yaml(text: &str) -> Result<Config> {
-        let expanded = expand_env(text, &|k| std::env::var(k).ok())?;
-        let config: Config = serde_norway::from_str(&expanded).map_err(|e| Error::Config(e.to_string()))?;
-        config.validate_with_source(Some(&expanded))?;
+        Config::from_yaml_with_env(text, &|k| std::env::var(k).ok())
+    }
+
+    /// [`Config::from_yaml`] with `${VAR}` looked up in `lookup`.
+    pub(crate) fn from_yaml_with_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+        let mut tree: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| Error::Config(yaml::scrub(&e.to_string())))?;
+        yaml::expand_tree(&mut tree, &mut Vec::new(), text, lookup)?;
+        let config: Config = yaml::from_tree(tree, text)?;
+        config.validate_with_source(Some(text))?;
         Ok(config)
     }
 
-    /// Reads and parses a YAML file.
+    /// Reads and parses a YAML file: a regular file of at most 4 MiB
+    /// ([`MAX_CONFIG_FILE_BYTES`]), so `/dev/zero` or a FIFO is refused rather than read
+    /// until memory runs out or waited on forever.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Config> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        Config::from_yaml(&text)
+        Config::from_yaml(&read_config_file(path.as_ref())?)
     }
 
     /// Checks everything that serde cannot: names, commands, numbers, references.
@@ -545,7 +585,7 @@ impl Config {
                     .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
                 if !host_ok {
                     return Err(Error::Config(format!(
-                        "{path}.url: {url:?} must start with {} and name a host{}",
+                        "{path}.url: must start with {} and name a host{}",
                         schemes.join(" or "),
                         at("url", url, 0)
                     )));
@@ -722,8 +762,121 @@ impl Config {
                 )));
             }
         }
+        self.check_ranges(src)
+    }
+
+    /// Every number against its documented range; the error names the path and line but
+    /// not the value.
+    fn check_ranges(&self, src: Option<&str>) -> Result<()> {
+        for (path, value, min, max) in self.integer_ranges() {
+            if !(min..=max).contains(&value) {
+                return Err(out_of_range(&path, &min.to_string(), &max.to_string(), src));
+            }
+        }
+        let b = &self.router.retry_budget;
+        for (field, value, max) in
+            [("ratio", b.ratio, MAX_RETRY_RATIO), ("min_per_sec", b.min_per_sec, MAX_RETRIES_PER_SEC)]
+        {
+            // Written so that NaN fails too.
+            if !(value >= 0.0 && value <= max) {
+                return Err(out_of_range(&format!("router.retry_budget.{field}"), "0", &max.to_string(), src));
+            }
+        }
         Ok(())
     }
+
+    /// `(path, value, min, max)` of every integer setting.
+    fn integer_ranges(&self) -> Vec<(String, u64, u64, u64)> {
+        let r = &self.router;
+        let (rs, h, br) = (&r.restart, &r.health, &r.breaker);
+        let ms = |path: &str, v: u64, min: u64| (path.to_owned(), v, min, MAX_DURATION_MS);
+        let mut out = vec![
+            ms("router.request_timeout_ms", r.request_timeout_ms, 1),
+            ms("router.init_timeout_ms", r.init_timeout_ms, 1),
+            ("router.queue_capacity".into(), r.queue_capacity as u64, 1, MAX_QUEUE_CAPACITY),
+            ("router.max_message_bytes".into(), r.max_message_bytes as u64, 1024, MAX_BYTES),
+            ("router.page_size".into(), r.page_size as u64, 1, MAX_PAGE_SIZE),
+            ms("router.refresh_interval_ms", r.refresh_interval_ms, 0),
+            ms("router.shutdown_grace_ms", r.shutdown_grace_ms, 0),
+            ms("router.max_call_ms", r.max_call_ms, 0),
+            ms("router.restart.initial_backoff_ms", rs.initial_backoff_ms, 0),
+            ms("router.restart.max_backoff_ms", rs.max_backoff_ms, 0),
+            ms("router.restart.stable_after_ms", rs.stable_after_ms, 0),
+            ("router.restart.max_restarts".into(), u64::from(rs.max_restarts), 0, MAX_COUNT),
+            ms("router.restart.window_ms", rs.window_ms, 0),
+            ms("router.restart.cooldown_ms", rs.cooldown_ms, 0),
+            ms("router.health.interval_ms", h.interval_ms, 0),
+            ms("router.health.timeout_ms", h.timeout_ms, 1),
+            ("router.health.failure_threshold".into(), u64::from(h.failure_threshold), 1, MAX_COUNT),
+            ms("router.health.max_backoff_ms", h.max_backoff_ms, 0),
+            ("router.breaker.failure_threshold".into(), u64::from(br.failure_threshold), 1, MAX_COUNT),
+            ms("router.breaker.window_ms", br.window_ms, 0),
+            ("router.breaker.min_calls".into(), u64::from(br.min_calls), 0, MAX_MIN_CALLS),
+            ms("router.breaker.open_timeout_ms", br.open_timeout_ms, 0),
+            ("router.breaker.half_open_max_probes".into(), u64::from(br.half_open_max_probes), 1, MAX_COUNT),
+        ];
+        for (i, b) in self.backends.iter().enumerate() {
+            let field = |name: &str| format!("backends[{i}].{name}");
+            out.push((field("weight"), u64::from(b.weight), 1, MAX_WEIGHT));
+            let optional = [
+                ("timeout_ms", b.timeout_ms, MAX_DURATION_MS),
+                ("connect_timeout_ms", b.connect_timeout_ms, MAX_DURATION_MS),
+                ("read_timeout_ms", b.read_timeout_ms, MAX_DURATION_MS),
+                ("max_response_bytes", b.max_response_bytes.map(|x| x as u64), MAX_BYTES),
+                ("concurrency", b.concurrency.map(|x| x as u64), MAX_CONCURRENCY),
+            ];
+            for (name, v, max) in optional {
+                if let Some(v) = v {
+                    out.push((field(name), v, 1, max));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn out_of_range(path: &str, min: &str, max: &str, src: Option<&str>) -> Error {
+    let segs: Vec<Seg> = parse_path(path);
+    Error::Config(format!("{path}: must be between {min} and {max}{}", line_suffix(src, &segs)))
+}
+
+/// The text of a config file, refusing anything but a regular file of bounded size.
+pub fn read_config_file(path: &std::path::Path) -> Result<String> {
+    let fail = |why: &dyn std::fmt::Display| Error::Config(format!("{}: {why}", path.display()));
+    let not_regular = || fail(&"not a regular file (a config must be a plain file, not a device, FIFO or directory)");
+    let too_big = || fail(&format_args!("larger than the {MAX_CONFIG_FILE_BYTES}-byte limit for a config file"));
+    // Checked before opening: opening a FIFO would already block until a writer comes.
+    let meta = std::fs::metadata(path).map_err(|e| fail(&e))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    if meta.len() > MAX_CONFIG_FILE_BYTES {
+        return Err(too_big());
+    }
+    let file = open_nonblocking(path).map_err(|e| fail(&e))?;
+    // The path may have been swapped between the check and the open.
+    if !file.metadata().map_err(|e| fail(&e))?.is_file() {
+        return Err(not_regular());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| fail(&e))?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| fail(&"not UTF-8 text"))
+}
+
+/// Opens for reading without blocking should the path have become a FIFO since it was
+/// checked; on a regular file the flag changes nothing.
+fn open_nonblocking(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
 }
 
 fn is_name_byte(b: u8) -> bool {
@@ -744,55 +897,6 @@ fn line_of(src: &str, key: &str, value: &str, nth: usize) -> Option<usize> {
         })
         .nth(nth)
         .map(|(i, _)| i + 1)
-}
-
-/// Expands `${VAR}` and `${VAR:-default}`; `$$` is a literal `$`.
-pub(crate) fn expand_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String> {
-    let mut out = String::with_capacity(text.len());
-    for (lineno, line) in text.split_inclusive('\n').enumerate() {
-        let mut rest = line;
-        while let Some(pos) = rest.find('$') {
-            out.push_str(&rest[..pos]);
-            let after = &rest[pos + 1..];
-            if let Some(r) = after.strip_prefix('$') {
-                out.push('$');
-                rest = r;
-            } else if let Some(body) = after.strip_prefix('{') {
-                let Some(end) = body.find('}') else {
-                    return Err(Error::Config(format!(
-                        "line {}: unterminated ${{ in {:?}",
-                        lineno + 1,
-                        line.trim_end()
-                    )));
-                };
-                let expr = &body[..end];
-                let (name, default) = match expr.split_once(":-") {
-                    Some((n, d)) => (n, Some(d)),
-                    None => (expr, None),
-                };
-                let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-                if !valid {
-                    return Err(Error::Config(format!("line {}: bad variable reference ${{{expr}}}", lineno + 1)));
-                }
-                match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
-                    (Some(v), _) => out.push_str(&v),
-                    (None, Some(d)) => out.push_str(d),
-                    (None, None) => {
-                        return Err(Error::Config(format!(
-                            "line {}: environment variable {name} is not set (use ${{{name}:-default}})",
-                            lineno + 1
-                        )));
-                    }
-                }
-                rest = &body[end + 1..];
-            } else {
-                out.push('$');
-                rest = after;
-            }
-        }
-        out.push_str(rest);
-    }
-    Ok(out)
 }
 
 /// `*` matches any run, `?` one character; everything else literally.
@@ -837,11 +941,195 @@ mod tests {
 
     #[test]
     fn expands_variables_defaults_and_dollars() {
-        let out = expand_env("a: ${HOME_DIR}/b\nc: ${NOPE:-dflt} $$x ${EMPTY:-e}\n", &env).unwrap();
-        assert_eq!(out, "a: /home/x/b\nc: dflt $x e\n");
-        let err = expand_env("x: 1\ny: ${MISSING}\n", &env).unwrap_err();
-        assert!(err.to_string().contains("line 2"), "{err}");
-        assert!(err.to_string().contains("MISSING"), "{err}");
+        let out = yaml::expand_str("${HOME_DIR}/b ${NOPE:-dflt} $$x ${EMPTY:-e}", &env).unwrap();
+        assert_eq!(out, "/home/x/b dflt $x e");
+        // The error now names the field path and the line of the value (was: the line of raw text).
+        let err = Config::from_yaml_with_env("router:\n  name: x\n  separator: ${MISSING}\n", &env).unwrap_err();
+        let s = err.to_string();
+        assert!(s.contains("router.separator") && s.contains("line 3") && s.contains("MISSING"), "{s}");
+    }
+
+    fn vars(k: &str) -> Option<String> {
+        match k {
+            "INJECT" => Some("x\n  - name: evil\n    command: /bin/sh".into()),
+            "HASHY" => Some("abc#def".into()),
+            "TIMEOUT" => Some("5000".into()),
+            "FLAG" => Some("false".into()),
+            "NUMERIC" => Some("8080".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn env_value_cannot_inject_yaml() {
+        let y = "backends:\n  - name: a\n    command: \"${INJECT}\"\n";
+        let c = Config::from_yaml_with_env(y, &vars).unwrap();
+        assert_eq!(c.backends.len(), 1);
+        assert_eq!(c.backends[0].command, "x\n  - name: evil\n    command: /bin/sh");
+        let c = Config::from_yaml_with_env("backends:\n  - name: a\n    command: ${INJECT}\n", &vars).unwrap();
+        assert_eq!(c.backends.len(), 1);
+    }
+
+    #[test]
+    fn env_value_with_hash_is_kept_whole() {
+        let c = Config::from_yaml_with_env("backends:\n  - name: a\n    command: run ${HASHY}\n", &vars).unwrap();
+        assert_eq!(c.backends[0].command, "run abc#def");
+    }
+
+    #[test]
+    fn env_references_in_comments_and_keys_are_not_expanded() {
+        let y = "# set ${UNSET_IN_COMMENT} first\nbackends:\n  - name: a # ${ALSO_UNSET}\n    command: x\n    env: {\"${K}\": v}\n";
+        let c = Config::from_yaml_with_env(y, &vars).unwrap();
+        assert_eq!(c.backends[0].env.get("${K}").map(String::as_str), Some("v"));
+    }
+
+    #[test]
+    fn expanded_values_still_fill_numbers_bools_and_strings() {
+        let y = "router:\n  request_timeout_ms: ${TIMEOUT}\n  restart:\n    enabled: ${FLAG}\nbackends:\n  - name: a\n    command: x\n    env: {PORT: \"${NUMERIC}\", N: 7}\n";
+        let c = Config::from_yaml_with_env(y, &vars).unwrap();
+        assert_eq!(c.router.request_timeout_ms, 5000);
+        assert!(!c.router.restart.enabled);
+        assert_eq!(c.backends[0].env.get("PORT").map(String::as_str), Some("8080"));
+        assert_eq!(c.backends[0].env.get("N").map(String::as_str), Some("7"));
+        let s = Config::from_yaml_with_env("router:\n  queue_capacity: ${UNSET_VAR}\n", &vars).unwrap_err().to_string();
+        assert!(s.contains("UNSET_VAR") && s.contains("router.queue_capacity") && s.contains("line 2"), "{s}");
+        // Keys are never expanded: `$$` stays two dollars and is an unknown field.
+        let s = Config::from_yaml_with_env("$$: 1\n", &vars).unwrap_err().to_string();
+        assert!(s.contains("$$"), "{s}");
+        let c = Config::from_yaml_with_env("router:\n  name: a$$b\n", &vars).unwrap();
+        assert_eq!(c.router.name, "a$b");
+    }
+
+    #[test]
+    fn type_errors_do_not_echo_values() {
+        let s = Config::from_yaml("router:\n  name: r\n  queue_capacity: \"sk-live-abc\"\n").unwrap_err().to_string();
+        assert!(!s.contains("sk-live"), "{s}");
+        assert!(s.contains("router.queue_capacity") && s.contains("string") && s.contains("line 3"), "{s}");
+        let s = Config::from_yaml("router:\n  prefix: sk-live-abc\n").unwrap_err().to_string();
+        assert!(!s.contains("sk-live") && s.contains("router.prefix") && s.contains("line 2"), "{s}");
+        let s = Config::from_yaml("router:\n  restart:\n    max_restarts: 99999999999999\n").unwrap_err().to_string();
+        assert!(
+            !s.contains("99999999999999") && s.contains("router.restart.max_restarts") && s.contains("line 3"),
+            "{s}"
+        );
+        let s = Config::from_yaml("backends:\n  - name: a\n    command: [\"sk-live-abc\"]\n").unwrap_err().to_string();
+        assert!(!s.contains("sk-live") && s.contains("backends[0].command"), "{s}");
+        let s =
+            Config::from_yaml("backends:\n  - name: h\n    url: ftp://user:s3cr3t@h/mcp\n").unwrap_err().to_string();
+        assert!(!s.contains("s3cr3t") && s.contains("backends[0].url"), "{s}");
+    }
+
+    #[test]
+    fn scrub_keeps_kind_and_expectation() {
+        assert_eq!(
+            yaml::scrub("invalid type: string \"a\\\"b, expected u64\", expected usize"),
+            "invalid type: string, expected usize"
+        );
+        assert_eq!(yaml::scrub("invalid value: integer `-5`, expected u32"), "invalid value: integer, expected u32");
+        assert_eq!(
+            yaml::scrub("unknown variant `secret`, expected `open` or `closed`"),
+            "unknown variant (value not shown), expected `open` or `closed`"
+        );
+        assert_eq!(
+            yaml::scrub("unknown field `comand`, expected one of `name`"),
+            "unknown field `comand`, expected one of `name`"
+        );
+    }
+
+    #[test]
+    fn huge_numbers_are_refused_with_path_and_line() {
+        let cases = [
+            ("router:\n  queue_capacity: 100000000000\n", "router.queue_capacity", 2),
+            ("router:\n  max_message_bytes: 10000000000000\n", "router.max_message_bytes", 2),
+            ("router:\n  page_size: 18446744073709551615\n", "router.page_size", 2),
+            ("router:\n  request_timeout_ms: 18446744073709551615\n", "router.request_timeout_ms", 2),
+            ("router:\n  max_call_ms: 90000000\n", "router.max_call_ms", 2),
+            ("router:\n  shutdown_grace_ms: 90000000\n", "router.shutdown_grace_ms", 2),
+            ("router:\n  restart:\n    cooldown_ms: 90000000\n", "router.restart.cooldown_ms", 3),
+            ("router:\n  restart:\n    max_restarts: 4000000000\n", "router.restart.max_restarts", 3),
+            ("router:\n  health:\n    interval_ms: 90000000\n", "router.health.interval_ms", 3),
+            ("router:\n  breaker:\n    min_calls: 4000000000\n", "router.breaker.min_calls", 3),
+            ("router:\n  breaker:\n    half_open_max_probes: 4000000000\n", "router.breaker.half_open_max_probes", 3),
+            ("router:\n  retry_budget:\n    ratio: .inf\n", "router.retry_budget.ratio", 3),
+            ("router:\n  retry_budget:\n    min_per_sec: 1e300\n", "router.retry_budget.min_per_sec", 3),
+            (
+                "backends:\n  - name: a\n    command: x\n  - name: b\n    command: y\n    weight: 4000000000\n",
+                "backends[1].weight",
+                6,
+            ),
+            ("backends:\n  - name: a\n    command: x\n    timeout_ms: 90000000\n", "backends[0].timeout_ms", 4),
+            ("backends:\n  - name: h\n    url: http://h/\n    concurrency: 100000\n", "backends[0].concurrency", 4),
+            (
+                "backends:\n  - name: h\n    url: http://h/\n    max_response_bytes: 10000000000\n",
+                "backends[0].max_response_bytes",
+                4,
+            ),
+            (
+                "backends:\n  - name: h\n    url: http://h/\n    connect_timeout_ms: 90000000\n",
+                "backends[0].connect_timeout_ms",
+                4,
+            ),
+            (
+                "backends:\n  - name: h\n    url: http://h/\n    read_timeout_ms: 90000000\n",
+                "backends[0].read_timeout_ms",
+                4,
+            ),
+        ];
+        for (y, path, line) in cases {
+            let s = Config::from_yaml(y).unwrap_err().to_string();
+            assert!(s.contains(path) && s.contains(&format!("line {line}")), "{y}: {s}");
+        }
+        let edge =
+            "router:\n  queue_capacity: 1000000\n  max_message_bytes: 1073741824\n  request_timeout_ms: 86400000\n";
+        assert!(Config::from_yaml(edge).is_ok());
+    }
+
+    #[test]
+    fn lines_follow_the_path() {
+        let src = "router:\n  name: r\n  restart:\n    enabled: true\n    max_restarts: 3\nbackends:\n- name: a\n  command: x\n- name: b\n  # note\n  weight: 2\n  tools:\n    allow: [x]\n  env: {A: b}\n";
+        let at = |p: &str| yaml::line_of_path(src, &parse_path(p));
+        assert_eq!(at("router.restart.max_restarts"), Some(5));
+        assert_eq!(at("backends[1].weight"), Some(11));
+        assert_eq!(at("backends[1].name"), Some(9));
+        assert_eq!(at("backends[1].tools.allow"), Some(13));
+        assert_eq!(at("backends[1].env.A"), Some(14));
+        assert_eq!(at("backends[0].weight"), Some(7));
+    }
+
+    #[test]
+    fn config_files_must_be_small_regular_files() {
+        let refused = |path: std::path::PathBuf| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(Config::from_file(&path).map(|_| ()).unwrap_err().to_string()));
+            rx.recv_timeout(std::time::Duration::from_secs(5)).expect("must be refused at once, not read")
+        };
+        let s = refused("/dev/zero".into());
+        assert!(s.contains("not a regular file"), "{s}");
+        let dir = std::env::temp_dir().join(format!("mcprouter-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = Config::from_file(&dir).unwrap_err().to_string();
+        assert!(s.contains("not a regular file"), "{s}");
+        let fifo = dir.join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let s = refused(fifo);
+        assert!(s.contains("not a regular file"), "{s}");
+        let big = dir.join("big.yaml");
+        let mut text = "router:\n  name: r\n".to_owned();
+        text.push_str(&"# padding\n".repeat(500_000));
+        std::fs::write(&big, text).unwrap();
+        let s = Config::from_file(&big).unwrap_err().to_string();
+        assert!(s.contains("limit"), "{s}");
+        let ok = dir.join("ok.yaml");
+        std::fs::write(&ok, "router:\n  name: r\n").unwrap();
+        assert_eq!(Config::from_file(&ok).unwrap().router.name, "r");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn empty_documents_and_sections_take_defaults() {
+        assert_eq!(Config::from_yaml("").unwrap().router.name, "mcprouter");
+        assert_eq!(Config::from_yaml("# nothing\n").unwrap().router.queue_capacity, 256);
+        assert_eq!(Config::from_yaml("router:\n").unwrap().router.page_size, 1000);
     }
 
     #[test]

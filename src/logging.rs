@@ -24,6 +24,7 @@ use log::kv::{self, VisitSource, VisitValue};
 use log::{Level, LevelFilter, Log, Metadata, Record, SetLoggerError};
 
 use crate::Config;
+use crate::config::BackendConfig;
 use crate::redact::{REDACTED, Redactor, is_secret_name};
 
 /// Keys that `json_line` writes itself. A caller field with one of these
@@ -556,6 +557,68 @@ fn split_list(v: &str) -> Vec<String> {
 pub fn config_secrets(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     for b in &config.backends {
+        out.extend(backend_secrets(b));
+    }
+    out
+}
+
+/// The redactor for text a backend's errors produce, before it reaches a client: the
+/// built-in rules, that backend's secrets (see [`config_secrets`]), every value of its
+/// `headers`, the values of secret-looking query parameters in its `url`, and the
+/// `MCPROUTER_REDACT` list.
+pub fn backend_redactor(b: &BackendConfig) -> Redactor {
+    let mut secrets = backend_secrets(b);
+    // A client has no business seeing any configured header value, credential or not.
+    secrets.extend(b.headers.values().cloned());
+    secrets.extend(b.url.as_deref().map(secret_query_values).unwrap_or_default());
+    secrets.extend(env_redact_list());
+    Redactor::new(secrets, Vec::new())
+}
+
+/// Values of query parameters whose name looks secret (`?apikey=…&token=…`), raw and
+/// percent-decoded, so either spelling in an error message is masked.
+fn secret_query_values(url: &str) -> Vec<String> {
+    let Some((_, query)) = url.split_once('?') else { return Vec::new() };
+    let query = query.split('#').next().unwrap_or_default();
+    let mut out = Vec::new();
+    for (name, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+        if is_secret_name(name) || Redactor::default().is_sensitive_field(name) {
+            out.push(value.to_owned());
+            out.push(percent_decode(value));
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex =
+            b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The secrets of one backend's configuration (see [`config_secrets`]).
+fn backend_secrets(b: &BackendConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    {
         // Credential headers (Authorization, Cookie, X-Api-Key…) are masked, and the token
         // of `Bearer TOKEN` on its own too.
         for (name, value) in &b.headers {
@@ -610,6 +673,22 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
+
+    #[test]
+    fn backend_redactor_masks_userinfo_query_secrets_and_headers() {
+        let c = crate::Config::from_yaml(
+            "backends:\n  - name: h\n    url: http://u:pa55word@h:1/mcp?apikey=top%2Fsecret&page=2\n    headers: {X-Tenant: tenant-secret-1}\n",
+        )
+        .unwrap();
+        let r = backend_redactor(&c.backends[0]);
+        let leaked =
+            "cannot connect to http://u:pa55word@h:1/mcp?apikey=top%2Fsecret&page=2 (top/secret, tenant-secret-1)";
+        let out = r.redact(leaked);
+        for secret in ["pa55word", "top%2Fsecret", "top/secret", "tenant-secret-1"] {
+            assert!(!out.contains(secret), "{out}");
+        }
+        assert!(out.contains("page=2"), "{out}");
+    }
 
     #[test]
     fn timestamps() {

@@ -28,6 +28,7 @@ use crate::config::{BackendConfig, HealthPolicy, RouterSettings, Transport};
 use crate::hub::Hub;
 use crate::jsonrpc::{self, Message};
 use crate::pending::PendingMap;
+use crate::redact::Redactor;
 use crate::supervisor::{Health, Restarts};
 
 /// Stack size of a backend's threads: they parse JSON, never recurse deeply.
@@ -197,11 +198,15 @@ pub(crate) struct Backend {
     lifecycle: Mutex<()>,
     /// Set once by router shutdown: no restart may follow.
     shut: AtomicBool,
+    /// Masks this backend's secrets (url userinfo, headers, env) in error text bound for
+    /// clients: `last_error` and failed calls.
+    redactor: Redactor,
 }
 
 impl Backend {
     pub(crate) fn new(index: usize, config: BackendConfig, settings: &RouterSettings, hub: Arc<Hub>) -> Backend {
         let timeout = Duration::from_millis(config.timeout_ms.unwrap_or(settings.request_timeout_ms));
+        let redactor = crate::logging::backend_redactor(&config);
         Backend {
             index,
             config,
@@ -237,6 +242,7 @@ impl Backend {
             restarts: Mutex::new(Restarts::default()),
             lifecycle: Mutex::new(()),
             shut: AtomicBool::new(false),
+            redactor,
         }
     }
 
@@ -553,7 +559,7 @@ impl Backend {
         match reply {
             Reply::Ok(r) => Ok(Ok(r)),
             Reply::Err(e) => Ok(Err(e)),
-            Reply::Failed(why) => Err(CallError::Unavailable(why)),
+            Reply::Failed(why) => Err(CallError::Unavailable(self.redactor.redact(&why).into_owned())),
         }
     }
 
@@ -621,12 +627,13 @@ impl Backend {
         if info.state != State::Stopped {
             info.state = State::Failed;
         }
-        info.last_error = Some(why.to_owned());
+        info.last_error = Some(self.redactor.redact(why).into_owned());
     }
 
     /// Called by the reader when stdout closes: fail every pending call at once rather
     /// than letting each wait for its deadline.
     pub(crate) fn on_exit(&self, why: String) {
+        let why = self.redactor.redact(&why).into_owned();
         if !self.stopping.load(Ordering::Acquire) {
             log::error!(target: "mcprouter::backend", "[{}] {why}", self.name());
             self.mark_failed(&why);
