@@ -183,3 +183,35 @@ fn idle_connections_to_the_metrics_endpoint_hold_no_threads() {
     assert!(answered.is_some(), "the endpoint serves again once the idle clients are gone");
     s.finish();
 }
+
+fn everything_stdio(name: &str) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".deps/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(script.exists(), "server-everything is missing: run scripts/deps.sh");
+    format!("  - name: {name}\n    command: node\n    args: [{}, stdio]\n", serde_json::to_string(&script).unwrap())
+}
+
+#[test]
+fn server_everythings_progress_precedes_each_result_through_serve() {
+    // Issue #11 item 1 against the real server: its long-running tool sends progress and then
+    // its result; through serve, every progress notification must come first.
+    let mut s = Serve::start("everything-progress", &config("", &[everything_stdio("e")]), &[]);
+    let calls = 40;
+    for i in 0..calls {
+        s.send(&json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":0.2,"steps":4},"_meta":{"progressToken":i}}}));
+    }
+    let mut progress = vec![0; calls];
+    let mut done = 0;
+    while done < calls {
+        let v = s.next();
+        if v["method"] == "notifications/progress" {
+            let t = v["params"]["progressToken"].as_u64().unwrap() as usize;
+            progress[t] += 1;
+        } else if let Some(id) = v["id"].as_u64() {
+            assert!(v["result"].is_object(), "{v}");
+            assert_eq!(progress[id as usize], 4, "call {id}: its result came before all of its progress");
+            done += 1;
+        }
+    }
+    s.finish();
+}
