@@ -599,3 +599,96 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Arc<Hub> {
+        let (tx, _rx) = bounded(4);
+        Arc::new(Hub::new(tx))
+    }
+
+    #[test]
+    fn progress_tokens_are_128_random_bits() {
+        let (a, b) = (unguessable_token(), unguessable_token());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn progress_counts_only_from_the_bound_backend() {
+        let h = hub();
+        let (token, _) = h.register_progress(1, &RawValue::from_string("\"t\"".into()).unwrap());
+        assert_eq!(h.progress.lock()[&token].backend, None, "no backend before the attempt is sent");
+        h.bind_progress(&token, 3);
+        assert_eq!(h.progress.lock()[&token].backend, Some(3));
+    }
+
+    #[test]
+    fn drop_warnings_are_rate_limited_and_carry_counts() {
+        let mut d = Drops::default();
+        let t0 = Instant::now();
+        assert_eq!(d.note(true, t0), Some((1, 1)), "the first drop is reported at once");
+        let reports = (0..100_000).filter(|i| d.note(i % 2 == 0, t0 + Duration::from_millis(500)).is_some()).count();
+        assert_eq!(reports, 0, "nothing more within the interval");
+        assert_eq!(d.note(false, t0 + Duration::from_secs(1)), Some((100_001, 50_000)));
+        assert_eq!(d.take(), None);
+    }
+
+    #[test]
+    fn logging_gets_only_a_share_of_the_event_queue() {
+        let h = hub();
+        let s = h.open_session(None);
+        let queued = (0..EVENT_QUEUE).filter(|_| s.push_log("log".into())).count();
+        assert_eq!(queued, LOG_SHARE);
+        let others = (0..EVENT_QUEUE - LOG_SHARE).filter(|_| s.push("progress".into())).count();
+        assert_eq!(others, EVENT_QUEUE - LOG_SHARE, "the rest of the queue is left for everything else");
+        assert!(!s.push("one too many".into()));
+    }
+
+    #[test]
+    fn only_a_lone_caller_is_attributed() {
+        let h = hub();
+        assert_eq!(h.sole_caller(0), Attribution::Nobody);
+        let a1 = Hub::call_started(&h, 0, 7);
+        let a2 = Hub::call_started(&h, 0, 7);
+        let other_backend = Hub::call_started(&h, 1, 8);
+        assert_eq!(h.sole_caller(0), Attribution::One(7), "two calls of one session are still one session");
+        let b = Hub::call_started(&h, 0, 8);
+        assert_eq!(h.sole_caller(0), Attribution::Several);
+        drop((a1, a2));
+        assert_eq!(h.sole_caller(0), Attribution::One(8));
+        drop((b, other_backend));
+        assert_eq!(h.sole_caller(0), Attribution::Nobody);
+        assert!(h.callers.lock().is_empty());
+    }
+
+    #[test]
+    fn subscribers_are_counted_per_uri_per_backend() {
+        let h = hub();
+        h.add_subscriber("u", 0, 1);
+        h.add_subscriber("u", 0, 2);
+        assert_eq!(h.subscribed_backend("u", &[1, 0]), Some(0));
+        assert_eq!(h.subscribed_backend("u/1", &[0]), None, "exact URIs only");
+        assert_eq!(h.subscribed_via("u", 2), Some(0));
+        assert_eq!(h.remove_subscriber("u", 1), Some((0, false)));
+        assert_eq!(h.remove_subscriber("u", 1), None);
+        assert_eq!(h.subscriptions_of(2), ["u"]);
+        assert_eq!(h.remove_subscriber("u", 2), Some((0, true)), "the last one out");
+        assert!(h.subscriptions.lock().is_empty());
+    }
+
+    #[test]
+    fn a_request_id_can_be_in_flight_once() {
+        let h = hub();
+        let s = h.open_session(None);
+        let first = s.claim_id("1");
+        assert!(first.is_some());
+        assert!(s.claim_id("1").is_none());
+        assert!(s.claim_id("\"1\"").is_some(), "a string id is another id");
+        drop(first);
+        assert!(s.claim_id("1").is_some());
+    }
+}

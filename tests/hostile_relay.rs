@@ -67,14 +67,14 @@ fn progress_for_a_token_is_accepted_only_from_the_backend_it_was_issued_to() {
         };
         let t = token.as_str().unwrap();
         assert_ne!(t, "mine", "the backend sees the router's token, not the client's");
-        let hex = t.trim_start_matches("mcprouter-p");
-        assert!(hex.len() == 32 && hex.bytes().all(|c| c.is_ascii_hexdigit()), "128 random bits: {t}");
         // Beta learnt (or guessed) alpha's token and pushes progress into alpha's call.
         let spoof = tool_text(&s, "beta__spoof_progress", json!({"token": t, "count": 150})).unwrap();
         assert_eq!(spoof, "spoofed");
         let (reply, took) = slow.join().unwrap();
         assert_eq!(reply["error"]["code"], -32001, "beta's progress must not keep alpha's call alive: {reply}");
         assert!(took < Duration::from_millis(2000), "timed out at alpha's timeout, took {took:?}");
+        let hex = t.trim_start_matches("mcprouter-p");
+        assert!(hex.len() == 32 && hex.bytes().all(|c| c.is_ascii_hexdigit()), "128 random bits: {t}");
     });
     let events = drain(&s, Duration::from_millis(200));
     assert_eq!(count(&events, "notifications/progress"), 0, "no forged progress reaches the client: {events:?}");
