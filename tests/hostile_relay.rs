@@ -9,9 +9,16 @@ use common::*;
 use mcprouter::Session;
 use serde_json::{Value, json};
 
-/// `backend(...)` with a per-backend request timeout.
+/// A test-server backend that lists the hostile-fixture tools.
+fn hostile(name: &str, flags: &[&str]) -> String {
+    let mut all = vec!["--hostile-tools"];
+    all.extend_from_slice(flags);
+    backend(name, &all)
+}
+
+/// `hostile(...)` with a per-backend request timeout.
 fn backend_with_timeout(name: &str, flags: &[&str], timeout_ms: u64) -> String {
-    format!("{}    timeout_ms: {timeout_ms}\n", backend(name, flags))
+    format!("{}    timeout_ms: {timeout_ms}\n", hostile(name, flags))
 }
 
 /// Every event that arrives within `within`, parsed.
@@ -44,7 +51,7 @@ fn progress_for_a_token_is_accepted_only_from_the_backend_it_was_issued_to() {
     let path = token_file.to_str().unwrap();
     let r = router(
         "",
-        &[backend_with_timeout("alpha", &["--record-progress-token", path], 800), backend("beta", &[])],
+        &[backend_with_timeout("alpha", &["--record-progress-token", path], 800), hostile("beta", &[])],
     );
     let s = r.session(None).unwrap();
     std::thread::scope(|sc| {
@@ -83,7 +90,7 @@ fn progress_for_a_token_is_accepted_only_from_the_backend_it_was_issued_to() {
 
 #[test]
 fn resource_updates_come_only_from_the_backend_holding_the_subscription() {
-    let r = router("", &[backend("alpha", &[]), backend("beta", &[])]);
+    let r = router("", &[hostile("alpha", &[]), hostile("beta", &[])]);
     let s = r.session(None).unwrap();
     let v = call(&s, 1, "resources/subscribe", json!({"uri": "test://alpha/counter"}));
     assert_eq!(v["result"], json!({}), "{v}");
@@ -96,7 +103,7 @@ fn resource_updates_come_only_from_the_backend_holding_the_subscription() {
 
 #[test]
 fn subscriptions_match_the_exact_uri_not_a_prefix() {
-    let r = router("", &[backend("alpha", &[])]);
+    let r = router("", &[hostile("alpha", &[])]);
     let s = r.session(None).unwrap();
     let v = call(&s, 1, "resources/subscribe", json!({"uri": "test://alpha/item/1"}));
     assert_eq!(v["result"], json!({}), "{v}");
@@ -108,7 +115,7 @@ fn subscriptions_match_the_exact_uri_not_a_prefix() {
 
 #[test]
 fn one_session_unsubscribing_keeps_another_sessions_subscription() {
-    let r = router("", &[backend("alpha", &["--track-subscriptions"])]);
+    let r = router("", &[hostile("alpha", &["--track-subscriptions"])]);
     let (a, b) = (r.session(None).unwrap(), r.session(None).unwrap());
     let uri = json!({"uri": "test://alpha/counter"});
     for s in [&a, &b] {
@@ -134,7 +141,7 @@ fn one_session_unsubscribing_keeps_another_sessions_subscription() {
 
 #[test]
 fn sampling_goes_only_to_the_session_whose_call_is_in_flight() {
-    let r = router("", &[backend("alpha", &[])]);
+    let r = router("", &[hostile("alpha", &[])]);
     let (s1, s2) = (r.session(Some("one")).unwrap(), r.session(Some("two")).unwrap());
     initialize(&s1, json!({"sampling": {}}));
     initialize(&s2, json!({"sampling": {}}));
@@ -155,7 +162,7 @@ fn sampling_goes_only_to_the_session_whose_call_is_in_flight() {
 
 #[test]
 fn sampling_is_refused_when_several_sessions_have_calls_in_flight() {
-    let r = router("", &[backend("alpha", &[])]);
+    let r = router("", &[hostile("alpha", &[])]);
     let (s1, s2) = (r.session(Some("one")).unwrap(), r.session(Some("two")).unwrap());
     initialize(&s1, json!({"sampling": {}}));
     initialize(&s2, json!({"sampling": {}}));
@@ -174,7 +181,7 @@ fn sampling_is_refused_when_several_sessions_have_calls_in_flight() {
 
 #[test]
 fn sampling_is_refused_when_no_call_is_in_flight() {
-    let r = router("", &[backend("alpha", &[])]);
+    let r = router("", &[hostile("alpha", &[])]);
     let s = r.session(None).unwrap();
     initialize(&s, json!({"sampling": {}}));
     assert_eq!(tool_text(&s, "sample_later", json!({"prompt": "p", "ms": 200})).unwrap(), "later");
@@ -187,7 +194,7 @@ fn sampling_is_refused_when_no_call_is_in_flight() {
 
 #[test]
 fn log_messages_without_a_single_calling_session_are_dropped() {
-    let r = router("", &[backend("alpha", &[])]);
+    let r = router("", &[hostile("alpha", &[])]);
     let (s1, s2) = (r.session(None).unwrap(), r.session(None).unwrap());
     assert_eq!(tool_text(&s1, "log_later", json!({"message": "s1 private", "ms": 300})).unwrap(), "later");
     assert_eq!(tool_text(&s2, "whoami", json!({})).unwrap(), "alpha");
@@ -204,7 +211,7 @@ fn log_messages_without_a_single_calling_session_are_dropped() {
 
 #[test]
 fn a_duplicate_request_id_in_flight_is_refused_and_cancel_still_works() {
-    let r = router("", &[backend("alpha", &[])]);
+    let r = router("", &[hostile("alpha", &[])]);
     let s = r.session(None).unwrap();
     std::thread::scope(|sc| {
         let first = sc.spawn(|| s.handle(&tools_call("dup", "slow", json!({"ms": 5000}))));
@@ -226,7 +233,7 @@ fn a_duplicate_request_id_in_flight_is_refused_and_cancel_still_works() {
 
 #[test]
 fn a_log_flood_from_one_backend_leaves_room_for_another_backends_progress_and_list_changed() {
-    let r = router("", &[backend("alpha", &[]), backend("beta", &[])]);
+    let r = router("", &[hostile("alpha", &[]), hostile("beta", &[])]);
     let s = r.session(None).unwrap();
     assert_eq!(tool_text(&s, "alpha__flood_log", json!({"count": 20000})).unwrap(), "flooded");
     let msg = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",

@@ -20,13 +20,15 @@ const USAGE: &str = "usage: mcprouter test-server [--name NAME] [--page-size N] 
   [--protocol-version V] [--crash-after N] [--delay-ms N] [--hang-initialize]
   [--exit-on-start CODE] [--garbage-on-start] [--stderr-flood BYTES] [--huge-line BYTES]
   [--list-changed-after-init] [--sample-on-init]
-  [--record-progress-token PATH] [--track-subscriptions]
+  [--record-progress-token PATH] [--track-subscriptions] [--hostile-tools]
   [--ws ADDR] [--http ADDR --http-fault close-mid-stream|bad-sse|endless-event|status-500|redirect-offsite|never-answer]
 --ws serves MCP over WebSocket (subprotocol mcp) at ADDR instead of stdio, one server per
 connection; --http serves a minimal Streamable HTTP server at ADDR/mcp whose `fault` tool
 misbehaves as asked. Both print `listening on ws://ADDR` (or http://) on stderr.
 --record-progress-token writes each tools/call's progress token (JSON) to PATH;
---track-subscriptions makes `touch` notify only URIs the client subscribed to.
+--track-subscriptions makes `touch` notify only URIs the client subscribed to;
+--hostile-tools lists spoof_progress, sample_after, sample_later, asked, log_later,
+flood_log and sub_log.
 Flags are also read from MCP_TEST_FLAGS (space separated, appended to the arguments).";
 
 /// Tool table, one `name|description|args` per line; args are `name:jsonType`, all required.
@@ -52,8 +54,11 @@ garbage|Write a non-JSON line to stdout, then answer|
 huge|Answer with a text block of bytes 'x' characters|bytes:integer
 last_initialize|Return the initialize params received|
 cancelled|Return the request ids cancelled so far|
-meta|Return params._meta of this call|
-spoof_progress|Send count progress notifications for someone else's token|token:string count:integer
+meta|Return params._meta of this call|";
+
+/// Tools of hostile fixtures, listed only with `--hostile-tools` so the default catalog
+/// (and the counts and sizes other tests rely on) stays as it was.
+const HOSTILE_TOOLS: &str = "spoof_progress|Send count progress notifications for someone else's token|token:string count:integer
 sample_after|Wait ms, then ask the client for sampling/createMessage|prompt:string ms:integer
 sample_later|Answer at once; ask for sampling after ms (outcome in `asked`)|prompt:string ms:integer
 asked|Return the outcomes of sample_later requests|
@@ -85,6 +90,7 @@ struct Config {
     sample_on_init: bool,
     record_progress_token: Option<String>,
     track_subscriptions: bool,
+    hostile_tools: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
@@ -129,6 +135,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             }
             "--record-progress-token" => c.record_progress_token = Some(value()?),
             "--track-subscriptions" => c.track_subscriptions = true,
+            "--hostile-tools" => c.hostile_tools = true,
             _ => return Err(format!("unknown flag: {arg}")),
         }
     }
@@ -523,6 +530,9 @@ impl Server {
             tool(next(), next(), next())
         };
         let mut out: Vec<Value> = TOOLS.lines().map(row).collect();
+        if self.cfg.hostile_tools {
+            out.extend(HOSTILE_TOOLS.lines().map(row));
+        }
         if self.st().dynamic {
             out.push(tool("dynamic", "Appears after notify_changed", ""));
         }
