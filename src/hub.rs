@@ -549,7 +549,8 @@ impl Hub {
                 let _ = backend.send_line(jsonrpc::error(Some(id.get()), jsonrpc::OVERLOADED, &msg));
                 return;
             }
-            let relay = Relay { backend: backend.index, backend_id: id.to_owned(), expires: Instant::now() + backend.timeout };
+            let relay =
+                Relay { backend: backend.index, backend_id: id.to_owned(), expires: Instant::now() + backend.timeout };
             relays.insert(client_id.clone(), relay);
             self.relays_waiting.fetch_add(1, Ordering::Relaxed);
         }
@@ -584,7 +585,8 @@ impl Hub {
         for s in sessions {
             let expired: Vec<(String, Relay)> = {
                 let mut relays = s.relays.lock();
-                let keys: Vec<String> = relays.iter().filter(|(_, r)| r.expires <= now).map(|(k, _)| k.clone()).collect();
+                let keys: Vec<String> =
+                    relays.iter().filter(|(_, r)| r.expires <= now).map(|(k, _)| k.clone()).collect();
                 keys.into_iter().filter_map(|k| relays.remove(&k).map(|r| (k, r))).collect()
             };
             for (client_id, r) in expired {

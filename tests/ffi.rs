@@ -345,7 +345,9 @@ fn async_calls_reply_exactly_once() {
         let echo = c"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"message\":\"async\"}}}";
         // Distinct ids: a second request under an id still in flight is refused (-32600).
         let echo_n = |n: usize| {
-            let m = format!(r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"async"}}}}}}"#);
+            let m = format!(
+                r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"async"}}}}}}"#
+            );
             std::ffi::CString::new(m).unwrap()
         };
         let pending: Vec<_> = (0..8).map(|n| call_async(s, &echo_n(n))).collect();

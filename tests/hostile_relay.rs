@@ -38,8 +38,7 @@ fn count(events: &[Value], method: &str) -> usize {
 }
 
 fn tools_call(id: &str, name: &str, args: Value) -> String {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}})
-        .to_string()
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}}).to_string()
 }
 
 #[test]
@@ -49,10 +48,7 @@ fn progress_for_a_token_is_accepted_only_from_the_backend_it_was_issued_to() {
     let token_file = dir.join("token");
     let _ = std::fs::remove_file(&token_file);
     let path = token_file.to_str().unwrap();
-    let r = router(
-        "",
-        &[backend_with_timeout("alpha", &["--record-progress-token", path], 800), hostile("beta", &[])],
-    );
+    let r = router("", &[backend_with_timeout("alpha", &["--record-progress-token", path], 800), hostile("beta", &[])]);
     let s = r.session(None).unwrap();
     std::thread::scope(|sc| {
         let slow = sc.spawn(|| {
@@ -136,7 +132,10 @@ fn one_session_unsubscribing_keeps_another_sessions_subscription() {
     let c = r.session(None).unwrap();
     assert_eq!(call(&c, 4, "resources/subscribe", uri.clone())["result"], json!({}));
     drop(c);
-    assert_eq!(seen(&a), ["resources/subscribe", "resources/unsubscribe", "resources/subscribe", "resources/unsubscribe"]);
+    assert_eq!(
+        seen(&a),
+        ["resources/subscribe", "resources/unsubscribe", "resources/subscribe", "resources/unsubscribe"]
+    );
 }
 
 #[test]
@@ -217,7 +216,8 @@ fn a_duplicate_request_id_in_flight_is_refused_and_cancel_still_works() {
         let first = sc.spawn(|| s.handle(&tools_call("dup", "slow", json!({"ms": 5000}))));
         std::thread::sleep(Duration::from_millis(200));
         let began = Instant::now();
-        let v: Value = serde_json::from_str(&s.handle(&tools_call("dup", "whoami", json!({}))).unwrap().unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_str(&s.handle(&tools_call("dup", "whoami", json!({}))).unwrap().unwrap()).unwrap();
         assert_eq!(v["error"]["code"], -32600, "{v}");
         assert!(v["error"]["message"].as_str().unwrap().contains("duplicate id in flight"), "{v}");
         assert_eq!(v["id"], "dup");

@@ -58,7 +58,8 @@ meta|Return params._meta of this call|";
 
 /// Tools of hostile fixtures, listed only with `--hostile-tools` so the default catalog
 /// (and the counts and sizes other tests rely on) stays as it was.
-const HOSTILE_TOOLS: &str = "spoof_progress|Send count progress notifications for someone else's token|token:string count:integer
+const HOSTILE_TOOLS: &str =
+    "spoof_progress|Send count progress notifications for someone else's token|token:string count:integer
 sample_after|Wait ms, then ask the client for sampling/createMessage|prompt:string ms:integer
 sample_later|Answer at once; ask for sampling after ms (outcome in `asked`)|prompt:string ms:integer
 asked|Return the outcomes of sample_later requests|
