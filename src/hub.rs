@@ -7,10 +7,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -25,13 +26,28 @@ pub(crate) enum Event {
     Down(usize),
 }
 
-/// Capacity of a session's event queue; beyond it events are dropped with a warning rather
-/// than blocking a backend's reader thread.
+/// Capacity of a session's event queue; beyond it events are dropped rather than blocking
+/// a backend's reader thread.
 const EVENT_QUEUE: usize = 4096;
 
-/// A client's progress token, swapped for a router-unique one.
+/// Logging may fill at most this much of a session's queue: past it `notifications/message`
+/// is dropped first, so a chatty backend cannot crowd out progress, `list_changed` and
+/// server-to-client requests, which the client needs to make progress at all.
+const LOG_SHARE: usize = EVENT_QUEUE / 2;
+
+/// At most one warning per session per interval about dropped events, carrying the count:
+/// a flood of a million events must not become a million log lines.
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// Server-to-client requests one session may have waiting for its answer; beyond this the
+/// backend is refused at once, so a client that never answers cannot grow the map forever.
+const MAX_RELAYS: usize = 64;
+
+/// A client's progress token, swapped for an unguessable one.
 struct Progress {
     session: u64,
+    /// The backend the current attempt was sent to: the only one whose progress counts.
+    backend: Option<usize>,
     client_token: Box<RawValue>,
     /// When progress last arrived (nanoseconds after `Hub::base`): extends the call's deadline.
     last: Arc<AtomicU64>,
@@ -49,6 +65,37 @@ pub(crate) struct ClientState {
 pub(crate) struct Relay {
     pub backend: usize,
     pub backend_id: Box<RawValue>,
+    /// After this the backend is told the client did not answer, and the entry is dropped.
+    pub expires: Instant,
+}
+
+/// Events a session's queue had to drop since the last warning about it.
+#[derive(Debug, Default)]
+struct Drops {
+    count: u64,
+    logs: u64,
+    last_report: Option<Instant>,
+}
+
+impl Drops {
+    /// Counts one dropped event. Returns (dropped, of which logging) when a warning is due.
+    fn note(&mut self, log: bool, now: Instant) -> Option<(u64, u64)> {
+        self.count += 1;
+        self.logs += u64::from(log);
+        if self.last_report.is_some_and(|t| now.saturating_duration_since(t) < DROP_REPORT_EVERY) {
+            return None;
+        }
+        self.last_report = Some(now);
+        self.take()
+    }
+
+    /// What has not been reported yet.
+    fn take(&mut self) -> Option<(u64, u64)> {
+        let out = (self.count > 0).then_some((self.count, self.logs));
+        self.count = 0;
+        self.logs = 0;
+        out
+    }
 }
 
 /// The part of a session that backends' threads can reach.
@@ -60,23 +107,60 @@ pub(crate) struct SessionShared {
     pub client: Mutex<ClientState>,
     /// Keyed by the raw JSON id the client sees.
     pub relays: Mutex<HashMap<String, Relay>>,
-    pub subscriptions: Mutex<HashSet<String>>,
     /// Client request id (raw JSON) → (backend, router id), for `notifications/cancelled`.
     pub inflight: Mutex<HashMap<String, (usize, u64)>>,
+    /// Raw ids of the client's requests being handled: a second request under an id still in
+    /// flight is refused, or finishing one would erase the other's cancellation entry.
+    ids: Mutex<HashSet<String>>,
+    drops: Mutex<Drops>,
     pub closed: AtomicBool,
+}
+
+/// Holds a client request id as in flight until dropped.
+pub(crate) struct IdClaim<'a> {
+    session: &'a SessionShared,
+    id: String,
+}
+
+impl Drop for IdClaim<'_> {
+    fn drop(&mut self) {
+        self.session.ids.lock().remove(&self.id);
+    }
 }
 
 impl SessionShared {
     /// Queues an event for `next_event`; false when the queue is full or closed.
     pub(crate) fn push(&self, event: String) -> bool {
+        self.push_as(event, false)
+    }
+
+    /// Queues a `notifications/message`, which only gets a share of the queue.
+    fn push_log(&self, event: String) -> bool {
+        self.push_as(event, true)
+    }
+
+    fn push_as(&self, event: String, log: bool) -> bool {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
-        if self.events_tx.try_send(event).is_err() {
-            log::warn!(target: "mcprouter::session", "session {} event queue is full; event dropped", self.id);
-            return false;
+        let room = !log || self.events_tx.len() < LOG_SHARE;
+        if room && self.events_tx.try_send(event).is_ok() {
+            return true;
         }
-        true
+        let report = self.drops.lock().note(log, Instant::now());
+        if let Some((n, logs)) = report {
+            log::warn!(
+                target: "mcprouter::session",
+                "session {} event queue is full: {n} events dropped ({logs} of them log messages)",
+                self.id
+            );
+        }
+        false
+    }
+
+    /// Marks a client request id as in flight; `None` if it already is.
+    pub(crate) fn claim_id(&self, id: &str) -> Option<IdClaim<'_>> {
+        self.ids.lock().insert(id.to_owned()).then(|| IdClaim { session: self, id: id.to_owned() })
     }
 
     /// Whether this client can answer a server-to-client request needing `capability`.
@@ -87,12 +171,76 @@ impl SessionShared {
     }
 }
 
+/// Counts a session's call on a backend as in flight until dropped (see `Hub::sole_caller`).
+pub(crate) struct CallerGuard {
+    hub: Arc<Hub>,
+    backend: usize,
+    session: u64,
+}
+
+impl Drop for CallerGuard {
+    fn drop(&mut self) {
+        let mut callers = self.hub.callers.lock();
+        if let Some(n) = callers.get_mut(&(self.backend, self.session)) {
+            *n -= 1;
+            if *n == 0 {
+                callers.remove(&(self.backend, self.session));
+            }
+        }
+    }
+}
+
+/// Holds a URI's subscription gate until dropped.
+pub(crate) struct UriGate<'a> {
+    hub: &'a Hub,
+    uri: String,
+}
+
+impl Drop for UriGate<'_> {
+    fn drop(&mut self) {
+        self.hub.gates.lock().remove(&self.uri);
+        self.hub.gate_free.notify_all();
+    }
+}
+
+/// 128 random bits in hex. A guessable token would let any backend push progress into
+/// another backend's call and keep it alive up to the hard deadline.
+fn unguessable_token() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // The OS generator is not expected to fail; if it does, std's per-process random
+        // SipHash keys still make the tokens unpredictable from outside.
+        use std::hash::BuildHasher;
+        let s = std::collections::hash_map::RandomState::new();
+        let nanos = Instant::now().elapsed().as_nanos();
+        b[..8].copy_from_slice(&s.hash_one((nanos, 1u8)).to_le_bytes());
+        b[8..].copy_from_slice(&s.hash_one((nanos, 2u8)).to_le_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Whether one session can be held responsible for what a backend sends on its own.
+#[derive(Debug, PartialEq, Eq)]
+enum Attribution {
+    One(u64),
+    Nobody,
+    Several,
+}
+
 pub(crate) struct Hub {
     sessions: RwLock<HashMap<u64, Arc<SessionShared>>>,
     progress: Mutex<HashMap<String, Progress>>,
+    /// (backend, session) → calls of that session in flight on that backend.
+    callers: Mutex<HashMap<(usize, u64), usize>>,
+    /// URI → backend the subscription went through → subscribed sessions. Exact URIs only.
+    subscriptions: Mutex<HashMap<String, HashMap<usize, HashSet<u64>>>>,
+    /// URIs whose subscription is being changed; see `subscription_gate`.
+    gates: Mutex<HashSet<String>>,
+    gate_free: Condvar,
+    /// Relays waiting in all sessions, so the sweep costs nothing when there are none.
+    relays_waiting: AtomicUsize,
     /// Progress times are stored as nanoseconds since this instant.
     pub base: std::time::Instant,
-    next_token: AtomicU64,
     next_relay: AtomicU64,
     next_session: AtomicU64,
     events: Sender<Event>,
@@ -103,8 +251,12 @@ impl Hub {
         Hub {
             sessions: RwLock::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
+            callers: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashSet::new()),
+            gate_free: Condvar::new(),
+            relays_waiting: AtomicUsize::new(0),
             base: std::time::Instant::now(),
-            next_token: AtomicU64::new(1),
             next_relay: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
             events,
@@ -121,8 +273,9 @@ impl Hub {
             events_rx,
             client: Mutex::new(ClientState::default()),
             relays: Mutex::new(HashMap::new()),
-            subscriptions: Mutex::new(HashSet::new()),
             inflight: Mutex::new(HashMap::new()),
+            ids: Mutex::new(HashSet::new()),
+            drops: Mutex::new(Drops::default()),
             closed: AtomicBool::new(false),
         });
         self.sessions.write().insert(id, Arc::clone(&s));
@@ -131,7 +284,14 @@ impl Hub {
 
     pub(crate) fn close_session(&self, id: u64) -> Option<Arc<SessionShared>> {
         self.progress.lock().retain(|_, p| p.session != id);
-        self.sessions.write().remove(&id)
+        let s = self.sessions.write().remove(&id);
+        if let Some(s) = &s {
+            if let Some((n, logs)) = s.drops.lock().take() {
+                log::warn!(target: "mcprouter::session", "session {id} closed; {n} events had been dropped ({logs} of them log messages)");
+            }
+            self.relays_gone(s.relays.lock().len());
+        }
+        s
     }
 
     pub(crate) fn session_count(&self) -> usize {
@@ -145,19 +305,102 @@ impl Hub {
         }
     }
 
-    /// Swaps a client's progress token for a router-unique one, so that two clients using
-    /// the same token on one shared backend cannot receive each other's progress.
+    /// Swaps a client's progress token for an unguessable one, so that two clients using
+    /// the same token on one shared backend cannot receive each other's progress, and no
+    /// backend can forge progress for a call it does not serve. Progress counts only once
+    /// `bind_progress` names the backend.
     pub(crate) fn register_progress(&self, session: u64, client_token: &RawValue) -> (String, Arc<AtomicU64>) {
-        let n = self.next_token.fetch_add(1, Ordering::Relaxed);
-        let token = format!("\"mcprouter-p{n}\"");
+        let token = format!("\"mcprouter-p{}\"", unguessable_token());
         let last = Arc::new(AtomicU64::new(0));
-        let entry = Progress { session, client_token: client_token.to_owned(), last: Arc::clone(&last) };
+        let entry = Progress { session, backend: None, client_token: client_token.to_owned(), last: Arc::clone(&last) };
         self.progress.lock().insert(token.clone(), entry);
         (token, last)
     }
 
+    /// The backend an attempt of the call with `token` goes to: from now on only its
+    /// progress is relayed (an abandoned attempt elsewhere no longer counts).
+    pub(crate) fn bind_progress(&self, token: &str, backend: usize) {
+        if let Some(p) = self.progress.lock().get_mut(token) {
+            p.backend = Some(backend);
+        }
+    }
+
     pub(crate) fn unregister_progress(&self, token: &str) {
         self.progress.lock().remove(token);
+    }
+
+    /// Counts a call of `session` on `backend` as in flight until the guard drops. Taken
+    /// before the call is sent, so whatever the backend says about it finds it counted.
+    pub(crate) fn call_started(hub: &Arc<Hub>, backend: usize, session: u64) -> CallerGuard {
+        *hub.callers.lock().entry((backend, session)).or_insert(0) += 1;
+        CallerGuard { hub: Arc::clone(hub), backend, session }
+    }
+
+    /// Who has calls in flight on `backend`. Only a lone caller may be handed what the
+    /// backend sends on its own (stdio carries no link from it to the call that caused it).
+    fn sole_caller(&self, backend: usize) -> Attribution {
+        let callers = self.callers.lock();
+        let mut found = callers.keys().filter(|(b, _)| *b == backend).map(|(_, s)| *s);
+        match (found.next(), found.next()) {
+            (None, _) => Attribution::Nobody,
+            (Some(s), None) => Attribution::One(s),
+            (Some(_), Some(_)) => Attribution::Several,
+        }
+    }
+
+    /// Serializes subscription changes to one URI: the decision "first subscriber" or
+    /// "last one out" and the message it sends to the backend happen as one step, so a
+    /// subscribe cannot overtake the unsubscribe that preceded it.
+    pub(crate) fn subscription_gate(&self, uri: &str) -> UriGate<'_> {
+        let mut gates = self.gates.lock();
+        while gates.contains(uri) {
+            self.gate_free.wait(&mut gates);
+        }
+        gates.insert(uri.to_owned());
+        UriGate { hub: self, uri: uri.to_owned() }
+    }
+
+    /// The backend `session`'s subscription to `uri` went through, if it has one.
+    pub(crate) fn subscribed_via(&self, uri: &str, session: u64) -> Option<usize> {
+        let subs = self.subscriptions.lock();
+        subs.get(uri)?.iter().find(|(_, s)| s.contains(&session)).map(|(b, _)| *b)
+    }
+
+    /// A backend among `candidates` already subscribed to `uri` for some session.
+    pub(crate) fn subscribed_backend(&self, uri: &str, candidates: &[usize]) -> Option<usize> {
+        let subs = self.subscriptions.lock();
+        let per_backend = subs.get(uri)?;
+        candidates.iter().copied().find(|b| per_backend.get(b).is_some_and(|s| !s.is_empty()))
+    }
+
+    pub(crate) fn add_subscriber(&self, uri: &str, backend: usize, session: u64) {
+        let mut subs = self.subscriptions.lock();
+        subs.entry(uri.to_owned()).or_default().entry(backend).or_default().insert(session);
+    }
+
+    /// Removes `session`'s subscription to `uri`: the backend it went through, and whether
+    /// it was the last subscriber there (then the backend should be told).
+    pub(crate) fn remove_subscriber(&self, uri: &str, session: u64) -> Option<(usize, bool)> {
+        let mut subs = self.subscriptions.lock();
+        let per_backend = subs.get_mut(uri)?;
+        let backend = per_backend.iter().find(|(_, s)| s.contains(&session)).map(|(b, _)| *b)?;
+        let last = per_backend.get_mut(&backend).is_some_and(|s| {
+            s.remove(&session);
+            s.is_empty()
+        });
+        if last {
+            per_backend.remove(&backend);
+        }
+        if per_backend.is_empty() {
+            subs.remove(uri);
+        }
+        Some((backend, last))
+    }
+
+    /// The URIs `session` is subscribed to.
+    pub(crate) fn subscriptions_of(&self, session: u64) -> Vec<String> {
+        let subs = self.subscriptions.lock();
+        subs.iter().filter(|(_, m)| m.values().any(|s| s.contains(&session))).map(|(u, _)| u.clone()).collect()
     }
 
     pub(crate) fn backend_down(&self, backend: usize) {
@@ -189,12 +432,15 @@ impl Hub {
             "notifications/progress" => {
                 let Some(mut v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else { return };
                 let key = v.get("progressToken").map(Value::to_string).unwrap_or_default();
-                let target = self.progress.lock().get(&key).map(|p| {
+                let target = self.progress.lock().get(&key).filter(|p| p.backend == Some(backend.index)).map(|p| {
                     let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
                     p.last.store(nanos, Ordering::Release);
                     (p.session, p.client_token.get().to_owned())
                 });
-                let Some((session, client_token)) = target else { return };
+                let Some((session, client_token)) = target else {
+                    log::debug!(target: "mcprouter::hub", "[{}] progress for a token it was not given; dropped", backend.name());
+                    return;
+                };
                 if let Ok(t) = serde_json::from_str::<Value>(&client_token) {
                     v["progressToken"] = t;
                 }
@@ -212,12 +458,22 @@ impl Hub {
                     .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
                     .and_then(|v| v.get("uri").and_then(Value::as_str).map(str::to_owned));
                 let Some(uri) = uri else { return };
+                // Only subscriptions made through this backend: another backend has no say
+                // about resources it does not serve.
+                let targets: Vec<u64> = self
+                    .subscriptions
+                    .lock()
+                    .get(&uri)
+                    .and_then(|m| m.get(&backend.index))
+                    .map(|s| s.iter().copied().collect())
+                    .unwrap_or_default();
+                if targets.is_empty() {
+                    return;
+                }
                 let line = jsonrpc::notification(method, params.map(RawValue::get));
-                for s in self.sessions.read().values() {
-                    let subscribed = s.subscriptions.lock().iter().any(|sub| uri.starts_with(sub.as_str()));
-                    if subscribed {
-                        s.push(line.clone());
-                    }
+                let sessions = self.sessions.read();
+                for s in targets.iter().filter_map(|id| sessions.get(id)) {
+                    s.push(line.clone());
                 }
             }
             "notifications/cancelled" => {
@@ -233,6 +489,7 @@ impl Hub {
                     if let Some(k) = key {
                         relays.remove(&k);
                         drop(relays);
+                        self.relays_gone(1);
                         let mut out = v.clone();
                         if let Ok(id) = serde_json::from_str::<Value>(&k) {
                             out["requestId"] = id;
@@ -243,48 +500,197 @@ impl Hub {
                 }
             }
             "notifications/message" => {
-                let line = jsonrpc::notification(method, params.map(RawValue::get));
-                let last = backend.last_caller.load(Ordering::Relaxed);
-                let sessions = self.sessions.read();
-                match sessions.get(&last) {
-                    Some(s) => {
-                        s.push(line);
-                    }
-                    None => sessions.values().for_each(|s| {
-                        s.push(line.clone());
-                    }),
+                // Same rule as server-to-client requests: a log line may carry what a
+                // client's call revealed, so it never goes to a client that cannot be the
+                // one concerned. Unattributable lines are dropped, not broadcast.
+                let Attribution::One(session) = self.sole_caller(backend.index) else {
+                    log::debug!(target: "mcprouter::hub", "[{}] log message with no single calling client; dropped", backend.name());
+                    return;
+                };
+                if let Some(s) = self.sessions.read().get(&session) {
+                    s.push_log(jsonrpc::notification(method, params.map(RawValue::get)));
                 }
             }
             other => log::debug!(target: "mcprouter::hub", "[{}] notification {other} not relayed", backend.name()),
         }
     }
 
-    /// Relays a server-to-client request to the session that most recently called this
-    /// backend (stdio carries no link between a request and the call that caused it), or
-    /// else to the newest session able to answer it.
+    /// Relays a server-to-client request to the one session with calls in flight on this
+    /// backend. Stdio carries no link between such a request and the call that caused it,
+    /// so with no caller, or several, the request cannot be attributed and is refused:
+    /// guessing would hand one client's sampling prompt to another.
     fn relay_request(&self, backend: &Backend, id: &RawValue, method: &str, params: Option<&RawValue>) {
-        let capability = method.split('/').next().unwrap_or_default();
-        let target = {
-            let sessions = self.sessions.read();
-            let last = backend.last_caller.load(Ordering::Relaxed);
-            sessions
-                .get(&last)
-                .filter(|s| s.accepts(capability))
-                .or_else(|| sessions.values().filter(|s| s.accepts(capability)).max_by_key(|s| s.id))
-                .cloned()
+        let refuse = |why: &str| {
+            let msg = format!("{method} cannot be attributed to a client: {why}");
+            log::info!(target: "mcprouter::hub", "[{}] {msg}", backend.name());
+            let _ = backend.send_line(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
         };
-        let Some(session) = target else {
-            let msg = format!("no connected client can answer {method}");
+        let session = match self.sole_caller(backend.index) {
+            Attribution::One(s) => s,
+            Attribution::Nobody => return refuse("no client call is in flight on this server"),
+            Attribution::Several => return refuse("several clients have calls in flight on this server"),
+        };
+        let Some(session) = self.sessions.read().get(&session).cloned() else {
+            return refuse("the calling client has gone");
+        };
+        let capability = method.split('/').next().unwrap_or_default();
+        if !session.accepts(capability) {
+            let msg = format!("the calling client does not support {capability}");
             let _ = backend.send_line(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
             return;
-        };
+        }
         let n = self.next_relay.fetch_add(1, Ordering::Relaxed);
         let client_id = format!("\"mcprouter-{n}\"");
-        session.relays.lock().insert(client_id.clone(), Relay { backend: backend.index, backend_id: id.to_owned() });
+        {
+            let mut relays = session.relays.lock();
+            if relays.len() >= MAX_RELAYS {
+                drop(relays);
+                let msg = format!("the client has {MAX_RELAYS} requests unanswered; {method} refused");
+                let _ = backend.send_line(jsonrpc::error(Some(id.get()), jsonrpc::OVERLOADED, &msg));
+                return;
+            }
+            let relay =
+                Relay { backend: backend.index, backend_id: id.to_owned(), expires: Instant::now() + backend.timeout };
+            relays.insert(client_id.clone(), relay);
+            self.relays_waiting.fetch_add(1, Ordering::Relaxed);
+        }
         if !session.push(jsonrpc::request(&client_id, method, params.map(RawValue::get))) {
-            session.relays.lock().remove(&client_id);
+            if session.relays.lock().remove(&client_id).is_some() {
+                self.relays_gone(1);
+            }
             let msg = format!("the client cannot take {method} now");
             let _ = backend.send_line(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
         }
+    }
+
+    /// A relay the client answered (or that was otherwise settled) leaves the count.
+    pub(crate) fn relay_settled(&self) {
+        self.relays_gone(1);
+    }
+
+    /// Saturating: a relay settled by two paths at once (client answer racing a close)
+    /// must not wrap the count.
+    fn relays_gone(&self, n: usize) {
+        let _ = self.relays_waiting.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| Some(w.saturating_sub(n)));
+    }
+
+    /// Relayed requests the client left unanswered past the backend's timeout: the backend
+    /// gets an error (it would otherwise wait forever) and the client a cancellation.
+    /// Called by the dispatcher's housekeeping tick.
+    pub(crate) fn expire_relays(&self, now: Instant, backends: &[Arc<Backend>]) {
+        if self.relays_waiting.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let sessions: Vec<Arc<SessionShared>> = self.sessions.read().values().cloned().collect();
+        for s in sessions {
+            let expired: Vec<(String, Relay)> = {
+                let mut relays = s.relays.lock();
+                let keys: Vec<String> =
+                    relays.iter().filter(|(_, r)| r.expires <= now).map(|(k, _)| k.clone()).collect();
+                keys.into_iter().filter_map(|k| relays.remove(&k).map(|r| (k, r))).collect()
+            };
+            for (client_id, r) in expired {
+                self.relays_gone(1);
+                if let Some(b) = backends.get(r.backend) {
+                    let msg = format!("the client did not answer within {} ms", b.timeout.as_millis());
+                    let _ = b.send_line(jsonrpc::error(Some(r.backend_id.get()), jsonrpc::REQUEST_TIMEOUT, &msg));
+                }
+                let params = format!("{{\"requestId\":{client_id},\"reason\":\"timed out\"}}");
+                s.push(jsonrpc::notification("notifications/cancelled", Some(&params)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub() -> Arc<Hub> {
+        let (tx, _rx) = bounded(4);
+        Arc::new(Hub::new(tx))
+    }
+
+    #[test]
+    fn progress_tokens_are_128_random_bits() {
+        let (a, b) = (unguessable_token(), unguessable_token());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()), "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn progress_counts_only_from_the_bound_backend() {
+        let h = hub();
+        let (token, _) = h.register_progress(1, &RawValue::from_string("\"t\"".into()).unwrap());
+        assert_eq!(h.progress.lock()[&token].backend, None, "no backend before the attempt is sent");
+        h.bind_progress(&token, 3);
+        assert_eq!(h.progress.lock()[&token].backend, Some(3));
+    }
+
+    #[test]
+    fn drop_warnings_are_rate_limited_and_carry_counts() {
+        let mut d = Drops::default();
+        let t0 = Instant::now();
+        assert_eq!(d.note(true, t0), Some((1, 1)), "the first drop is reported at once");
+        let reports = (0..100_000).filter(|i| d.note(i % 2 == 0, t0 + Duration::from_millis(500)).is_some()).count();
+        assert_eq!(reports, 0, "nothing more within the interval");
+        assert_eq!(d.note(false, t0 + Duration::from_secs(1)), Some((100_001, 50_000)));
+        assert_eq!(d.take(), None);
+    }
+
+    #[test]
+    fn logging_gets_only_a_share_of_the_event_queue() {
+        let h = hub();
+        let s = h.open_session(None);
+        let queued = (0..EVENT_QUEUE).filter(|_| s.push_log("log".into())).count();
+        assert_eq!(queued, LOG_SHARE);
+        let others = (0..EVENT_QUEUE - LOG_SHARE).filter(|_| s.push("progress".into())).count();
+        assert_eq!(others, EVENT_QUEUE - LOG_SHARE, "the rest of the queue is left for everything else");
+        assert!(!s.push("one too many".into()));
+    }
+
+    #[test]
+    fn only_a_lone_caller_is_attributed() {
+        let h = hub();
+        assert_eq!(h.sole_caller(0), Attribution::Nobody);
+        let a1 = Hub::call_started(&h, 0, 7);
+        let a2 = Hub::call_started(&h, 0, 7);
+        let other_backend = Hub::call_started(&h, 1, 8);
+        assert_eq!(h.sole_caller(0), Attribution::One(7), "two calls of one session are still one session");
+        let b = Hub::call_started(&h, 0, 8);
+        assert_eq!(h.sole_caller(0), Attribution::Several);
+        drop((a1, a2));
+        assert_eq!(h.sole_caller(0), Attribution::One(8));
+        drop((b, other_backend));
+        assert_eq!(h.sole_caller(0), Attribution::Nobody);
+        assert!(h.callers.lock().is_empty());
+    }
+
+    #[test]
+    fn subscribers_are_counted_per_uri_per_backend() {
+        let h = hub();
+        h.add_subscriber("u", 0, 1);
+        h.add_subscriber("u", 0, 2);
+        assert_eq!(h.subscribed_backend("u", &[1, 0]), Some(0));
+        assert_eq!(h.subscribed_backend("u/1", &[0]), None, "exact URIs only");
+        assert_eq!(h.subscribed_via("u", 2), Some(0));
+        assert_eq!(h.remove_subscriber("u", 1), Some((0, false)));
+        assert_eq!(h.remove_subscriber("u", 1), None);
+        assert_eq!(h.subscriptions_of(2), ["u"]);
+        assert_eq!(h.remove_subscriber("u", 2), Some((0, true)), "the last one out");
+        assert!(h.subscriptions.lock().is_empty());
+    }
+
+    #[test]
+    fn a_request_id_can_be_in_flight_once() {
+        let h = hub();
+        let s = h.open_session(None);
+        let first = s.claim_id("1");
+        assert!(first.is_some());
+        assert!(s.claim_id("1").is_none());
+        assert!(s.claim_id("\"1\"").is_some(), "a string id is another id");
+        drop(first);
+        assert!(s.claim_id("1").is_some());
     }
 }

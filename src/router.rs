@@ -407,7 +407,10 @@ fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Receiver<()>) {
     loop {
         select! {
             recv(stop) -> _ => return,
-            recv(housekeeping) -> _ => core.run_due_restarts(),
+            recv(housekeeping) -> _ => {
+                core.run_due_restarts();
+                core.hub.expire_relays(Instant::now(), &core.backends);
+            },
             recv(events) -> ev => {
                 let Ok(ev) = ev else { return };
                 // Backends announce changes in bursts (server-everything sends several

@@ -254,6 +254,7 @@ impl Session {
                 backend.cancel(id, "the client session closed");
             }
         }
+        self.leave_subscriptions();
         let relays: Vec<_> = self.shared.relays.lock().drain().map(|(_, r)| r).collect();
         for r in relays {
             if let Some(backend) = core.backends.get(r.backend) {
@@ -296,6 +297,10 @@ impl Session {
         match jsonrpc::parse(text) {
             Err(inv) => Some(jsonrpc::error(inv.id.map(RawValue::get), inv.code, &inv.message)),
             Ok(Message::Request { id, method, params }) => {
+                let Some(_claim) = self.shared.claim_id(id.get()) else {
+                    let msg = "Invalid Request: duplicate id in flight";
+                    return Some(jsonrpc::error(Some(id.get()), jsonrpc::INVALID_REQUEST, msg));
+                };
                 let began = Instant::now();
                 // Every MCP method takes its params as an object; an array would otherwise
                 // reach code that indexes an object.
@@ -556,24 +561,84 @@ impl Session {
             Some(Err(e)) => return bad(format!("bad params for {method}: {e}")),
             _ => return bad(format!("{method} needs params.uri (a string)")),
         };
+        let hub = &self.core().hub;
+        // Backends see one subscription per URI however many clients share it: the first
+        // subscriber subscribes, the last one out unsubscribes, and the gate keeps those
+        // two decisions from crossing.
+        let gate = (method != "resources/read").then(|| hub.subscription_gate(&uri));
+        if method == "resources/unsubscribe" {
+            return match hub.remove_subscriber(&uri, self.shared.id) {
+                Some((b, true)) => self.call_backend(id, b, method, params),
+                Some((b, false)) => (Out::Ok("{}".into()), Some(b)),
+                // Nothing of ours to undo; the backend's subscription belongs to others.
+                None => (Out::Ok("{}".into()), None),
+            };
+        }
         let Some(owner) = self.core().catalog().resource_owner(&uri) else {
             return bad(format!("Unknown resource: {uri}"));
         };
+        if method == "resources/subscribe" {
+            if let Some(b) = hub.subscribed_via(&uri, self.shared.id) {
+                return (Out::Ok("{}".into()), Some(b));
+            }
+            let members = self.core().owners.get(owner).map(|o| o.members.as_slice()).unwrap_or_default();
+            if let Some(b) = hub.subscribed_backend(&uri, members) {
+                hub.add_subscriber(&uri, b, self.shared.id);
+                return (Out::Ok("{}".into()), Some(b));
+            }
+        }
         // Reading is safe to repeat; subscribing is not worth a second try.
         let route = Route { owner, chain_key: None, idempotent: method == "resources/read" };
         let (out, backend) = self.dispatch(id, route, method, params, |_| {}, false);
-        if matches!(out, Out::Ok(_)) {
-            match method {
-                "resources/subscribe" => {
-                    self.shared.subscriptions.lock().insert(uri);
-                }
-                "resources/unsubscribe" => {
-                    self.shared.subscriptions.lock().remove(&uri);
-                }
-                _ => {}
+        if let (Out::Ok(_), Some(b), "resources/subscribe") = (&out, backend, method) {
+            hub.add_subscriber(&uri, b, self.shared.id);
+            if self.shared.closed.load(Ordering::Acquire) {
+                // Closed while subscribing: `close` has already left its subscriptions.
+                drop(gate);
+                self.leave_subscriptions();
             }
         }
         (out, backend)
+    }
+
+    /// One request to one given backend (an unsubscribe must reach the backend that holds
+    /// the subscription, whatever a pool's balancer would pick), cancellable by the client.
+    fn call_backend(&self, id: &RawValue, b: usize, method: &str, params: Option<&RawValue>) -> (Out, Option<usize>) {
+        let Some(backend) = self.core().backends.get(b) else { return (timeout_out(), None) };
+        let ticket = match backend.start_call(method, params.map(RawValue::get), self.shared.id) {
+            Ok(t) => t,
+            Err(e) => return (Out::Err(e.to_error_object(backend.name())), Some(b)),
+        };
+        self.shared.inflight.lock().insert(id.get().to_owned(), (b, ticket.id));
+        let r = backend.finish_call(ticket, &Deadline::fixed(Instant::now() + backend.timeout));
+        self.shared.inflight.lock().remove(id.get());
+        let out = match r {
+            Ok(Ok(r)) => Out::Ok(Box::<str>::from(r).into()),
+            Ok(Err(e)) => Out::Err(Box::<str>::from(e).into()),
+            Err(CallError::Cancelled) => Out::Nothing,
+            Err(e) => Out::Err(e.to_error_object(backend.name())),
+        };
+        (out, Some(b))
+    }
+
+    /// Drops every subscription of this (closing) session; where it was the last
+    /// subscriber, the backend is told, all at once and each for a short while only.
+    fn leave_subscriptions(&self) {
+        let core = self.core();
+        let mut tickets = Vec::new();
+        for uri in core.hub.subscriptions_of(self.shared.id) {
+            let _gate = core.hub.subscription_gate(&uri);
+            let Some((b, true)) = core.hub.remove_subscriber(&uri, self.shared.id) else { continue };
+            let Some(backend) = core.backends.get(b) else { continue };
+            let params = format!("{{\"uri\":{}}}", jsonrpc::quote(&uri));
+            if let Ok(t) = backend.start_call("resources/unsubscribe", Some(&params), self.shared.id) {
+                tickets.push((backend, t));
+            }
+        }
+        for (backend, t) in tickets {
+            let wait = backend.timeout.min(Duration::from_millis(500));
+            let _ = backend.finish_call(t, &Deadline::fixed(Instant::now() + wait));
+        }
     }
 
     fn route_completion(&self, id: &RawValue, params: Option<&RawValue>) -> (Out, Option<usize>) {
@@ -748,6 +813,9 @@ impl Session {
                 continue;
             };
             let _in_flight = core.metrics.in_flight_guard(b);
+            if let Some((t, _)) = &token {
+                core.hub.bind_progress(t, b);
+            }
             let outcome = match backend.start_call(method, send, self.shared.id) {
                 Ok(ticket) => {
                     self.shared.inflight.lock().insert(id.get().to_owned(), (b, ticket.id));
@@ -857,6 +925,7 @@ impl Session {
             log::debug!(target: "mcprouter::session", "response to unknown id {} dropped", id.get());
             return;
         };
+        self.core().hub.relay_settled();
         let Some(backend) = self.core().backends.get(relay.backend) else { return };
         let line = match outcome {
             Ok(r) => jsonrpc::result(relay.backend_id.get(), r.get()),

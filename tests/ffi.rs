@@ -343,7 +343,14 @@ fn async_calls_reply_exactly_once() {
         let r = new_router();
         let s = open(r);
         let echo = c"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"message\":\"async\"}}}";
-        let pending: Vec<_> = (0..8).map(|_| call_async(s, echo)).collect();
+        // Distinct ids: a second request under an id still in flight is refused (-32600).
+        let echo_n = |n: usize| {
+            let m = format!(
+                r#"{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"async"}}}}}}"#
+            );
+            std::ffi::CString::new(m).unwrap()
+        };
+        let pending: Vec<_> = (0..8).map(|n| call_async(s, &echo_n(n))).collect();
         for rx in pending {
             let got = rx.recv_timeout(Duration::from_secs(20)).unwrap();
             assert_eq!(got.status, mcprouter_status::Ok);

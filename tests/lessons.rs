@@ -39,8 +39,11 @@ fn lesson_4_the_callers_request_is_never_mutated_at_the_transport_boundary() {
         r#"{"jsonrpc":"2.0","id":"mine","method":"tools/call","params":{"name":"meta","arguments":{},"_meta":{"progressToken":"p"}}}"#,
     );
     let before = msg.clone();
+    // One session per copy: within one session a second request under an id still in
+    // flight is refused (-32600, issue #10).
+    let sessions: Vec<_> = (0..8).map(|_| r.session(None).unwrap()).collect();
     let replies: Vec<String> = std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..8).map(|_| sc.spawn(|| s.handle(&msg).unwrap().unwrap())).collect();
+        let hs: Vec<_> = sessions.iter().map(|s| sc.spawn(|| s.handle(&msg).unwrap().unwrap())).collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(msg, before, "the caller's message is untouched");

@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 use crate::breaker::SharedBreaker;
 use crate::catalog::Lists;
 use crate::config::{BackendConfig, HealthPolicy, RouterSettings, Transport};
-use crate::hub::Hub;
+use crate::hub::{CallerGuard, Hub};
 use crate::jsonrpc::{self, Message};
 use crate::pending::PendingMap;
 use crate::redact::Redactor;
@@ -129,6 +129,8 @@ impl Deadline {
 pub(crate) struct Ticket {
     pub id: u64,
     rx: Receiver<Reply>,
+    /// Counts the call towards its session until the ticket is done with.
+    _caller: Option<CallerGuard>,
 }
 
 /// Lifecycle of one backend.
@@ -176,9 +178,6 @@ pub(crate) struct Backend {
     info: Mutex<Info>,
     ready: AtomicBool,
     stopping: AtomicBool,
-    /// The session that most recently sent a call here: where an unattributable
-    /// server-to-client request (sampling, roots) is relayed.
-    pub last_caller: AtomicU64,
     child: Mutex<Option<process::Child>>,
     /// The running network transport, if any.
     net: Mutex<Option<Arc<dyn Net>>>,
@@ -228,7 +227,6 @@ impl Backend {
             }),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
-            last_caller: AtomicU64::new(0),
             child: Mutex::new(None),
             net: Mutex::new(None),
             resolved: Mutex::new(None),
@@ -512,15 +510,15 @@ impl Backend {
             let why = self.info.lock().last_error.clone().unwrap_or_else(|| "it is down".into());
             return Err(CallError::Unavailable(why));
         };
-        if session != 0 {
-            self.last_caller.store(session, Ordering::Relaxed);
-        }
+        // Counted before the line goes out, so a request the backend sends about this call
+        // finds the call in flight.
+        let caller = (session != 0).then(|| Hub::call_started(&self.hub, self.index, session));
         let line = jsonrpc::request(&id.to_string(), method, params);
         // The router's own calls (handshake, discovery) wait for room; a client's call is
         // refused at once when the queue is full, so overload is visible, never a hang.
         let wait = (session == 0).then(|| Instant::now() + self.timeout);
         match Self::send_on(tx.as_ref(), Command::Write(line), wait) {
-            Ok(()) => Ok(Ticket { id, rx }),
+            Ok(()) => Ok(Ticket { id, rx, _caller: caller }),
             Err(e) => {
                 self.pending.take(id);
                 Err(e)

@@ -75,9 +75,12 @@ pub fn call(s: &Session, id: u64, method: &str, params: Value) -> Value {
     serde_json::from_str(&reply).expect("reply is JSON")
 }
 
-/// `tools/call` and the text of its first content block (or the error message).
+/// `tools/call` and the text of its first content block (or the error message). Each call
+/// gets its own id: a session refuses a second request under an id still in flight.
 pub fn tool_text(s: &Session, name: &str, args: Value) -> Result<String, (i64, String)> {
-    let v = call(s, 7, "tools/call", serde_json::json!({"name": name, "arguments": args}));
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
+    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let v = call(s, id, "tools/call", serde_json::json!({"name": name, "arguments": args}));
     if let Some(e) = v.get("error") {
         return Err((e["code"].as_i64().unwrap_or(0), e["message"].as_str().unwrap_or("").to_owned()));
     }

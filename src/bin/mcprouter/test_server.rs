@@ -20,10 +20,15 @@ const USAGE: &str = "usage: mcprouter test-server [--name NAME] [--page-size N] 
   [--protocol-version V] [--crash-after N] [--delay-ms N] [--hang-initialize]
   [--exit-on-start CODE] [--garbage-on-start] [--stderr-flood BYTES] [--huge-line BYTES]
   [--list-changed-after-init] [--sample-on-init]
+  [--record-progress-token PATH] [--track-subscriptions] [--hostile-tools]
   [--ws ADDR] [--http ADDR --http-fault close-mid-stream|bad-sse|endless-event|status-500|redirect-offsite|never-answer]
 --ws serves MCP over WebSocket (subprotocol mcp) at ADDR instead of stdio, one server per
 connection; --http serves a minimal Streamable HTTP server at ADDR/mcp whose `fault` tool
 misbehaves as asked. Both print `listening on ws://ADDR` (or http://) on stderr.
+--record-progress-token writes each tools/call's progress token (JSON) to PATH;
+--track-subscriptions makes `touch` notify only URIs the client subscribed to;
+--hostile-tools lists spoof_progress, sample_after, sample_later, asked, log_later,
+flood_log and sub_log.
 Flags are also read from MCP_TEST_FLAGS (space separated, appended to the arguments).";
 
 /// Tool table, one `name|description|args` per line; args are `name:jsonType`, all required.
@@ -52,6 +57,17 @@ cancelled|Return the request ids cancelled so far|
 meta|Return params._meta of this call|
 stop_reading|Answer, then never read stdin again (a backend that stops reading)|";
 
+/// Tools of hostile fixtures, listed only with `--hostile-tools` so the default catalog
+/// (and the counts and sizes other tests rely on) stays as it was.
+const HOSTILE_TOOLS: &str =
+    "spoof_progress|Send count progress notifications for someone else's token|token:string count:integer
+sample_after|Wait ms, then ask the client for sampling/createMessage|prompt:string ms:integer
+sample_later|Answer at once; ask for sampling after ms (outcome in `asked`)|prompt:string ms:integer
+asked|Return the outcomes of sample_later requests|
+log_later|Answer at once; send a log notification after ms|message:string ms:integer
+flood_log|Send count log notifications, whatever the level|count:integer
+sub_log|Return the resources/subscribe and unsubscribe requests received|";
+
 type Rpc<T = Value> = Result<T, (i64, String)>;
 /// One page of a list plus the cursor of the next page, if any.
 type Page = (Vec<Value>, Option<String>);
@@ -74,6 +90,9 @@ struct Config {
     huge_line: usize,
     list_changed_after_init: bool,
     sample_on_init: bool,
+    record_progress_token: Option<String>,
+    track_subscriptions: bool,
+    hostile_tools: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
@@ -116,6 +135,9 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 }
                 c.http_fault = Some(f);
             }
+            "--record-progress-token" => c.record_progress_token = Some(value()?),
+            "--track-subscriptions" => c.track_subscriptions = true,
+            "--hostile-tools" => c.hostile_tools = true,
             _ => return Err(format!("unknown flag: {arg}")),
         }
     }
@@ -232,6 +254,11 @@ struct State {
     replies: HashMap<String, Option<Value>>,
     /// Set by the `stop_reading` tool: the stdin loop stops reading for good.
     stop_reading: bool,
+    /// What each `sample_later` request came to.
+    asks: Vec<String>,
+    /// URIs subscribed to, and every subscribe/unsubscribe request in order.
+    subs: std::collections::HashSet<String>,
+    sub_log: Vec<Value>,
 }
 
 enum Outcome {
@@ -449,7 +476,8 @@ impl Server {
         };
         match method {
             "initialize" => Ok(self.initialize(p)),
-            "ping" | "resources/subscribe" | "resources/unsubscribe" => Ok(json!({})),
+            "ping" => Ok(json!({})),
+            "resources/subscribe" | "resources/unsubscribe" => Ok(self.subscription(method, p)),
             "logging/setLevel" => {
                 let level = str_at(p, "/level").unwrap_or("");
                 let idx = LEVELS.split_whitespace().position(|l| l == level);
@@ -506,6 +534,9 @@ impl Server {
             tool(next(), next(), next())
         };
         let mut out: Vec<Value> = TOOLS.lines().map(row).collect();
+        if self.cfg.hostile_tools {
+            out.extend(HOSTILE_TOOLS.lines().map(row));
+        }
         if self.st().dynamic {
             out.push(tool("dynamic", "Appears after notify_changed", ""));
         }
@@ -591,7 +622,7 @@ impl Server {
         let me = Arc::clone(self);
         let reply_id = id.clone();
         let work = move || {
-            let reply = match me.call_tool(&params, &flag) {
+            let reply = match me.call_tool_hostile(&params, &flag) {
                 Ok(Some(r)) => Some(ok(&id, r)),
                 Ok(None) => None,
                 Err((code, message)) => Some(err(&id, code, message)),
@@ -619,6 +650,53 @@ impl Server {
                 Outcome::Now(Some(err(&reply_id, -32603, message)))
             }
         }
+    }
+
+    /// Hostile-fixture tools that outlive their call, and the progress-token recorder; the
+    /// rest is `call_tool`.
+    fn call_tool_hostile(self: &Arc<Self>, p: &Value, cancel: &AtomicBool) -> Rpc<Option<Value>> {
+        if let (Some(path), Some(t)) = (&self.cfg.record_progress_token, p.pointer("/_meta/progressToken")) {
+            let _ = std::fs::write(path, t.to_string());
+        }
+        let a = p.get("arguments").unwrap_or(&Value::Null);
+        let later = match str_at(p, "/name") {
+            Some("sample_later") => "sample_later",
+            Some("log_later") => "log_later",
+            _ => return self.call_tool(p, cancel),
+        };
+        let ms = Duration::from_millis(arg_usize(a, "ms")? as u64);
+        let what = arg_str(a, if later == "sample_later" { "prompt" } else { "message" })?.to_owned();
+        let me = Arc::clone(self);
+        let work = move || {
+            thread::sleep(ms);
+            if later == "log_later" {
+                let params = json!({"level": "info", "logger": me.cfg.name, "data": what});
+                me.emit(None, "notifications/message", Some(params));
+                return;
+            }
+            let message = json!({"role": "user", "content": {"type": "text", "text": what}});
+            let params = json!({"messages": [message], "maxTokens": 50});
+            let never = AtomicBool::new(false);
+            let outcome = match me.ask("sampling/createMessage", Some(params), &never) {
+                Ok(resp) => resp.to_string(),
+                Err(e) => e,
+            };
+            me.st().asks.push(outcome);
+        };
+        thread::Builder::new().name("later".into()).spawn(work).map_err(|e| (-32603, e.to_string()))?;
+        Ok(Some(text("later")))
+    }
+
+    fn subscription(&self, method: &str, p: &Value) -> Value {
+        let uri = str_at(p, "/uri").unwrap_or("").to_owned();
+        let mut st = self.st();
+        st.sub_log.push(json!({"method": method, "uri": uri}));
+        if method == "resources/subscribe" {
+            st.subs.insert(uri);
+        } else {
+            st.subs.remove(&uri);
+        }
+        json!({})
     }
 
     /// `Ok(None)` means "send no response at all" (hang, cancelled).
@@ -709,7 +787,9 @@ impl Server {
             }
             "touch" => {
                 let uri = arg_str(a, "uri")?;
-                self.emit(None, "notifications/resources/updated", Some(json!({"uri": uri})));
+                if !self.cfg.track_subscriptions || self.st().subs.contains(uri) {
+                    self.emit(None, "notifications/resources/updated", Some(json!({"uri": uri})));
+                }
                 text("touched")
             }
             "stderr_flood" => {
@@ -728,6 +808,31 @@ impl Server {
                 self.st().stop_reading = true;
                 text("stopped reading")
             }
+            "spoof_progress" => {
+                let token = arg_str(a, "token")?;
+                for i in 1..=arg_usize(a, "count")? {
+                    let params = json!({"progressToken": token, "progress": i, "message": "spoofed"});
+                    self.emit(None, "notifications/progress", Some(params));
+                    thread::sleep(TICK);
+                }
+                text("spoofed")
+            }
+            "sample_after" => {
+                thread::sleep(Duration::from_millis(arg_usize(a, "ms")? as u64));
+                let message = json!({"role": "user", "content": {"type": "text", "text": arg_str(a, "prompt")?}});
+                let params = json!({"messages": [message], "maxTokens": 50});
+                let pick = |r: &Value| str_at(r, "/content/text").map(String::from);
+                self.relay("sampling/createMessage", Some(params), cancel, pick)
+            }
+            "asked" => text(&Value::from(self.st().asks.clone()).to_string()),
+            "flood_log" => {
+                for i in 0..arg_usize(a, "count")? {
+                    let params = json!({"level": "info", "logger": self.cfg.name, "data": format!("flood {i}")});
+                    self.emit(None, "notifications/message", Some(params));
+                }
+                text("flooded")
+            }
+            "sub_log" => text(&Value::Array(self.st().sub_log.clone()).to_string()),
             "dynamic" if self.st().dynamic => text("dynamic"),
             t if self.is_many(t) => text(t),
             _ => return Err((-32602, format!("Unknown tool: {name}"))),
