@@ -20,10 +20,16 @@ const USAGE: &str = "usage: mcprouter test-server [--name NAME] [--page-size N] 
   [--protocol-version V] [--crash-after N] [--delay-ms N] [--hang-initialize]
   [--exit-on-start CODE] [--garbage-on-start] [--stderr-flood BYTES] [--huge-line BYTES]
   [--list-changed-after-init] [--sample-on-init]
+  [--extra-tool NAME]... [--template URI_TEMPLATE]... [--endless-pages N] [--pad-bytes N]
+  [--hang-lists-after N]
   [--ws ADDR] [--http ADDR --http-fault close-mid-stream|bad-sse|endless-event|status-500|redirect-offsite|never-answer]
 --ws serves MCP over WebSocket (subprotocol mcp) at ADDR instead of stdio, one server per
 connection; --http serves a minimal Streamable HTTP server at ADDR/mcp whose `fault` tool
 misbehaves as asked. Both print `listening on ws://ADDR` (or http://) on stderr.
+--extra-tool adds a tool answering '<server name> <tool name>'; --template adds a resource
+template, and with one the server reads any URI as '<server name> read <uri>'; --endless-pages
+serves tools/list as endless pages of N tools (descriptions padded by --pad-bytes);
+--hang-lists-after leaves every tools/list after the first N unanswered.
 Flags are also read from MCP_TEST_FLAGS (space separated, appended to the arguments).";
 
 /// Tool table, one `name|description|args` per line; args are `name:jsonType`, all required.
@@ -73,6 +79,11 @@ struct Config {
     huge_line: usize,
     list_changed_after_init: bool,
     sample_on_init: bool,
+    extra_tools: Vec<String>,
+    templates: Vec<String>,
+    endless_pages: usize,
+    pad_bytes: usize,
+    hang_lists_after: Option<u64>,
 }
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
@@ -115,6 +126,11 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 }
                 c.http_fault = Some(f);
             }
+            "--extra-tool" => c.extra_tools.push(value()?),
+            "--template" => c.templates.push(value()?),
+            "--endless-pages" => c.endless_pages = num(flag, value()?)?,
+            "--pad-bytes" => c.pad_bytes = num(flag, value()?)?,
+            "--hang-lists-after" => c.hang_lists_after = Some(num(flag, value()?)?),
             _ => return Err(format!("unknown flag: {arg}")),
         }
     }
@@ -229,6 +245,7 @@ struct State {
     inflight: HashMap<String, Arc<AtomicBool>>,
     /// Our outstanding server→client requests; `Some` once the client answered.
     replies: HashMap<String, Option<Value>>,
+    tools_lists: u64,
 }
 
 enum Outcome {
@@ -402,6 +419,7 @@ impl Server {
         match method.as_str() {
             "tools/call" => self.spawn_call(id, params, batch),
             "initialize" if self.cfg.hang_initialize => Outcome::Now(None),
+            "tools/list" if self.hang_this_list() => Outcome::Now(None),
             _ => Outcome::Now(Some(match self.request(&method, &params) {
                 Ok(r) => ok(&id, r),
                 Err((code, message)) => err(&id, code, message),
@@ -453,6 +471,7 @@ impl Server {
                 self.st().log_level = idx.ok_or_else(|| invalid(format!("bad level {level:?}")))?;
                 Ok(json!({}))
             }
+            "tools/list" if self.cfg.endless_pages > 0 => Ok(self.endless_page(p.get("cursor"))),
             "tools/list" => list(self.tools(), "tools"),
             "resources/list" => list(self.resources(), "resources"),
             "resources/templates/list" => list(self.templates(), "resourceTemplates"),
@@ -508,7 +527,29 @@ impl Server {
         }
         let many = (0..self.cfg.many_tools).map(|i| format!("t{i:04}"));
         out.extend(many.map(|n| tool(&n, "Echo this tool's name", "")));
+        out.extend(self.cfg.extra_tools.iter().map(|n| tool(n, "Name the server and the tool", "")));
         out
+    }
+
+    /// Counts `tools/list` requests; true once more than `--hang-lists-after` came.
+    fn hang_this_list(&self) -> bool {
+        let Some(n) = self.cfg.hang_lists_after else {
+            return false;
+        };
+        let mut st = self.st();
+        st.tools_lists += 1;
+        st.tools_lists > n
+    }
+
+    /// Page `cursor` (a decimal number) of a tool list that never ends.
+    fn endless_page(&self, cursor: Option<&Value>) -> Value {
+        let page: u64 = cursor.and_then(Value::as_str).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let pad = "x".repeat(self.cfg.pad_bytes);
+        let schema = json!({"type": "object"});
+        let tools: Vec<Value> = (0..self.cfg.endless_pages)
+            .map(|i| json!({"name": format!("p{page}_{i}"), "description": pad, "inputSchema": schema}))
+            .collect();
+        json!({"tools": tools, "nextCursor": (page + 1).to_string()})
     }
 
     fn is_many(&self, name: &str) -> bool {
@@ -528,7 +569,10 @@ impl Server {
 
     fn templates(&self) -> Vec<Value> {
         let uri = format!("{}item/{{id}}", self.base());
-        vec![json!({"uriTemplate": uri, "name": "item", "mimeType": "text/plain"})]
+        let mut out = vec![json!({"uriTemplate": uri, "name": "item", "mimeType": "text/plain"})];
+        let extra = self.cfg.templates.iter().enumerate();
+        out.extend(extra.map(|(i, t)| json!({"uriTemplate": t, "name": format!("extra{i}")})));
+        out
     }
 
     fn prompts(&self) -> Vec<Value> {
@@ -550,6 +594,8 @@ impl Server {
             st.counter.to_string()
         } else if let Some(id) = item_id(&self.cfg.name, uri) {
             format!("item {id}")
+        } else if !self.cfg.templates.is_empty() {
+            format!("{} read {uri}", self.cfg.name)
         } else {
             return Err((-32002, "Resource not found".into()));
         };
@@ -723,6 +769,7 @@ impl Server {
             "meta" => text(&p.get("_meta").unwrap_or(&Value::Null).to_string()),
             "dynamic" if self.st().dynamic => text("dynamic"),
             t if self.is_many(t) => text(t),
+            t if self.cfg.extra_tools.iter().any(|x| x == t) => text(&format!("{} {t}", self.cfg.name)),
             _ => return Err((-32602, format!("Unknown tool: {name}"))),
         };
         Ok(Some(reply))
