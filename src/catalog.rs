@@ -381,8 +381,8 @@ fn expose(
                 let intruded = spaces.iter().find(|(p, o)| *o != b && n.starts_with(p.as_str()));
                 if let Some((_, victim)) = intruded {
                     warnings.push(format!(
-                        "{} lists {what} {name:?} inside {}'s prefix space; exposed as {}{}{name} instead",
-                        backends[b], backends[*victim], backends[b], settings.separator
+                        "{} lists {what} {name:?} inside {}'s prefix space; it gets {}'s own prefix instead",
+                        backends[b], backends[*victim], backends[b]
                     ));
                 }
                 intruded.is_some()
