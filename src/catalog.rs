@@ -89,6 +89,34 @@ struct Template {
     raw: String,
     parsed: Vec<Part>,
     json: String,
+    rank: Specificity,
+}
+
+/// How specific a template is: a longer literal prefix wins, then more literal characters
+/// in all. Config order breaks a tie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Specificity {
+    prefix: usize,
+    literal: usize,
+}
+
+/// Bounds on one resource template a backend may list: matching costs
+/// O(len(uri) * parts), so the parts are kept few.
+pub(crate) const MAX_TEMPLATE_BYTES: usize = 1024;
+pub(crate) const MAX_TEMPLATE_EXPRESSIONS: usize = 64;
+/// Templates one backend may list; every read that no exact resource claims tries them all.
+pub(crate) const MAX_TEMPLATES_PER_BACKEND: usize = 1000;
+
+/// Why a template is refused, if it is.
+pub(crate) fn template_out_of_bounds(raw: &str) -> Option<String> {
+    if raw.len() > MAX_TEMPLATE_BYTES {
+        return Some(format!("it is {} bytes (at most {MAX_TEMPLATE_BYTES})", raw.len()));
+    }
+    let exprs = raw.matches('{').count();
+    if exprs > MAX_TEMPLATE_EXPRESSIONS {
+        return Some(format!("it has {exprs} expressions (at most {MAX_TEMPLATE_EXPRESSIONS})"));
+    }
+    None
 }
 
 #[derive(Debug, Default)]
@@ -100,8 +128,14 @@ pub(crate) struct Catalog {
     resources: Vec<(usize, String)>,
     resource_ix: HashMap<String, usize>,
     templates: Vec<Template>,
+    /// Indices into `templates`, most specific first (stable, so config order breaks ties).
+    template_order: Vec<usize>,
+    /// Config `resource_routes`, longest prefix first.
     routes: Vec<(String, usize)>,
     fingerprints: [u64; 4],
+    /// What the build had to decide against a backend's wishes (impostor names renamed,
+    /// equally specific templates): logged once when it first appears, shown in status.
+    warnings: Vec<String>,
 }
 
 impl Catalog {
@@ -115,13 +149,23 @@ impl Catalog {
     ) -> Catalog {
         let mut c = Catalog::default();
         let names: Vec<&str> = owners.iter().map(|o| o.name.as_str()).collect();
+        // Every name that prefixes, or could be mistaken for, an owner's prefix space.
+        let mut spaces: Vec<(String, usize)> =
+            names.iter().enumerate().map(|(o, n)| (format!("{n}{}", settings.separator), o)).collect();
+        for (o, owner) in owners.iter().enumerate() {
+            for &m in &owner.members {
+                if let Some(b) = backends.get(m).filter(|b| b.name != owner.name) {
+                    spaces.push((format!("{}{}", b.name, settings.separator), o));
+                }
+            }
+        }
         let tool_src = gather(owners, lists, |l| &l.tools, |i, n| backends[i].tools.admits(n));
         let prompt_src = gather(owners, lists, |l| &l.prompts, |i, n| backends[i].prompts.admits(n));
-        (c.tools, c.tool_ix) = expose(settings, &names, tool_src);
-        (c.prompts, c.prompt_ix) = expose(settings, &names, prompt_src);
+        (c.tools, c.tool_ix) = expose(settings, &names, &spaces, tool_src, "tool", &mut c.warnings);
+        (c.prompts, c.prompt_ix) = expose(settings, &names, &spaces, prompt_src, "prompt", &mut c.warnings);
 
+        let mut template_ix: HashMap<&str, usize> = HashMap::new();
         for (o, owner) in owners.iter().enumerate() {
-            let mut seen_templates = std::collections::HashSet::new();
             for &m in &owner.members {
                 let Some(l) = lists.get(m).copied().flatten() else { continue };
                 for r in &l.resources {
@@ -136,18 +180,37 @@ impl Catalog {
                 }
                 for t in &l.templates {
                     let Some(raw) = t.get("uriTemplate").and_then(Value::as_str) else { continue };
-                    if !backends[m].resources.admits(raw) || !seen_templates.insert(raw.to_owned()) {
+                    // Fetching drops (and logs) oversized templates; this only keeps the
+                    // matcher's bounds true whoever built the lists.
+                    if !backends[m].resources.admits(raw) || template_out_of_bounds(raw).is_some() {
                         continue;
                     }
-                    c.templates.push(Template {
-                        owner: o,
-                        raw: raw.to_owned(),
-                        parsed: parse_template(raw),
-                        json: t.to_string(),
-                    });
+                    // The same template from several backends is listed once, like a
+                    // resource: the first owner in config order serves it.
+                    match template_ix.entry(raw) {
+                        Entry::Occupied(first) => {
+                            let first = c.templates[*first.get()].owner;
+                            if first != o {
+                                c.warnings.push(format!(
+                                    "resource template {raw:?} is listed by {} and {}; {} serves it",
+                                    names[first], names[o], names[first]
+                                ));
+                            }
+                            continue;
+                        }
+                        Entry::Vacant(v) => {
+                            v.insert(c.templates.len());
+                        }
+                    }
+                    let parsed = parse_template(raw);
+                    let rank = specificity(&parsed);
+                    c.templates.push(Template { owner: o, raw: raw.to_owned(), parsed, json: t.to_string(), rank });
                 }
             }
         }
+        c.template_order = (0..c.templates.len()).collect();
+        c.template_order.sort_by(|&a, &b| c.templates[b].rank.cmp(&c.templates[a].rank));
+        c.warnings.extend(template_ties(&c.templates, &names));
         for rr in &settings.resource_routes {
             if let Some(b) = backends.iter().position(|b| b.name == rr.backend) {
                 if let Some(o) = owners.iter().position(|o| o.members.contains(&b)) {
@@ -155,6 +218,7 @@ impl Catalog {
                 }
             }
         }
+        c.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         c.fingerprints = [
             fingerprint(c.tools.iter().map(|t| t.json.as_str())),
             fingerprint(c.resources.iter().map(|r| r.1.as_str())),
@@ -172,15 +236,25 @@ impl Catalog {
         lookup(&self.prompts, &self.prompt_ix, name)
     }
 
-    /// The owner of a URI: exact resource, then template, then configured prefix rule.
+    /// The owner of a URI: the config's prefix rules first (the operator outranks any
+    /// backend), then an exact resource, then the most specific matching template.
     pub(crate) fn resource_owner(&self, uri: &str) -> Option<usize> {
+        if let Some((_, o)) = self.routes.iter().find(|(p, _)| uri.starts_with(p.as_str())) {
+            return Some(*o);
+        }
         if let Some(&b) = self.resource_ix.get(uri) {
             return Some(b);
         }
-        if let Some(t) = self.templates.iter().find(|t| template_matches(&t.parsed, uri)) {
-            return Some(t.owner);
-        }
-        self.routes.iter().find(|(p, _)| uri.starts_with(p.as_str())).map(|r| r.1)
+        self.template_order
+            .iter()
+            .map(|&i| &self.templates[i])
+            .find(|t| template_matches(&t.parsed, uri))
+            .map(|t| t.owner)
+    }
+
+    /// What the build decided against a backend's wishes, one sentence each.
+    pub(crate) fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// For `completion/complete` with a `ref/resource`: the template's own text, else a URI.
@@ -280,10 +354,16 @@ fn gather<'a>(
     out
 }
 
+/// Exposed names for one kind. `spaces` are the `<name><separator>` prefixes that belong
+/// to each owner: under conditional prefixing, an item whose name falls in another owner's
+/// space is moved into its own owner's space, so it cannot take that owner's names.
 fn expose(
     settings: &RouterSettings,
     backends: &[&str],
+    spaces: &[(String, usize)],
     src: Vec<(usize, &str, &Value)>,
+    what: &str,
+    warnings: &mut Vec<String>,
 ) -> (Vec<Named>, HashMap<String, Target>) {
     let mut owners: HashMap<&str, Vec<usize>> = HashMap::new();
     for (b, name, _) in &src {
@@ -295,7 +375,18 @@ fn expose(
         let collides = owners.get(name).is_some_and(|o| o.len() > 1);
         let prefixed = match settings.prefix {
             PrefixMode::Always => true,
-            PrefixMode::Conditional => collides,
+            PrefixMode::Conditional if collides => true,
+            PrefixMode::Conditional => {
+                let n = normalize(name);
+                let intruded = spaces.iter().find(|(p, o)| *o != b && n.starts_with(p.as_str()));
+                if let Some((_, victim)) = intruded {
+                    warnings.push(format!(
+                        "{} lists {what} {name:?} inside {}'s prefix space; it gets {}'s own prefix instead",
+                        backends[b], backends[*victim], backends[b]
+                    ));
+                }
+                intruded.is_some()
+            }
             PrefixMode::Never => false,
         };
         if settings.prefix == PrefixMode::Never && collides {
@@ -408,26 +499,168 @@ fn parse_template(t: &str) -> Vec<Part> {
     parts
 }
 
-/// Whether `uri` could be an expansion of the template (values are not extracted).
-fn template_matches(parts: &[Part], uri: &str) -> bool {
-    let Some((first, rest)) = parts.split_first() else {
-        return uri.is_empty();
+fn specificity(parts: &[Part]) -> Specificity {
+    let prefix = match parts.first() {
+        Some(Part::Literal(l)) => l.len(),
+        _ => 0,
     };
-    match first {
-        Part::Literal(l) => uri.strip_prefix(l.as_str()).is_some_and(|u| template_matches(rest, u)),
-        Part::Expr(op) => {
-            // Query-style expressions may expand to nothing; simple ones need one character.
-            let min = if matches!(op, Some('?' | '&' | '/' | '.' | ';' | '#')) { 0 } else { 1 };
-            let stop: &[char] = match op {
-                Some('+' | '#') => &[],
-                Some('?' | '&') => &['#'],
-                _ => &['/', '?', '#'],
-            };
-            let max = uri.find(stop).unwrap_or(uri.len());
-            let max = if matches!(op, Some('/')) { uri.len() } else { max };
-            (min..=max).rev().any(|n| uri.is_char_boundary(n) && template_matches(rest, &uri[n..]))
+    let literal = parts.iter().map(|p| if let Part::Literal(l) = p { l.len() } else { 0 }).sum();
+    Specificity { prefix, literal }
+}
+
+/// Templates of different owners that are equally specific and have the same literal text
+/// in the same places: a URI one matches the other likely matches too, and only config
+/// order decides. Reported so an operator can settle it with a `resource_routes` rule.
+fn template_ties(templates: &[Template], names: &[&str]) -> Vec<String> {
+    let mut first: HashMap<Vec<Option<&str>>, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, t) in templates.iter().enumerate() {
+        let skeleton: Vec<Option<&str>> = t
+            .parsed
+            .iter()
+            .map(|p| match p {
+                Part::Literal(l) => Some(l.as_str()),
+                Part::Expr(_) => None,
+            })
+            .collect();
+        match first.entry(skeleton) {
+            Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            Entry::Occupied(f) => {
+                let f = &templates[*f.get()];
+                if f.owner != t.owner {
+                    out.push(format!(
+                        "resource templates {:?} ({}) and {:?} ({}) are equally specific; {} wins a URI both match",
+                        f.raw, names[f.owner], t.raw, names[t.owner], names[f.owner]
+                    ));
+                }
+            }
         }
     }
+    out
+}
+
+/// Whether `uri` could be an expansion of the template (values are not extracted).
+///
+/// Runs the template as an automaton over the URI's positions: `cur` holds every position
+/// the parts so far can end at, and each part maps that set to the next in one linear pass.
+/// O(len(uri) * parts) time, two bitmaps of memory, no recursion: a hostile template or URI
+/// can neither blow the stack nor make a read backtrack exponentially.
+fn template_matches(parts: &[Part], uri: &str) -> bool {
+    if let Some(Part::Literal(l)) = parts.first() {
+        if !uri.starts_with(l.as_str()) {
+            return false;
+        }
+    }
+    let b = uri.as_bytes();
+    let n = b.len();
+    let mut cur = vec![false; n + 1];
+    let mut next = vec![false; n + 1];
+    cur[0] = true;
+    // The reachable positions all lie in lo..=hi; passes scan only from there.
+    let (mut lo, mut hi) = (0, 0);
+    for part in parts {
+        let reached = match part {
+            Part::Literal(l) => step_literal(b, l.as_bytes(), &cur, lo, hi, &mut next),
+            Part::Expr(op) => step_expr(uri, *op, &cur, lo, hi, &mut next),
+        };
+        cur[lo..=hi].fill(false);
+        std::mem::swap(&mut cur, &mut next);
+        match reached {
+            Some(r) => (lo, hi) = r,
+            None => return false,
+        }
+    }
+    cur[n]
+}
+
+/// Marks in `next` every end of an occurrence of `lit` that starts at a reachable position
+/// (Knuth-Morris-Pratt, so a long run of near-matches stays linear). Returns the span of
+/// what it marked.
+fn step_literal(b: &[u8], lit: &[u8], cur: &[bool], lo: usize, hi: usize, next: &mut [bool]) -> Option<(usize, usize)> {
+    let m = lit.len();
+    if m == 0 {
+        next[lo..=hi].copy_from_slice(&cur[lo..=hi]);
+        return Some((lo, hi));
+    }
+    let mut fail = vec![0usize; m];
+    let mut k = 0;
+    for i in 1..m {
+        while k > 0 && lit[i] != lit[k] {
+            k = fail[k - 1];
+        }
+        if lit[i] == lit[k] {
+            k += 1;
+        }
+        fail[i] = k;
+    }
+    let end = (hi + m).min(b.len());
+    let mut span: Option<(usize, usize)> = None;
+    let mut k = 0;
+    for (i, &c) in b.iter().enumerate().take(end).skip(lo) {
+        while k > 0 && c != lit[k] {
+            k = fail[k - 1];
+        }
+        if c == lit[k] {
+            k += 1;
+        }
+        if k == m {
+            let start = i + 1 - m;
+            if cur[start] {
+                next[i + 1] = true;
+                span = Some(span.map_or((i + 1, i + 1), |(a, _)| (a, i + 1)));
+            }
+            k = fail[k - 1];
+        }
+    }
+    span
+}
+
+/// Marks in `next` every position an expression's value can end at, from any reachable
+/// start. A value spans at least `min` bytes and no stop character; for each end `q` only
+/// the latest start at or before `q - min` matters, since it has the shortest stretch to
+/// keep clear of stop characters.
+fn step_expr(
+    uri: &str,
+    op: Option<char>,
+    cur: &[bool],
+    lo: usize,
+    hi: usize,
+    next: &mut [bool],
+) -> Option<(usize, usize)> {
+    let b = uri.as_bytes();
+    let n = b.len();
+    // Query-style expressions may expand to nothing; simple ones need one character.
+    let min = if matches!(op, Some('?' | '&' | '/' | '.' | ';' | '#')) { 0 } else { 1 };
+    let stop = |c: u8| match op {
+        Some('+' | '#' | '/') => false,
+        Some('?' | '&') => c == b'#',
+        _ => matches!(c, b'/' | b'?' | b'#'),
+    };
+    let mut start: Option<usize> = None;
+    let mut last_stop: Option<usize> = None;
+    let mut span: Option<(usize, usize)> = None;
+    for q in lo + min..=n {
+        if cur[q - min] && q - min <= hi {
+            start = Some(q - min);
+        }
+        if q > 0 && stop(b[q - 1]) {
+            last_stop = Some(q - 1);
+        }
+        let Some(p) = start else { continue };
+        if last_stop.is_some_and(|s| s >= p) {
+            if q - min >= hi {
+                break; // no start is left that a value could still extend from
+            }
+            continue;
+        }
+        if uri.is_char_boundary(q) {
+            next[q] = true;
+            span = Some(span.map_or((q, q), |(a, _)| (a, q)));
+        }
+    }
+    span
 }
 
 #[cfg(test)]
@@ -519,5 +752,174 @@ mod tests {
         assert!(c.page(Kind::Tools, Some(cur), 2).is_ok());
         assert!(c.page(Kind::Tools, Some("bogus"), 2).is_err());
         assert!(c.page(Kind::Prompts, Some("t2"), 2).is_err());
+    }
+    /// The recursive matcher this module used to have: exact on small inputs, exponential
+    /// on hostile ones. The linear one must agree with it.
+    fn reference(parts: &[Part], uri: &str) -> bool {
+        let Some((first, rest)) = parts.split_first() else {
+            return uri.is_empty();
+        };
+        match first {
+            Part::Literal(l) => uri.strip_prefix(l.as_str()).is_some_and(|u| reference(rest, u)),
+            Part::Expr(op) => {
+                let min = if matches!(op, Some('?' | '&' | '/' | '.' | ';' | '#')) { 0 } else { 1 };
+                let stop: &[char] = match op {
+                    Some('+' | '#') => &[],
+                    Some('?' | '&') => &['#'],
+                    _ => &['/', '?', '#'],
+                };
+                let max = uri.find(stop).unwrap_or(uri.len());
+                let max = if matches!(op, Some('/')) { uri.len() } else { max };
+                (min..=max).rev().any(|n| uri.is_char_boundary(n) && reference(rest, &uri[n..]))
+            }
+        }
+    }
+
+    #[test]
+    fn linear_matcher_agrees_with_the_recursive_one() {
+        let templates = [
+            "a{x}",
+            "{x}/{y}",
+            "{+p}",
+            "a{?q}",
+            "{x}{y}",
+            "{x}a{y}",
+            "/{/p}a",
+            "{#f}",
+            "{x}{+y}/",
+            "a/{x}?{&y}",
+            "{.e}{;m}",
+            "{x}{x}{x}",
+            "aa{x}aa",
+            "{+x}a{+y}a",
+        ];
+        let alphabet = ['a', '/', '?', '#', 'é'];
+        let mut uris = vec![String::new()];
+        for len in 1..=5usize {
+            let total = alphabet.len().pow(len as u32);
+            for mut k in 0..total {
+                let mut u = String::new();
+                for _ in 0..len {
+                    u.push(alphabet[k % alphabet.len()]);
+                    k /= alphabet.len();
+                }
+                uris.push(u);
+            }
+        }
+        for t in templates {
+            let parts = parse_template(t);
+            for u in &uris {
+                assert_eq!(template_matches(&parts, u), reference(&parts, u), "template {t:?}, uri {u:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_templates_match_in_linear_time_without_recursion() {
+        // Thousands of segments: the recursive matcher overflowed the stack on this.
+        let deep = "{v}/".repeat(20_000);
+        let parts = parse_template(&deep);
+        assert_eq!(parts.len(), 40_000);
+        assert!(template_matches(&parts, &"a/".repeat(20_000)));
+        assert!(!template_matches(&parts, &"a/".repeat(19_999)));
+        assert!(!template_matches(&parts, &format!("{}#", "a/".repeat(20_000))));
+        // Adjacent expressions: the recursive matcher tried every split of the URI.
+        let adjacent = parse_template("x://{a}{b}{c}{d}{e}{f}{g}{h}/end");
+        let uri = format!("x://{}", "y".repeat(50));
+        assert_eq!(uri.len(), 54);
+        assert!(!template_matches(&adjacent, &uri));
+        assert!(!template_matches(&adjacent, &format!("x://{}", "y".repeat(100_000))));
+        assert!(template_matches(&adjacent, &format!("x://{}/end", "y".repeat(100_000))));
+        let catch_all = parse_template("{+a}{+b}{+c}{+d}{+e}{+f}{+g}{+h}z");
+        assert!(!template_matches(&catch_all, &"y".repeat(100_000)));
+    }
+
+    #[test]
+    fn templates_over_the_bounds_are_refused() {
+        assert!(template_out_of_bounds("file:///{+path}").is_none());
+        assert!(template_out_of_bounds(&"{v}/".repeat(20)).is_none());
+        assert!(template_out_of_bounds(&"{v}".repeat(MAX_TEMPLATE_EXPRESSIONS + 1)).is_some());
+        assert!(template_out_of_bounds(&format!("x://{}", "a".repeat(MAX_TEMPLATE_BYTES))).is_some());
+        // Whoever built the lists, the catalog never holds one.
+        let b = [backend("a")];
+        let l = Lists {
+            templates: vec![json!({"uriTemplate": "{v}/".repeat(5_000)}), json!({"uriTemplate": "x://{id}"})],
+            ..Default::default()
+        };
+        let c = Catalog::build(&RouterSettings::default(), &b, &owners(&b), &[Some(&l)]);
+        assert_eq!(c.counts()[2], 1);
+        assert_eq!(c.resource_owner(&"a/".repeat(5_000)), None);
+    }
+
+    #[test]
+    fn impostor_names_in_another_backends_prefix_space_are_renamed() {
+        let s = RouterSettings::default();
+        let b = [backend("a"), backend("b"), backend("c")];
+        let (la, lb, lc) = (lists(&["b__echo", "b..x", "a__mine"]), lists(&["echo"]), lists(&["echo"]));
+        let c = Catalog::build(&s, &b, &owners(&b), &[Some(&la), Some(&lb), Some(&lc)]);
+        let Lookup::Found(t) = c.tool("b__echo") else { panic!("b__echo is missing") };
+        assert_eq!((t.owner, t.original.as_str()), (1, "echo"), "backend b's own name wins");
+        let Lookup::Found(t) = c.tool("a__b__echo") else { panic!("{:?}", c.tool_names().collect::<Vec<_>>()) };
+        assert_eq!((t.owner, t.original.as_str()), (0, "b__echo"));
+        let Lookup::Found(t) = c.tool("a__b__x") else { panic!("{:?}", c.tool_names().collect::<Vec<_>>()) };
+        assert_eq!(t.original, "b..x", "normalized names are checked too");
+        let Lookup::Found(t) = c.tool("a__mine") else { panic!() };
+        assert_eq!(t.owner, 0, "a name in the backend's own space stays");
+        assert_eq!(c.warnings().len(), 2, "{:?}", c.warnings());
+        assert!(c.warnings()[0].contains("\"b__echo\"") && c.warnings()[0].contains("b's prefix space"));
+        // The impostor listed first or last: the same outcome.
+        let o = owners(&b);
+        let c = Catalog::build(&s, &b, &o, &[Some(&lc), Some(&lb), Some(&la)]);
+        let Lookup::Found(t) = c.tool("b__echo") else { panic!() };
+        assert_eq!(t.owner, 1);
+    }
+
+    fn templates(list: &[&str]) -> Lists {
+        Lists { templates: list.iter().map(|t| json!({"uriTemplate": t, "name": "t"})).collect(), ..Default::default() }
+    }
+
+    #[test]
+    fn config_routes_win_then_the_most_specific_template() {
+        let y = "router:\n  resource_routes:\n    - {prefix: \"docs://\", backend: b}\n    - {prefix: \"docs://private/\", backend: c}\nbackends:\n  - {name: a, command: x}\n  - {name: b, command: x}\n  - {name: c, command: x}\n";
+        let cfg = crate::config::Config::from_yaml(y).unwrap();
+        let o = owners(&cfg.backends);
+        let (la, lb, lc) =
+            (templates(&["{+anything}"]), templates(&["x://items/{id}"]), templates(&["x://{kind}/{id}"]));
+        let mut la = la;
+        la.resources.push(json!({"uri": "docs://listed", "name": "listed"}));
+        let c = Catalog::build(&cfg.router, &cfg.backends, &o, &[Some(&la), Some(&lb), Some(&lc)]);
+        assert_eq!(c.resource_owner("docs://anything"), Some(1), "config beats a catch-all");
+        assert_eq!(c.resource_owner("docs://listed"), Some(1), "config beats an exact resource");
+        assert_eq!(c.resource_owner("docs://private/x"), Some(2), "the longest prefix rule wins");
+        assert_eq!(c.resource_owner("x://items/7"), Some(1), "the longer literal prefix wins");
+        assert_eq!(c.resource_owner("x://things/7"), Some(2));
+        assert_eq!(c.resource_owner("elsewhere:1"), Some(0), "the catch-all takes the rest");
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    }
+
+    #[test]
+    fn equally_specific_templates_of_two_backends_are_reported() {
+        let s = RouterSettings::default();
+        let b = [backend("a"), backend("b")];
+        let (la, lb) = (templates(&["x://{id}"]), templates(&["x://{+path}"]));
+        let c = Catalog::build(&s, &b, &owners(&b), &[Some(&la), Some(&lb)]);
+        assert_eq!(c.resource_owner("x://1"), Some(0), "config order breaks the tie");
+        assert_eq!(c.resource_owner("x://1/2"), Some(1), "only b's template matches");
+        assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
+        assert!(c.warnings()[0].contains("equally specific"), "{:?}", c.warnings());
+    }
+
+    #[test]
+    fn identical_templates_of_several_backends_are_listed_once() {
+        let s = RouterSettings::default();
+        let b = [backend("a"), backend("b")];
+        let (la, lb) = (templates(&["x://{id}", "a://{id}"]), templates(&["x://{id}"]));
+        let c = Catalog::build(&s, &b, &owners(&b), &[Some(&la), Some(&lb)]);
+        assert_eq!(c.counts()[2], 2);
+        let page: Value = serde_json::from_str(&c.page(Kind::Templates, None, 10).unwrap()).unwrap();
+        assert_eq!(page["resourceTemplates"].as_array().unwrap().len(), 2);
+        assert_eq!(c.resource_owner("x://1"), Some(0));
+        assert_eq!(c.template_owner("x://{id}"), Some(0));
+        assert!(c.warnings().iter().any(|w| w.contains("listed by a and b")), "{:?}", c.warnings());
     }
 }

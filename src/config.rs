@@ -181,6 +181,12 @@ pub struct BackendConfig {
     /// here. The router has no HTTP front end yet, so today this only validates.
     #[serde(default)]
     pub pass_headers: Vec<String>,
+    /// Overrides `router.max_catalog_items` for this backend.
+    #[serde(default)]
+    pub max_catalog_items: Option<usize>,
+    /// Overrides `router.max_catalog_bytes` for this backend.
+    #[serde(default)]
+    pub max_catalog_bytes: Option<usize>,
 }
 
 impl BackendConfig {
@@ -198,8 +204,8 @@ fn default_weight() -> u32 {
     1
 }
 
-/// A rule sending resource URIs with a prefix to a backend when no resource or template
-/// of the catalog claims them.
+/// A rule sending resource URIs with a prefix to a backend, whatever resources or templates
+/// the backends list.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -235,7 +241,7 @@ pub struct RouterSettings {
     pub refresh_interval_ms: u64,
     /// How long `shutdown` waits for a child to exit after closing its stdin; at most 24 h.
     pub shutdown_grace_ms: u64,
-    /// URI prefix routing rules, tried after exact resources and templates.
+    /// URI prefix routing rules; they win over what backends list (the longest prefix first).
     pub resource_routes: Vec<ResourceRoute>,
     /// Hard cap on one client call, whatever its attempts and progress (0 = the call's
     /// timeout, so progress never extends it). At most 24 h.
@@ -255,6 +261,11 @@ pub struct RouterSettings {
     /// all sessions and initialized before any client connects, so this is configured, not
     /// copied from one client; a relayed request a session cannot answer gets an error.
     pub client_capabilities: serde_json::Value,
+    /// Most items of one kind (tools, resources, templates, prompts) one backend may list;
+    /// past it, fetching stops and that backend's catalog is refused.
+    pub max_catalog_items: usize,
+    /// Most bytes of list results one backend may send for its whole catalog; same effect.
+    pub max_catalog_bytes: usize,
 }
 
 /// See [`RouterSettings::fail_mode`].
@@ -432,6 +443,8 @@ impl Default for RouterSettings {
             breaker: BreakerSettings::default(),
             retry_budget: RetryBudgetSettings::default(),
             client_capabilities: serde_json::json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {}}),
+            max_catalog_items: 10_000,
+            max_catalog_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -525,6 +538,11 @@ impl Config {
             ("max_message_bytes", r.max_message_bytes as u64),
             ("page_size", r.page_size as u64),
         ] {
+            if v == 0 {
+                return Err(Error::Config(format!("router.{field}: must be greater than 0{}", at(field, "", 0))));
+            }
+        }
+        for (field, v) in [("max_catalog_items", r.max_catalog_items), ("max_catalog_bytes", r.max_catalog_bytes)] {
             if v == 0 {
                 return Err(Error::Config(format!("router.{field}: must be greater than 0{}", at(field, "", 0))));
             }
@@ -645,6 +663,11 @@ impl Config {
             }
             if b.weight == 0 {
                 return Err(Error::Config(format!("{path}.weight: must be at least 1{}", at("name", &b.name, nth))));
+            }
+            for (field, v) in [("max_catalog_items", b.max_catalog_items), ("max_catalog_bytes", b.max_catalog_bytes)] {
+                if v == Some(0) {
+                    return Err(Error::Config(format!("{path}.{field}: must be greater than 0{}", here())));
+                }
             }
             if b.timeout_ms == Some(0) {
                 return Err(Error::Config(format!(

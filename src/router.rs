@@ -32,8 +32,13 @@ pub(crate) struct Core {
     catalog: RwLock<Arc<Catalog>>,
     /// Backends waiting to be restarted, and when.
     restart_due: Mutex<Vec<(usize, Instant)>>,
-    /// Restart and health threads, joined at shutdown.
+    /// Restart, refresh and health threads, joined at shutdown.
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Per backend: whether a catalog refresh thread runs, and whether another was asked for
+    /// meanwhile.
+    refreshing: Vec<Mutex<Refresh>>,
+    /// Serializes rebuilds, so a slow one cannot swap in a catalog older than the last.
+    rebuilding: Mutex<()>,
     pub closed: AtomicBool,
     pub metrics: Metrics,
     started: Instant,
@@ -99,14 +104,66 @@ impl Core {
         }
     }
 
-    /// Rebuilds the catalog from the ready backends' lists and tells every session which
-    /// lists changed.
+    /// Asks for backend `i`'s lists to be fetched again, on a thread of its own: a backend
+    /// that never answers its lists then holds up nothing but its own refresh. At most one
+    /// runs per backend; asking while it runs makes it go round once more.
+    fn request_refresh(self: &Arc<Self>, i: usize) {
+        let Some(b) = self.backends.get(i) else { return };
+        let Some(slot) = self.refreshing.get(i) else { return };
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        {
+            let mut st = slot.lock();
+            match *st {
+                Refresh::Idle => *st = Refresh::Running,
+                Refresh::Running | Refresh::Again => {
+                    *st = Refresh::Again;
+                    return;
+                }
+            }
+        }
+        let core = Arc::clone(self);
+        let name = format!("mcprouter-refresh-{}", b.name());
+        let spawned = std::thread::Builder::new().name(name).stack_size(256 * 1024).spawn(move || {
+            loop {
+                if refresh_backend(&core, i) {
+                    core.rebuild_catalog(true);
+                }
+                let mut st = core.refreshing[i].lock();
+                if *st == Refresh::Again && !core.closed.load(Ordering::Acquire) {
+                    *st = Refresh::Running;
+                    continue;
+                }
+                *st = Refresh::Idle;
+                return;
+            }
+        });
+        match spawned {
+            Ok(h) => {
+                let mut workers = self.workers.lock();
+                workers.retain(|h| !h.is_finished());
+                workers.push(h);
+            }
+            Err(e) => {
+                *slot.lock() = Refresh::Idle;
+                log::error!(target: "mcprouter", "[{}] cannot start a refresh thread: {e}", b.name());
+            }
+        }
+    }
+
+    /// Rebuilds the catalog from every backend's last known lists and tells every session
+    /// which lists changed. A backend that is down keeps its names: calls to them get
+    /// "unavailable" (-32000) rather than "unknown tool", and come back with it.
     fn rebuild_catalog(&self, notify: bool) {
-        let lists: Vec<Option<Arc<Lists>>> =
-            self.backends.iter().map(|b| if b.is_ready() { b.lists.lock().clone() } else { None }).collect();
+        let _one = self.rebuilding.lock();
+        let lists: Vec<Option<Arc<Lists>>> = self.backends.iter().map(|b| b.lists.lock().clone()).collect();
         let refs: Vec<Option<&Lists>> = lists.iter().map(|l| l.as_deref()).collect();
         let fresh = Arc::new(Catalog::build(&self.config.router, &self.config.backends, &self.owners, &refs));
         let old = std::mem::replace(&mut *self.catalog.write(), Arc::clone(&fresh));
+        for w in fresh.warnings().iter().filter(|w| !old.warnings().contains(w)) {
+            log::warn!(target: "mcprouter", "catalog: {w}");
+        }
         self.metrics.set_known_tools(fresh.tool_names().map(str::to_owned));
         let [t, r, u, p] = fresh.counts();
         for (kind, n) in [
@@ -133,6 +190,15 @@ impl Core {
             }
         }
     }
+}
+
+/// Where a backend's catalog refresh stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refresh {
+    Idle,
+    Running,
+    /// Running, and asked for again since it started.
+    Again,
 }
 
 pub(crate) struct RouterInner {
@@ -206,6 +272,8 @@ impl Router {
             catalog: RwLock::new(Arc::new(Catalog::default())),
             restart_due: Mutex::new(Vec::new()),
             workers: Mutex::new(Vec::new()),
+            refreshing: (0..names.len()).map(|_| Mutex::new(Refresh::Idle)).collect(),
+            rebuilding: Mutex::new(()),
             closed: AtomicBool::new(false),
             started: Instant::now(),
         });
@@ -280,6 +348,7 @@ impl Router {
                     "handshake_ms": info.handshake.map(|d| d.as_secs_f64() * 1000.0),
                     "pid": info.pid,
                     "last_error": info.last_error,
+                    "catalog_error": b.catalog_error.lock().clone(),
                     "healthy": health.is_healthy(),
                     "consecutive_failures": health.failures(),
                     "next_probe_in_ms": health.next_probe().map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
@@ -314,7 +383,10 @@ impl Router {
                 "closed": core.closed.load(Ordering::Acquire),
                 "sessions": core.hub.session_count(),
                 "uptime_ms": core.started.elapsed().as_millis() as u64,
-                "catalog": {"tools": t, "resources": r, "resource_templates": u, "prompts": p},
+                "catalog": {
+                    "tools": t, "resources": r, "resource_templates": u, "prompts": p,
+                    "warnings": catalog.warnings(),
+                },
             },
             "backends": backends,
         })
@@ -423,19 +495,18 @@ fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Receiver<()>) {
                     match ev {
                         Event::Refresh(i) if !refresh.contains(&i) => refresh.push(i),
                         Event::Refresh(_) => {}
+                        // The catalog keeps a down backend's names, so only a restart is due.
                         Event::Down(i) => core.schedule_restart(i),
                     }
                 }
                 for i in refresh {
-                    refresh_backend(core, i);
+                    core.request_refresh(i);
                 }
-                core.rebuild_catalog(true);
             },
             recv(ticker) -> _ => {
                 for i in 0..core.backends.len() {
-                    refresh_backend(core, i);
+                    core.request_refresh(i);
                 }
-                core.rebuild_catalog(true);
             },
         }
         if core.closed.load(Ordering::Acquire) {
@@ -485,12 +556,15 @@ fn health_checks(core: &Core) {
     }
 }
 
-fn refresh_backend(core: &Core, i: usize) {
-    let Some(b) = core.backends.get(i) else { return };
+/// Fetches backend `i`'s lists again if it is up; returns whether it tried (and so whether
+/// its lists may have changed).
+fn refresh_backend(core: &Core, i: usize) -> bool {
+    let Some(b) = core.backends.get(i) else { return false };
     if b.info().state != State::Ready {
-        return;
+        return false;
     }
     if let Err(e) = b.refresh_lists(Instant::now() + b.timeout) {
         log::warn!(target: "mcprouter", "[{}] catalog refresh failed: {e}", b.name());
     }
+    true
 }

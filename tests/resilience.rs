@@ -35,9 +35,10 @@ fn a_crashed_backend_is_restarted_and_clients_are_told() {
     let s = r.session(None).unwrap();
     let old = pid_of(&r, 1);
     assert_eq!(tool_text(&s, "beta__crash", json!({})).unwrap_err().0, -32000);
-    assert!(wait_event(&s, "notifications/tools/list_changed", Duration::from_secs(5)).is_some(), "beta's tools left");
+    // A down backend keeps its names in the catalog (calls get -32000 meanwhile), so its
+    // death and return change no list and announce nothing.
+    assert!(tool_names(&s).contains(&"beta__whoami".to_owned()), "beta's tools stay");
     assert!(wait_until(Duration::from_secs(10), || r.status()["backends"][1]["state"] == "ready"), "restarted");
-    assert!(wait_event(&s, "notifications/tools/list_changed", Duration::from_secs(5)).is_some(), "and came back");
     assert_eq!(tool_text(&s, "beta__whoami", json!({})).unwrap(), "beta");
     let st = r.status();
     assert_ne!(st["backends"][1]["pid"].as_u64().unwrap() as u32, old);

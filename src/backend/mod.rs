@@ -133,6 +133,20 @@ pub(crate) struct Ticket {
     _caller: Option<CallerGuard>,
 }
 
+/// What one listing may still take: items per kind, bytes for the whole catalog.
+struct Budget {
+    max_items: usize,
+    max_bytes: usize,
+    bytes_left: usize,
+}
+
+/// Why a listing did not produce lists.
+enum ListError {
+    /// A cap was crossed: the listing is refused, not retried with what came so far.
+    OverCap(String),
+    Failed(String),
+}
+
 /// Lifecycle of one backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -188,6 +202,10 @@ pub(crate) struct Backend {
     pub max_call: Duration,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pub lists: Mutex<Option<Arc<Lists>>>,
+    /// Why the last listing was refused (a catalog cap crossed); `None` once one is accepted.
+    pub catalog_error: Mutex<Option<String>>,
+    /// Per-kind item cap and whole-catalog byte cap for this backend's lists.
+    catalog_caps: (usize, usize),
     pub breaker: SharedBreaker,
     pub health: Mutex<Health>,
     health_policy: HealthPolicy,
@@ -206,6 +224,10 @@ impl Backend {
     pub(crate) fn new(index: usize, config: BackendConfig, settings: &RouterSettings, hub: Arc<Hub>) -> Backend {
         let timeout = Duration::from_millis(config.timeout_ms.unwrap_or(settings.request_timeout_ms));
         let redactor = crate::logging::backend_redactor(&config);
+        let catalog_caps = (
+            config.max_catalog_items.unwrap_or(settings.max_catalog_items),
+            config.max_catalog_bytes.unwrap_or(settings.max_catalog_bytes),
+        );
         Backend {
             index,
             config,
@@ -233,6 +255,8 @@ impl Backend {
             max_call: Duration::from_millis(settings.max_call_ms).max(timeout),
             threads: Mutex::new(Vec::new()),
             lists: Mutex::new(None),
+            catalog_error: Mutex::new(None),
+            catalog_caps,
             breaker: SharedBreaker::new(settings.breaker_config()),
             health: Mutex::new(Health::default()),
             health_policy: settings.health.clone(),
@@ -427,25 +451,89 @@ impl Backend {
     }
 
     /// Fetches every list the backend's capabilities offer, following `nextCursor`.
+    ///
+    /// A listing that crosses a catalog cap is refused as a whole: the backend serves no
+    /// items until a later listing fits, and the reason stays visible in its status. A
+    /// listing that merely fails (timeout, error) keeps the previous lists.
     pub(crate) fn refresh_lists(&self, deadline: Instant) -> Result<(), String> {
         let caps = self.info.lock().capabilities.clone();
-        let mut lists = Lists::default();
-        if caps.get("tools").is_some() {
-            lists.tools = self.list_all("tools/list", "tools", deadline)?;
+        let (max_items, max_bytes) = self.catalog_caps;
+        let mut budget = Budget { max_items, max_bytes, bytes_left: max_bytes };
+        let fetched = (|| {
+            let mut lists = Lists::default();
+            if caps.get("tools").is_some() {
+                lists.tools = self.list_all("tools/list", "tools", deadline, &mut budget)?;
+            }
+            if caps.get("resources").is_some() {
+                lists.resources = self.list_all("resources/list", "resources", deadline, &mut budget)?;
+                lists.templates =
+                    match self.list_all("resources/templates/list", "resourceTemplates", deadline, &mut budget) {
+                        Ok(t) => t,
+                        Err(e @ ListError::OverCap(_)) => return Err(e),
+                        Err(ListError::Failed(_)) => Vec::new(),
+                    };
+            }
+            if caps.get("prompts").is_some() {
+                lists.prompts = self.list_all("prompts/list", "prompts", deadline, &mut budget)?;
+            }
+            Ok(lists)
+        })();
+        match fetched {
+            Ok(mut lists) => {
+                self.bound_templates(&mut lists.templates);
+                *self.lists.lock() = Some(Arc::new(lists));
+                *self.catalog_error.lock() = None;
+                Ok(())
+            }
+            Err(ListError::OverCap(why)) => {
+                let why = format!("catalog refused: {why}");
+                *self.lists.lock() = None;
+                *self.catalog_error.lock() = Some(why.clone());
+                self.info.lock().last_error = Some(why.clone());
+                Err(why)
+            }
+            Err(ListError::Failed(why)) => Err(why),
         }
-        if caps.get("resources").is_some() {
-            lists.resources = self.list_all("resources/list", "resources", deadline)?;
-            lists.templates =
-                self.list_all("resources/templates/list", "resourceTemplates", deadline).unwrap_or_default();
-        }
-        if caps.get("prompts").is_some() {
-            lists.prompts = self.list_all("prompts/list", "prompts", deadline)?;
-        }
-        *self.lists.lock() = Some(Arc::new(lists));
-        Ok(())
     }
 
-    fn list_all(&self, method: &str, field: &str, deadline: Instant) -> Result<Vec<Value>, String> {
+    /// Drops templates over the matcher's bounds, with one log record for all of them.
+    fn bound_templates(&self, templates: &mut Vec<Value>) {
+        use crate::catalog::{MAX_TEMPLATES_PER_BACKEND, template_out_of_bounds};
+        let before = templates.len();
+        let mut first: Option<String> = None;
+        templates.retain(|t| {
+            let raw = t.get("uriTemplate").and_then(Value::as_str).unwrap_or_default();
+            match template_out_of_bounds(raw) {
+                None => true,
+                Some(why) => {
+                    if first.is_none() {
+                        let shown: String = raw.chars().take(80).collect();
+                        first = Some(format!("{shown:?}…: {why}"));
+                    }
+                    false
+                }
+            }
+        });
+        let oversized = before - templates.len();
+        let surplus = templates.len().saturating_sub(MAX_TEMPLATES_PER_BACKEND);
+        templates.truncate(MAX_TEMPLATES_PER_BACKEND);
+        if oversized + surplus > 0 {
+            log::warn!(
+                target: "mcprouter::backend",
+                "[{}] dropped {oversized} oversized resource template(s){} and {surplus} past the first {MAX_TEMPLATES_PER_BACKEND}",
+                self.name(),
+                first.map(|f| format!(" (first: {f})")).unwrap_or_default()
+            );
+        }
+    }
+
+    fn list_all(
+        &self,
+        method: &str,
+        field: &str,
+        deadline: Instant,
+        budget: &mut Budget,
+    ) -> Result<Vec<Value>, ListError> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         // A backend that hands back the same cursor forever must not hang discovery.
@@ -453,11 +541,27 @@ impl Backend {
             let params = cursor.as_ref().map(|c| format!("{{\"cursor\":{}}}", jsonrpc::quote(c)));
             let raw = match self.call(method, params.as_deref(), 0, deadline) {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) => return Err(format!("{method} failed: {}", e.get())),
-                Err(e) => return Err(format!("{method} failed: {e:?}")),
+                Ok(Err(e)) => return Err(ListError::Failed(format!("{method} failed: {}", e.get()))),
+                Err(e) => return Err(ListError::Failed(format!("{method} failed: {e:?}"))),
             };
-            let mut v: Value = serde_json::from_str(raw.get()).map_err(|e| format!("{method}: {e}"))?;
+            // Counted before parsing, so an oversized page costs no more than its text.
+            let Some(left) = budget.bytes_left.checked_sub(raw.get().len()) else {
+                return Err(ListError::OverCap(format!(
+                    "its lists pass {} bytes (max_catalog_bytes) at {method}",
+                    budget.max_bytes
+                )));
+            };
+            budget.bytes_left = left;
+            let mut v: Value =
+                serde_json::from_str(raw.get()).map_err(|e| ListError::Failed(format!("{method}: {e}")))?;
+            drop(raw);
             if let Some(Value::Array(items)) = v.get_mut(field).map(Value::take) {
+                if out.len() + items.len() > budget.max_items {
+                    return Err(ListError::OverCap(format!(
+                        "{method} lists more than {} items (max_catalog_items)",
+                        budget.max_items
+                    )));
+                }
                 out.extend(items);
             }
             match v.get("nextCursor").and_then(Value::as_str) {
@@ -465,7 +569,7 @@ impl Backend {
                 _ => return Ok(out),
             }
         }
-        Err(format!("{method}: too many pages"))
+        Err(ListError::Failed(format!("{method}: too many pages")))
     }
 
     /// Sends a request and waits for its reply until `deadline`. On expiry the backend is

@@ -305,5 +305,8 @@ pub fn status_table(status: &serde_json::Value) -> String {
             b["last_error"].as_str().unwrap_or(""),
         ));
     }
+    for w in status["router"]["catalog"]["warnings"].as_array().into_iter().flatten() {
+        out.push_str(&format!("warning: {}\n", w.as_str().unwrap_or_default()));
+    }
     out
 }

@@ -21,6 +21,8 @@ const USAGE: &str = "usage: mcprouter test-server [--name NAME] [--page-size N] 
   [--exit-on-start CODE] [--garbage-on-start] [--stderr-flood BYTES] [--huge-line BYTES]
   [--list-changed-after-init] [--sample-on-init]
   [--record-progress-token PATH] [--track-subscriptions] [--hostile-tools]
+  [--extra-tool NAME]... [--template URI_TEMPLATE]... [--endless-pages N] [--pad-bytes N]
+  [--hang-lists-after N]
   [--ws ADDR] [--http ADDR --http-fault close-mid-stream|bad-sse|endless-event|status-500|redirect-offsite|never-answer]
 --ws serves MCP over WebSocket (subprotocol mcp) at ADDR instead of stdio, one server per
 connection; --http serves a minimal Streamable HTTP server at ADDR/mcp whose `fault` tool
@@ -29,6 +31,10 @@ misbehaves as asked. Both print `listening on ws://ADDR` (or http://) on stderr.
 --track-subscriptions makes `touch` notify only URIs the client subscribed to;
 --hostile-tools lists spoof_progress, sample_after, sample_later, asked, log_later,
 flood_log and sub_log.
+--extra-tool adds a tool answering '<server name> <tool name>'; --template adds a resource
+template, and with one the server reads any URI as '<server name> read <uri>'; --endless-pages
+serves tools/list as endless pages of N tools (descriptions padded by --pad-bytes);
+--hang-lists-after leaves every tools/list after the first N unanswered.
 Flags are also read from MCP_TEST_FLAGS (space separated, appended to the arguments).";
 
 /// Tool table, one `name|description|args` per line; args are `name:jsonType`, all required.
@@ -93,6 +99,11 @@ struct Config {
     record_progress_token: Option<String>,
     track_subscriptions: bool,
     hostile_tools: bool,
+    extra_tools: Vec<String>,
+    templates: Vec<String>,
+    endless_pages: usize,
+    pad_bytes: usize,
+    hang_lists_after: Option<u64>,
 }
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
@@ -138,6 +149,11 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--record-progress-token" => c.record_progress_token = Some(value()?),
             "--track-subscriptions" => c.track_subscriptions = true,
             "--hostile-tools" => c.hostile_tools = true,
+            "--extra-tool" => c.extra_tools.push(value()?),
+            "--template" => c.templates.push(value()?),
+            "--endless-pages" => c.endless_pages = num(flag, value()?)?,
+            "--pad-bytes" => c.pad_bytes = num(flag, value()?)?,
+            "--hang-lists-after" => c.hang_lists_after = Some(num(flag, value()?)?),
             _ => return Err(format!("unknown flag: {arg}")),
         }
     }
@@ -259,6 +275,7 @@ struct State {
     /// URIs subscribed to, and every subscribe/unsubscribe request in order.
     subs: std::collections::HashSet<String>,
     sub_log: Vec<Value>,
+    tools_lists: u64,
 }
 
 enum Outcome {
@@ -432,6 +449,7 @@ impl Server {
         match method.as_str() {
             "tools/call" => self.spawn_call(id, params, batch),
             "initialize" if self.cfg.hang_initialize => Outcome::Now(None),
+            "tools/list" if self.hang_this_list() => Outcome::Now(None),
             _ => Outcome::Now(Some(match self.request(&method, &params) {
                 Ok(r) => ok(&id, r),
                 Err((code, message)) => err(&id, code, message),
@@ -484,6 +502,7 @@ impl Server {
                 self.st().log_level = idx.ok_or_else(|| invalid(format!("bad level {level:?}")))?;
                 Ok(json!({}))
             }
+            "tools/list" if self.cfg.endless_pages > 0 => Ok(self.endless_page(p.get("cursor"))),
             "tools/list" => list(self.tools(), "tools"),
             "resources/list" => list(self.resources(), "resources"),
             "resources/templates/list" => list(self.templates(), "resourceTemplates"),
@@ -542,7 +561,29 @@ impl Server {
         }
         let many = (0..self.cfg.many_tools).map(|i| format!("t{i:04}"));
         out.extend(many.map(|n| tool(&n, "Echo this tool's name", "")));
+        out.extend(self.cfg.extra_tools.iter().map(|n| tool(n, "Name the server and the tool", "")));
         out
+    }
+
+    /// Counts `tools/list` requests; true once more than `--hang-lists-after` came.
+    fn hang_this_list(&self) -> bool {
+        let Some(n) = self.cfg.hang_lists_after else {
+            return false;
+        };
+        let mut st = self.st();
+        st.tools_lists += 1;
+        st.tools_lists > n
+    }
+
+    /// Page `cursor` (a decimal number) of a tool list that never ends.
+    fn endless_page(&self, cursor: Option<&Value>) -> Value {
+        let page: u64 = cursor.and_then(Value::as_str).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let pad = "x".repeat(self.cfg.pad_bytes);
+        let schema = json!({"type": "object"});
+        let tools: Vec<Value> = (0..self.cfg.endless_pages)
+            .map(|i| json!({"name": format!("p{page}_{i}"), "description": pad, "inputSchema": schema}))
+            .collect();
+        json!({"tools": tools, "nextCursor": (page + 1).to_string()})
     }
 
     fn is_many(&self, name: &str) -> bool {
@@ -562,7 +603,10 @@ impl Server {
 
     fn templates(&self) -> Vec<Value> {
         let uri = format!("{}item/{{id}}", self.base());
-        vec![json!({"uriTemplate": uri, "name": "item", "mimeType": "text/plain"})]
+        let mut out = vec![json!({"uriTemplate": uri, "name": "item", "mimeType": "text/plain"})];
+        let extra = self.cfg.templates.iter().enumerate();
+        out.extend(extra.map(|(i, t)| json!({"uriTemplate": t, "name": format!("extra{i}")})));
+        out
     }
 
     fn prompts(&self) -> Vec<Value> {
@@ -584,6 +628,8 @@ impl Server {
             st.counter.to_string()
         } else if let Some(id) = item_id(&self.cfg.name, uri) {
             format!("item {id}")
+        } else if !self.cfg.templates.is_empty() {
+            format!("{} read {uri}", self.cfg.name)
         } else {
             return Err((-32002, "Resource not found".into()));
         };
@@ -835,6 +881,7 @@ impl Server {
             "sub_log" => text(&Value::Array(self.st().sub_log.clone()).to_string()),
             "dynamic" if self.st().dynamic => text("dynamic"),
             t if self.is_many(t) => text(t),
+            t if self.cfg.extra_tools.iter().any(|x| x == t) => text(&format!("{} {t}", self.cfg.name)),
             _ => return Err((-32602, format!("Unknown tool: {name}"))),
         };
         Ok(Some(reply))
