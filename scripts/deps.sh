@@ -71,6 +71,9 @@ else
         const p = require.resolve("@modelcontextprotocol/server-everything/package.json");
         const v = JSON.parse(fs.readFileSync(p)).version;
         if (v !== "2026.8.31") throw new Error("server-everything " + v);
+        const f = require.resolve("@modelcontextprotocol/server-filesystem/package.json");
+        const fv = JSON.parse(fs.readFileSync(f)).version;
+        if (fv !== "2026.8.31") throw new Error("server-filesystem " + fv);
     ')
     echo "$node_hash" >"$NODE_STAMP"
 fi

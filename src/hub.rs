@@ -41,7 +41,7 @@ const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// Server-to-client requests one session may have waiting for its answer; beyond this the
 /// backend is refused at once, so a client that never answers cannot grow the map forever.
-const MAX_RELAYS: usize = 64;
+const MAX_RELAYS: usize = 1024;
 
 /// A client's progress token, swapped for an unguessable one.
 struct Progress {
@@ -168,6 +168,12 @@ impl SessionShared {
     fn accepts(&self, capability: &str) -> bool {
         let c = self.client.lock();
         !c.initialized || c.capabilities.get(capability).is_some()
+    }
+
+    /// Whether this client initialized and declared `capability` (no benefit of the doubt).
+    pub(crate) fn declares(&self, capability: &str) -> bool {
+        let c = self.client.lock();
+        c.initialized && c.capabilities.get(capability).is_some()
     }
 }
 
@@ -345,6 +351,16 @@ impl Hub {
             (None, _) => Attribution::Nobody,
             (Some(s), None) => Attribution::One(s),
             (Some(_), Some(_)) => Attribution::Several,
+        }
+    }
+
+    /// The one open, initialized session that declared the roots capability, if exactly one did.
+    fn sole_roots_client(&self) -> Option<u64> {
+        let sessions = self.sessions.read();
+        let mut found = sessions.values().filter(|s| s.declares("roots")).map(|s| s.id);
+        match (found.next(), found.next()) {
+            (Some(s), None) => Some(s),
+            _ => None,
         }
     }
 
@@ -527,6 +543,13 @@ impl Hub {
         };
         let session = match self.sole_caller(backend.index) {
             Attribution::One(s) => s,
+            // Roots belong to a client, not to a call: a server asks for them when it starts
+            // or after `roots/list_changed`. With exactly one client that declared roots, they
+            // are that client's; with several, a shared server cannot be told whose to use.
+            Attribution::Nobody if method == "roots/list" => match self.sole_roots_client() {
+                Some(s) => s,
+                None => return refuse("no call is in flight and not exactly one client declared roots"),
+            },
             Attribution::Nobody => return refuse("no client call is in flight on this server"),
             Attribution::Several => return refuse("several clients have calls in flight on this server"),
         };

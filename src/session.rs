@@ -897,7 +897,16 @@ impl Session {
     fn notification(&self, method: &str, params: Option<&RawValue>) {
         let core = self.core();
         match method {
-            "notifications/initialized" => self.shared.client.lock().initialized = true,
+            "notifications/initialized" => {
+                self.shared.client.lock().initialized = true;
+                // A server that asked for roots before this client came (and was refused)
+                // learns that there are roots now, as it would when connected directly.
+                if self.shared.declares("roots") {
+                    for b in core.backends.iter().filter(|b| b.is_ready()) {
+                        let _ = b.notify("notifications/roots/list_changed", None);
+                    }
+                }
+            }
             "notifications/cancelled" => {
                 let Some(v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else { return };
                 let Some(req) = v.get("requestId").map(Value::to_string) else { return };

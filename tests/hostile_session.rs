@@ -109,11 +109,11 @@ fn a_backend_that_stops_reading_costs_a_healthy_backend_nothing() {
     let answered = Arc::new(AtomicUsize::new(0));
     let overloaded = Arc::new(AtomicUsize::new(0));
     let mut callers = Vec::new();
-    for _ in 0..400 {
+    for i in 0..400 {
         let (s, answered, overloaded, payload) =
             (Arc::clone(&s), Arc::clone(&answered), Arc::clone(&overloaded), payload.clone());
         callers.push(std::thread::spawn(move || {
-            let msg = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deaf__echo","arguments":{"message": payload}}});
+            let msg = json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":{"name":"deaf__echo","arguments":{"message": payload}}});
             // After the router shuts down below, a call still waiting gets `Err(Closed)`.
             let Ok(Some(out)) = s.handle(&msg.to_string()) else { return };
             let v: Value = serde_json::from_str(&out).unwrap();
