@@ -908,11 +908,18 @@ impl Session {
                 }
             }
             "notifications/cancelled" => {
-                let Some(v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else { return };
-                let Some(req) = v.get("requestId").map(Value::to_string) else { return };
-                let target = self.shared.inflight.lock().remove(&req);
+                #[derive(Deserialize)]
+                struct Cancel<'a> {
+                    // Raw, like the keys of the in-flight map: the client's own spelling of the id.
+                    #[serde(borrow, rename = "requestId")]
+                    request_id: &'a RawValue,
+                    #[serde(default, borrow)]
+                    reason: Option<Cow<'a, str>>,
+                }
+                let Some(c) = params.and_then(|p| serde_json::from_str::<Cancel<'_>>(p.get()).ok()) else { return };
+                let target = self.shared.inflight.lock().remove(c.request_id.get());
                 if let Some((b, id)) = target {
-                    let reason = v.get("reason").and_then(Value::as_str).unwrap_or("cancelled by the client");
+                    let reason = c.reason.as_deref().unwrap_or("cancelled by the client");
                     if let Some(backend) = core.backends.get(b) {
                         backend.cancel(id, reason);
                     }
