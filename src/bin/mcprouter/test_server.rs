@@ -21,9 +21,12 @@ const USAGE: &str = "usage: mcprouter test-server [--name NAME] [--page-size N] 
   [--exit-on-start CODE] [--garbage-on-start] [--stderr-flood BYTES] [--huge-line BYTES]
   [--list-changed-after-init] [--sample-on-init]
   [--ws ADDR] [--http ADDR --http-fault close-mid-stream|bad-sse|endless-event|status-500|redirect-offsite|never-answer]
+  [--emit-file PATH]
 --ws serves MCP over WebSocket (subprotocol mcp) at ADDR instead of stdio, one server per
 connection; --http serves a minimal Streamable HTTP server at ADDR/mcp whose `fault` tool
 misbehaves as asked. Both print `listening on ws://ADDR` (or http://) on stderr.
+--emit-file writes every line of PATH to stdout, raw bytes as they are, once the client sends
+notifications/initialized, then keeps serving (the hostile-backend fuzzer's lines).
 Flags are also read from MCP_TEST_FLAGS (space separated, appended to the arguments).";
 
 /// Tool table, one `name|description|args` per line; args are `name:jsonType`, all required.
@@ -73,6 +76,7 @@ struct Config {
     huge_line: usize,
     list_changed_after_init: bool,
     sample_on_init: bool,
+    emit_file: Option<String>,
 }
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
@@ -115,6 +119,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 }
                 c.http_fault = Some(f);
             }
+            "--emit-file" => c.emit_file = Some(value()?),
             _ => return Err(format!("unknown flag: {arg}")),
         }
     }
@@ -254,6 +259,25 @@ impl Server {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let _ = out.write_all(line.as_bytes());
         let _ = out.write_all(b"\n");
+        let _ = out.flush();
+    }
+
+    /// Writes the lines of `path` untouched (they may be invalid JSON or not even UTF-8):
+    /// the fuzzer decides what a hostile server says, this only delivers it.
+    fn emit_file(&self, path: &str) {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("test-server: --emit-file {path}: {e}");
+                return;
+            }
+        };
+        let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        for line in body.split(|&b| b == b'\n') {
+            let _ = out.write_all(line);
+            let _ = out.write_all(b"\n");
+        }
         let _ = out.flush();
     }
 
@@ -427,6 +451,9 @@ impl Server {
                 }
                 if self.cfg.sample_on_init {
                     self.emit(Some(&self.next_request_id()), "roots/list", None);
+                }
+                if let Some(path) = &self.cfg.emit_file {
+                    self.emit_file(path);
                 }
             }
             _ => {}
