@@ -26,10 +26,17 @@ use serde_json::value::RawValue;
 
 /// Saved cases that fail on the current code because of a bug someone is fixing. Each entry
 /// names the bug; delete it when the fix lands (the replay then says "now PASSES").
-const KNOWN_UNFIXED: &[(&str, &str)] = &[];
+const KNOWN_UNFIXED: &[(&str, &str)] = &[
+    // Known bug: `tools/call` / `prompts/get` with array (positional) params whose first
+    // element is a prefixed name panics in Session::prepare (`v["name"] = …` on an array).
+    // In a batch the panic is swallowed and the request silently gets no reply.
+    ("session-7538f0cc86ff1bd2.json", "tools/call, array params, prefixed name: panic (batch: reply lost)"),
+    ("session-1f26925ae085c543.json", "tools/call, array params, prefixed name: panic"),
+    ("session-9adf8008cb1e9753.json", "prompts/get, array params, prefixed name: panic"),
+];
 
 /// Keeps the bounded run (in `./scripts/test`) near 30 s of debug build on two cores.
-const DEFAULT_CASES: u32 = 300;
+const DEFAULT_CASES: u32 = 1500;
 /// The router's `max_message_bytes` in this target: small, so oversize input is cheap.
 const MAX_MESSAGE: usize = 65_536;
 
@@ -494,6 +501,9 @@ fn params(method: &'static str) -> BoxedStrategy<Option<String>> {
                    "[{\"name\":\"a__echo\"}]", "[\"a__greet\"]"]).prop_map(Some),
         1 => (good_params(method), "[a-z_]{1,8}", value())
             .prop_map(|(p, k, v)| Some(if p.len() > 2 { format!("{{{}:{v},{}", q(&k), &p[1..]) } else { format!("{{{}:{v}}}", q(&k)) })),
+        // Positional params: JSON-RPC allows them, MCP never uses them.
+        1 => (prop_oneof![tool_name(), lit(&["a__greet", "b__plain", "nope"])], prop::collection::vec(value(), 0..3))
+            .prop_map(|(n, rest)| Some(format!("[{}]", std::iter::once(q(&n)).chain(rest).collect::<Vec<_>>().join(",")))),
         1 => deep().prop_map(|d| Some(format!("{{\"name\":\"a__echo\",\"arguments\":{{\"message\":{d}}}}}"))),
         1 => huge().prop_map(|h| Some(format!("{{\"name\":\"a__echo\",\"arguments\":{{\"message\":{h}}}}}"))),
     ]

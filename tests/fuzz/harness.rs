@@ -84,7 +84,11 @@ pub fn install_panic_hook() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+            // A panic inside a library (serde_json's `Index`, say) is located at the first
+            // frame in the project's own src/, so the signature names the caller that erred.
+            let location = project_frame().unwrap_or_else(|| {
+                info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default()
+            });
             let payload = info
                 .payload()
                 .downcast_ref::<&str>()
@@ -100,6 +104,19 @@ pub fn install_panic_hook() {
             default(info);
         }));
     });
+}
+
+/// `src/file.rs:line` of the innermost backtrace frame in the project's src/.
+fn project_frame() -> Option<String> {
+    let bt = std::backtrace::Backtrace::force_capture().to_string();
+    bt.lines().map(str::trim).filter_map(|l| l.strip_prefix("at ")).find_map(|at| {
+        let rel = at.strip_prefix("./").or_else(|| at.strip_prefix(concat!(env!("CARGO_MANIFEST_DIR"), "/")))?;
+        if !rel.starts_with("src/") {
+            return None;
+        }
+        // Drop the column: the line is enough to tell bugs apart.
+        Some(rel.rsplit_once(':').map_or(rel, |(l, _)| l).to_owned())
+    })
 }
 
 pub fn panic_count() -> usize {
