@@ -135,6 +135,42 @@ pub fn panics_since(mark: usize) -> Option<Failure> {
     Some(Failure::new(format!("panic at {location}"), p.join("\n")))
 }
 
+static BAD_LOG_LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static LOG_LINES: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs the router's own logger at debug level with a callback sink, so the logging
+/// paths (access records, warnings about what a backend sent) run on fuzzed input too, and
+/// checks that every record comes out as one line of valid JSON.
+pub fn install_logger() {
+    use mcprouter::logging::{Logger, Sink, install};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let sink = Sink::Callback(Box::new(|_level, _target, line: &str| {
+            LOG_LINES.fetch_add(1, Ordering::Relaxed);
+            let body = line.strip_suffix('\n').unwrap_or(line);
+            let ok = !body.contains('\n') && serde_json::from_str::<Value>(body).is_ok_and(|v| v.is_object());
+            if !ok {
+                if let Ok(mut bad) = BAD_LOG_LINES.lock() {
+                    bad.push(body.chars().take(300).collect());
+                }
+            }
+        }));
+        let redactor = mcprouter::redact::Redactor::new(Vec::new(), Vec::new());
+        let _ = install(Logger::new(log::LevelFilter::Debug, sink, redactor));
+    });
+}
+
+pub fn bad_log_count() -> usize {
+    BAD_LOG_LINES.lock().map(|b| b.len()).unwrap_or(0)
+}
+
+/// A failure for log records after `mark` that were not one line of JSON.
+pub fn bad_logs_since(mark: usize) -> Option<Failure> {
+    let bad = BAD_LOG_LINES.lock().map(|b| b.iter().skip(mark).cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let first = bad.first()?;
+    Some(Failure::new("a log record is not one line of JSON", first.clone()))
+}
+
 /// Polls `f` until it returns `Ok` or `within` passes; returns the last error.
 pub fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Result<T, String>) -> Result<T, String> {
     let end = Instant::now() + within;
@@ -232,6 +268,7 @@ pub struct Target<'a, T> {
 /// test) on a failure that is neither a known-unfixed saved case nor has the symptom of one.
 pub fn run<T: Debug + Clone>(t: &Target<'_, T>, strategy: impl Strategy<Value = T>) {
     install_panic_hook();
+    install_logger();
     let cases = env_u64("MCPROUTER_FUZZ_CASES").map_or(t.default_cases, |n| n as u32);
     let seed = env_u64("MCPROUTER_FUZZ_SEED").unwrap_or(0x6d63_7072_6f75_7465);
     let keep_going = env_flag("MCPROUTER_FUZZ_KEEP_GOING");
@@ -301,10 +338,11 @@ pub fn run<T: Debug + Clone>(t: &Target<'_, T>, strategy: impl Strategy<Value = 
         }
     }
     println!(
-        "fuzz {}: seed {seed}, {cases} generated cases in {:.1} s (replay {:.1} s); {tolerated_hits} hit known-unfixed symptoms {:?}",
+        "fuzz {}: seed {seed}, {cases} generated cases in {:.1} s (replay {:.1} s, {} log records checked); {tolerated_hits} hit known-unfixed symptoms {:?}",
         t.name,
         started.elapsed().as_secs_f64(),
         replayed.as_secs_f64(),
+        LOG_LINES.load(Ordering::Relaxed),
         tolerated
     );
     assert!(new_failures.is_empty(), "fuzz {}: {} failure(s):\n{}", t.name, new_failures.len(), new_failures.join("\n"));
