@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 /// names the bug; delete it when the fix lands.
 const KNOWN_UNFIXED: &[(&str, &str)] = &[];
 
-/// About a minute of debug build on two cores.
-const DEFAULT_CASES: u32 = 24;
+/// About 20 s of debug build on two cores (each case starts two processes and restarts one).
+const DEFAULT_CASES: u32 = 40;
 const MAX_MESSAGE: usize = 65_536;
 const TIMEOUT_MS: u64 = 2000;
 
@@ -135,6 +135,8 @@ fn item() -> BoxedStrategy<Item> {
         2 => text((lit(&["sampling/createMessage", "roots/list", "elicitation/create", "ping", "tools/call", "unknown/x"]), id(), value())
             .prop_map(|(m, i, p)| format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":{},\"params\":{p}}}", q(&m))).boxed()),
         1 => flood((0u64..1000).prop_map(|i| format!("{{\"jsonrpc\":\"2.0\",\"id\":\"r{i}\",\"method\":\"roots/list\"}}")).boxed(), 100),
+        // A response written as an array of member values (jsonrpc, id, method, params, result).
+        1 => text((0u64..30, value()).prop_map(|(i, r)| format!("[\"2.0\",{i},null,{{}},{r}]")).boxed()),
         // Not JSON-RPC at all.
         2 => text(prop_oneof![
             "[ -~]{0,60}",
@@ -191,7 +193,7 @@ fn start_router(emit: &std::path::Path) -> Result<Router, String> {
          init_timeout_ms: 3000\n\
          max_message_bytes: {MAX_MESSAGE}\n\
          shutdown_grace_ms: 200\n\
-         restart: {{initial_backoff_ms: 300}}\n\
+         restart: {{initial_backoff_ms: 100}}\n\
          health: {{interval_ms: 0, failure_threshold: 100000}}\n\
          breaker: {{failure_threshold: 100000}}"
     );
@@ -207,7 +209,7 @@ fn call(s: &Session, id: u64, method: &str, params: Value) -> Result<Value, Fail
     let began = Instant::now();
     let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.handle(&msg)));
     let took = began.elapsed();
-    answer_relays(s);
+    answer_relays(s)?;
     let what = format!("{method} {params}");
     let reply = match reply {
         Err(_) => return Err(Failure::new("handle panicked", what)),
@@ -233,13 +235,36 @@ fn call(s: &Session, id: u64, method: &str, params: Value) -> Result<Value, Fail
     Ok(v)
 }
 
-fn answer_relays(s: &Session) {
+/// Reads what the router sent this client on its own, checks each is a JSON-RPC
+/// notification or request the client may see, and answers relayed requests.
+fn answer_relays(s: &Session) -> Result<(), Failure> {
     while let Ok(Some(ev)) = s.next_event(Duration::ZERO) {
+        let bad = |why: &str| Err(Failure::new(format!("event to the client is {why}"), ev.chars().take(300).collect::<String>()));
+        // Raw parsing: what a backend wrote may pass through byte for byte, and only has to
+        // be JSON, not text serde_json's `Value` can hold (e.g. a lone surrogate escape).
+        let Ok(raw) = serde_json::from_str::<&serde_json::value::RawValue>(&ev) else { return bad("not JSON") };
+        if !raw.get().starts_with('{') || !ev.contains("\"jsonrpc\":\"2.0\"") {
+            return bad("not a JSON-RPC object");
+        }
+        if std::env::var_os("MCPROUTER_FUZZ_VERBOSE").is_some() {
+            println!("  event {}", ev.chars().take(200).collect::<String>());
+        }
         let Ok(v) = serde_json::from_str::<Value>(&ev) else { continue };
-        if let (Some(id), Some(_)) = (v.get("id"), v.get("method")) {
+        if !v["method"].is_string() {
+            return bad("without a method");
+        }
+        // The client used one progress token; a router-internal one must never leak out.
+        if v["method"] == "notifications/progress" && v["params"]["progressToken"] != "p" {
+            return bad("progress under a token the client never used");
+        }
+        if let Some(id) = v.get("id") {
+            if !(id.is_string() || id.is_i64() || id.is_u64()) {
+                return bad("a request with an invalid id");
+            }
             let _ = s.handle(&json!({"jsonrpc": "2.0", "id": id, "result": {}}).to_string());
         }
     }
+    Ok(())
 }
 
 fn text_of(v: &Value) -> Option<&str> {
@@ -258,19 +283,41 @@ fn drive(r: &Router) -> Result<(), Failure> {
             Err(Failure::new("a call to the normal backend failed", format!("{what}: {v}")))
         }
     };
-    normal(call(&s, 2, "tools/call", json!({"name": "n__echo", "arguments": {"message": "hello"}}))?, "hello", "n__echo")?;
-    call(&s, 3, "tools/call", json!({"name": "h__echo", "arguments": {"message": "hello"}}))?;
-    call(&s, 4, "tools/list", json!({}))?;
-    normal(call(&s, 5, "tools/call", json!({"name": "n__add", "arguments": {"a": 2, "b": 40}}))?, "42", "n__add")?;
-    call(&s, 6, "tools/call", json!({"name": "h__slow", "arguments": {"ms": 30}}))?;
-    call(&s, 7, "tools/call", json!({"name": "h__progress", "arguments": {"steps": 2}, "_meta": {"progressToken": "p"}}))?;
-    call(&s, 8, "resources/read", json!({"uri": "test://h/static"}))?;
-    let v = call(&s, 9, "resources/read", json!({"uri": "test://n/static"}))?;
-    if v.pointer("/result/contents/0/text").and_then(Value::as_str) != Some("static n") {
-        return Err(Failure::new("a call to the normal backend failed", format!("resources/read n: {v}")));
+    let calls = |base: u64| -> Result<(), Failure> {
+        let n = |k: u64| base + k;
+        normal(call(&s, n(0), "tools/call", json!({"name": "n__echo", "arguments": {"message": "hello"}}))?, "hello", "n__echo")?;
+        call(&s, n(1), "tools/call", json!({"name": "h__echo", "arguments": {"message": "hello"}}))?;
+        call(&s, n(2), "tools/list", json!({}))?;
+        normal(call(&s, n(3), "tools/call", json!({"name": "n__add", "arguments": {"a": 2, "b": 40}}))?, "42", "n__add")?;
+        call(&s, n(4), "tools/call", json!({"name": "h__slow", "arguments": {"ms": 30}}))?;
+        call(&s, n(5), "tools/call", json!({"name": "h__progress", "arguments": {"steps": 2}, "_meta": {"progressToken": "p"}}))?;
+        call(&s, n(6), "resources/subscribe", json!({"uri": "test://h/static"}))?;
+        call(&s, n(7), "resources/read", json!({"uri": "test://h/static"}))?;
+        let v = call(&s, n(8), "resources/read", json!({"uri": "test://n/static"}))?;
+        if v.pointer("/result/contents/0/text").and_then(Value::as_str) != Some("static n") {
+            return Err(Failure::new("a call to the normal backend failed", format!("resources/read n: {v}")));
+        }
+        call(&s, n(9), "ping", json!({}))?;
+        normal(call(&s, n(10), "tools/call", json!({"name": "n__whoami", "arguments": {}}))?, "n", "n__whoami")
+    };
+    calls(10)?;
+    // The lines were written while the router started, before this session existed. Crash
+    // the hostile backend so its restart writes them again now that a client is listening
+    // (and is the backend's last caller, to whom its requests and logs go).
+    call(&s, 30, "tools/call", json!({"name": "h__crash", "arguments": {}}))?;
+    let back = wait_for(Duration::from_secs(3), || {
+        let st = r.status();
+        let h = st["backends"].as_array().and_then(|b| b.iter().find(|b| b["name"] == "h").cloned());
+        match h {
+            Some(h) if h["state"] == "ready" && h["restarts"].as_u64() >= Some(1) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    if std::env::var_os("MCPROUTER_FUZZ_VERBOSE").is_some() {
+        println!("  restarted: {back:?}");
     }
-    call(&s, 10, "ping", json!({}))?;
-    normal(call(&s, 11, "tools/call", json!({"name": "n__whoami", "arguments": {}}))?, "n", "n__whoami")?;
+    calls(40)?;
+    answer_relays(&s)?;
     // Nothing may stay pending once every call has its answer.
     wait_for(Duration::from_secs(3), || {
         let st = r.status();
