@@ -38,7 +38,7 @@ struct Item {
     repeat: u32,
 }
 
-fn to_json(items: &Vec<Item>) -> Value {
+fn to_json(items: &[Item]) -> Value {
     let lines: Vec<Value> = items
         .iter()
         .map(|i| match std::str::from_utf8(&i.line) {
@@ -56,9 +56,9 @@ fn from_json(v: &Value) -> Option<Vec<Item>> {
             let repeat = u32::try_from(i["repeat"].as_u64()?).ok()?;
             let line = match (i["text"].as_str(), i["hex"].as_str()) {
                 (Some(t), _) => t.as_bytes().to_vec(),
-                (None, Some(h)) => {
-                    (0..h.len() / 2).map(|k| u8::from_str_radix(h.get(2 * k..2 * k + 2)?, 16).ok()).collect::<Option<_>>()?
-                }
+                (None, Some(h)) => (0..h.len() / 2)
+                    .map(|k| u8::from_str_radix(h.get(2 * k..2 * k + 2)?, 16).ok())
+                    .collect::<Option<_>>()?,
                 _ => return None,
             };
             Some(Item { line, repeat })
@@ -93,12 +93,28 @@ fn id() -> S {
 
 fn value() -> S {
     prop_oneof![
-        lit(&["null", "{}", "[]", "1", "\"x\"", "true", "{\"content\":[]}", "{\"tools\":[]}", "{\"tools\":\"no\"}",
-              "{\"tools\":[{\"name\":\"echo\"}],\"nextCursor\":\"1\"}", "{\"tools\":[{\"name\":5}]}",
-              "{\"tools\":[{\"name\":\"echo\",\"inputSchema\":{}},{\"name\":\"echo\",\"inputSchema\":{}}]}",
-              "{\"resources\":[{\"uri\":\"test://n/static\",\"name\":\"steal\"}]}", "{\"resourceTemplates\":[{\"uriTemplate\":\"{+x}\",\"name\":\"t\"}]}",
-              "{\"prompts\":[{\"name\":\"\"}]}", "{\"content\":[{\"type\":\"text\",\"text\":\"hostile\"}]}",
-              "{\"protocolVersion\":\"1999-01-01\"}", "{\"code\":-32000,\"message\":\"m\"}", "{\"code\":\"x\"}", "{\"code\":1.5,\"message\":null}"]),
+        lit(&[
+            "null",
+            "{}",
+            "[]",
+            "1",
+            "\"x\"",
+            "true",
+            "{\"content\":[]}",
+            "{\"tools\":[]}",
+            "{\"tools\":\"no\"}",
+            "{\"tools\":[{\"name\":\"echo\"}],\"nextCursor\":\"1\"}",
+            "{\"tools\":[{\"name\":5}]}",
+            "{\"tools\":[{\"name\":\"echo\",\"inputSchema\":{}},{\"name\":\"echo\",\"inputSchema\":{}}]}",
+            "{\"resources\":[{\"uri\":\"test://n/static\",\"name\":\"steal\"}]}",
+            "{\"resourceTemplates\":[{\"uriTemplate\":\"{+x}\",\"name\":\"t\"}]}",
+            "{\"prompts\":[{\"name\":\"\"}]}",
+            "{\"content\":[{\"type\":\"text\",\"text\":\"hostile\"}]}",
+            "{\"protocolVersion\":\"1999-01-01\"}",
+            "{\"code\":-32000,\"message\":\"m\"}",
+            "{\"code\":\"x\"}",
+            "{\"code\":1.5,\"message\":null}"
+        ]),
         "[a-z]{0,8}".prop_map(|s| q(&s)),
         any::<i64>().prop_map(|n| n.to_string()),
     ]
@@ -198,7 +214,6 @@ fn start_router(emit: &std::path::Path) -> Result<Router, String> {
          breaker: {{failure_threshold: 100000}}"
     );
     let backends = [common::backend("h", &["--emit-file", path]), common::backend("n", &[])];
-    common::watchdog(1800);
     Router::from_yaml(&common::config(&settings, &backends)).map_err(|e| e.to_string())
 }
 
@@ -224,7 +239,8 @@ fn call(s: &Session, id: u64, method: &str, params: Value) -> Result<Value, Fail
     if std::env::var_os("MCPROUTER_FUZZ_VERBOSE").is_some() {
         println!("  {what} -> {} in {took:?}", reply.chars().take(300).collect::<String>());
     }
-    let v: Value = serde_json::from_str(&reply).map_err(|e| Failure::new("reply is not JSON", format!("{what}: {e}")))?;
+    let v: Value =
+        serde_json::from_str(&reply).map_err(|e| Failure::new("reply is not JSON", format!("{what}: {e}")))?;
     let well_formed = v["jsonrpc"] == "2.0"
         && v["id"] == json!(id)
         && (v.get("result").is_some() != v.get("error").is_some())
@@ -239,7 +255,9 @@ fn call(s: &Session, id: u64, method: &str, params: Value) -> Result<Value, Fail
 /// notification or request the client may see, and answers relayed requests.
 fn answer_relays(s: &Session) -> Result<(), Failure> {
     while let Ok(Some(ev)) = s.next_event(Duration::ZERO) {
-        let bad = |why: &str| Err(Failure::new(format!("event to the client is {why}"), ev.chars().take(300).collect::<String>()));
+        let bad = |why: &str| {
+            Err(Failure::new(format!("event to the client is {why}"), ev.chars().take(300).collect::<String>()))
+        };
         // Raw parsing: what a backend wrote may pass through byte for byte, and only has to
         // be JSON, not text serde_json's `Value` can hold (e.g. a lone surrogate escape).
         let Ok(raw) = serde_json::from_str::<&serde_json::value::RawValue>(&ev) else { return bad("not JSON") };
@@ -274,7 +292,12 @@ fn text_of(v: &Value) -> Option<&str> {
 fn drive(r: &Router) -> Result<(), Failure> {
     let s = r.session(None).map_err(|e| Failure::new("router closed", e.to_string()))?;
     let caps = json!({"sampling": {}, "roots": {"listChanged": true}, "elicitation": {}});
-    call(&s, 1, "initialize", json!({"protocolVersion": "2025-11-25", "capabilities": caps, "clientInfo": {"name": "fuzz", "version": "1"}}))?;
+    call(
+        &s,
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": caps, "clientInfo": {"name": "fuzz", "version": "1"}}),
+    )?;
     let _ = s.handle(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
     let normal = |v: Value, want: &str, what: &str| -> Result<(), Failure> {
         if text_of(&v) == Some(want) {
@@ -285,12 +308,25 @@ fn drive(r: &Router) -> Result<(), Failure> {
     };
     let calls = |base: u64| -> Result<(), Failure> {
         let n = |k: u64| base + k;
-        normal(call(&s, n(0), "tools/call", json!({"name": "n__echo", "arguments": {"message": "hello"}}))?, "hello", "n__echo")?;
+        normal(
+            call(&s, n(0), "tools/call", json!({"name": "n__echo", "arguments": {"message": "hello"}}))?,
+            "hello",
+            "n__echo",
+        )?;
         call(&s, n(1), "tools/call", json!({"name": "h__echo", "arguments": {"message": "hello"}}))?;
         call(&s, n(2), "tools/list", json!({}))?;
-        normal(call(&s, n(3), "tools/call", json!({"name": "n__add", "arguments": {"a": 2, "b": 40}}))?, "42", "n__add")?;
+        normal(
+            call(&s, n(3), "tools/call", json!({"name": "n__add", "arguments": {"a": 2, "b": 40}}))?,
+            "42",
+            "n__add",
+        )?;
         call(&s, n(4), "tools/call", json!({"name": "h__slow", "arguments": {"ms": 30}}))?;
-        call(&s, n(5), "tools/call", json!({"name": "h__progress", "arguments": {"steps": 2}, "_meta": {"progressToken": "p"}}))?;
+        call(
+            &s,
+            n(5),
+            "tools/call",
+            json!({"name": "h__progress", "arguments": {"steps": 2}, "_meta": {"progressToken": "p"}}),
+        )?;
         call(&s, n(6), "resources/subscribe", json!({"uri": "test://h/static"}))?;
         call(&s, n(7), "resources/read", json!({"uri": "test://h/static"}))?;
         let v = call(&s, n(8), "resources/read", json!({"uri": "test://n/static"}))?;
@@ -322,7 +358,9 @@ fn drive(r: &Router) -> Result<(), Failure> {
     wait_for(Duration::from_secs(3), || {
         let st = r.status();
         match st["backends"].as_array().into_iter().flatten().find(|b| b["in_flight"] != 0 || b["queue_depth"] != 0) {
-            Some(b) => Err(format!("backend {}: in_flight {}, queue_depth {}", b["name"], b["in_flight"], b["queue_depth"])),
+            Some(b) => {
+                Err(format!("backend {}: in_flight {}, queue_depth {}", b["name"], b["in_flight"], b["queue_depth"]))
+            }
             None => Ok(()),
         }
     })
@@ -331,7 +369,7 @@ fn drive(r: &Router) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_case(items: &Vec<Item>) -> Result<(), Failure> {
+fn run_case(items: &[Item]) -> Result<(), Failure> {
     let mark = panic_count();
     let path = write_lines(items).map_err(|e| Failure::new("cannot write the lines file", e.to_string()))?;
     let result = match start_router(&path) {
@@ -365,13 +403,14 @@ fn run_case(items: &Vec<Item>) -> Result<(), Failure> {
 
 #[test]
 fn fuzz_backend() {
+    harness::watchdog(DEFAULT_CASES, Duration::from_millis(600));
     let check = |items: &Vec<Item>| run_case(items);
     let target = Target {
         name: "backend",
         default_cases: DEFAULT_CASES,
         known_unfixed: KNOWN_UNFIXED,
         check: &check,
-        to_json,
+        to_json: |items: &Vec<Item>| to_json(items),
         from_json,
     };
     harness::run(&target, case());

@@ -185,7 +185,9 @@ fn check_reply(reply: &RawValue, want: &Expect) -> Result<(), Failure> {
         return fail("reply has an extra member", format!("member {:?}", extra.0));
     }
     match want {
-        Expect::Reply(want_id) if !same_id(id, want_id) => fail("reply id differs from request id", format!("want {want_id}")),
+        Expect::Reply(want_id) if !same_id(id, want_id) => {
+            fail("reply id differs from request id", format!("want {want_id}"))
+        }
         Expect::NotObject if f.get("error").is_none() || id != "null" => {
             fail("a message that is not an object was handled as one", String::new())
         }
@@ -266,7 +268,9 @@ fn check_answer(text: &str, answer: Option<&str>) -> Result<(), Failure> {
         match replies.get(next) {
             Some(r) if check_reply(r, want).is_ok() => next += 1,
             _ if *optional => {}
-            Some(r) => return check_reply(r, want).map_err(|f| Failure::new(format!("batch: {}", f.signature), f.detail)),
+            Some(r) => {
+                return check_reply(r, want).map_err(|f| Failure::new(format!("batch: {}", f.signature), f.detail));
+            }
             None => {
                 return fail(
                     "batch reply lacks a reply for a request",
@@ -276,7 +280,10 @@ fn check_answer(text: &str, answer: Option<&str>) -> Result<(), Failure> {
         }
     }
     if next != replies.len() {
-        return fail("batch reply has extra replies", format!("{} replies for {} requests", replies.len(), wants.len()));
+        return fail(
+            "batch reply has extra replies",
+            format!("{} replies for {} requests", replies.len(), wants.len()),
+        );
     }
     Ok(())
 }
@@ -303,7 +310,10 @@ fn quiescent(r: &Router) -> Result<(), Failure> {
         let st = r.status();
         for b in st["backends"].as_array().into_iter().flatten() {
             if b["in_flight"] != 0 || b["queue_depth"] != 0 {
-                return Err(format!("backend {}: in_flight {}, queue_depth {}", b["name"], b["in_flight"], b["queue_depth"]));
+                return Err(format!(
+                    "backend {}: in_flight {}, queue_depth {}",
+                    b["name"], b["in_flight"], b["queue_depth"]
+                ));
             }
         }
         let m = r.metrics();
@@ -328,7 +338,9 @@ fn pump(s: &Session, stop: &AtomicBool) -> Result<(), Failure> {
         let (Some(id), Some(_)) = (v.get("id"), v.get("method")) else { continue };
         n += 1;
         let answer = match n % 3 {
-            0 => json!({"jsonrpc": "2.0", "id": id, "result": {"role": "assistant", "content": {"type": "text", "text": "ok"}, "model": "m"}}),
+            0 => {
+                json!({"jsonrpc": "2.0", "id": id, "result": {"role": "assistant", "content": {"type": "text", "text": "ok"}, "model": "m"}})
+            }
             1 => json!({"jsonrpc": "2.0", "id": id, "error": {"code": -1, "message": "no"}}),
             _ => json!({"jsonrpc": "2.0", "id": id, "result": [1, {"x": null}]}),
         };
@@ -371,7 +383,8 @@ fn run_case(r: &Router, texts: &[String]) -> Result<(), Failure> {
             Ok(Err(e)) => return Err(Failure::new("handle returned Err", e.to_string())),
             Ok(Ok(a)) => a,
         };
-        check_answer(text, answer.as_deref()).map_err(|f| Failure::new(f.signature, format!("{}; message: {}", f.detail, clip(text))))?;
+        check_answer(text, answer.as_deref())
+            .map_err(|f| Failure::new(f.signature, format!("{}; message: {}", f.detail, clip(text))))?;
     }
     match pumped {
         Ok(r) => r?,
@@ -404,8 +417,25 @@ fn lit(items: &'static [&'static str]) -> S {
 /// Any JSON scalar, including the awkward ones.
 fn leaf() -> S {
     prop_oneof![
-        lit(&["null", "true", "false", "0", "-1", "1.5", "-0", "1e308", "18446744073709551616", "\"\"", "\"x\"",
-              "\"\\ud800\"", "\"\\u0000\"", "\"a\\nb\"", "\"é🦀\"", "{}", "[]"]),
+        lit(&[
+            "null",
+            "true",
+            "false",
+            "0",
+            "-1",
+            "1.5",
+            "-0",
+            "1e308",
+            "18446744073709551616",
+            "\"\"",
+            "\"x\"",
+            "\"\\ud800\"",
+            "\"\\u0000\"",
+            "\"a\\nb\"",
+            "\"é🦀\"",
+            "{}",
+            "[]"
+        ]),
         any::<i64>().prop_map(|n| n.to_string()),
         "[a-z]{0,8}".prop_map(|s| q(&s)),
     ]
@@ -428,7 +458,11 @@ fn value() -> S {
 fn deep() -> S {
     (proptest::sample::select(&[16usize, 127, 128, 129, 300, 10_000][..]), any::<bool>())
         .prop_map(|(n, arrays)| {
-            if arrays { format!("{}{}", "[".repeat(n), "]".repeat(n)) } else { format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n)) }
+            if arrays {
+                format!("{}{}", "[".repeat(n), "]".repeat(n))
+            } else {
+                format!("{}1{}", "{\"a\":".repeat(n), "}".repeat(n))
+            }
         })
         .boxed()
 }
@@ -452,8 +486,27 @@ fn id() -> BoxedStrategy<Option<String>> {
 }
 
 const TOOLS: &[&str] = &[
-    "echo", "add", "whoami", "env", "pid", "slow", "fail", "progress", "log", "sample", "elicit", "roots",
-    "notify_changed", "touch", "stderr_flood", "garbage", "huge", "last_initialize", "cancelled", "meta", "hang",
+    "echo",
+    "add",
+    "whoami",
+    "env",
+    "pid",
+    "slow",
+    "fail",
+    "progress",
+    "log",
+    "sample",
+    "elicit",
+    "roots",
+    "notify_changed",
+    "touch",
+    "stderr_flood",
+    "garbage",
+    "huge",
+    "last_initialize",
+    "cancelled",
+    "meta",
+    "hang",
 ];
 
 /// A tool name as a client could spell it: mostly a real prefixed one.
@@ -475,13 +528,17 @@ fn arguments(tool: &str) -> S {
             .prop_map(|m| format!("{{\"message\":{m}}}"))
             .boxed(),
         "add" => (value(), value()).prop_map(|(a, b)| format!("{{\"a\":{a},\"b\":{b}}}")).boxed(),
-        "slow" => prop_oneof![(0u32..60).prop_map(|n| n.to_string()), leaf()].prop_map(|n| format!("{{\"ms\":{n}}}")).boxed(),
+        "slow" => {
+            prop_oneof![(0u32..60).prop_map(|n| n.to_string()), leaf()].prop_map(|n| format!("{{\"ms\":{n}}}")).boxed()
+        }
         "progress" => (0u32..4).prop_map(|n| format!("{{\"steps\":{n}}}")).boxed(),
         "huge" => proptest::sample::select(&[0usize, 10, 60_000, 70_000][..])
             .prop_map(|n| format!("{{\"bytes\":{n}}}"))
             .boxed(),
         "stderr_flood" => (0u32..5000).prop_map(|n| format!("{{\"bytes\":{n}}}")).boxed(),
-        "touch" => lit(&["\"test://a/static\"", "\"test://b/counter\"", "\"\"", "5"]).prop_map(|u| format!("{{\"uri\":{u}}}")).boxed(),
+        "touch" => lit(&["\"test://a/static\"", "\"test://b/counter\"", "\"\"", "5"])
+            .prop_map(|u| format!("{{\"uri\":{u}}}"))
+            .boxed(),
         "sample" => value().prop_map(|p| format!("{{\"prompt\":{p}}}")).boxed(),
         "elicit" => value().prop_map(|p| format!("{{\"message\":{p}}}")).boxed(),
         "env" => lit(&["\"HOME\"", "\"NOPE_NOT_SET\"", "\"\"", "1"]).prop_map(|n| format!("{{\"name\":{n}}}")).boxed(),
@@ -500,9 +557,22 @@ fn progress_meta() -> S {
 }
 
 fn uri() -> S {
-    lit(&["\"test://a/static\"", "\"test://b/static\"", "\"test://a/counter\"", "\"test://b/item/42\"",
-          "\"test://a/item/\"", "\"test://a/item/x/y\"", "\"test://nowhere/x\"", "\"\"", "\"test://a/\"",
-          "\"test://\"", "5", "null", "[\"test://a/static\"]", "\"test://a/item/{id}\""])
+    lit(&[
+        "\"test://a/static\"",
+        "\"test://b/static\"",
+        "\"test://a/counter\"",
+        "\"test://b/item/42\"",
+        "\"test://a/item/\"",
+        "\"test://a/item/x/y\"",
+        "\"test://nowhere/x\"",
+        "\"\"",
+        "\"test://a/\"",
+        "\"test://\"",
+        "5",
+        "null",
+        "[\"test://a/static\"]",
+        "\"test://a/item/{id}\"",
+    ])
 }
 
 /// Params in the shape the method's schema gives (names real, values mostly right).
@@ -572,11 +642,31 @@ fn params(method: &'static str) -> BoxedStrategy<Option<String>> {
 }
 
 const METHODS: &[&str] = &[
-    "initialize", "ping", "tools/list", "tools/call", "tools/call", "tools/call", "tools/call", "prompts/list",
-    "prompts/get", "resources/list", "resources/templates/list", "resources/read", "resources/subscribe",
-    "resources/unsubscribe", "completion/complete", "logging/setLevel", "notifications/initialized",
-    "notifications/cancelled", "notifications/progress", "notifications/roots/list_changed", "sampling/createMessage",
-    "unknown/method", "", "tools/call ", "TOOLS/CALL",
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "tools/call",
+    "tools/call",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "sampling/createMessage",
+    "unknown/method",
+    "",
+    "tools/call ",
+    "TOOLS/CALL",
 ];
 
 /// One message object: mostly a request or notification of an MCP method, with its fields
@@ -587,9 +677,8 @@ fn message() -> S {
         1 => Just(None),
         1 => lit(&["\"1.0\"", "2.0", "null", "\"2.0 \"", "\"2\\u002e0\""]).prop_map(Some),
     ];
-    let method = proptest::sample::select(METHODS)
-        .prop_flat_map(|m| (Just(m), params(m)))
-        .prop_map(|(m, p)| (Some(q(m)), p));
+    let method =
+        proptest::sample::select(METHODS).prop_flat_map(|m| (Just(m), params(m))).prop_map(|(m, p)| (Some(q(m)), p));
     let kind = prop_oneof![
         16 => method.prop_flat_map(|(m, p)| (Just(m), Just(p), id())),
         // Responses, as if to a server-to-client request.
@@ -644,11 +733,30 @@ fn garbage() -> S {
             }
             m[..at].to_owned()
         }),
-        lit(&["", " ", "\n", "\u{feff}{}", "{}", "[]", "[[]]", "[1]", "[null]", "\"str\"", "123", "null", "[{}]", "{\"jsonrpc\":\"2.0\"}",
-              "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"} x", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}",
-              "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},]", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",}",
-              "{\"jsonrpc\":\"2.0\",\"id\":1,\"id\":2,\"method\":\"ping\"}", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"method\":\"x\"}",
-              "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\\ud800\"}", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"a\":\"\\udc00\"}}"]),
+        lit(&[
+            "",
+            " ",
+            "\n",
+            "\u{feff}{}",
+            "{}",
+            "[]",
+            "[[]]",
+            "[1]",
+            "[null]",
+            "\"str\"",
+            "123",
+            "null",
+            "[{}]",
+            "{\"jsonrpc\":\"2.0\"}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"} x",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}",
+            "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"},]",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"id\":2,\"method\":\"ping\"}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"method\":\"x\"}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\\ud800\"}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"a\":\"\\udc00\"}}"
+        ]),
         deep(),
         // A message written as an array of its members' values (a struct's sequence form).
         (id(), proptest::sample::select(METHODS), params("ping")).prop_map(|(i, m, p)| {
@@ -687,12 +795,13 @@ fn one() -> S {
 
 #[test]
 fn fuzz_session() {
-    common::watchdog(900);
+    harness::watchdog(DEFAULT_CASES, Duration::from_millis(25));
     harness::install_panic_hook();
     let r = start_router();
     // Warm up: the catalog is complete and lazily started threads exist before the baseline.
     harness::install_logger();
-    let warm = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__echo","arguments":{"message":"hi"}}}"#;
+    let warm =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__echo","arguments":{"message":"hi"}}}"#;
     run_case(&r, &[warm.to_owned()]).expect("warm-up call");
     let baseline = harness::all_threads();
     let check = |texts: &Vec<String>| run_case(&r, texts);

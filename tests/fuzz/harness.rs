@@ -9,6 +9,7 @@
 //! - `MCPROUTER_FUZZ_SAVE=1`: write each failing input to `tests/fuzz/regressions/`.
 //! - `MCPROUTER_FUZZ_KEEP_GOING=1`: do not stop (nor shrink) at the first failure; record
 //!   every failure whose symptom was not seen before, so one long run lists them all.
+//! - `MCPROUTER_FUZZ_VERBOSE=1`: print each message and its answer (debugging a generator).
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
@@ -40,6 +41,18 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "[{}] {}", self.signature, self.detail)
     }
+}
+
+/// The case count this run will use.
+pub fn cases(default: u32) -> u32 {
+    env_u64("MCPROUTER_FUZZ_CASES").map_or(default, |n| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Aborts the process if the run takes far longer than `per_case` per case: a hang must
+/// fail, not stall CI; long runs get proportionally more time.
+pub fn watchdog(default_cases: u32, per_case: Duration) {
+    let secs = 300.0 + per_case.as_secs_f64() * f64::from(cases(default_cases)) * 4.0;
+    crate::common::watchdog(secs as u64);
 }
 
 pub fn env_u64(name: &str) -> Option<u64> {
@@ -86,9 +99,8 @@ pub fn install_panic_hook() {
         std::panic::set_hook(Box::new(move |info| {
             // A panic inside a library (serde_json's `Index`, say) is located at the first
             // frame in the project's own src/, so the signature names the caller that erred.
-            let location = project_frame().unwrap_or_else(|| {
-                info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default()
-            });
+            let location = project_frame()
+                .unwrap_or_else(|| info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default());
             let payload = info
                 .payload()
                 .downcast_ref::<&str>()
@@ -269,7 +281,7 @@ pub struct Target<'a, T> {
 pub fn run<T: Debug + Clone>(t: &Target<'_, T>, strategy: impl Strategy<Value = T>) {
     install_panic_hook();
     install_logger();
-    let cases = env_u64("MCPROUTER_FUZZ_CASES").map_or(t.default_cases, |n| n as u32);
+    let cases = cases(t.default_cases);
     let seed = env_u64("MCPROUTER_FUZZ_SEED").unwrap_or(0x6d63_7072_6f75_7465);
     let keep_going = env_flag("MCPROUTER_FUZZ_KEEP_GOING");
     let started = Instant::now();
@@ -283,10 +295,9 @@ pub fn run<T: Debug + Clone>(t: &Target<'_, T>, strategy: impl Strategy<Value = 
         let known = t.known_unfixed.iter().find(|(f, _)| *f == file);
         match ((t.check)(&case), known) {
             (Ok(()), None) => println!("fuzz {}: replayed {file}: ok", t.name),
-            (Ok(()), Some((_, bug))) => println!(
-                "fuzz {}: replayed {file}: now PASSES; remove it from KNOWN_UNFIXED ({bug})",
-                t.name
-            ),
+            (Ok(()), Some((_, bug))) => {
+                println!("fuzz {}: replayed {file}: now PASSES; remove it from KNOWN_UNFIXED ({bug})", t.name)
+            }
             (Err(f), Some((_, bug))) => {
                 println!("fuzz {}: replayed {file}: still fails, known unfixed ({bug}): {}", t.name, f.signature);
                 tolerated.insert(f.signature);
@@ -317,7 +328,13 @@ pub fn run<T: Debug + Clone>(t: &Target<'_, T>, strategy: impl Strategy<Value = 
         if keep_going {
             let json = (t.to_json)(&case);
             let file = save_case(t.name, &json, &f, seed);
-            println!("fuzz {}: NEW failure {} (saved as {file:?}): {}\n  input: {}", t.name, f.signature, f.detail, short(&json));
+            println!(
+                "fuzz {}: NEW failure {} (saved as {file:?}): {}\n  input: {}",
+                t.name,
+                f.signature,
+                f.detail,
+                short(&json)
+            );
             s.0.insert(f.signature.clone());
             s.1.push(format!("{f} [saved as {file:?}]"));
             return Ok(());
@@ -332,7 +349,11 @@ pub fn run<T: Debug + Clone>(t: &Target<'_, T>, strategy: impl Strategy<Value = 
                 let json = (t.to_json)(&case);
                 let f = Failure::new(reason.message().to_owned(), String::new());
                 let file = save_case(t.name, &json, &f, seed);
-                new_failures.push(format!("{} (saved as {file:?})\n  minimal input: {}", reason.message(), short(&json)));
+                new_failures.push(format!(
+                    "{} (saved as {file:?})\n  minimal input: {}",
+                    reason.message(),
+                    short(&json)
+                ));
             }
             TestError::Abort(reason) => new_failures.push(format!("aborted: {}", reason.message())),
         }
@@ -345,7 +366,13 @@ pub fn run<T: Debug + Clone>(t: &Target<'_, T>, strategy: impl Strategy<Value = 
         LOG_LINES.load(Ordering::Relaxed),
         tolerated
     );
-    assert!(new_failures.is_empty(), "fuzz {}: {} failure(s):\n{}", t.name, new_failures.len(), new_failures.join("\n"));
+    assert!(
+        new_failures.is_empty(),
+        "fuzz {}: {} failure(s):\n{}",
+        t.name,
+        new_failures.len(),
+        new_failures.join("\n")
+    );
 }
 
 fn short(v: &Value) -> String {
