@@ -89,6 +89,16 @@ pub struct Invalid<'a> {
 
 /// Classifies one message (not a batch).
 pub fn parse(text: &str) -> Result<Message<'_>, Invalid<'_>> {
+    // serde also reads a struct written as an array (`["2.0",1,"ping"]`); JSON-RPC does not.
+    if !text.trim_start().starts_with('{') {
+        let valid_json = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+        let (code, message) = if valid_json {
+            (INVALID_REQUEST, "Invalid Request: a message must be a JSON object")
+        } else {
+            (PARSE_ERROR, "Parse error: invalid JSON")
+        };
+        return Err(Invalid { code, message: message.into(), id: None });
+    }
     let wire: Wire<'_> = match serde_json::from_str(text) {
         Ok(w) => w,
         Err(e) => {

@@ -24,6 +24,7 @@ const USAGE: &str = "usage: mcprouter test-server [--name NAME] [--page-size N] 
   [--extra-tool NAME]... [--template URI_TEMPLATE]... [--endless-pages N] [--pad-bytes N]
   [--hang-lists-after N]
   [--ws ADDR] [--http ADDR --http-fault close-mid-stream|bad-sse|endless-event|status-500|redirect-offsite|never-answer]
+  [--emit-file PATH]
 --ws serves MCP over WebSocket (subprotocol mcp) at ADDR instead of stdio, one server per
 connection; --http serves a minimal Streamable HTTP server at ADDR/mcp whose `fault` tool
 misbehaves as asked. Both print `listening on ws://ADDR` (or http://) on stderr.
@@ -35,6 +36,8 @@ flood_log and sub_log.
 template, and with one the server reads any URI as '<server name> read <uri>'; --endless-pages
 serves tools/list as endless pages of N tools (descriptions padded by --pad-bytes);
 --hang-lists-after leaves every tools/list after the first N unanswered.
+--emit-file writes every line of PATH to stdout, raw bytes as they are, once the client sends
+notifications/initialized, then keeps serving (the hostile-backend fuzzer's lines).
 Flags are also read from MCP_TEST_FLAGS (space separated, appended to the arguments).";
 
 /// Tool table, one `name|description|args` per line; args are `name:jsonType`, all required.
@@ -104,6 +107,7 @@ struct Config {
     endless_pages: usize,
     pad_bytes: usize,
     hang_lists_after: Option<u64>,
+    emit_file: Option<String>,
 }
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
@@ -154,6 +158,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--endless-pages" => c.endless_pages = num(flag, value()?)?,
             "--pad-bytes" => c.pad_bytes = num(flag, value()?)?,
             "--hang-lists-after" => c.hang_lists_after = Some(num(flag, value()?)?),
+            "--emit-file" => c.emit_file = Some(value()?),
             _ => return Err(format!("unknown flag: {arg}")),
         }
     }
@@ -301,6 +306,25 @@ impl Server {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let _ = out.write_all(line.as_bytes());
         let _ = out.write_all(b"\n");
+        let _ = out.flush();
+    }
+
+    /// Writes the lines of `path` untouched (they may be invalid JSON or not even UTF-8):
+    /// the fuzzer decides what a hostile server says, this only delivers it.
+    fn emit_file(&self, path: &str) {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("test-server: --emit-file {path}: {e}");
+                return;
+            }
+        };
+        let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        for line in body.split(|&b| b == b'\n') {
+            let _ = out.write_all(line);
+            let _ = out.write_all(b"\n");
+        }
         let _ = out.flush();
     }
 
@@ -475,6 +499,9 @@ impl Server {
                 }
                 if self.cfg.sample_on_init {
                     self.emit(Some(&self.next_request_id()), "roots/list", None);
+                }
+                if let Some(path) = &self.cfg.emit_file {
+                    self.emit_file(path);
                 }
             }
             _ => {}
