@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -198,38 +196,12 @@ fn a_down_stdio_backends_tools_stay_and_answer_unavailable() {
     assert!(err.1.contains("unavailable"), "{err:?}");
 }
 
-/// A test server serving WebSocket on an ephemeral port, killed on drop.
-struct WsServer(Child, String);
-
-impl Drop for WsServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ws_server(name: &str) -> WsServer {
-    let mut child = Command::new(BIN)
-        .args(["test-server", "--ws", "127.0.0.1:0", "--name", name])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("test server starts");
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
-    std::thread::spawn(move || err.lines().map_while(Result::ok).for_each(drop));
-    WsServer(child, url)
-}
-
 #[test]
 fn a_down_network_backends_tools_stay_and_answer_unavailable() {
-    let ws = ws_server("wsrv");
+    let ws = listen(&["--ws", "127.0.0.1:0", "--name", "wsrv"]);
     let r = router(
         "restart: {enabled: false}",
-        &[format!("  - name: w\n    transport: websocket\n    url: {}/mcp\n", ws.1), backend("local", &[])],
+        &[format!("  - name: w\n    transport: websocket\n    url: {}/mcp\n", ws.url), backend("local", &[])],
     );
     let s = r.session(None).unwrap();
     assert_eq!(tool_text(&s, "w__whoami", json!({})).unwrap(), "wsrv");

@@ -3,51 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
-
-/// A test server listening on a network address, killed on drop.
-struct Listening {
-    child: Child,
-    url: String,
-    /// What the server writes on stderr after its `listening on` line.
-    stderr: std::sync::mpsc::Receiver<String>,
-}
-
-impl Drop for Listening {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `mcprouter test-server ARGS` and waits for its `listening on URL` line.
-fn listen(args: &[&str]) -> Listening {
-    let mut child = Command::new(BIN)
-        .arg("test-server")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("test server starts");
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
-    // Keep draining so the server never blocks on a full stderr pipe.
-    let (tx, stderr) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in err.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    Listening { child, url, stderr }
-}
 
 #[test]
 fn websocket_backend_lists_calls_relays_and_comes_back_after_a_drop() {

@@ -2,6 +2,7 @@
 //! test server, a watchdog so no test can hang CI, and small JSON-RPC helpers.
 #![allow(dead_code)]
 
+use std::io::BufRead;
 use std::sync::Once;
 use std::time::Duration;
 
@@ -143,3 +144,42 @@ pub fn router_threads() -> usize {
 
 /// How many tools the test server lists without `--many-tools` (its table in test_server.rs).
 pub const TEST_SERVER_TOOLS: usize = 23;
+
+/// A test server listening on a network address, killed on drop.
+pub struct Listening {
+    pub child: std::process::Child,
+    pub url: String,
+    /// What the server writes on stderr after its `listening on` line.
+    pub stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `mcprouter test-server ARGS` and waits for its `listening on URL` line.
+pub fn listen(args: &[&str]) -> Listening {
+    let mut child = std::process::Command::new(BIN)
+        .arg("test-server")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("test server starts");
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
+    // Keep draining so the server never blocks on a full stderr pipe.
+    let (tx, stderr) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    Listening { child, url, stderr }
+}
