@@ -69,6 +69,21 @@ impl<E> PendingMap<E> {
         Ok(id)
     }
 
+    /// Like [`Self::try_insert`], and also refuses (with `Err((entry, true))`) when `max`
+    /// entries are already pending, in the same lock.
+    pub fn try_insert_bounded(&self, entry: E, max: usize) -> Result<u64, (E, bool)> {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Err((entry, false));
+        }
+        if inner.entries.len() >= max {
+            return Err((entry, true));
+        }
+        let id = self.allocate_id();
+        inner.entries.insert(id, entry);
+        Ok(id)
+    }
+
     /// Removes and returns the entry for `id`, if nobody else took it first.
     pub fn take(&self, id: u64) -> Option<E> {
         self.inner.lock().entries.remove(&id)

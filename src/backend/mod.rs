@@ -602,17 +602,19 @@ impl Backend {
         if self.stopping.load(Ordering::Acquire) {
             return Err(CallError::Unavailable("the router is shutting down".into()));
         }
-        // Calls in flight are bounded per backend as well as queued ones: a backend that
-        // stops reading holds at most this many callers, never every thread of its host.
-        if session != 0 && self.pending.len() >= self.queue_capacity {
-            return Err(CallError::Overloaded);
-        }
         let (reply, rx) = bounded(1);
+        // Calls in flight are bounded per backend as well as queued ones (a backend that
+        // stops reading holds at most this many callers); the router's own calls are not.
         // The map is closed from the moment the backend is found dead, so a call racing that
         // death fails here instead of waiting out its deadline.
-        let Ok(id) = self.pending.try_insert(PendingCall { reply }) else {
-            let why = self.info.lock().last_error.clone().unwrap_or_else(|| "it is down".into());
-            return Err(CallError::Unavailable(why));
+        let max = if session != 0 { self.queue_capacity } else { usize::MAX };
+        let id = match self.pending.try_insert_bounded(PendingCall { reply }, max) {
+            Ok(id) => id,
+            Err((_, true)) => return Err(CallError::Overloaded),
+            Err((_, false)) => {
+                let why = self.info.lock().last_error.clone().unwrap_or_else(|| "it is down".into());
+                return Err(CallError::Unavailable(why));
+            }
         };
         // Counted before the line goes out, so a request the backend sends about this call
         // finds the call in flight.
