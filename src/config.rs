@@ -257,10 +257,9 @@ pub struct RouterSettings {
     pub breaker: BreakerSettings,
     /// How much extra traffic retries and fallbacks may add.
     pub retry_budget: RetryBudgetSettings,
-    /// The client capabilities the router declares to every backend. Backends are shared by
-    /// all sessions and initialized before any client connects, so this is configured, not
-    /// copied from one client; a relayed request a session cannot answer gets an error.
-    pub client_capabilities: serde_json::Value,
+    /// The client capabilities the router declares to every backend, fixed. Unset (the
+    /// default), they are derived: see [`RouterSettings::declared_client_capabilities`].
+    pub client_capabilities: Option<serde_json::Value>,
     /// Most items of one kind (tools, resources, templates, prompts) one backend may list;
     /// past it, fetching stops and that backend's catalog is refused.
     pub max_catalog_items: usize,
@@ -442,7 +441,7 @@ impl Default for RouterSettings {
             health: HealthPolicy::default(),
             breaker: BreakerSettings::default(),
             retry_budget: RetryBudgetSettings::default(),
-            client_capabilities: serde_json::json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {}}),
+            client_capabilities: None,
             max_catalog_items: 10_000,
             max_catalog_bytes: 16 * 1024 * 1024,
         }
@@ -466,6 +465,37 @@ impl RouterSettings {
             open_timeout: Duration::from_millis(b.open_timeout_ms),
             half_open_max_probes: b.half_open_max_probes,
         }
+    }
+
+    /// The client capabilities declared to backends in their `initialize`: the configured
+    /// ones, else everything the router can relay to its sessions. Backends are shared and
+    /// initialized before any client connects, so with several clients the router declares
+    /// what any of them might answer, and a relayed request that the calling session did not
+    /// declare is answered with an error (see the hub).
+    pub fn declared_client_capabilities(&self) -> serde_json::Value {
+        self.client_capabilities.clone().unwrap_or_else(|| {
+            serde_json::json!({
+                "roots": {"listChanged": true},
+                "sampling": {},
+                "elicitation": {"form": {}, "url": {}},
+            })
+        })
+    }
+
+    /// Fixes the declared capabilities to those of the one client this router will serve
+    /// (`mcprouter serve` on stdio), limited to the ones the router relays, unless they
+    /// are configured. A server then offers through the router exactly what it would offer
+    /// that client directly: no sampling tool for a client without sampling.
+    pub fn declare_for_single_client(&mut self, client_capabilities: &serde_json::Value) {
+        if self.client_capabilities.is_some() {
+            return;
+        }
+        let relayed = ["roots", "sampling", "elicitation"];
+        let kept: serde_json::Map<String, serde_json::Value> = relayed
+            .iter()
+            .filter_map(|k| client_capabilities.get(*k).filter(|v| v.is_object()).map(|v| ((*k).to_owned(), v.clone())))
+            .collect();
+        self.client_capabilities = Some(serde_json::Value::Object(kept));
     }
 }
 
@@ -770,7 +800,7 @@ impl Config {
                 at("health", "", 0)
             )));
         }
-        if !r.client_capabilities.is_object() {
+        if r.client_capabilities.as_ref().is_some_and(|c| !c.is_object()) {
             return Err(Error::Config(format!(
                 "router.client_capabilities: must be a mapping{}",
                 at("client_capabilities", "", 0)

@@ -20,9 +20,11 @@ use crate::jsonrpc::{self, Message};
 
 /// Work for the dispatcher thread.
 pub(crate) enum Event {
-    /// A backend said one of its lists changed.
-    Refresh(usize),
-    /// A backend went down; its items leave the catalog.
+    /// A backend said one of its lists changed: a wake-up only, since the asks are counted
+    /// on the backend (`refresh_asked`).
+    Refresh,
+    /// A backend went down: a restart is due (its names stay in the catalog, answering
+    /// "unavailable").
     Down(usize),
 }
 
@@ -168,6 +170,30 @@ impl SessionShared {
     fn accepts(&self, capability: &str) -> bool {
         let c = self.client.lock();
         !c.initialized || c.capabilities.get(capability).is_some()
+    }
+
+    /// [`accepts`](Self::accepts) down to the elicitation mode: `elicitation: {}` means form
+    /// only, and a URL-mode request needs `elicitation.url` (2025-11-25).
+    fn accepts_request(&self, method: &str, params: Option<&RawValue>) -> bool {
+        let capability = method.split('/').next().unwrap_or_default();
+        if method != "elicitation/create" {
+            return self.accepts(capability);
+        }
+        #[derive(serde::Deserialize)]
+        struct Mode {
+            mode: Option<String>,
+        }
+        let mode = params.and_then(|p| serde_json::from_str::<Mode>(p.get()).ok()).and_then(|m| m.mode);
+        let c = self.client.lock();
+        if !c.initialized {
+            return true;
+        }
+        let Some(e) = c.capabilities.get("elicitation") else { return false };
+        let declared_modes = e.get("form").is_some() || e.get("url").is_some();
+        match mode.as_deref().unwrap_or("form") {
+            "url" => e.get("url").is_some(),
+            _ => !declared_modes || e.get("form").is_some(),
+        }
     }
 
     /// Whether this client initialized and declared `capability` (no benefit of the doubt).
@@ -467,7 +493,12 @@ impl Hub {
             "notifications/tools/list_changed"
             | "notifications/prompts/list_changed"
             | "notifications/resources/list_changed" => {
-                let _ = self.events.try_send(Event::Refresh(backend.index));
+                // Only the first ask since the dispatcher last looked wakes it; the rest are
+                // counted, and a lost wake-up is caught by its housekeeping tick.
+                let before = backend.refresh_asked.fetch_add(1, Ordering::AcqRel);
+                if before == backend.refresh_seen.load(Ordering::Acquire) {
+                    let _ = self.events.try_send(Event::Refresh);
+                }
             }
             "notifications/resources/updated" => {
                 let uri = params
@@ -556,9 +587,8 @@ impl Hub {
         let Some(session) = self.sessions.read().get(&session).cloned() else {
             return refuse("the calling client has gone");
         };
-        let capability = method.split('/').next().unwrap_or_default();
-        if !session.accepts(capability) {
-            let msg = format!("the calling client does not support {capability}");
+        if !session.accepts_request(method, params) {
+            let msg = format!("the calling client does not support {method}");
             let _ = backend.send_line(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
             return;
         }
@@ -628,6 +658,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn hub() -> Arc<Hub> {
         let (tx, _rx) = bounded(4);
@@ -671,6 +702,29 @@ mod tests {
         let others = (0..EVENT_QUEUE - LOG_SHARE).filter(|_| s.push("progress".into())).count();
         assert_eq!(others, EVENT_QUEUE - LOG_SHARE, "the rest of the queue is left for everything else");
         assert!(!s.push("one too many".into()));
+    }
+
+    #[test]
+    fn url_elicitation_needs_the_url_mode_declared() {
+        let h = hub();
+        let s = h.open_session(None);
+        let raw = |t: &str| RawValue::from_string(t.to_owned()).unwrap();
+        let (url, form) = (raw(r#"{"mode":"url","url":"https://x"}"#), raw(r#"{"message":"m"}"#));
+        let e = "elicitation/create";
+        assert!(s.accepts_request(e, Some(&url)), "a client that never initialized gets the benefit of the doubt");
+        let cases = [
+            (json!({}), false, false),
+            (json!({"elicitation": {}}), true, false),
+            (json!({"elicitation": {"form": {}}}), true, false),
+            (json!({"elicitation": {"url": {}}}), false, true),
+            (json!({"elicitation": {"form": {}, "url": {}}}), true, true),
+        ];
+        for (caps, form_ok, url_ok) in cases {
+            *s.client.lock() = ClientState { initialized: true, capabilities: caps.clone(), ..ClientState::default() };
+            assert_eq!(s.accepts_request(e, Some(&form)), form_ok, "form with {caps}");
+            assert_eq!(s.accepts_request(e, Some(&url)), url_ok, "url with {caps}");
+            assert!(!s.accepts_request("sampling/createMessage", None));
+        }
     }
 
     #[test]

@@ -104,6 +104,27 @@ impl Core {
         }
     }
 
+    /// Turns the `list_changed` counted on each backend into at most one refresh request.
+    /// The refresh is requested before the asks are marked seen, so `refresh_pending`
+    /// never sees a moment where neither shows.
+    fn take_refresh_asks(self: &Arc<Self>) {
+        for (i, b) in self.backends.iter().enumerate() {
+            let asked = b.refresh_asked.load(Ordering::Acquire);
+            if asked != b.refresh_seen.load(Ordering::Acquire) {
+                self.request_refresh(i);
+                b.refresh_seen.store(asked, Ordering::Release);
+            }
+        }
+    }
+
+    /// Whether a backend has announced a change that its catalog does not reflect yet.
+    fn refresh_pending(&self) -> bool {
+        self.backends.iter().zip(&self.refreshing).any(|(b, slot)| {
+            b.refresh_asked.load(Ordering::Acquire) != b.refresh_seen.load(Ordering::Acquire)
+                || *slot.lock() != Refresh::Idle
+        })
+    }
+
     /// Asks for backend `i`'s lists to be fetched again, on a thread of its own: a backend
     /// that never answers its lists then holds up nothing but its own refresh. At most one
     /// runs per backend; asking while it runs makes it go round once more.
@@ -320,6 +341,21 @@ impl Router {
         &self.inner.core.config
     }
 
+    /// Waits until every change a backend announced (`list_changed`) is in the catalog, up
+    /// to `timeout`; false when a refresh is still owed or running then.
+    pub fn settle(&self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            if !self.inner.core.refresh_pending() {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Every backend's state, protocol version, counts and last error, as JSON.
     pub fn status(&self) -> Value {
         let core = &self.inner.core;
@@ -386,6 +422,7 @@ impl Router {
                 "catalog": {
                     "tools": t, "resources": r, "resource_templates": u, "prompts": p,
                     "warnings": catalog.warnings(),
+                    "refresh_pending": core.refresh_pending(),
                 },
             },
             "backends": backends,
@@ -480,6 +517,7 @@ fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Receiver<()>) {
         select! {
             recv(stop) -> _ => return,
             recv(housekeeping) -> _ => {
+                core.take_refresh_asks();
                 core.run_due_restarts();
                 core.hub.expire_relays(Instant::now(), &core.backends);
             },
@@ -488,20 +526,17 @@ fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Receiver<()>) {
                 // Backends announce changes in bursts (server-everything sends several
                 // list_changed at start): gather a burst and refresh each backend once.
                 std::thread::sleep(Duration::from_millis(20));
-                let mut refresh = Vec::new();
                 let mut queue = vec![ev];
                 queue.extend(events.try_iter());
                 for ev in queue {
                     match ev {
-                        Event::Refresh(i) if !refresh.contains(&i) => refresh.push(i),
-                        Event::Refresh(_) => {}
+                        // Only a wake-up: the asks are counted on the backend.
+                        Event::Refresh => {}
                         // The catalog keeps a down backend's names, so only a restart is due.
                         Event::Down(i) => core.schedule_restart(i),
                     }
                 }
-                for i in refresh {
-                    core.request_refresh(i);
-                }
+                core.take_refresh_asks();
             },
             recv(ticker) -> _ => {
                 for i in 0..core.backends.len() {

@@ -464,17 +464,36 @@ impl Session {
         let infos: Vec<_> =
             core.backends.iter().filter(|b| b.is_ready()).map(|b| (b.name().to_owned(), b.info())).collect();
         let any = |f: &dyn Fn(&Value) -> bool| infos.iter().any(|(_, i)| f(&i.capabilities));
-        let mut caps = json!({
-            "tools": {"listChanged": true},
-            "prompts": {"listChanged": true},
-            "resources": {"listChanged": true, "subscribe": any(&|c| c.pointer("/resources/subscribe") == Some(&Value::Bool(true)))},
-            "logging": {},
-        });
+        // What the backends offer, so a client sees the capabilities it would see directly.
+        // A backend that is not ready has unknown capabilities and may come back with any of
+        // them, so then every kind the router can merge is declared. `listChanged` always:
+        // the merged lists change when backends come and go.
+        let unknown = infos.len() < core.backends.len();
+        let offers = |kind: &str| unknown || any(&|c| c.get(kind).is_some());
+        let mut caps = json!({"tools": {"listChanged": true}});
+        if offers("prompts") {
+            caps["prompts"] = json!({"listChanged": true});
+        }
+        if offers("resources") {
+            caps["resources"] = json!({"listChanged": true});
+            if any(&|c| c.pointer("/resources/subscribe") == Some(&Value::Bool(true))) {
+                caps["resources"]["subscribe"] = Value::Bool(true);
+            }
+        }
+        if offers("logging") {
+            caps["logging"] = json!({});
+        }
         if any(&|c| c.get("completions").is_some()) {
             caps["completions"] = json!({});
         }
-        let instructions: Vec<String> =
-            infos.iter().filter_map(|(n, i)| i.instructions.as_ref().map(|t| format!("[{n}] {t}"))).collect();
+        // Labelled by backend only when several contribute, as names are prefixed only on a
+        // collision: one server's instructions reach the client as that server wrote them.
+        let with_text: Vec<(&String, &String)> =
+            infos.iter().filter_map(|(n, i)| i.instructions.as_ref().map(|t| (n, t))).collect();
+        let instructions: Vec<String> = match with_text.as_slice() {
+            [(_, t)] => vec![(*t).clone()],
+            several => several.iter().map(|(n, t)| format!("[{n}] {t}")).collect(),
+        };
         let mut result = json!({
             "protocolVersion": version,
             "capabilities": caps,

@@ -94,6 +94,19 @@ fn check_prints_a_table_and_fails_when_a_backend_fails() {
 }
 
 #[test]
+fn check_shows_the_lists_a_backend_announced_at_start() {
+    // Issue #11: the backend changes its tools while answering the first listing and says
+    // so first; check must print the catalog with the change, not before it.
+    watchdog(240);
+    let cfg = write_config("settle", &config("", &[backend("alpha", &["--change-during-first-list"])]));
+    let out = Command::new(BIN).args(["check", "--json", "--config"]).arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["backends"][0]["tools"], TEST_SERVER_TOOLS + 1, "{status}");
+    assert_eq!(status["router"]["catalog"]["refresh_pending"], false);
+}
+
+#[test]
 fn the_demo_runs_with_nothing_installed() {
     watchdog(240);
     let out = Command::new(BIN).arg("demo").output().unwrap();

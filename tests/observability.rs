@@ -275,6 +275,10 @@ fn metrics_endpoint_serves_prometheus_text_and_status() {
     let cfg = write_config("metrics", &config("", &[backend("alpha", &[])]));
     let mut serve =
         Serve::start(&cfg, &["--log-format", "text", "--log-level", "info", "--metrics-listen", "127.0.0.1:0"], &[]);
+    // The backends start with the client's first message (they are told its capabilities);
+    // until then the endpoint says so.
+    let (code, _, body) = http(serve.metrics.unwrap(), "GET", "/metrics");
+    assert_eq!((code, body.contains("first message")), (503, true), "{body}");
     serve.initialize();
     for i in 0..3 {
         let v = serve.request(10 + i, "tools/call", json!({"name": "echo", "arguments": {"message": "m"}}));

@@ -222,7 +222,10 @@ fn backends_are_initialized_with_the_configured_client_capabilities() {
     let s = r.session(None).unwrap();
     let seen: Value = serde_json::from_str(&tool_text(&s, "last_initialize", json!({})).unwrap()).unwrap();
     assert_eq!(seen["protocolVersion"], "2025-11-25");
-    assert_eq!(seen["capabilities"], json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {}}));
+    // Unset, the library declares everything it can relay (sessions that did not declare a
+    // capability get an error for the relayed request).
+    let relayable = json!({"roots": {"listChanged": true}, "sampling": {}, "elicitation": {"form": {}, "url": {}}});
+    assert_eq!(seen["capabilities"], relayable);
     assert_eq!(seen["clientInfo"]["name"], "mcprouter");
     drop(s);
     let r = router("client_capabilities: {roots: {}}", &[backend("alpha", &[])]);

@@ -202,6 +202,12 @@ pub(crate) struct Backend {
     pub max_call: Duration,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pub lists: Mutex<Option<Arc<Lists>>>,
+    /// `list_changed` notifications received, and how many of them the dispatcher has
+    /// turned into a refresh: a refresh is owed while they differ. Counting instead of
+    /// queueing one event per notification means a flood of them cannot fill the
+    /// dispatcher's queue (and crowd out `Down`), and none is lost when it is full.
+    pub(crate) refresh_asked: AtomicU64,
+    pub(crate) refresh_seen: AtomicU64,
     /// Why the last listing was refused (a catalog cap crossed); `None` once one is accepted.
     pub catalog_error: Mutex<Option<String>>,
     /// Per-kind item cap and whole-catalog byte cap for this backend's lists.
@@ -255,12 +261,14 @@ impl Backend {
             max_call: Duration::from_millis(settings.max_call_ms).max(timeout),
             threads: Mutex::new(Vec::new()),
             lists: Mutex::new(None),
+            refresh_asked: AtomicU64::new(0),
+            refresh_seen: AtomicU64::new(0),
             catalog_error: Mutex::new(None),
             catalog_caps,
             breaker: SharedBreaker::new(settings.breaker_config()),
             health: Mutex::new(Health::default()),
             health_policy: settings.health.clone(),
-            client_capabilities: settings.client_capabilities.clone(),
+            client_capabilities: settings.declared_client_capabilities(),
             restarts: Mutex::new(Restarts::default()),
             lifecycle: Mutex::new(()),
             shut: AtomicBool::new(false),

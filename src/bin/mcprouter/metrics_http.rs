@@ -13,8 +13,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -67,8 +67,10 @@ impl Listener {
         self.addr
     }
 
-    /// Starts `mcprouter-metrics` (accepts) and its answering threads.
-    pub fn start(self, router: Router, redactor: Redactor) -> Result<Running, String> {
+    /// Starts `mcprouter-metrics` (accepts) and its answering threads. Until `router` is
+    /// set (serve starts its backends when the client's first message arrives), both paths
+    /// answer 503.
+    pub fn start(self, router: Arc<OnceLock<Router>>, redactor: Redactor) -> Result<Running, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = bounded::<TcpStream>(QUEUE);
         let mut running = Running { stop: Arc::clone(&stop), addr: self.addr, threads: Vec::new() };
@@ -114,14 +116,14 @@ impl Drop for Running {
     }
 }
 
-fn answer_loop(rx: &Receiver<TcpStream>, router: &Router, redactor: &Redactor) {
+fn answer_loop(rx: &Receiver<TcpStream>, router: &OnceLock<Router>, redactor: &Redactor) {
     while let Ok(conn) = rx.recv() {
         // The client may be gone or too slow; either way the connection is done.
         let _ = answer(conn, router, redactor);
     }
 }
 
-fn answer(conn: TcpStream, router: &Router, redactor: &Redactor) -> std::io::Result<()> {
+fn answer(conn: TcpStream, router: &OnceLock<Router>, redactor: &Redactor) -> std::io::Result<()> {
     conn.set_read_timeout(Some(READ_TIMEOUT))?;
     conn.set_write_timeout(Some(READ_TIMEOUT))?;
     let mut head = BufReader::new((&conn).take(MAX_HEAD));
@@ -136,13 +138,21 @@ fn answer(conn: TcpStream, router: &Router, redactor: &Redactor) -> std::io::Res
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split(['?', '#']).next().unwrap_or("");
     let readable = matches!(method, "GET" | "HEAD");
-    let (status, content_type, body) = match (readable, path) {
-        (true, "/metrics") => {
+    const WAITING: &str = "the backends start when the client sends its first message\n";
+    let (status, content_type, body) = match (readable, path, router.get()) {
+        (true, "/metrics" | "/status", None) => {
+            ("503 Service Unavailable", "text/plain; charset=utf-8", WAITING.to_owned())
+        }
+        (true, "/metrics", Some(router)) => {
             ("200 OK", "text/plain; version=0.0.4; charset=utf-8", redactor.redact(&router.metrics()).into_owned())
         }
-        (true, "/status") => ("200 OK", "application/json", redactor.redact(&router.status().to_string()).into_owned()),
-        (true, _) => ("404 Not Found", "text/plain; charset=utf-8", "not found; try /metrics or /status\n".to_owned()),
-        (false, _) => ("405 Method Not Allowed", "text/plain; charset=utf-8", "only GET and HEAD\n".to_owned()),
+        (true, "/status", Some(router)) => {
+            ("200 OK", "application/json", redactor.redact(&router.status().to_string()).into_owned())
+        }
+        (true, _, _) => {
+            ("404 Not Found", "text/plain; charset=utf-8", "not found; try /metrics or /status\n".to_owned())
+        }
+        (false, _, _) => ("405 Method Not Allowed", "text/plain; charset=utf-8", "only GET and HEAD\n".to_owned()),
     };
     let allow = if readable { "" } else { "Allow: GET, HEAD\r\n" };
     let mut out = format!(

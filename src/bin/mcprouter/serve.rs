@@ -1,8 +1,8 @@
 //! `mcprouter serve`: the router as one MCP server on stdio, and `mcprouter check`.
 
 use std::io::{BufReader, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -20,7 +20,7 @@ const MIN_CONCURRENT: usize = 256;
 const MAX_CONCURRENT: usize = 4096;
 
 pub fn run(o: &Options) -> i32 {
-    let Some((config, redactor)) = load_and_install(o, "serve") else {
+    let Some((mut config, redactor)) = load_and_install(o, "serve") else {
         return 2;
     };
     // Bound before any backend starts, so a refused or busy address costs nothing.
@@ -35,19 +35,13 @@ pub fn run(o: &Options) -> i32 {
     let max = config.router.max_message_bytes;
     let cap = (config.backends.len() * config.router.queue_capacity + 64).clamp(MIN_CONCURRENT, MAX_CONCURRENT);
     let grace = Duration::from_millis(config.router.shutdown_grace_ms);
-    let router = match Router::new(config) {
-        Ok(r) => r,
-        Err(e) => {
-            log::error!(target: "mcprouter", "mcprouter serve: {e}");
-            return 1;
-        }
-    };
     // Stopped (thread joined, socket closed) when dropped, before the router shuts down.
+    let cell = Arc::new(OnceLock::new());
     let metrics = match listener {
         None => None,
         Some(l) => {
             let addr = l.addr();
-            match l.start(router.clone(), redactor.clone()) {
+            match l.start(Arc::clone(&cell), redactor.clone()) {
                 Ok(running) => {
                     // Always shown, whatever the level: with port 0 it is the only way to learn it.
                     let url = format!("http://{addr}");
@@ -57,12 +51,30 @@ pub fn run(o: &Options) -> i32 {
                 }
                 Err(e) => {
                     log::error!(target: "mcprouter", "mcprouter serve: {e}");
-                    router.shutdown(grace);
                     return 1;
                 }
             }
         }
     };
+    // Backends start once the client's first message is read: when it is `initialize`, they
+    // are told the client's own capabilities, so a server offers through the router what it
+    // would offer this client directly (see `RouterSettings::declare_for_single_client`).
+    let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
+    let mut buf = Vec::new();
+    let first = read_line_limited(&mut input, &mut buf, max);
+    if let Ok(Line::Complete) = first
+        && let Some(caps) = initialize_capabilities(&buf)
+    {
+        config.router.declare_for_single_client(&caps);
+    }
+    let router = match Router::new(config) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!(target: "mcprouter", "mcprouter serve: {e}");
+            return 1;
+        }
+    };
+    let _ = cell.set(router.clone());
     let session = match router.session(Some("stdio")) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -95,10 +107,13 @@ pub fn run(o: &Options) -> i32 {
     };
 
     let mut pool = Pool::new(Arc::clone(&session), Arc::clone(&order), cap);
-    let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
-    let mut buf = Vec::new();
+    let mut first = Some(first);
     loop {
-        match read_line_limited(&mut input, &mut buf, max) {
+        let line = match first.take() {
+            Some(line) => line,
+            None => read_line_limited(&mut input, &mut buf, max),
+        };
+        match line {
             Ok(Line::Eof) | Err(_) => break,
             Ok(Line::TooLong(prefix)) => {
                 let msg = format!("Invalid Request: message exceeds the limit of {max} bytes");
@@ -134,6 +149,18 @@ pub fn run(o: &Options) -> i32 {
     router.shutdown(grace);
     let _ = pump.join();
     0
+}
+
+/// The capabilities in `line` when it is an `initialize` request.
+fn initialize_capabilities(line: &[u8]) -> Option<serde_json::Value> {
+    let text = std::str::from_utf8(line).ok()?;
+    match jsonrpc::parse(text) {
+        Ok(Message::Request { method, params: Some(p), .. }) if method == "initialize" => {
+            let v: serde_json::Value = serde_json::from_str(p.get()).ok()?;
+            v.get("capabilities").filter(|c| c.is_object()).cloned()
+        }
+        _ => None,
+    }
 }
 
 /// Writes one message to stdout; false once stdout is gone. Threads write whole lines under
@@ -264,6 +291,7 @@ pub fn check(o: &Options) -> i32 {
     let Some((config, redactor)) = load_and_install(o, "check") else {
         return 2;
     };
+    let settle = Duration::from_millis(config.router.init_timeout_ms);
     let router = match Router::new(config) {
         Ok(r) => r,
         Err(e) => {
@@ -271,6 +299,9 @@ pub fn check(o: &Options) -> i32 {
             return 2;
         }
     };
+    // A backend that announced a change at start (list_changed) is shown with its new lists;
+    // one that keeps changing is shown as it stands, marked pending.
+    router.settle(settle);
     let status = router.status();
     // A backend's last error may quote its command line or a secret it printed.
     if o.json {
@@ -307,6 +338,9 @@ pub fn status_table(status: &serde_json::Value) -> String {
     }
     for w in status["router"]["catalog"]["warnings"].as_array().into_iter().flatten() {
         out.push_str(&format!("warning: {}\n", w.as_str().unwrap_or_default()));
+    }
+    if status["router"]["catalog"]["refresh_pending"] == true {
+        out.push_str("note: a catalog refresh is still pending; the counts above may be stale\n");
     }
     out
 }

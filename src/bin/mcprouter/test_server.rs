@@ -22,7 +22,7 @@ const USAGE: &str = "usage: mcprouter test-server [--name NAME] [--page-size N] 
   [--list-changed-after-init] [--sample-on-init]
   [--record-progress-token PATH] [--track-subscriptions] [--hostile-tools]
   [--extra-tool NAME]... [--template URI_TEMPLATE]... [--endless-pages N] [--pad-bytes N]
-  [--hang-lists-after N]
+  [--hang-lists-after N] [--change-during-first-list]
   [--ws ADDR] [--http ADDR --http-fault close-mid-stream|bad-sse|endless-event|status-500|redirect-offsite|never-answer]
   [--emit-file PATH]
 --ws serves MCP over WebSocket (subprotocol mcp) at ADDR instead of stdio, one server per
@@ -35,7 +35,9 @@ flood_log and sub_log.
 --extra-tool adds a tool answering '<server name> <tool name>'; --template adds a resource
 template, and with one the server reads any URI as '<server name> read <uri>'; --endless-pages
 serves tools/list as endless pages of N tools (descriptions padded by --pad-bytes);
---hang-lists-after leaves every tools/list after the first N unanswered.
+--hang-lists-after leaves every tools/list after the first N unanswered;
+--change-during-first-list adds the dynamic tool while answering the first tools/list
+(announcing it before that answer, which lacks it).
 --emit-file writes every line of PATH to stdout, raw bytes as they are, once the client sends
 notifications/initialized, then keeps serving (the hostile-backend fuzzer's lines).
 Flags are also read from MCP_TEST_FLAGS (space separated, appended to the arguments).";
@@ -107,6 +109,7 @@ struct Config {
     endless_pages: usize,
     pad_bytes: usize,
     hang_lists_after: Option<u64>,
+    change_during_first_list: bool,
     emit_file: Option<String>,
 }
 
@@ -158,6 +161,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--endless-pages" => c.endless_pages = num(flag, value()?)?,
             "--pad-bytes" => c.pad_bytes = num(flag, value()?)?,
             "--hang-lists-after" => c.hang_lists_after = Some(num(flag, value()?)?),
+            "--change-during-first-list" => c.change_during_first_list = true,
             "--emit-file" => c.emit_file = Some(value()?),
             _ => return Err(format!("unknown flag: {arg}")),
         }
@@ -530,6 +534,14 @@ impl Server {
                 Ok(json!({}))
             }
             "tools/list" if self.cfg.endless_pages > 0 => Ok(self.endless_page(p.get("cursor"))),
+            "tools/list" if self.cfg.change_during_first_list && !self.st().dynamic => {
+                // Announced before this answer, which still lacks the new tool: the router
+                // reads the announcement first and owes a refresh.
+                let before = list(self.tools(), "tools");
+                self.st().dynamic = true;
+                self.emit(None, "notifications/tools/list_changed", None);
+                before
+            }
             "tools/list" => list(self.tools(), "tools"),
             "resources/list" => list(self.resources(), "resources"),
             "resources/templates/list" => list(self.templates(), "resourceTemplates"),
