@@ -22,6 +22,7 @@ pub mod budget;
 mod catalog;
 pub mod clock;
 pub mod config;
+mod core;
 mod error;
 #[allow(unsafe_code)]
 #[allow(non_camel_case_types)]
@@ -38,6 +39,7 @@ mod router;
 mod session;
 pub mod supervisor;
 pub mod sync;
+mod upkeep;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 use crate::backend::{CallError, Deadline, SUPPORTED_VERSIONS};
 use crate::breaker::Outcome as BreakerOutcome;
 use crate::catalog::{Kind, Lookup};
+use crate::core::{Core, RouterInner};
 use crate::error::{Error, Result};
 use crate::hub::SessionShared;
 use crate::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, Message};
 use crate::metrics::Outcome;
-use crate::router::{Core, RouterInner};
 
 /// The most messages one batch may hold.
 pub const MAX_BATCH: usize = 1000;

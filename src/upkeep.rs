@@ -1,0 +1,96 @@
+//! The router's background threads: the dispatcher (restarts, catalog refreshes, relay
+//! expiry) and the active health checks.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, never, select, tick};
+
+use crate::core::Core;
+use crate::hub::Event;
+
+pub(crate) fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Receiver<()>) {
+    let interval = core.config.router.refresh_interval_ms;
+    let ticker = if interval > 0 { tick(Duration::from_millis(interval)) } else { never() };
+    let housekeeping = tick(Duration::from_millis(50));
+    for i in 0..core.backends.len() {
+        core.schedule_restart(i);
+    }
+    loop {
+        select! {
+            recv(stop) -> _ => return,
+            recv(housekeeping) -> _ => {
+                core.take_refresh_asks();
+                core.run_due_restarts();
+                core.hub.expire_relays(Instant::now(), &core.backends);
+            },
+            recv(events) -> ev => {
+                let Ok(ev) = ev else { return };
+                // Backends announce changes in bursts (server-everything sends several
+                // list_changed at start): gather a burst and refresh each backend once.
+                std::thread::sleep(Duration::from_millis(20));
+                let mut queue = vec![ev];
+                queue.extend(events.try_iter());
+                for ev in queue {
+                    match ev {
+                        // Only a wake-up: the asks are counted on the backend.
+                        Event::Refresh => {}
+                        // The catalog keeps a down backend's names, so only a restart is due.
+                        Event::Down(i) => core.schedule_restart(i),
+                    }
+                }
+                core.take_refresh_asks();
+            },
+            recv(ticker) -> _ => {
+                for i in 0..core.backends.len() {
+                    core.request_refresh(i);
+                }
+            },
+        }
+        if core.closed.load(Ordering::Acquire) {
+            return;
+        }
+    }
+}
+
+/// Active health checks: a `ping` to each ready backend every interval, and to an
+/// unhealthy one when its (backed-off) probe is due. Pings to all due backends are in
+/// flight at once, so one slow backend does not delay the others' checks.
+pub(crate) fn health_checks(core: &Core) {
+    let policy = &core.config.router.health;
+    let interval = Duration::from_millis(policy.interval_ms);
+    let timeout = Duration::from_millis(policy.timeout_ms);
+    let mut last = vec![Instant::now(); core.backends.len()];
+    while !core.closed.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = Instant::now();
+        let mut tickets = Vec::new();
+        for (i, b) in core.backends.iter().enumerate() {
+            if !b.is_ready() {
+                continue;
+            }
+            let due = {
+                let h = b.health.lock();
+                if h.is_healthy() { now >= last[i] + interval } else { h.next_probe().is_some_and(|t| t <= now) }
+            };
+            if due {
+                last[i] = now;
+                match b.start_call("ping", None, 0) {
+                    Ok(t) => tickets.push((b, t)),
+                    Err(_) => b.observe(false),
+                }
+            }
+        }
+        for (b, t) in tickets {
+            let was = b.health.lock().is_healthy();
+            // Any answer, even an error, shows the backend is alive and reading.
+            let alive = b.finish_call(t, &crate::backend::Deadline::fixed(now + timeout)).is_ok();
+            b.observe(alive);
+            let is = b.health.lock().is_healthy();
+            if was != is {
+                log::warn!(target: "mcprouter", "[{}] is {}", b.name(), if is { "healthy again" } else { "unhealthy" });
+            }
+        }
+    }
+}
