@@ -1,0 +1,86 @@
+//! The access log and the request metrics: one record per client request.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::{Out, Session, UriParam, clip};
+use crate::jsonrpc;
+use crate::metrics::Outcome;
+
+/// The `code` of a JSON-RPC error object, without parsing the rest.
+fn error_code(error: &str) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Code {
+        code: i64,
+    }
+    serde_json::from_str::<Code>(error).ok().map(|c| c.code)
+}
+
+impl Session {
+    pub(super) fn record(
+        &self,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+        name: Option<&str>,
+        backend: Option<usize>,
+        out: &Out,
+        took: Duration,
+    ) {
+        let outcome = match out {
+            Out::Ok(_) => Outcome::Ok,
+            Out::Nothing => Outcome::Error,
+            Out::Err(e) => match error_code(e) {
+                Some(jsonrpc::REQUEST_TIMEOUT) => Outcome::Timeout,
+                Some(jsonrpc::OVERLOADED) => Outcome::Overload,
+                Some(jsonrpc::BACKEND_UNAVAILABLE) => Outcome::Unavailable,
+                _ => Outcome::Error,
+            },
+        };
+        let m = &self.core().metrics;
+        m.request(method, backend, outcome, took);
+        if outcome == Outcome::Overload {
+            if let Some(b) = backend {
+                m.overload(b);
+            }
+        }
+        if method == "tools/call" {
+            m.tool_call(name.unwrap_or(""), outcome);
+        }
+        if log::log_enabled!(target: "mcprouter::access", log::Level::Info) {
+            let core = self.core();
+            let uri = match method {
+                "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                    params.and_then(|p| serde_json::from_str::<UriParam<'_>>(p.get()).ok()).and_then(|u| u.uri)
+                }
+                _ => None,
+            };
+            let backend = backend.and_then(|b| core.backends.get(b)).map_or("", |b| b.name());
+            let error = match out {
+                Out::Err(e) => serde_json::from_str::<Value>(e)
+                    .map(|v| format!("{} {}", v["code"], v["message"].as_str().unwrap_or_default()))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            // Untrusted strings are cut short: a log line is not a place to store a payload.
+            log::info!(
+                target: "mcprouter::access",
+                session = self.shared.client_id.as_str(),
+                method = clip(method),
+                name = clip(name.as_deref().unwrap_or("")),
+                uri = clip(uri.as_deref().unwrap_or("")),
+                backend = backend,
+                request_id = clip(id.get()),
+                outcome = outcome.as_str(),
+                error = clip(&error),
+                duration_ms = took.as_micros() as f64 / 1000.0;
+                "{} {}",
+                clip(method),
+                outcome.as_str()
+            );
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The method table, and what the router answers itself: `initialize`, `ping`, the
+//! merged lists, `logging/setLevel`, the client's notifications and its answers to
+//! relayed requests.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::{Out, Session, invalid};
+use crate::backend::{Deadline, SUPPORTED_VERSIONS};
+use crate::catalog::Kind;
+use crate::jsonrpc::{self, METHOD_NOT_FOUND};
+
+impl Session {
+    /// Handles one request; also says which backend served it, for metrics.
+    pub(super) fn request(
+        &self,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+        named: Option<Result<Cow<'_, str>, String>>,
+    ) -> (Out, Option<usize>) {
+        #[cfg(test)]
+        if method == "test/panic" {
+            panic!("a bug on the caller's path");
+        }
+        let routed = match (method, named) {
+            ("tools/call", Some(name)) => Some(self.route_named(id, method, params, name, true)),
+            ("prompts/get", Some(name)) => Some(self.route_named(id, method, params, name, false)),
+            ("resources/read" | "resources/subscribe" | "resources/unsubscribe", _) => {
+                Some(self.route_uri(id, method, params))
+            }
+            ("completion/complete", _) => Some(self.route_completion(id, params)),
+            _ => None,
+        };
+        if let Some((out, backend)) = routed {
+            return (out, backend);
+        }
+        let out = match method {
+            "initialize" => self.initialize(params),
+            "ping" => Out::Ok("{}".into()),
+            "tools/list" => self.list(Kind::Tools, params),
+            "prompts/list" => self.list(Kind::Prompts, params),
+            "resources/list" => self.list(Kind::Resources, params),
+            "resources/templates/list" => self.list(Kind::Templates, params),
+            "logging/setLevel" => self.set_level(params),
+            _ => Out::Err(jsonrpc::error_object(METHOD_NOT_FOUND, &format!("Method not found: {method}"))),
+        };
+        (out, None)
+    }
+
+    pub(super) fn initialize(&self, params: Option<&RawValue>) -> Out {
+        let Some(v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else {
+            return invalid("initialize needs params");
+        };
+        let Some(requested) = v.get("protocolVersion").and_then(Value::as_str) else {
+            return invalid("initialize needs params.protocolVersion (a string)");
+        };
+        let version = if SUPPORTED_VERSIONS.contains(&requested) { requested } else { SUPPORTED_VERSIONS[0] };
+        {
+            let mut c = self.shared.client.lock();
+            c.initialized = true;
+            c.protocol_version = Some(version.to_owned());
+            c.capabilities = v.get("capabilities").cloned().unwrap_or_else(|| json!({}));
+        }
+        let core = self.core();
+        if core.config.router.fail_mode == crate::config::FailMode::Closed {
+            let down: Vec<&str> = core.backends.iter().filter(|b| !b.is_ready()).map(|b| b.name()).collect();
+            if !down.is_empty() {
+                let msg = format!("fail_mode is closed and these backends are not ready: {}", down.join(", "));
+                return Out::Err(jsonrpc::error_object(jsonrpc::BACKEND_UNAVAILABLE, &msg));
+            }
+        }
+        let infos: Vec<_> =
+            core.backends.iter().filter(|b| b.is_ready()).map(|b| (b.name().to_owned(), b.info())).collect();
+        let any = |f: &dyn Fn(&Value) -> bool| infos.iter().any(|(_, i)| f(&i.capabilities));
+        // What the backends offer, so a client sees the capabilities it would see directly.
+        // A backend that is not ready has unknown capabilities and may come back with any of
+        // them, so then every kind the router can merge is declared. `listChanged` always:
+        // the merged lists change when backends come and go.
+        let unknown = infos.len() < core.backends.len();
+        let offers = |kind: &str| unknown || any(&|c| c.get(kind).is_some());
+        let mut caps = json!({"tools": {"listChanged": true}});
+        if offers("prompts") {
+            caps["prompts"] = json!({"listChanged": true});
+        }
+        if offers("resources") {
+            caps["resources"] = json!({"listChanged": true});
+            if any(&|c| c.pointer("/resources/subscribe") == Some(&Value::Bool(true))) {
+                caps["resources"]["subscribe"] = Value::Bool(true);
+            }
+        }
+        if offers("logging") {
+            caps["logging"] = json!({});
+        }
+        if any(&|c| c.get("completions").is_some()) {
+            caps["completions"] = json!({});
+        }
+        // Labelled by backend only when several contribute, as names are prefixed only on a
+        // collision: one server's instructions reach the client as that server wrote them.
+        let with_text: Vec<(&String, &String)> =
+            infos.iter().filter_map(|(n, i)| i.instructions.as_ref().map(|t| (n, t))).collect();
+        let instructions: Vec<String> = match with_text.as_slice() {
+            [(_, t)] => vec![(*t).clone()],
+            several => several.iter().map(|(n, t)| format!("[{n}] {t}")).collect(),
+        };
+        let mut result = json!({
+            "protocolVersion": version,
+            "capabilities": caps,
+            "serverInfo": {"name": core.config.router.name, "version": env!("CARGO_PKG_VERSION")},
+        });
+        if !instructions.is_empty() {
+            result["instructions"] = Value::String(instructions.join("\n\n"));
+        }
+        Out::Ok(result.to_string())
+    }
+
+    pub(super) fn list(&self, kind: Kind, params: Option<&RawValue>) -> Out {
+        #[derive(Deserialize)]
+        struct Cursor<'a> {
+            #[serde(borrow)]
+            cursor: Option<Cow<'a, str>>,
+        }
+        let cursor = match params.map(|p| serde_json::from_str::<Cursor<'_>>(p.get())) {
+            None => None,
+            Some(Ok(c)) => c.cursor,
+            Some(Err(e)) => return invalid(format!("bad params: {e}")),
+        };
+        match self.core().catalog().page(kind, cursor.as_deref(), self.core().config.router.page_size) {
+            Ok(page) => Out::Ok(page),
+            Err(msg) => invalid(msg),
+        }
+    }
+
+    /// Sends the level to every ready backend that logs, all in flight at once.
+    pub(super) fn set_level(&self, params: Option<&RawValue>) -> Out {
+        let Some(p) = params else { return invalid("logging/setLevel needs params.level") };
+        let core = self.core();
+        let tickets: Vec<_> = core
+            .backends
+            .iter()
+            .filter(|b| b.is_ready() && b.info().capabilities.get("logging").is_some())
+            .filter_map(|b| b.start_call("logging/setLevel", Some(p.get()), self.shared.id).ok().map(|t| (b, t)))
+            .collect();
+        for (b, t) in tickets {
+            let _ = b.finish_call(t, &Deadline::fixed(Instant::now() + b.timeout));
+        }
+        Out::Ok("{}".into())
+    }
+
+    pub(super) fn notification(&self, method: &str, params: Option<&RawValue>) {
+        let core = self.core();
+        match method {
+            "notifications/initialized" => {
+                self.shared.client.lock().initialized = true;
+                // A server that asked for roots before this client came (and was refused)
+                // learns that there are roots now, as it would when connected directly.
+                if self.shared.declares("roots") {
+                    for b in core.backends.iter().filter(|b| b.is_ready()) {
+                        let _ = b.notify("notifications/roots/list_changed", None);
+                    }
+                }
+            }
+            "notifications/cancelled" => {
+                #[derive(Deserialize)]
+                struct Cancel<'a> {
+                    // Raw, like the keys of the in-flight map: the client's own spelling of the id.
+                    #[serde(borrow, rename = "requestId")]
+                    request_id: &'a RawValue,
+                    #[serde(default, borrow)]
+                    reason: Option<Cow<'a, str>>,
+                }
+                let Some(c) = params.and_then(|p| serde_json::from_str::<Cancel<'_>>(p.get()).ok()) else { return };
+                let target = self.shared.inflight.lock().remove(c.request_id.get());
+                if let Some((b, id)) = target {
+                    let reason = c.reason.as_deref().unwrap_or("cancelled by the client");
+                    if let Some(backend) = core.backends.get(b) {
+                        backend.cancel(id, reason);
+                    }
+                }
+            }
+            "notifications/roots/list_changed" => {
+                for b in core.backends.iter().filter(|b| b.is_ready()) {
+                    let _ = b.notify(method, None);
+                }
+            }
+            _ => log::debug!(target: "mcprouter::session", "notification {method} ignored"),
+        }
+    }
+
+    /// The client's answer to a request a backend sent it: back to that backend, under the
+    /// backend's own id.
+    pub(super) fn client_response(&self, id: &RawValue, outcome: std::result::Result<&RawValue, &RawValue>) {
+        let Some(relay) = self.shared.relays.lock().remove(id.get()) else {
+            log::debug!(target: "mcprouter::session", "response to unknown id {} dropped", id.get());
+            return;
+        };
+        self.core().hub.relay_settled();
+        let Some(backend) = self.core().backends.get(relay.backend) else { return };
+        let line = match outcome {
+            Ok(r) => jsonrpc::result(relay.backend_id.get(), r.get()),
+            Err(e) => jsonrpc::error_raw(relay.backend_id.get(), e.get()),
+        };
+        if let Err(e) = backend.send_line(line) {
+            log::warn!(target: "mcprouter::session", "[{}] could not deliver the client's answer: {e}", backend.name());
+        }
+    }
+}

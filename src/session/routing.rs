@@ -1,0 +1,229 @@
+//! Routing: which backend a tool or prompt name, a resource URI or a completion goes to,
+//! and the candidates (a pool's members, a fallback chain) a call may try.
+
+use std::borrow::Cow;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::attempts::{Plan, timeout_out};
+use super::{Out, Session, UriParam, bad};
+use crate::backend::{CallError, Deadline};
+use crate::catalog::Lookup;
+use crate::jsonrpc;
+
+/// Where a routed call goes, and what the catalog says about repeating it.
+pub(super) struct Route<'a> {
+    pub owner: usize,
+    /// (exposed, original) tool name, to find a fallback chain.
+    pub chain_key: Option<(&'a str, &'a str)>,
+    /// Safe to send again after an attempt that may have run.
+    pub idempotent: bool,
+}
+
+impl Session {
+    /// `tools/call` and `prompts/get`: find the owner of the exposed name and forward with
+    /// the backend's own name.
+    pub(super) fn route_named(
+        &self,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+        name: Result<Cow<'_, str>, String>,
+        tool: bool,
+    ) -> (Out, Option<usize>) {
+        let what = if tool { "tool" } else { "prompt" };
+        let name = match name {
+            Ok(n) => n,
+            Err(msg) => return bad(msg),
+        };
+        let catalog = self.core().catalog();
+        let found = if tool { catalog.tool(&name) } else { catalog.prompt(&name) };
+        let (owner, original, hint) = match found {
+            Lookup::Found(t) => (t.owner, t.original.clone(), t.idempotent),
+            // A fallback chain for the name says which of its servers to use, in order.
+            Lookup::Ambiguous(os)
+                if tool && self.core().config.fallbacks.iter().any(|f| f.tool.as_deref() == Some(&*name)) =>
+            {
+                (os[0], name.to_string(), false)
+            }
+            Lookup::Ambiguous(os) => {
+                let names: Vec<&str> =
+                    os.iter().filter_map(|o| self.core().owners.get(*o)).map(|o| o.name.as_str()).collect();
+                return bad(format!(
+                    "{what} {name:?} is ambiguous: served by {} (prefix mode is never)",
+                    names.join(", ")
+                ));
+            }
+            Lookup::Unknown => return bad(format!("Unknown {what}: {name}")),
+        };
+        drop(catalog);
+        let rename = (original != name).then_some(original.as_str());
+        let route = Route { owner, chain_key: tool.then_some((name.as_ref(), original.as_str())), idempotent: hint };
+        self.dispatch(
+            id,
+            route,
+            method,
+            params,
+            |v| {
+                if let (Some(n), Some(obj)) = (rename, v.as_object_mut()) {
+                    obj.insert("name".into(), Value::String(n.to_owned()));
+                }
+            },
+            rename.is_some(),
+        )
+    }
+
+    pub(super) fn route_uri(&self, id: &RawValue, method: &str, params: Option<&RawValue>) -> (Out, Option<usize>) {
+        let uri = match params.map(|p| serde_json::from_str::<UriParam<'_>>(p.get())) {
+            Some(Ok(UriParam { uri: Some(u) })) => u.into_owned(),
+            Some(Err(e)) => return bad(format!("bad params for {method}: {e}")),
+            _ => return bad(format!("{method} needs params.uri (a string)")),
+        };
+        let hub = &self.core().hub;
+        // Backends see one subscription per URI however many clients share it: the first
+        // subscriber subscribes, the last one out unsubscribes, and the gate keeps those
+        // two decisions from crossing.
+        let gate = (method != "resources/read").then(|| hub.subscription_gate(&uri));
+        if method == "resources/unsubscribe" {
+            return match hub.remove_subscriber(&uri, self.shared.id) {
+                Some((b, true)) => self.call_backend(id, b, method, params),
+                Some((b, false)) => (Out::Ok("{}".into()), Some(b)),
+                // Nothing of ours to undo; the backend's subscription belongs to others.
+                None => (Out::Ok("{}".into()), None),
+            };
+        }
+        let Some(owner) = self.core().catalog().resource_owner(&uri) else {
+            return bad(format!("Unknown resource: {uri}"));
+        };
+        if method == "resources/subscribe" {
+            if let Some(b) = hub.subscribed_via(&uri, self.shared.id) {
+                return (Out::Ok("{}".into()), Some(b));
+            }
+            let members = self.core().owners.get(owner).map(|o| o.members.as_slice()).unwrap_or_default();
+            if let Some(b) = hub.subscribed_backend(&uri, members) {
+                hub.add_subscriber(&uri, b, self.shared.id);
+                return (Out::Ok("{}".into()), Some(b));
+            }
+        }
+        // Reading is safe to repeat; subscribing is not worth a second try.
+        let route = Route { owner, chain_key: None, idempotent: method == "resources/read" };
+        let (out, backend) = self.dispatch(id, route, method, params, |_| {}, false);
+        if let (Out::Ok(_), Some(b), "resources/subscribe") = (&out, backend, method) {
+            hub.add_subscriber(&uri, b, self.shared.id);
+            if self.shared.closed.load(Ordering::Acquire) {
+                // Closed while subscribing: `close` has already left its subscriptions.
+                drop(gate);
+                self.leave_subscriptions();
+            }
+        }
+        (out, backend)
+    }
+
+    /// One request to one given backend (an unsubscribe must reach the backend that holds
+    /// the subscription, whatever a pool's balancer would pick), cancellable by the client.
+    pub(super) fn call_backend(
+        &self,
+        id: &RawValue,
+        b: usize,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> (Out, Option<usize>) {
+        let Some(backend) = self.core().backends.get(b) else { return (timeout_out(), None) };
+        let ticket = match backend.start_call(method, params.map(RawValue::get), self.shared.id) {
+            Ok(t) => t,
+            Err(e) => return (Out::Err(e.to_error_object(backend.name())), Some(b)),
+        };
+        self.shared.inflight.lock().insert(id.get().to_owned(), (b, ticket.id));
+        let r = backend.finish_call(ticket, &Deadline::fixed(Instant::now() + backend.timeout));
+        self.shared.inflight.lock().remove(id.get());
+        let out = match r {
+            Ok(Ok(r)) => Out::Ok(Box::<str>::from(r).into()),
+            Ok(Err(e)) => Out::Err(Box::<str>::from(e).into()),
+            Err(CallError::Cancelled) => Out::Nothing,
+            Err(e) => Out::Err(e.to_error_object(backend.name())),
+        };
+        (out, Some(b))
+    }
+
+    /// Drops every subscription of this (closing) session; where it was the last
+    /// subscriber, the backend is told, all at once and each for a short while only.
+    pub(super) fn leave_subscriptions(&self) {
+        let core = self.core();
+        let mut tickets = Vec::new();
+        for uri in core.hub.subscriptions_of(self.shared.id) {
+            let _gate = core.hub.subscription_gate(&uri);
+            let Some((b, true)) = core.hub.remove_subscriber(&uri, self.shared.id) else { continue };
+            let Some(backend) = core.backends.get(b) else { continue };
+            let params = format!("{{\"uri\":{}}}", jsonrpc::quote(&uri));
+            if let Ok(t) = backend.start_call("resources/unsubscribe", Some(&params), self.shared.id) {
+                tickets.push((backend, t));
+            }
+        }
+        for (backend, t) in tickets {
+            let wait = backend.timeout.min(Duration::from_millis(500));
+            let _ = backend.finish_call(t, &Deadline::fixed(Instant::now() + wait));
+        }
+    }
+
+    pub(super) fn route_completion(&self, id: &RawValue, params: Option<&RawValue>) -> (Out, Option<usize>) {
+        let Some(v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else {
+            return bad("completion/complete needs params");
+        };
+        let catalog = self.core().catalog();
+        let kind = v.pointer("/ref/type").and_then(Value::as_str).unwrap_or_default();
+        let (owner, rename) = match kind {
+            "ref/prompt" => {
+                let name = v.pointer("/ref/name").and_then(Value::as_str).unwrap_or_default();
+                match catalog.prompt(name) {
+                    Lookup::Found(p) => (p.owner, (p.original != name).then(|| p.original.clone())),
+                    _ => return bad(format!("Unknown prompt: {name}")),
+                }
+            }
+            "ref/resource" => {
+                let uri = v.pointer("/ref/uri").and_then(Value::as_str).unwrap_or_default();
+                match catalog.template_owner(uri) {
+                    Some(o) => (o, None),
+                    None => return bad(format!("Unknown resource: {uri}")),
+                }
+            }
+            other => return bad(format!("completion/complete: unsupported ref type {other:?}")),
+        };
+        drop(catalog);
+        let needs = rename.is_some();
+        let route = Route { owner, chain_key: None, idempotent: true };
+        self.dispatch(
+            id,
+            route,
+            "completion/complete",
+            params,
+            |v| {
+                if let (Some(n), Some(r)) = (&rename, v.get_mut("ref").and_then(Value::as_object_mut)) {
+                    r.insert("name".into(), Value::String(n.clone()));
+                }
+            },
+            needs,
+        )
+    }
+
+    /// The candidates for a call: a fallback chain if one is configured for this tool or
+    /// method, else the owner's members (a pool balances among them).
+    pub(super) fn plan(&self, route: &Route<'_>, method: &str) -> Plan {
+        let core = self.core();
+        let chain = core.config.fallbacks.iter().find(|f| match (&f.tool, &f.method, route.chain_key) {
+            (Some(t), _, Some((exposed, original))) => t == exposed || t == original,
+            (None, Some(m), _) => m == method,
+            _ => false,
+        });
+        if let Some(f) = chain {
+            let order =
+                f.candidates.iter().filter_map(|c| core.backends.iter().position(|b| b.name() == c.as_str())).collect();
+            return Plan { order, is_pool: false, is_chain: true, idempotent: route.idempotent || f.idempotent };
+        }
+        let members = core.owners.get(route.owner).map(|o| o.members.clone()).unwrap_or_default();
+        let is_pool = members.len() > 1;
+        Plan { order: members, is_pool, is_chain: false, idempotent: route.idempotent }
+    }
+}
