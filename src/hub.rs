@@ -454,14 +454,14 @@ impl Hub {
         match msg {
             Message::Request { id, method, params } => match &*method {
                 "ping" => {
-                    let _ = backend.send_line(jsonrpc::result(id.get(), "{}"));
+                    let _ = backend.respond(jsonrpc::result(id.get(), "{}"));
                 }
                 "sampling/createMessage" | "elicitation/create" | "roots/list" => {
                     self.relay_request(backend, id, &method, params);
                 }
                 other => {
                     let msg = format!("Method not found: {other}");
-                    let _ = backend.send_line(jsonrpc::error(Some(id.get()), jsonrpc::METHOD_NOT_FOUND, &msg));
+                    let _ = backend.respond(jsonrpc::error(Some(id.get()), jsonrpc::METHOD_NOT_FOUND, &msg));
                 }
             },
             Message::Notification { method, params } => self.route_notification(backend, &method, params),
@@ -570,7 +570,7 @@ impl Hub {
         let refuse = |why: &str| {
             let msg = format!("{method} cannot be attributed to a client: {why}");
             log::info!(target: "mcprouter::hub", "[{}] {msg}", backend.name());
-            let _ = backend.send_line(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
+            let _ = backend.respond(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
         };
         let session = match self.sole_caller(backend.index) {
             Attribution::One(s) => s,
@@ -589,7 +589,7 @@ impl Hub {
         };
         if !session.accepts_request(method, params) {
             let msg = format!("the calling client does not support {method}");
-            let _ = backend.send_line(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
+            let _ = backend.respond(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
             return;
         }
         let n = self.next_relay.fetch_add(1, Ordering::Relaxed);
@@ -599,7 +599,7 @@ impl Hub {
             if relays.len() >= MAX_RELAYS {
                 drop(relays);
                 let msg = format!("the client has {MAX_RELAYS} requests unanswered; {method} refused");
-                let _ = backend.send_line(jsonrpc::error(Some(id.get()), jsonrpc::OVERLOADED, &msg));
+                let _ = backend.respond(jsonrpc::error(Some(id.get()), jsonrpc::OVERLOADED, &msg));
                 return;
             }
             let relay =
@@ -612,7 +612,7 @@ impl Hub {
                 self.relays_gone(1);
             }
             let msg = format!("the client cannot take {method} now");
-            let _ = backend.send_line(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
+            let _ = backend.respond(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
         }
     }
 
@@ -646,7 +646,7 @@ impl Hub {
                 self.relays_gone(1);
                 if let Some(b) = backends.get(r.backend) {
                     let msg = format!("the client did not answer within {} ms", b.timeout.as_millis());
-                    let _ = b.send_line(jsonrpc::error(Some(r.backend_id.get()), jsonrpc::REQUEST_TIMEOUT, &msg));
+                    let _ = b.respond(jsonrpc::error(Some(r.backend_id.get()), jsonrpc::REQUEST_TIMEOUT, &msg));
                 }
                 let params = format!("{{\"requestId\":{client_id},\"reason\":\"timed out\"}}");
                 s.push(jsonrpc::notification("notifications/cancelled", Some(&params)));

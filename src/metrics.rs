@@ -25,90 +25,21 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
-/// Every MCP method that gets its own `method` label value, in render order.
-/// The last entry, `other`, absorbs everything not in this list.
-const METHODS: [&str; 32] = [
-    "initialize",
-    "ping",
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "prompts/list",
-    "prompts/get",
-    "completion/complete",
-    "logging/setLevel",
-    "sampling/createMessage",
-    "elicitation/create",
-    "roots/list",
-    "tasks/get",
-    "tasks/result",
-    "tasks/list",
-    "tasks/cancel",
-    "notifications/initialized",
-    "notifications/cancelled",
-    "notifications/progress",
-    "notifications/message",
-    "notifications/resources/updated",
-    "notifications/resources/list_changed",
-    "notifications/tools/list_changed",
-    "notifications/prompts/list_changed",
-    "notifications/roots/list_changed",
-    "notifications/tasks/status",
-    "notifications/elicitation/complete",
-    "other",
-];
+use crate::method::Method;
 
-/// Index of the `other` method label.
-const OTHER_METHOD: usize = METHODS.len() - 1;
+/// Every MCP method that gets its own `method` label value, in render order: the method
+/// table ([`Method::ALL`]), whose last entry, `other`, absorbs every other name.
+const METHODS: [Method; Method::ALL.len()] = Method::ALL;
 
-/// Maps a method name to its slot. A `match` on string literals compiles to
-/// length + byte comparisons: no hashing, no allocation, constant bound.
 fn method_index(method: &str) -> usize {
-    match method {
-        "initialize" => 0,
-        "ping" => 1,
-        "tools/list" => 2,
-        "tools/call" => 3,
-        "resources/list" => 4,
-        "resources/templates/list" => 5,
-        "resources/read" => 6,
-        "resources/subscribe" => 7,
-        "resources/unsubscribe" => 8,
-        "prompts/list" => 9,
-        "prompts/get" => 10,
-        "completion/complete" => 11,
-        "logging/setLevel" => 12,
-        "sampling/createMessage" => 13,
-        "elicitation/create" => 14,
-        "roots/list" => 15,
-        "tasks/get" => 16,
-        "tasks/result" => 17,
-        "tasks/list" => 18,
-        "tasks/cancel" => 19,
-        "notifications/initialized" => 20,
-        "notifications/cancelled" => 21,
-        "notifications/progress" => 22,
-        "notifications/message" => 23,
-        "notifications/resources/updated" => 24,
-        "notifications/resources/list_changed" => 25,
-        "notifications/tools/list_changed" => 26,
-        "notifications/prompts/list_changed" => 27,
-        "notifications/roots/list_changed" => 28,
-        "notifications/tasks/status" => 29,
-        "notifications/elicitation/complete" => 30,
-        _ => OTHER_METHOD,
-    }
+    Method::parse(method).index()
 }
 
 /// The `method` label value for a JSON-RPC method name: known MCP methods map
 /// to themselves, anything else (including client-invented methods, typos
 /// and garbage) maps to `"other"`, so a hostile client cannot create series.
 pub fn method_label(method: &str) -> &'static str {
-    METHODS.get(method_index(method)).copied().unwrap_or("other")
+    Method::parse(method).as_str()
 }
 
 /// Label value used for the `backend` label when a request was not sent to
@@ -770,15 +701,14 @@ mod tests {
         assert_eq!(method_label("tools/Call"), "other");
         assert_eq!(method_label(""), "other");
         for (i, m) in METHODS.iter().enumerate() {
-            if *m != "other" {
-                assert_eq!(method_index(m), i, "{m}");
+            if *m != Method::Other {
+                assert_eq!(method_index(m.as_str()), i, "{m}");
             }
         }
-        let real: Vec<_> = METHODS.iter().collect();
-        let mut dedup = real.clone();
-        dedup.sort();
-        dedup.dedup();
-        assert_eq!(real.len(), dedup.len());
+        let mut names: Vec<&str> = METHODS.iter().map(|m| m.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), METHODS.len());
     }
 
     #[test]

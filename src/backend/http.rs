@@ -18,6 +18,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use ureq::http::Response;
 
+use crate::method::Method;
+
 use super::sse::{SseError, SseReader};
 use super::{Backend, Command, Net, Reply};
 
@@ -136,23 +138,14 @@ fn content_type(resp: &Response<ureq::Body>) -> String {
         .to_ascii_lowercase()
 }
 
-/// The parts of an outgoing message the transport needs.
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(default)]
-    method: Option<std::borrow::Cow<'a, str>>,
-}
-
 pub(super) struct Http {
     settings: NetSettings,
     agent: ureq::Agent,
     auto: bool,
     session: Mutex<Option<String>>,
     version: Mutex<Option<String>>,
-    /// The `initialize` line, replayed when the server forgets the session.
-    init_line: Mutex<Option<String>>,
+    /// The `initialize` request (its id and line), replayed when the server forgets the session.
+    init_line: Mutex<Option<(u64, String)>>,
     /// Serializes re-initialization (held across its two POSTs; nothing else takes it).
     reinit: Mutex<()>,
     /// The GET stream: 0 not tried yet, 1 open, 2 none (405) or failed. It opens as soon as
@@ -241,17 +234,21 @@ pub(super) fn spawn(backend: &Arc<Backend>, auto: bool) -> Result<(), String> {
 }
 
 fn worker(backend: &Backend, http: &Http, rx: &Receiver<Command>) {
-    while let Ok(Command::Write(line)) = rx.recv() {
+    while let Ok(cmd) = rx.recv() {
         if http.stopped.load(Ordering::Acquire) {
             break;
         }
-        let Ok(head) = serde_json::from_str::<Head<'_>>(&line) else { continue };
-        let call_id = head.method.as_ref().and(head.id).and_then(|id| id.get().parse::<u64>().ok());
-        let is_init = head.method.as_deref() == Some("initialize");
+        let (call_id, method) = match &cmd {
+            Command::Call { id, method, .. } => (Some(*id), Some(*method)),
+            Command::Notify { method, .. } => (None, Some(*method)),
+            _ => (None, None),
+        };
+        let Some(line) = cmd.into_line() else { break };
+        let is_init = method == Some(Method::Initialize);
         if is_init {
-            *http.init_line.lock() = Some(line.clone());
+            *http.init_line.lock() = Some((call_id.unwrap_or_default(), line.clone()));
         }
-        let is_initialized = head.method.as_deref() == Some("notifications/initialized");
+        let is_initialized = method == Some(Method::NotificationsInitialized);
         if is_initialized {
             let until = Instant::now() + Duration::from_secs(2);
             while http.get_state.load(Ordering::Acquire) == 0 && Instant::now() < until {
@@ -467,13 +464,10 @@ impl Http {
             return Ok(());
         }
         log::info!(target: "mcprouter::backend", "[{}] session expired; initializing again", backend.name());
-        let Some(init) = self.init_line.lock().clone() else {
+        let Some((init_id, init)) = self.init_line.lock().clone() else {
             return Err(HttpError::Other("the session expired before initialize".into()));
         };
-        let init_id = serde_json::from_str::<Head<'_>>(&init)
-            .ok()
-            .and_then(|h| h.id.map(|i| i.get().to_owned()))
-            .unwrap_or_default();
+        let init_id = init_id.to_string();
         *self.session.lock() = None;
         let resp = self.post(&init, false).map_err(|e| describe(&e, &self.settings))?;
         if !resp.status().is_success() {

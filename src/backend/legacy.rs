@@ -12,8 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, bounded};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::http::{NetSettings, describe, origin, status_error};
 use super::sse::SseReader;
@@ -131,21 +129,15 @@ struct Poster {
 
 impl Poster {
     fn work(&self, backend: &Backend, rx: &Receiver<Command>) {
-        #[derive(Deserialize)]
-        struct Head<'a> {
-            #[serde(borrow, default)]
-            id: Option<&'a RawValue>,
-            #[serde(default)]
-            method: Option<&'a str>,
-        }
-        while let Ok(Command::Write(line)) = rx.recv() {
+        while let Ok(cmd) = rx.recv() {
             if self.state.stopped.load(Ordering::Acquire) {
                 break;
             }
-            let call_id = serde_json::from_str::<Head<'_>>(&line)
-                .ok()
-                .and_then(|h| h.method.and(h.id))
-                .and_then(|id| id.get().parse::<u64>().ok());
+            let call_id = match &cmd {
+                Command::Call { id, .. } => Some(*id),
+                _ => None,
+            };
+            let Some(line) = cmd.into_line() else { break };
             let mut req = self.agent.post(&self.endpoint).header("Content-Type", "application/json");
             for (k, v) in &self.settings.headers {
                 req = req.header(k, v);

@@ -27,6 +27,7 @@ use crate::catalog::Lists;
 use crate::config::{BackendConfig, HealthPolicy, RouterSettings, Transport};
 use crate::hub::{CallerGuard, Hub};
 use crate::jsonrpc::{self, Message};
+use crate::method::Method;
 use crate::pending::PendingMap;
 use crate::redact::Redactor;
 use crate::supervisor::{Health, Restarts};
@@ -37,12 +38,27 @@ const THREAD_STACK: usize = 256 * 1024;
 /// Protocol versions the router accepts from a backend, newest first.
 pub(crate) const SUPPORTED_VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
-/// What the writer thread is asked to do.
+/// What a transport is asked to carry. Typed, so no transport re-parses what the router
+/// already knew (HTTP needs the call's id and whether it is the handshake).
 pub(crate) enum Command {
-    /// Write one line (without its newline).
-    Write(String),
-    /// Close stdin and stop.
+    /// A request under the router's id `id`; `line` is the whole message, without newline.
+    Call { id: u64, method: Method, line: String },
+    /// A notification.
+    Notify { method: Method, line: String },
+    /// The answer to a request the backend sent.
+    Respond(String),
+    /// Close the stream and stop.
     Shutdown,
+}
+
+impl Command {
+    /// The message to write, or `None` for `Shutdown`.
+    pub(crate) fn into_line(self) -> Option<String> {
+        match self {
+            Command::Call { line, .. } | Command::Notify { line, .. } | Command::Respond(line) => Some(line),
+            Command::Shutdown => None,
+        }
+    }
 }
 
 /// What `halt` needs from a running network transport.
@@ -631,7 +647,8 @@ impl Backend {
         // The router's own calls (handshake, discovery) wait for room; a client's call is
         // refused at once when the queue is full, so overload is visible, never a hang.
         let wait = (session == 0).then(|| Instant::now() + self.timeout);
-        match Self::send_on(tx.as_ref(), Command::Write(line), wait) {
+        let cmd = Command::Call { id, method: Method::parse(method), line };
+        match Self::send_on(tx.as_ref(), cmd, wait) {
             Ok(()) => Ok(Ticket { id, rx, _caller: caller }),
             Err(e) => {
                 self.pending.take(id);
@@ -686,20 +703,21 @@ impl Backend {
         let params = format!("{{\"requestId\":{id},\"reason\":{}}}", jsonrpc::quote(reason));
         // Never waits: a backend whose queue is full is not reading, and a caller giving up
         // on it must not be held up telling it so.
-        let _ = self.send(Command::Write(jsonrpc::notification("notifications/cancelled", Some(&params))), None);
+        let line = jsonrpc::notification("notifications/cancelled", Some(&params));
+        let _ = self.send(Command::Notify { method: Method::NotificationsCancelled, line }, None);
     }
 
     /// Sends a notification; an error says why it could not be queued.
     pub(crate) fn notify(&self, method: &str, params: Option<&str>) -> Result<(), String> {
-        self.send_line(jsonrpc::notification(method, params))
+        let line = jsonrpc::notification(method, params);
+        let wait = Instant::now() + Duration::from_millis(500);
+        self.send(Command::Notify { method: Method::parse(method), line }, Some(wait)).map_err(|e| format!("{e:?}"))
     }
 
-    /// Queues a ready-made line (responses to the backend's own requests).
-    /// Notifications and answers to the backend's own requests may wait briefly for room:
-    /// dropping them would leave the backend waiting.
-    pub(crate) fn send_line(&self, line: String) -> Result<(), String> {
+    /// Sends the answer to a request the backend sent (`line` is the whole response).
+    pub(crate) fn respond(&self, line: String) -> Result<(), String> {
         let wait = Instant::now() + Duration::from_millis(500);
-        self.send(Command::Write(line), Some(wait)).map_err(|e| format!("{e:?}"))
+        self.send(Command::Respond(line), Some(wait)).map_err(|e| format!("{e:?}"))
     }
 
     fn send(&self, cmd: Command, wait_until: Option<Instant>) -> Result<(), CallError> {

@@ -49,7 +49,7 @@ fn writer(backend: &Backend, stdin: std::process::ChildStdin, rx: Receiver<Comma
     // several reads or writes.
     let mut out = BufWriter::with_capacity(8 * 1024, stdin);
     while let Ok(cmd) = rx.recv() {
-        let Command::Write(mut line) = cmd else { break };
+        let Some(mut line) = cmd.into_line() else { break };
         // Coalesce what is already queued into one flush: one syscall under load.
         loop {
             line.push('\n');
@@ -57,9 +57,9 @@ fn writer(backend: &Backend, stdin: std::process::ChildStdin, rx: Receiver<Comma
                 backend.mark_failed("writing to its stdin failed");
                 return;
             }
-            match rx.try_recv() {
-                Ok(Command::Write(next)) => line = next,
-                Ok(Command::Shutdown) => {
+            match rx.try_recv().map(Command::into_line) {
+                Ok(Some(next)) => line = next,
+                Ok(None) => {
                     let _ = out.flush();
                     return;
                 }

@@ -105,14 +105,14 @@ fn serve(backend: &Backend, state: &Ws, mut ws: WebSocket<TcpStream>, rx: &Recei
     loop {
         let mut wrote = false;
         loop {
-            match rx.try_recv() {
-                Ok(Command::Write(line)) => {
+            match rx.try_recv().map(Command::into_line) {
+                Ok(Some(line)) => {
                     if let Err(e) = ws.write(Message::text(line)) {
                         return format!("the WebSocket write failed: {e}");
                     }
                     wrote = true;
                 }
-                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => {
+                Ok(None) | Err(TryRecvError::Disconnected) => {
                     let _ = ws.close(None);
                     let _ = ws.flush();
                     return "the connection was closed".into();

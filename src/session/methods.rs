@@ -13,6 +13,7 @@ use super::{Out, Session, invalid};
 use crate::backend::{Deadline, SUPPORTED_VERSIONS};
 use crate::catalog::Kind;
 use crate::jsonrpc::{self, METHOD_NOT_FOUND};
+use crate::method::Method;
 
 impl Session {
     /// Handles one request; also says which backend served it, for metrics.
@@ -27,26 +28,27 @@ impl Session {
         if method == "test/panic" {
             panic!("a bug on the caller's path");
         }
-        let routed = match (method, named) {
-            ("tools/call", Some(name)) => Some(self.route_named(id, method, params, name, true)),
-            ("prompts/get", Some(name)) => Some(self.route_named(id, method, params, name, false)),
-            ("resources/read" | "resources/subscribe" | "resources/unsubscribe", _) => {
+        // Routed methods go to a backend; the rest the router answers itself.
+        let routed = match (Method::parse(method), named) {
+            (Method::ToolsCall, Some(name)) => Some(self.route_named(id, method, params, name, true)),
+            (Method::PromptsGet, Some(name)) => Some(self.route_named(id, method, params, name, false)),
+            (Method::ResourcesRead | Method::ResourcesSubscribe | Method::ResourcesUnsubscribe, _) => {
                 Some(self.route_uri(id, method, params))
             }
-            ("completion/complete", _) => Some(self.route_completion(id, params)),
+            (Method::CompletionComplete, _) => Some(self.route_completion(id, params)),
             _ => None,
         };
         if let Some((out, backend)) = routed {
             return (out, backend);
         }
-        let out = match method {
-            "initialize" => self.initialize(params),
-            "ping" => Out::Ok("{}".into()),
-            "tools/list" => self.list(Kind::Tools, params),
-            "prompts/list" => self.list(Kind::Prompts, params),
-            "resources/list" => self.list(Kind::Resources, params),
-            "resources/templates/list" => self.list(Kind::Templates, params),
-            "logging/setLevel" => self.set_level(params),
+        let out = match Method::parse(method) {
+            Method::Initialize => self.initialize(params),
+            Method::Ping => Out::Ok("{}".into()),
+            Method::ToolsList => self.list(Kind::Tools, params),
+            Method::PromptsList => self.list(Kind::Prompts, params),
+            Method::ResourcesList => self.list(Kind::Resources, params),
+            Method::ResourcesTemplatesList => self.list(Kind::Templates, params),
+            Method::LoggingSetLevel => self.set_level(params),
             _ => Out::Err(jsonrpc::error_object(METHOD_NOT_FOUND, &format!("Method not found: {method}"))),
         };
         (out, None)
@@ -204,7 +206,7 @@ impl Session {
             Ok(r) => jsonrpc::result(relay.backend_id.get(), r.get()),
             Err(e) => jsonrpc::error_raw(relay.backend_id.get(), e.get()),
         };
-        if let Err(e) = backend.send_line(line) {
+        if let Err(e) = backend.respond(line) {
             log::warn!(target: "mcprouter::session", "[{}] could not deliver the client's answer: {e}", backend.name());
         }
     }

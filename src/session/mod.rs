@@ -208,7 +208,7 @@ impl Session {
             if let Some(backend) = core.backends.get(r.backend) {
                 let line =
                     jsonrpc::error(Some(r.backend_id.get()), jsonrpc::INTERNAL_ERROR, "the client session closed");
-                let _ = backend.send_line(line);
+                let _ = backend.respond(line);
             }
         }
     }
