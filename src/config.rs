@@ -1,12 +1,16 @@
 //! Configuration: YAML in, a validated [`Config`] out.
 //!
 //! `${VAR}` and `${VAR:-default}` are expanded from the environment inside string values,
-//! after parsing (see `yaml.rs`), so a value can never become YAML. `$$` is a literal `$`.
+//! after parsing (see `env.rs`), so a value can never become YAML. `$$` is a literal `$`.
 //!
 //! Every number has a range (checked by `validate`, documented on each field): a huge
 //! queue or buffer would be allocated up front, and a huge duration overflows deadline
 //! arithmetic.
 
+mod env;
+mod glob;
+mod lines;
+mod path;
 mod yaml;
 
 use std::collections::{BTreeMap, HashSet};
@@ -17,7 +21,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use yaml::{Seg, line_suffix, parse_path};
+pub use glob::glob_match;
+use lines::{line_of, line_suffix};
+use path::{Seg, parse_path};
 
 /// Upper bound of every duration setting (`*_ms`): one day.
 pub const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
@@ -528,7 +534,7 @@ impl Config {
     pub(crate) fn from_yaml_with_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
         let mut tree: serde_norway::Value =
             serde_norway::from_str(text).map_err(|e| Error::Config(yaml::scrub(&e.to_string())))?;
-        yaml::expand_tree(&mut tree, &mut Vec::new(), text, lookup)?;
+        env::expand_tree(&mut tree, &mut Vec::new(), text, lookup)?;
         let config: Config = yaml::from_tree(tree, text)?;
         config.validate_with_source(Some(text))?;
         Ok(config)
@@ -936,71 +942,9 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
-/// 1-based line of the `nth` line that reads `key: value` (value empty = any value).
-fn line_of(src: &str, key: &str, value: &str, nth: usize) -> Option<usize> {
-    src.lines()
-        .enumerate()
-        .filter(|(_, l)| {
-            let t = l.trim_start().trim_start_matches("- ").trim_start();
-            let Some(rest) = t.strip_prefix(key).and_then(|r| r.strip_prefix(':')) else {
-                return false;
-            };
-            let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
-            value.is_empty() || v == value
-        })
-        .nth(nth)
-        .map(|(i, _)| i + 1)
-}
-
-/// `*` matches any run, `?` one character; everything else literally.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(k: &str) -> Option<String> {
-        match k {
-            "HOME_DIR" => Some("/home/x".into()),
-            "EMPTY" => Some(String::new()),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn expands_variables_defaults_and_dollars() {
-        let out = yaml::expand_str("${HOME_DIR}/b ${NOPE:-dflt} $$x ${EMPTY:-e}", &env).unwrap();
-        assert_eq!(out, "/home/x/b dflt $x e");
-        // The error now names the field path and the line of the value (was: the line of raw text).
-        let err = Config::from_yaml_with_env("router:\n  name: x\n  separator: ${MISSING}\n", &env).unwrap_err();
-        let s = err.to_string();
-        assert!(s.contains("router.separator") && s.contains("line 3") && s.contains("MISSING"), "{s}");
-    }
 
     fn vars(k: &str) -> Option<String> {
         match k {
@@ -1073,23 +1017,6 @@ mod tests {
     }
 
     #[test]
-    fn scrub_keeps_kind_and_expectation() {
-        assert_eq!(
-            yaml::scrub("invalid type: string \"a\\\"b, expected u64\", expected usize"),
-            "invalid type: string, expected usize"
-        );
-        assert_eq!(yaml::scrub("invalid value: integer `-5`, expected u32"), "invalid value: integer, expected u32");
-        assert_eq!(
-            yaml::scrub("unknown variant `secret`, expected `open` or `closed`"),
-            "unknown variant (value not shown), expected `open` or `closed`"
-        );
-        assert_eq!(
-            yaml::scrub("unknown field `comand`, expected one of `name`"),
-            "unknown field `comand`, expected one of `name`"
-        );
-    }
-
-    #[test]
     fn huge_numbers_are_refused_with_path_and_line() {
         let cases = [
             ("router:\n  queue_capacity: 100000000000\n", "router.queue_capacity", 2),
@@ -1138,18 +1065,6 @@ mod tests {
     }
 
     #[test]
-    fn lines_follow_the_path() {
-        let src = "router:\n  name: r\n  restart:\n    enabled: true\n    max_restarts: 3\nbackends:\n- name: a\n  command: x\n- name: b\n  # note\n  weight: 2\n  tools:\n    allow: [x]\n  env: {A: b}\n";
-        let at = |p: &str| yaml::line_of_path(src, &parse_path(p));
-        assert_eq!(at("router.restart.max_restarts"), Some(5));
-        assert_eq!(at("backends[1].weight"), Some(11));
-        assert_eq!(at("backends[1].name"), Some(9));
-        assert_eq!(at("backends[1].tools.allow"), Some(13));
-        assert_eq!(at("backends[1].env.A"), Some(14));
-        assert_eq!(at("backends[0].weight"), Some(7));
-    }
-
-    #[test]
     fn config_files_must_be_small_regular_files() {
         let refused = |path: std::path::PathBuf| {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -1186,16 +1101,19 @@ mod tests {
     }
 
     #[test]
-    fn globs() {
-        assert!(glob_match("*", "anything"));
-        assert!(glob_match("get_*", "get_user"));
-        assert!(!glob_match("get_*", "set_user"));
-        assert!(glob_match("a?c", "abc"));
-        assert!(glob_match("*x*y", "axbxy"));
+    fn filters_deny_over_allow() {
         let f = Filter { allow: vec!["get_*".into()], deny: vec!["get_secret".into()] };
         assert!(f.admits("get_user"));
         assert!(!f.admits("get_secret"));
         assert!(!f.admits("put"));
+        assert!(Filter::default().admits("anything"));
+    }
+
+    #[test]
+    fn missing_variables_name_field_and_line() {
+        let err = Config::from_yaml_with_env("router:\n  name: x\n  separator: ${MISSING}\n", &vars).unwrap_err();
+        let s = err.to_string();
+        assert!(s.contains("router.separator") && s.contains("line 3") && s.contains("MISSING"), "{s}");
     }
 
     #[test]
