@@ -25,6 +25,9 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// Every configuration spelling, in declaration order.
+    pub const NAMES: &'static [&'static str] = &["round_robin", "weighted_round_robin", "least_connections", "sticky"];
+
     /// The configuration spelling: `round_robin`, `weighted_round_robin`,
     /// `least_connections` or `sticky`.
     pub fn as_str(&self) -> &'static str {
@@ -59,6 +62,16 @@ impl fmt::Display for ParseStrategyError {
 }
 
 impl std::error::Error for ParseStrategyError {}
+
+/// From the config spelling, via [`FromStr`] so there is one list of names. An unknown
+/// name is serde's "unknown variant" error listing [`Strategy::NAMES`], which the config
+/// loader reports with the field's path and line (without the value).
+impl<'de> serde::Deserialize<'de> for Strategy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(|_| serde::de::Error::unknown_variant(&name, Self::NAMES))
+    }
+}
 
 impl FromStr for Strategy {
     type Err = ParseStrategyError;
@@ -322,6 +335,21 @@ mod tests {
         }
         let err = "random".parse::<Strategy>().expect_err("unknown");
         assert!(err.to_string().contains("\"random\""));
+        let parsed: Vec<Strategy> = Strategy::NAMES.iter().map(|n| n.parse().expect("a listed name")).collect();
+        assert_eq!(
+            parsed,
+            [Strategy::RoundRobin, Strategy::WeightedRoundRobin, Strategy::LeastConnections, Strategy::Sticky]
+        );
+    }
+
+    #[test]
+    fn strategy_deserializes_from_its_config_names_only() {
+        let s: Strategy = serde_json::from_str("\"least_connections\"").expect("known");
+        assert_eq!(s, Strategy::LeastConnections);
+        let e = serde_json::from_str::<Strategy>("\"RoundRobin\"").expect_err("case matters").to_string();
+        for name in Strategy::NAMES {
+            assert!(e.contains(name), "{e}");
+        }
     }
 
     #[test]

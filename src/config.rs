@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::balance::Strategy;
 use crate::error::{Error, Result};
 pub use glob::glob_match;
 use lines::{line_of, line_suffix};
@@ -400,12 +401,8 @@ pub struct PoolConfig {
     /// Member backends (each in at most one pool).
     pub backends: Vec<String>,
     /// `round_robin` (default), `weighted_round_robin`, `least_connections` or `sticky`.
-    #[serde(default = "default_strategy")]
-    pub strategy: String,
-}
-
-fn default_strategy() -> String {
-    "round_robin".into()
+    #[serde(default)]
+    pub strategy: Strategy,
 }
 
 /// An ordered list of backends to try for a tool or a method.
@@ -758,13 +755,6 @@ impl Config {
                     )));
                 }
             }
-            if p.strategy.parse::<crate::balance::Strategy>().is_err() {
-                return Err(Error::Config(format!(
-                    "{path}.strategy: {:?} is not one of round_robin, weighted_round_robin, least_connections, sticky{}",
-                    p.strategy,
-                    at("strategy", &p.strategy, 0)
-                )));
-            }
         }
         for (i, f) in self.fallbacks.iter().enumerate() {
             let path = format!("fallbacks[{i}]");
@@ -1114,6 +1104,22 @@ mod tests {
         let err = Config::from_yaml_with_env("router:\n  name: x\n  separator: ${MISSING}\n", &vars).unwrap_err();
         let s = err.to_string();
         assert!(s.contains("router.separator") && s.contains("line 3") && s.contains("MISSING"), "{s}");
+    }
+
+    #[test]
+    fn pool_strategies_are_typed_and_unknown_ones_name_path_values_and_line() {
+        let pools = |strategy: &str| {
+            format!(
+                "backends:\n  - {{name: a, command: x}}\n  - {{name: b, command: y}}\npools:\n  - name: p\n    backends: [a]\n  - name: q\n    backends: [b]\n{strategy}"
+            )
+        };
+        let c = Config::from_yaml(&pools("    strategy: sticky\n")).unwrap();
+        assert_eq!((c.pools[0].strategy, c.pools[1].strategy), (Strategy::RoundRobin, Strategy::Sticky));
+        let s = Config::from_yaml(&pools("    strategy: sk-live-random\n")).unwrap_err().to_string();
+        assert!(s.contains("pools[1].strategy") && s.contains("line 9") && !s.contains("sk-live"), "{s}");
+        for name in Strategy::NAMES {
+            assert!(s.contains(name), "{s}");
+        }
     }
 
     #[test]
