@@ -188,13 +188,20 @@ fn network_backend(
 /// A network backend's `url`: `ws://` or `wss://` for a websocket, `http://` or `https://`
 /// otherwise, naming a host. The error never shows the url: it may carry credentials.
 pub(super) fn backend_url(path: &str, t: Transport, url: &str, at: Locator<'_>) -> Result<()> {
-    let schemes: &[&str] = if t == Transport::Websocket { &["ws://", "wss://"] } else { &["http://", "https://"] };
-    let host_ok =
-        schemes.iter().find_map(|s| url.strip_prefix(s)).is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
-    if !host_ok {
+    let schemes: &[&str] = if t == Transport::Websocket { &["ws", "wss"] } else { &["http", "https"] };
+    let parsed = url::Url::parse(url).ok().filter(|u| schemes.contains(&u.scheme()) && u.host().is_some());
+    // The URL standard forgives `http:host`, `http:///host` and `http:\\host`; the HTTP and
+    // WebSocket clients, which read the configured text, do not. So the text itself must
+    // also spell `scheme://` followed by the host.
+    let spelled = parsed.as_ref().is_some_and(|u| {
+        let rest = url.get(u.scheme().len()..).unwrap_or_default();
+        rest.starts_with("://") && !rest[3..].starts_with(['/', '\\'])
+    });
+    if !spelled {
+        let shown: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
         return Err(Error::Config(format!(
             "{path}.url: must start with {} and name a host{}",
-            schemes.join(" or "),
+            shown.join(" or "),
             at.key("url", url, 0)
         )));
     }
@@ -425,6 +432,12 @@ mod tests {
         assert!(!ok(Transport::Auto, "http://"));
         assert!(!ok(Transport::Auto, "http:///path"));
         assert!(!ok(Transport::Auto, "h/mcp"));
+        assert!(!ok(Transport::Auto, "http:h/mcp"));
+        assert!(!ok(Transport::Auto, "http:\\\\h\\mcp"));
+        assert!(!ok(Transport::Auto, "http://user:pw@/mcp"), "userinfo is not a host");
+        assert!(!ok(Transport::Auto, "http://h:99999/"), "a port past 65535");
+        assert!(!ok(Transport::Auto, "http://exa mple/"));
+        assert!(ok(Transport::Auto, "HTTP://H/"), "schemes and hosts are case-insensitive");
         let y = "backends:\n  - name: h\n    url: ftp://user:s3cr3t@h/\n";
         let e = err(backend_url("backends[0]", Transport::Auto, "ftp://user:s3cr3t@h/", Locator(Some(y))));
         assert_eq!(e, "backends[0].url: must start with http:// or https:// and name a host (line 3)");
