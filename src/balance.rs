@@ -7,6 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+pub use crate::fnv::fnv1a64;
 use crate::sync::{Arc, Mutex};
 
 /// How a [`Balancer`] chooses among eligible candidates.
@@ -24,6 +25,9 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// Every configuration spelling, in declaration order.
+    pub const NAMES: &'static [&'static str] = &["round_robin", "weighted_round_robin", "least_connections", "sticky"];
+
     /// The configuration spelling: `round_robin`, `weighted_round_robin`,
     /// `least_connections` or `sticky`.
     pub fn as_str(&self) -> &'static str {
@@ -59,6 +63,16 @@ impl fmt::Display for ParseStrategyError {
 
 impl std::error::Error for ParseStrategyError {}
 
+/// From the config spelling, via [`FromStr`] so there is one list of names. An unknown
+/// name is serde's "unknown variant" error listing [`Strategy::NAMES`], which the config
+/// loader reports with the field's path and line (without the value).
+impl<'de> serde::Deserialize<'de> for Strategy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(|_| serde::de::Error::unknown_variant(&name, Self::NAMES))
+    }
+}
+
 impl FromStr for Strategy {
     type Err = ParseStrategyError;
 
@@ -71,13 +85,6 @@ impl FromStr for Strategy {
             other => Err(ParseStrategyError(other.to_owned())),
         }
     }
-}
-
-/// 64-bit FNV-1a hash; the sticky key of a client id is `fnv1a64(id)`.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 /// Rendezvous score of candidate `idx` for `key`: `fnv1a64(key ‖ idx)`,
@@ -328,13 +335,21 @@ mod tests {
         }
         let err = "random".parse::<Strategy>().expect_err("unknown");
         assert!(err.to_string().contains("\"random\""));
+        let parsed: Vec<Strategy> = Strategy::NAMES.iter().map(|n| n.parse().expect("a listed name")).collect();
+        assert_eq!(
+            parsed,
+            [Strategy::RoundRobin, Strategy::WeightedRoundRobin, Strategy::LeastConnections, Strategy::Sticky]
+        );
     }
 
     #[test]
-    fn fnv1a64_matches_reference_vectors() {
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    fn strategy_deserializes_from_its_config_names_only() {
+        let s: Strategy = serde_json::from_str("\"least_connections\"").expect("known");
+        assert_eq!(s, Strategy::LeastConnections);
+        let e = serde_json::from_str::<Strategy>("\"RoundRobin\"").expect_err("case matters").to_string();
+        for name in Strategy::NAMES {
+            assert!(e.contains(name), "{e}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::collections::hash_map::Entry;
 use serde_json::Value;
 
 use crate::config::{BackendConfig, PrefixMode, RouterSettings};
+use crate::fnv::{self, fnv1a32};
 
 /// What one backend listed, as it listed it.
 #[derive(Debug, Default, Clone)]
@@ -458,15 +459,9 @@ fn unique_name(name: &str, taken: &HashMap<String, Target>) -> String {
     }
 }
 
-fn fnv1a32(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
-}
-
 fn fingerprint<'a>(items: impl Iterator<Item = &'a str>) -> u64 {
-    items.fold(0xcbf2_9ce4_8422_2325u64, |h, s| {
-        let h = s.bytes().fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
-        (h ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    // 0xff never occurs in UTF-8, so it ends each item unambiguously.
+    items.fold(fnv::OFFSET64, |h, s| fnv::fnv1a64_extend(fnv::fnv1a64_extend(h, s.as_bytes()), &[0xff]))
 }
 
 /// A piece of an RFC 6570 URI template.

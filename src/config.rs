@@ -1,23 +1,30 @@
 //! Configuration: YAML in, a validated [`Config`] out.
 //!
 //! `${VAR}` and `${VAR:-default}` are expanded from the environment inside string values,
-//! after parsing (see `yaml.rs`), so a value can never become YAML. `$$` is a literal `$`.
+//! after parsing (see `env.rs`), so a value can never become YAML. `$$` is a literal `$`.
 //!
 //! Every number has a range (checked by `validate`, documented on each field): a huge
 //! queue or buffer would be allocated up front, and a huge duration overflows deadline
 //! arithmetic.
 
+mod env;
+mod glob;
+mod lines;
+mod path;
+mod ranges;
+mod validate;
 mod yaml;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::balance::Strategy;
 use crate::error::{Error, Result};
-use yaml::{Seg, line_suffix, parse_path};
+pub use glob::glob_match;
 
 /// Upper bound of every duration setting (`*_ms`): one day.
 pub const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
@@ -394,12 +401,8 @@ pub struct PoolConfig {
     /// Member backends (each in at most one pool).
     pub backends: Vec<String>,
     /// `round_robin` (default), `weighted_round_robin`, `least_connections` or `sticky`.
-    #[serde(default = "default_strategy")]
-    pub strategy: String,
-}
-
-fn default_strategy() -> String {
-    "round_robin".into()
+    #[serde(default)]
+    pub strategy: Strategy,
 }
 
 /// An ordered list of backends to try for a tool or a method.
@@ -528,7 +531,7 @@ impl Config {
     pub(crate) fn from_yaml_with_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
         let mut tree: serde_norway::Value =
             serde_norway::from_str(text).map_err(|e| Error::Config(yaml::scrub(&e.to_string())))?;
-        yaml::expand_tree(&mut tree, &mut Vec::new(), text, lookup)?;
+        env::expand_tree(&mut tree, &mut Vec::new(), text, lookup)?;
         let config: Config = yaml::from_tree(tree, text)?;
         config.validate_with_source(Some(text))?;
         Ok(config)
@@ -547,350 +550,8 @@ impl Config {
     }
 
     fn validate_with_source(&self, src: Option<&str>) -> Result<()> {
-        let at = |key: &str, value: &str, nth: usize| -> String {
-            src.and_then(|s| line_of(s, key, value, nth)).map(|l| format!(" (line {l})")).unwrap_or_default()
-        };
-        let r = &self.router;
-        if r.name.trim().is_empty() {
-            return Err(Error::Config(format!("router.name: must not be empty{}", at("name", "", 0))));
-        }
-        if r.separator.is_empty() || !r.separator.bytes().all(is_name_byte) {
-            return Err(Error::Config(format!(
-                "router.separator: {:?} must be non-empty and use only [A-Za-z0-9_-]{}",
-                r.separator,
-                at("separator", "", 0)
-            )));
-        }
-        for (field, v) in [
-            ("request_timeout_ms", r.request_timeout_ms),
-            ("init_timeout_ms", r.init_timeout_ms),
-            ("queue_capacity", r.queue_capacity as u64),
-            ("max_message_bytes", r.max_message_bytes as u64),
-            ("page_size", r.page_size as u64),
-        ] {
-            if v == 0 {
-                return Err(Error::Config(format!("router.{field}: must be greater than 0{}", at(field, "", 0))));
-            }
-        }
-        for (field, v) in [("max_catalog_items", r.max_catalog_items), ("max_catalog_bytes", r.max_catalog_bytes)] {
-            if v == 0 {
-                return Err(Error::Config(format!("router.{field}: must be greater than 0{}", at(field, "", 0))));
-            }
-        }
-        if r.max_message_bytes < 1024 {
-            return Err(Error::Config(format!(
-                "router.max_message_bytes: must be at least 1024{}",
-                at("max_message_bytes", "", 0)
-            )));
-        }
-        let mut seen = HashSet::new();
-        let mut name_count: BTreeMap<&str, usize> = BTreeMap::new();
-        for (i, b) in self.backends.iter().enumerate() {
-            let nth = {
-                let c = name_count.entry(b.name.as_str()).or_default();
-                *c += 1;
-                *c - 1
-            };
-            let path = format!("backends[{i}]");
-            if b.name.is_empty() || b.name.len() > 64 || !b.name.bytes().all(is_name_byte) {
-                return Err(Error::Config(format!(
-                    "{path}.name: {:?} must be 1-64 characters of [A-Za-z0-9_-]{}",
-                    b.name,
-                    at("name", &b.name, nth)
-                )));
-            }
-            if !seen.insert(b.name.as_str()) {
-                return Err(Error::Config(format!(
-                    "{path}.name: duplicate backend name {:?}{}",
-                    b.name,
-                    at("name", &b.name, nth)
-                )));
-            }
-            let t = b.transport();
-            let here = || at("name", &b.name, nth);
-            if t.is_network() {
-                let stdio_only = [
-                    ("command", !b.command.is_empty()),
-                    ("args", !b.args.is_empty()),
-                    ("env", !b.env.is_empty()),
-                    ("cwd", b.cwd.is_some()),
-                ];
-                if let Some((field, _)) = stdio_only.iter().find(|(_, set)| *set) {
-                    return Err(Error::Config(format!(
-                        "{path}.{field}: only stdio backends take {field}; a {} backend is reached at its url{}",
-                        t.as_str(),
-                        here()
-                    )));
-                }
-                let Some(url) = b.url.as_deref() else {
-                    return Err(Error::Config(format!("{path}.url: a {} backend needs a url{}", t.as_str(), here())));
-                };
-                let schemes: &[&str] =
-                    if t == Transport::Websocket { &["ws://", "wss://"] } else { &["http://", "https://"] };
-                let host_ok = schemes
-                    .iter()
-                    .find_map(|s| url.strip_prefix(s))
-                    .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
-                if !host_ok {
-                    return Err(Error::Config(format!(
-                        "{path}.url: must start with {} and name a host{}",
-                        schemes.join(" or "),
-                        at("url", url, 0)
-                    )));
-                }
-                for (k, v) in &b.headers {
-                    let bad_name = k.is_empty()
-                        || !k.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c));
-                    if bad_name || v.contains(['\r', '\n', '\0']) {
-                        return Err(Error::Config(format!("{path}.headers: invalid header {k:?}{}", here())));
-                    }
-                }
-                for (field, v) in [
-                    ("connect_timeout_ms", b.connect_timeout_ms.map(|x| x as u64)),
-                    ("read_timeout_ms", b.read_timeout_ms),
-                    ("max_response_bytes", b.max_response_bytes.map(|x| x as u64)),
-                    ("concurrency", b.concurrency.map(|x| x as u64)),
-                ] {
-                    if v == Some(0) {
-                        return Err(Error::Config(format!("{path}.{field}: must be greater than 0{}", here())));
-                    }
-                }
-                if let Some(h) = b
-                    .pass_headers
-                    .iter()
-                    .find(|h| h.is_empty() || !h.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
-                {
-                    return Err(Error::Config(format!("{path}.pass_headers: {h:?} is not a header name{}", here())));
-                }
-                if b.concurrency.is_some() && t == Transport::Websocket {
-                    return Err(Error::Config(format!(
-                        "{path}.concurrency: a websocket backend has one connection; concurrency is for HTTP{}",
-                        here()
-                    )));
-                }
-            } else {
-                let net_only = [
-                    ("url", b.url.is_some()),
-                    ("headers", !b.headers.is_empty()),
-                    ("connect_timeout_ms", b.connect_timeout_ms.is_some()),
-                    ("read_timeout_ms", b.read_timeout_ms.is_some()),
-                    ("max_response_bytes", b.max_response_bytes.is_some()),
-                    ("concurrency", b.concurrency.is_some()),
-                    ("pass_headers", !b.pass_headers.is_empty()),
-                ];
-                if let Some((field, _)) = net_only.iter().find(|(_, set)| *set) {
-                    return Err(Error::Config(format!(
-                        "{path}.{field}: only network backends (streamable_http, sse, websocket, auto) take {field}{}",
-                        at(field, "", 0)
-                    )));
-                }
-                if b.command.trim().is_empty() {
-                    return Err(Error::Config(format!(
-                        "{path}.command: a stdio backend needs a non-empty command{}",
-                        here()
-                    )));
-                }
-            }
-            if b.weight == 0 {
-                return Err(Error::Config(format!("{path}.weight: must be at least 1{}", at("name", &b.name, nth))));
-            }
-            for (field, v) in [("max_catalog_items", b.max_catalog_items), ("max_catalog_bytes", b.max_catalog_bytes)] {
-                if v == Some(0) {
-                    return Err(Error::Config(format!("{path}.{field}: must be greater than 0{}", here())));
-                }
-            }
-            if b.timeout_ms == Some(0) {
-                return Err(Error::Config(format!(
-                    "{path}.timeout_ms: must be greater than 0{}",
-                    at("name", &b.name, nth)
-                )));
-            }
-            for (k, _) in &b.env {
-                if k.is_empty() || k.contains('=') || k.contains('\0') {
-                    return Err(Error::Config(format!(
-                        "{path}.env: invalid variable name {k:?}{}",
-                        at("name", &b.name, nth)
-                    )));
-                }
-            }
-        }
-        let known = |n: &str| self.backends.iter().any(|b| b.name == n);
-        let mut pooled = HashSet::new();
-        for (i, p) in self.pools.iter().enumerate() {
-            let path = format!("pools[{i}]");
-            if p.name.is_empty() || p.name.len() > 64 || !p.name.bytes().all(is_name_byte) {
-                return Err(Error::Config(format!(
-                    "{path}.name: {:?} must be 1-64 characters of [A-Za-z0-9_-]{}",
-                    p.name,
-                    at("name", &p.name, 0)
-                )));
-            }
-            if self.backends.iter().any(|b| b.name == p.name) || self.pools[..i].iter().any(|q| q.name == p.name) {
-                return Err(Error::Config(format!(
-                    "{path}.name: {:?} is already the name of a backend or pool{}",
-                    p.name,
-                    at("name", &p.name, 0)
-                )));
-            }
-            if p.backends.is_empty() {
-                return Err(Error::Config(format!(
-                    "{path}.backends: a pool needs at least one backend{}",
-                    at("name", &p.name, 0)
-                )));
-            }
-            for m in &p.backends {
-                if !known(m) {
-                    return Err(Error::Config(format!(
-                        "{path}.backends: no backend named {m:?}{}",
-                        at("name", &p.name, 0)
-                    )));
-                }
-                if !pooled.insert(m.as_str()) {
-                    return Err(Error::Config(format!(
-                        "{path}.backends: {m:?} is already in a pool{}",
-                        at("name", &p.name, 0)
-                    )));
-                }
-            }
-            if p.strategy.parse::<crate::balance::Strategy>().is_err() {
-                return Err(Error::Config(format!(
-                    "{path}.strategy: {:?} is not one of round_robin, weighted_round_robin, least_connections, sticky{}",
-                    p.strategy,
-                    at("strategy", &p.strategy, 0)
-                )));
-            }
-        }
-        for (i, f) in self.fallbacks.iter().enumerate() {
-            let path = format!("fallbacks[{i}]");
-            if f.tool.is_some() == f.method.is_some() {
-                return Err(Error::Config(format!(
-                    "{path}: give exactly one of tool or method{}",
-                    at("candidates", "", i)
-                )));
-            }
-            if f.candidates.is_empty() {
-                return Err(Error::Config(format!("{path}.candidates: must not be empty{}", at("candidates", "", i))));
-            }
-            if let Some(c) = f.candidates.iter().find(|c| !known(c)) {
-                return Err(Error::Config(format!(
-                    "{path}.candidates: no backend named {c:?}{}",
-                    at("candidates", "", i)
-                )));
-            }
-        }
-        let b = &r.breaker;
-        if b.failure_threshold == 0
-            || b.half_open_max_probes == 0
-            || b.failure_rate.is_some_and(|x| !(x > 0.0 && x <= 1.0))
-        {
-            return Err(Error::Config(format!(
-                "router.breaker: failure_threshold and half_open_max_probes must be at least 1, failure_rate in (0, 1]{}",
-                at("breaker", "", 0)
-            )));
-        }
-        if !(r.retry_budget.ratio >= 0.0 && r.retry_budget.min_per_sec >= 0.0) {
-            return Err(Error::Config(format!(
-                "router.retry_budget: ratio and min_per_sec must be >= 0{}",
-                at("retry_budget", "", 0)
-            )));
-        }
-        if r.health.failure_threshold == 0 || r.health.timeout_ms == 0 {
-            return Err(Error::Config(format!(
-                "router.health: failure_threshold and timeout_ms must be at least 1{}",
-                at("health", "", 0)
-            )));
-        }
-        if r.client_capabilities.as_ref().is_some_and(|c| !c.is_object()) {
-            return Err(Error::Config(format!(
-                "router.client_capabilities: must be a mapping{}",
-                at("client_capabilities", "", 0)
-            )));
-        }
-        for (i, rr) in r.resource_routes.iter().enumerate() {
-            if !self.backends.iter().any(|b| b.name == rr.backend) {
-                return Err(Error::Config(format!(
-                    "router.resource_routes[{i}].backend: no backend named {:?}{}",
-                    rr.backend,
-                    at("backend", &rr.backend, 0)
-                )));
-            }
-        }
-        self.check_ranges(src)
+        validate::config(self, lines::Locator(src))
     }
-
-    /// Every number against its documented range; the error names the path and line but
-    /// not the value.
-    fn check_ranges(&self, src: Option<&str>) -> Result<()> {
-        for (path, value, min, max) in self.integer_ranges() {
-            if !(min..=max).contains(&value) {
-                return Err(out_of_range(&path, &min.to_string(), &max.to_string(), src));
-            }
-        }
-        let b = &self.router.retry_budget;
-        for (field, value, max) in
-            [("ratio", b.ratio, MAX_RETRY_RATIO), ("min_per_sec", b.min_per_sec, MAX_RETRIES_PER_SEC)]
-        {
-            // Written so that NaN fails too.
-            if !(value >= 0.0 && value <= max) {
-                return Err(out_of_range(&format!("router.retry_budget.{field}"), "0", &max.to_string(), src));
-            }
-        }
-        Ok(())
-    }
-
-    /// `(path, value, min, max)` of every integer setting.
-    fn integer_ranges(&self) -> Vec<(String, u64, u64, u64)> {
-        let r = &self.router;
-        let (rs, h, br) = (&r.restart, &r.health, &r.breaker);
-        let ms = |path: &str, v: u64, min: u64| (path.to_owned(), v, min, MAX_DURATION_MS);
-        let mut out = vec![
-            ms("router.request_timeout_ms", r.request_timeout_ms, 1),
-            ms("router.init_timeout_ms", r.init_timeout_ms, 1),
-            ("router.queue_capacity".into(), r.queue_capacity as u64, 1, MAX_QUEUE_CAPACITY),
-            ("router.max_message_bytes".into(), r.max_message_bytes as u64, 1024, MAX_BYTES),
-            ("router.page_size".into(), r.page_size as u64, 1, MAX_PAGE_SIZE),
-            ms("router.refresh_interval_ms", r.refresh_interval_ms, 0),
-            ms("router.shutdown_grace_ms", r.shutdown_grace_ms, 0),
-            ms("router.max_call_ms", r.max_call_ms, 0),
-            ms("router.restart.initial_backoff_ms", rs.initial_backoff_ms, 0),
-            ms("router.restart.max_backoff_ms", rs.max_backoff_ms, 0),
-            ms("router.restart.stable_after_ms", rs.stable_after_ms, 0),
-            ("router.restart.max_restarts".into(), u64::from(rs.max_restarts), 0, MAX_COUNT),
-            ms("router.restart.window_ms", rs.window_ms, 0),
-            ms("router.restart.cooldown_ms", rs.cooldown_ms, 0),
-            ms("router.health.interval_ms", h.interval_ms, 0),
-            ms("router.health.timeout_ms", h.timeout_ms, 1),
-            ("router.health.failure_threshold".into(), u64::from(h.failure_threshold), 1, MAX_COUNT),
-            ms("router.health.max_backoff_ms", h.max_backoff_ms, 0),
-            ("router.breaker.failure_threshold".into(), u64::from(br.failure_threshold), 1, MAX_COUNT),
-            ms("router.breaker.window_ms", br.window_ms, 0),
-            ("router.breaker.min_calls".into(), u64::from(br.min_calls), 0, MAX_MIN_CALLS),
-            ms("router.breaker.open_timeout_ms", br.open_timeout_ms, 0),
-            ("router.breaker.half_open_max_probes".into(), u64::from(br.half_open_max_probes), 1, MAX_COUNT),
-        ];
-        for (i, b) in self.backends.iter().enumerate() {
-            let field = |name: &str| format!("backends[{i}].{name}");
-            out.push((field("weight"), u64::from(b.weight), 1, MAX_WEIGHT));
-            let optional = [
-                ("timeout_ms", b.timeout_ms, MAX_DURATION_MS),
-                ("connect_timeout_ms", b.connect_timeout_ms, MAX_DURATION_MS),
-                ("read_timeout_ms", b.read_timeout_ms, MAX_DURATION_MS),
-                ("max_response_bytes", b.max_response_bytes.map(|x| x as u64), MAX_BYTES),
-                ("concurrency", b.concurrency.map(|x| x as u64), MAX_CONCURRENCY),
-            ];
-            for (name, v, max) in optional {
-                if let Some(v) = v {
-                    out.push((field(name), v, 1, max));
-                }
-            }
-        }
-        out
-    }
-}
-
-fn out_of_range(path: &str, min: &str, max: &str, src: Option<&str>) -> Error {
-    let segs: Vec<Seg> = parse_path(path);
-    Error::Config(format!("{path}: must be between {min} and {max}{}", line_suffix(src, &segs)))
 }
 
 /// The text of a config file, refusing anything but a regular file of bounded size.
@@ -932,75 +593,9 @@ fn open_nonblocking(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
-fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
-}
-
-/// 1-based line of the `nth` line that reads `key: value` (value empty = any value).
-fn line_of(src: &str, key: &str, value: &str, nth: usize) -> Option<usize> {
-    src.lines()
-        .enumerate()
-        .filter(|(_, l)| {
-            let t = l.trim_start().trim_start_matches("- ").trim_start();
-            let Some(rest) = t.strip_prefix(key).and_then(|r| r.strip_prefix(':')) else {
-                return false;
-            };
-            let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
-            value.is_empty() || v == value
-        })
-        .nth(nth)
-        .map(|(i, _)| i + 1)
-}
-
-/// `*` matches any run, `?` one character; everything else literally.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(k: &str) -> Option<String> {
-        match k {
-            "HOME_DIR" => Some("/home/x".into()),
-            "EMPTY" => Some(String::new()),
-            _ => None,
-        }
-    }
-
-    #[test]
-    fn expands_variables_defaults_and_dollars() {
-        let out = yaml::expand_str("${HOME_DIR}/b ${NOPE:-dflt} $$x ${EMPTY:-e}", &env).unwrap();
-        assert_eq!(out, "/home/x/b dflt $x e");
-        // The error now names the field path and the line of the value (was: the line of raw text).
-        let err = Config::from_yaml_with_env("router:\n  name: x\n  separator: ${MISSING}\n", &env).unwrap_err();
-        let s = err.to_string();
-        assert!(s.contains("router.separator") && s.contains("line 3") && s.contains("MISSING"), "{s}");
-    }
 
     fn vars(k: &str) -> Option<String> {
         match k {
@@ -1073,23 +668,6 @@ mod tests {
     }
 
     #[test]
-    fn scrub_keeps_kind_and_expectation() {
-        assert_eq!(
-            yaml::scrub("invalid type: string \"a\\\"b, expected u64\", expected usize"),
-            "invalid type: string, expected usize"
-        );
-        assert_eq!(yaml::scrub("invalid value: integer `-5`, expected u32"), "invalid value: integer, expected u32");
-        assert_eq!(
-            yaml::scrub("unknown variant `secret`, expected `open` or `closed`"),
-            "unknown variant (value not shown), expected `open` or `closed`"
-        );
-        assert_eq!(
-            yaml::scrub("unknown field `comand`, expected one of `name`"),
-            "unknown field `comand`, expected one of `name`"
-        );
-    }
-
-    #[test]
     fn huge_numbers_are_refused_with_path_and_line() {
         let cases = [
             ("router:\n  queue_capacity: 100000000000\n", "router.queue_capacity", 2),
@@ -1138,18 +716,6 @@ mod tests {
     }
 
     #[test]
-    fn lines_follow_the_path() {
-        let src = "router:\n  name: r\n  restart:\n    enabled: true\n    max_restarts: 3\nbackends:\n- name: a\n  command: x\n- name: b\n  # note\n  weight: 2\n  tools:\n    allow: [x]\n  env: {A: b}\n";
-        let at = |p: &str| yaml::line_of_path(src, &parse_path(p));
-        assert_eq!(at("router.restart.max_restarts"), Some(5));
-        assert_eq!(at("backends[1].weight"), Some(11));
-        assert_eq!(at("backends[1].name"), Some(9));
-        assert_eq!(at("backends[1].tools.allow"), Some(13));
-        assert_eq!(at("backends[1].env.A"), Some(14));
-        assert_eq!(at("backends[0].weight"), Some(7));
-    }
-
-    #[test]
     fn config_files_must_be_small_regular_files() {
         let refused = |path: std::path::PathBuf| {
             let (tx, rx) = std::sync::mpsc::channel();
@@ -1186,16 +752,35 @@ mod tests {
     }
 
     #[test]
-    fn globs() {
-        assert!(glob_match("*", "anything"));
-        assert!(glob_match("get_*", "get_user"));
-        assert!(!glob_match("get_*", "set_user"));
-        assert!(glob_match("a?c", "abc"));
-        assert!(glob_match("*x*y", "axbxy"));
+    fn filters_deny_over_allow() {
         let f = Filter { allow: vec!["get_*".into()], deny: vec!["get_secret".into()] };
         assert!(f.admits("get_user"));
         assert!(!f.admits("get_secret"));
         assert!(!f.admits("put"));
+        assert!(Filter::default().admits("anything"));
+    }
+
+    #[test]
+    fn missing_variables_name_field_and_line() {
+        let err = Config::from_yaml_with_env("router:\n  name: x\n  separator: ${MISSING}\n", &vars).unwrap_err();
+        let s = err.to_string();
+        assert!(s.contains("router.separator") && s.contains("line 3") && s.contains("MISSING"), "{s}");
+    }
+
+    #[test]
+    fn pool_strategies_are_typed_and_unknown_ones_name_path_values_and_line() {
+        let pools = |strategy: &str| {
+            format!(
+                "backends:\n  - {{name: a, command: x}}\n  - {{name: b, command: y}}\npools:\n  - name: p\n    backends: [a]\n  - name: q\n    backends: [b]\n{strategy}"
+            )
+        };
+        let c = Config::from_yaml(&pools("    strategy: sticky\n")).unwrap();
+        assert_eq!((c.pools[0].strategy, c.pools[1].strategy), (Strategy::RoundRobin, Strategy::Sticky));
+        let s = Config::from_yaml(&pools("    strategy: sk-live-random\n")).unwrap_err().to_string();
+        assert!(s.contains("pools[1].strategy") && s.contains("line 9") && !s.contains("sk-live"), "{s}");
+        for name in Strategy::NAMES {
+            assert!(s.contains(name), "{s}");
+        }
     }
 
     #[test]

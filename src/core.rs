@@ -11,7 +11,7 @@ use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
 
 use crate::backend::{Backend, State};
-use crate::balance::{Balancer, SharedBalancer, Strategy};
+use crate::balance::{Balancer, SharedBalancer};
 use crate::budget::RetryBudget;
 use crate::catalog::{Catalog, Kind, Lists, Owner};
 use crate::config::Config;
@@ -272,8 +272,7 @@ fn owners(config: &Config) -> (Vec<Owner>, Vec<Option<SharedBalancer>>) {
                 let members: Vec<usize> =
                     p.backends.iter().filter_map(|m| config.backends.iter().position(|b| &b.name == m)).collect();
                 let weights = members.iter().map(|&m| config.backends[m].weight).collect();
-                let strategy = p.strategy.parse().unwrap_or(Strategy::RoundRobin);
-                balancers.push(Some(SharedBalancer::new(Balancer::new(strategy, weights))));
+                balancers.push(Some(SharedBalancer::new(Balancer::new(p.strategy, weights))));
                 owners.push(Owner { name: p.name.clone(), members });
             }
             Some(_) => {}

@@ -27,6 +27,7 @@ mod error;
 #[allow(unsafe_code)]
 #[allow(non_camel_case_types)]
 pub mod ffi;
+mod fnv;
 pub mod framing;
 mod guard;
 mod hub;

@@ -123,3 +123,14 @@ fn unreachable_backend_error_reaches_the_client_without_its_secrets() {
     }
     r.shutdown(Duration::from_millis(200));
 }
+
+#[test]
+fn unknown_pool_strategy_names_field_values_and_line_but_not_the_value() {
+    watchdog(120);
+    let y = "backends:\n  - name: a\n    command: x\npools:\n  - name: p\n    backends: [a]\n    strategy: \"sk-live-fastest\"\n";
+    let e = mcprouter::Router::from_yaml(y).unwrap_err().to_string();
+    assert!(e.contains("pools[0].strategy") && e.contains("line 7") && !e.contains("sk-live"), "{e}");
+    for name in ["round_robin", "weighted_round_robin", "least_connections", "sticky"] {
+        assert!(e.contains(name), "{e}");
+    }
+}

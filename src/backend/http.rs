@@ -69,11 +69,12 @@ impl NetSettings {
     }
 }
 
-/// `scheme://host[:port]` of an absolute URL.
-pub(super) fn origin(url: &str) -> Option<&str> {
-    let after = url.find("://")? + 3;
-    let end = url[after..].find(['/', '?', '#']).map_or(url.len(), |i| after + i);
-    Some(&url[..end])
+/// Whether `to` is on `from`'s origin (scheme, host and port, with default ports filled in
+/// and hosts normalized by the URL standard) with the same userinfo: a server may send us
+/// elsewhere on itself, never to another host nor with other credentials.
+pub(super) fn same_origin(from: &url::Url, to: &url::Url) -> bool {
+    // Origin equality is false for opaque origins (non-special schemes), as it should be.
+    from.origin() == to.origin() && from.username() == to.username() && from.password() == to.password()
 }
 
 /// What went wrong with one exchange.
@@ -116,7 +117,7 @@ pub(super) fn status_error(resp: Response<ureq::Body>, settings: &NetSettings) -
     let code = resp.status().as_u16();
     if resp.status().is_redirection() {
         let to = resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("?").to_owned();
-        let cross = origin(&to).is_some_and(|o| Some(o) != origin(&settings.url));
+        let cross = url::Url::parse(&settings.url).is_ok_and(|b| b.join(&to).is_ok_and(|t| !same_origin(&b, &t)));
         let why = if cross { "redirects to another origin are refused" } else { "redirects are not followed" };
         return HttpError::Other(format!("HTTP {code} redirect to {to} from {}: {why}", settings.url));
     }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, bounded};
 
-use super::http::{NetSettings, describe, origin, status_error};
+use super::http::{NetSettings, describe, same_origin, status_error};
 use super::sse::SseReader;
 use super::{Backend, Command, Net, Reply};
 
@@ -27,24 +27,18 @@ impl Net for Legacy {
     }
 }
 
-/// Resolves the `endpoint` event's data against the stream URL; refuses another origin.
+/// Resolves the `endpoint` event's data as a URL reference against the stream URL (so
+/// `//host/x` and `\\host` are other hosts, as a browser reads them); refuses another
+/// origin. The URL returned is the one checked, in the serialization every client reads
+/// the same way.
 fn resolve(sse_url: &str, data: &str) -> Result<String, String> {
-    let base = origin(sse_url).ok_or("bad url")?;
-    let data = data.trim();
-    let url = if data.contains("://") {
-        data.to_owned()
-    } else if data.starts_with('/') {
-        format!("{base}{data}")
-    } else {
-        let path_end = sse_url.find(['?', '#']).unwrap_or(sse_url.len());
-        let dir = &sse_url[..sse_url[..path_end].rfind('/').map_or(path_end, |i| i + 1)];
-        let dir = if dir.len() < base.len() { format!("{base}/") } else { dir.to_owned() };
-        format!("{dir}{data}")
-    };
-    if origin(&url) != Some(base) {
+    let base = url::Url::parse(sse_url).map_err(|_| "bad url")?;
+    let url =
+        base.join(data.trim()).map_err(|e| format!("the server named an endpoint that is not a URL ({e}); refused"))?;
+    if !same_origin(&base, &url) {
         return Err(format!("the server named an endpoint on another origin ({url}); refused"));
     }
-    Ok(url)
+    Ok(url.into())
 }
 
 /// Opens the event stream, waits for its `endpoint` event until `deadline`, and starts the
@@ -175,5 +169,55 @@ mod tests {
         assert_eq!(resolve(u, "http://127.0.0.1:5/m").unwrap(), "http://127.0.0.1:5/m");
         assert!(resolve(u, "http://evil.example/m").is_err());
         assert!(resolve(u, "http://127.0.0.1:6/m").is_err());
+    }
+
+    #[test]
+    fn endpoints_on_other_hosts_are_refused_however_they_are_spelled() {
+        let u = "http://good.example/sse";
+        for evil in [
+            "http://good.example@evil.example/m",
+            "http://good.example:80@evil.example/m",
+            "//evil.example/m",
+            "///evil.example/m",
+            "\\\\evil.example\\m",
+            "/\\evil.example/m",
+            "http:\\\\evil.example\\m",
+            "http://evil.example%2fgood.example/m",
+            "http://%65vil.example/m",
+            "https://good.example/m",
+            "ws://good.example/m",
+            "http://good.example:8080/m",
+            "javascript:alert(1)",
+            "data:text/plain,x",
+            "http://[::1]/m",
+        ] {
+            assert!(resolve(u, evil).is_err(), "{evil} was accepted");
+        }
+        assert!(resolve(u, "http://[bad/m").is_err());
+        assert!(resolve("not a url", "/m").is_err());
+    }
+
+    #[test]
+    fn endpoints_on_the_same_origin_resolve_to_the_url_that_was_checked() {
+        let u = "http://good.example/a/sse?x=1";
+        let same = |data: &str| resolve(u, data).unwrap_or_else(|e| panic!("{data}: {e}"));
+        assert_eq!(same("http://good.example:80/m"), "http://good.example/m", "default port");
+        assert_eq!(same("HTTP://GOOD.example/m"), "http://good.example/m", "case of scheme and host");
+        assert_eq!(same("http://%67ood.example/m"), "http://good.example/m", "percent-encoded host");
+        assert_eq!(same("//good.example/m"), "http://good.example/m");
+        assert_eq!(same("  m?s=1  "), "http://good.example/a/m?s=1");
+        assert_eq!(same("../b/../m"), "http://good.example/m");
+        assert_eq!(same("?s=2"), "http://good.example/a/sse?s=2");
+        assert_eq!(same("/m%2F..%2Fx"), "http://good.example/m%2F..%2Fx", "encoded slashes stay in the path");
+        assert_eq!(resolve("https://h/sse", "https://h:443/m").unwrap(), "https://h/m");
+        assert!(resolve("https://h/sse", "http://h:443/m").is_err());
+        let v6 = "http://[::1]:5/sse";
+        assert_eq!(resolve(v6, "http://[0:0::1]:5/m").unwrap(), "http://[::1]:5/m");
+        assert!(resolve(v6, "http://[::2]:5/m").is_err());
+        // Userinfo must match the configured URL's: a server cannot add or swap credentials.
+        assert!(resolve("http://h/sse", "http://user@h/m").is_err());
+        assert_eq!(resolve("http://u:p@h/sse", "/m").unwrap(), "http://u:p@h/m");
+        assert!(resolve("http://u:p@h/sse", "http://h/m").is_err());
+        assert!(resolve("http://u:p@h/sse", "http://u:q@h/m").is_err());
     }
 }

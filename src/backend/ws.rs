@@ -7,7 +7,7 @@
 //! writes what the backend's channel holds, pings, and checks for silence. The connection
 //! ending is the backend ending: `on_exit`, then the supervisor's restart with backoff.
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -46,18 +46,19 @@ fn is_idle(e: &tungstenite::Error) -> bool {
 pub(super) fn spawn(backend: &Arc<Backend>) -> Result<(), String> {
     let settings = NetSettings::of(backend);
     let url = settings.url.as_str();
-    let Some(rest) = url.strip_prefix("ws://") else {
+    let parsed = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+    if parsed.scheme() != "ws" {
         return Err(format!("{url}: only ws:// is supported by the WebSocket transport (no TLS)"));
+    }
+    // host:port only: the authority may carry userinfo, which must not reach an error.
+    let authority = match (parsed.host_str(), parsed.port_or_known_default()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        _ => return Err(format!("{url}: names no host")),
     };
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let target = if authority.contains(':') && !authority.ends_with(']') {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    let addr = target
-        .to_socket_addrs()
+    let addr = parsed
+        .socket_addrs(|| None)
         .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+        .into_iter()
         .next()
         .ok_or_else(|| format!("{authority} resolves to nothing"))?;
     let stream =

@@ -1,8 +1,6 @@
-//! From YAML text to a `Config`: parse, expand `${VAR}` inside string values, deserialize.
+//! From a parsed (and expanded, see `env`) YAML tree to a `Config`.
 //!
-//! Expansion runs on the parsed tree, never on the text, so a variable's value can neither
-//! add keys (a newline), cut itself short (`#`), nor be looked up inside a comment. Because
-//! an expanded value is always a string, the deserializer lets a string stand for a number
+//! Because an expanded value is always a string, the deserializer lets a string stand for a number
 //! or a boolean (`timeout_ms: ${TIMEOUT}`) and a number or boolean for a string, as YAML
 //! text itself would; that coercion only ever yields a scalar, so it cannot inject structure.
 //!
@@ -10,248 +8,13 @@
 //! repeat a scalar from the file: a value in the wrong place may be a secret.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_norway::{Mapping, Value};
 
+use super::lines::line_suffix;
+use super::path::{Seg, key_seg, show_path};
 use crate::error::{Error, Result};
-
-/// One step of a path into the document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-/// Splits `backends[1].env.TOKEN` into its steps.
-pub(super) fn parse_path(path: &str) -> Vec<Seg> {
-    let mut out = Vec::new();
-    for part in path.split('.') {
-        let (key, mut rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
-        if !key.is_empty() {
-            out.push(Seg::Key(key.to_owned()));
-        }
-        while let Some((n, r)) = rest.split_once(']') {
-            if let Ok(i) = n.parse() {
-                out.push(Seg::Index(i));
-            }
-            rest = r.strip_prefix('[').unwrap_or(r);
-        }
-    }
-    out
-}
-
-pub(super) fn show_path(path: &[Seg]) -> String {
-    let mut s = String::new();
-    for seg in path {
-        match seg {
-            Seg::Key(k) if s.is_empty() => s.push_str(k),
-            Seg::Key(k) => {
-                s.push('.');
-                s.push_str(k);
-            }
-            Seg::Index(i) => {
-                let _ = write!(s, "[{i}]");
-            }
-        }
-    }
-    s
-}
-
-/// ` (line N)` for `path`, or nothing when the text cannot be followed there.
-pub(super) fn line_suffix(src: Option<&str>, path: &[Seg]) -> String {
-    src.and_then(|s| line_of_path(s, path)).map(|l| format!(" (line {l})")).unwrap_or_default()
-}
-
-/// A non-blank, non-comment line: its number, indentation and text.
-struct Line<'a> {
-    number: usize,
-    indent: usize,
-    text: &'a str,
-}
-
-impl Line<'_> {
-    /// The column and text of the mapping key on this line, past any `- ` item markers.
-    fn key_part(&self) -> (usize, &str) {
-        let mut col = self.indent;
-        let mut text = self.text;
-        while let Some(rest) = text.strip_prefix('-').filter(|r| r.starts_with(' ')) {
-            let trimmed = rest.trim_start();
-            col += 1 + rest.len() - trimmed.len();
-            text = trimmed;
-        }
-        (col, text)
-    }
-
-    fn is_item(&self) -> bool {
-        self.text == "-" || self.text.starts_with("- ")
-    }
-}
-
-fn has_key(text: &str, key: &str) -> bool {
-    let unquoted = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_prefix(key)?.strip_prefix('"'))
-        .or_else(|| text.strip_prefix('\'').and_then(|t| t.strip_prefix(key)?.strip_prefix('\'')))
-        .or_else(|| text.strip_prefix(key));
-    unquoted.is_some_and(|r| r.trim_start().starts_with(':'))
-}
-
-/// 1-based line where `path` is written, for block-style YAML. Where the text cannot be
-/// followed (flow style, a key left out), the deepest step found answers.
-pub(super) fn line_of_path(src: &str, path: &[Seg]) -> Option<usize> {
-    let lines: Vec<Line<'_>> = src
-        .lines()
-        .enumerate()
-        .filter_map(|(n, l)| {
-            let text = l.trim_start();
-            let skip = text.is_empty() || text.starts_with('#') || text.starts_with("---");
-            (!skip).then(|| Line { number: n + 1, indent: l.len() - text.len(), text: text.trim_end() })
-        })
-        .collect();
-    // Where the enclosing node was found: its line (as an index into `lines`), its column,
-    // and whether its first key sits on that same line (`- name: a`).
-    let mut at: Option<(usize, usize, bool)> = None;
-    let mut found = None;
-    for seg in path {
-        let hit = match seg {
-            Seg::Key(k) => find_key(&lines, at, k),
-            Seg::Index(i) => find_item(&lines, at, *i),
-        };
-        let Some(hit) = hit else { break };
-        found = Some(hit.0);
-        at = Some(hit);
-    }
-    found.and_then(|i| lines.get(i)).map(|l| l.number)
-}
-
-fn find_key(lines: &[Line<'_>], at: Option<(usize, usize, bool)>, key: &str) -> Option<(usize, usize, bool)> {
-    let (start, parent_col) = match at {
-        None => (0, None),
-        Some((i, col, true)) => (i, Some(col)),
-        Some((i, col, false)) => (i + 1, Some(col)),
-    };
-    let mut block_col = None;
-    for (idx, line) in lines.iter().enumerate().skip(start) {
-        let first_of_item = at.is_some_and(|(i, _, inline)| inline && i == idx);
-        if !first_of_item && parent_col.is_some_and(|c| line.indent <= c) {
-            return None;
-        }
-        let (col, text) = if first_of_item || line.is_item() { line.key_part() } else { (line.indent, line.text) };
-        if line.is_item() && !first_of_item {
-            // An item of a list nested under some key of this block: not a key here.
-            continue;
-        }
-        let block = *block_col.get_or_insert(col);
-        if col == block && has_key(text, key) {
-            return Some((idx, col, false));
-        }
-    }
-    None
-}
-
-fn find_item(lines: &[Line<'_>], at: Option<(usize, usize, bool)>, nth: usize) -> Option<(usize, usize, bool)> {
-    let (i, parent_col, _) = at?;
-    let mut dash_col = None;
-    let mut seen = 0;
-    for (idx, line) in lines.iter().enumerate().skip(i + 1) {
-        // A list may sit at its key's own indentation (`backends:` then `- name: a`).
-        if line.indent < parent_col || (line.indent == parent_col && !line.is_item()) {
-            return None;
-        }
-        if !line.is_item() || *dash_col.get_or_insert(line.indent) != line.indent {
-            continue;
-        }
-        if seen == nth {
-            return Some((idx, line.indent, true));
-        }
-        seen += 1;
-    }
-    None
-}
-
-/// Expands `${VAR}` and `${VAR:-default}` in one string value; `$$` is a literal `$`. The
-/// error names the variable, never a value.
-pub(super) fn expand_str(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        if let Some(r) = after.strip_prefix('$') {
-            out.push('$');
-            rest = r;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let Some(end) = body.find('}') else {
-                return Err("unterminated ${".into());
-            };
-            let expr = &body[..end];
-            let (name, default) = match expr.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (expr, None),
-            };
-            let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !valid {
-                return Err("bad variable reference (want ${NAME} or ${NAME:-default})".into());
-            }
-            match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    return Err(format!("environment variable {name} is not set (use ${{{name}:-default}})"));
-                }
-            }
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// Expands every string value under `value` (mapping keys are left alone).
-pub(super) fn expand_tree(
-    value: &mut Value,
-    path: &mut Vec<Seg>,
-    src: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<()> {
-    match value {
-        Value::String(s) if s.contains('$') => {
-            *s = expand_str(s, lookup)
-                .map_err(|why| Error::Config(format!("{}: {why}{}", show_path(path), line_suffix(Some(src), path))))?;
-        }
-        Value::Sequence(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                path.push(Seg::Index(i));
-                expand_tree(item, path, src, lookup)?;
-                path.pop();
-            }
-        }
-        Value::Mapping(map) => {
-            for (k, v) in map.iter_mut() {
-                path.push(Seg::Key(key_text(k)));
-                expand_tree(v, path, src, lookup)?;
-                path.pop();
-            }
-        }
-        Value::Tagged(t) => expand_tree(&mut t.value, path, src, lookup)?,
-        _ => {}
-    }
-    Ok(())
-}
-
-fn key_text(k: &Value) -> String {
-    match k {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        _ => "?".into(),
-    }
-}
 
 /// Deserializes `value` into `T`; an error names the path (and the line in `src`).
 pub(super) fn from_tree<T: de::DeserializeOwned>(value: Value, src: &str) -> Result<T> {
@@ -478,7 +241,7 @@ impl<'de> MapAccess<'de> for LenientMap<'_> {
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Self::Error> {
         let Some((k, v)) = self.iter.next() else { return Ok(None) };
-        let seg = Seg::Key(key_text(&k));
+        let seg = key_seg(&k);
         let mut at = self.path.clone();
         at.push(seg.clone());
         self.next = Some((seg, v));
@@ -515,5 +278,27 @@ impl<'de> SeqAccess<'de> for LenientSeq<'_> {
         seed.deserialize(Lenient { value, path: path.clone(), failed: self.failed })
             .map(Some)
             .inspect_err(|_| note(self.failed, &path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_keeps_kind_and_expectation() {
+        assert_eq!(
+            scrub("invalid type: string \"a\\\"b, expected u64\", expected usize"),
+            "invalid type: string, expected usize"
+        );
+        assert_eq!(scrub("invalid value: integer `-5`, expected u32"), "invalid value: integer, expected u32");
+        assert_eq!(
+            scrub("unknown variant `secret`, expected `open` or `closed`"),
+            "unknown variant (value not shown), expected `open` or `closed`"
+        );
+        assert_eq!(
+            scrub("unknown field `comand`, expected one of `name`"),
+            "unknown field `comand`, expected one of `name`"
+        );
     }
 }
