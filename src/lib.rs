@@ -33,7 +33,7 @@ mod guard;
 mod hub;
 pub mod jsonrpc;
 pub mod logging;
-pub mod method;
+mod method;
 pub mod metrics;
 pub mod pending;
 pub mod redact;

@@ -20,6 +20,7 @@ use ureq::http::Response;
 
 use crate::method::Method;
 
+use super::life::{Connection, Link};
 use super::sse::{SseError, SseReader};
 use super::{Backend, Command, Net, Reply};
 
@@ -202,7 +203,7 @@ impl Net for Http {
 }
 
 /// Starts the workers and the GET stream thread. Nothing is sent until the handshake.
-pub(super) fn spawn(backend: &Arc<Backend>, auto: bool) -> Result<(), String> {
+pub(super) fn spawn(backend: &Link, auto: bool) -> Result<Connection, String> {
     let settings = NetSettings::of(backend);
     let agent = settings.agent();
     let workers = settings.concurrency;
@@ -220,21 +221,19 @@ pub(super) fn spawn(backend: &Arc<Backend>, auto: bool) -> Result<(), String> {
         down: AtomicBool::new(false),
         initialized: (Mutex::new(false), parking_lot::Condvar::new()),
     });
-    *backend.net.lock() = Some(Arc::clone(&http) as Arc<dyn Net>);
     let (tx, rx) = bounded(backend.queue_capacity);
-    *backend.tx.lock() = Some(tx);
-    let mut threads = Vec::with_capacity(workers + 1);
+    let mut conn = Connection::new(tx);
+    conn.net = Some(Arc::clone(&http) as Arc<dyn Net>);
     for i in 0..workers {
         let (h, rx) = (Arc::clone(&http), rx.clone());
-        threads.push(backend.spawn_thread(&format!("-h{i}"), move |b| worker(b, &h, &rx))?);
+        conn.threads.push(backend.spawn_thread(&format!("-h{i}"), move |b| worker(b, &h, &rx))?);
     }
     let h = Arc::clone(&http);
-    threads.push(backend.spawn_thread("-g", move |b| get_stream(b, &h))?);
-    backend.threads.lock().extend(threads);
-    Ok(())
+    conn.threads.push(backend.spawn_thread("-g", move |b| get_stream(b, &h))?);
+    Ok(conn)
 }
 
-fn worker(backend: &Backend, http: &Http, rx: &Receiver<Command>) {
+fn worker(backend: &Link, http: &Http, rx: &Receiver<Command>) {
     while let Ok(cmd) = rx.recv() {
         if http.stopped.load(Ordering::Acquire) {
             break;

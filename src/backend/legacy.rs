@@ -14,6 +14,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, bounded};
 
 use super::http::{NetSettings, describe, same_origin, status_error};
+use super::life::{Connection, Link};
 use super::sse::SseReader;
 use super::{Backend, Command, Net, Reply};
 
@@ -43,11 +44,10 @@ fn resolve(sse_url: &str, data: &str) -> Result<String, String> {
 
 /// Opens the event stream, waits for its `endpoint` event until `deadline`, and starts the
 /// threads.
-pub(super) fn spawn(backend: &Arc<Backend>, deadline: Instant) -> Result<(), String> {
+pub(super) fn spawn(backend: &Link, deadline: Instant) -> Result<Connection, String> {
     let settings = NetSettings::of(backend);
     let agent = settings.agent();
     let state = Arc::new(Legacy { stopped: AtomicBool::new(false) });
-    *backend.net.lock() = Some(Arc::clone(&state) as Arc<dyn Net>);
     let mut req = agent.get(&settings.url).header("Accept", "text/event-stream");
     for (k, v) in &settings.headers {
         req = req.header(k, v);
@@ -97,21 +97,23 @@ pub(super) fn spawn(backend: &Arc<Backend>, deadline: Instant) -> Result<(), Str
             b.on_exit(why);
         }
     })?;
-    backend.threads.lock().push(stream);
+    // Owned by the connection from here on: an error below drops it, which stops the stream.
+    let (tx, rx) = bounded(backend.queue_capacity);
+    let mut conn = Connection::new(tx);
+    conn.net = Some(Arc::clone(&state) as Arc<dyn Net>);
+    conn.threads.push(stream);
     let endpoint = match found_rx.recv_deadline(deadline) {
         Ok(r) => r?,
         Err(_) => return Err("the event stream sent no endpoint event in time".into()),
     };
     log::debug!(target: "mcprouter::backend", "[{name}] legacy SSE endpoint {endpoint}");
-    let (tx, rx) = bounded(backend.queue_capacity);
-    *backend.tx.lock() = Some(tx);
     let poster = Arc::new(Poster { settings, agent, endpoint, state });
     for i in 0..poster.settings.concurrency {
         let (p, rx) = (Arc::clone(&poster), rx.clone());
         let t = backend.spawn_thread(&format!("-h{i}"), move |b| p.work(b, &rx))?;
-        backend.threads.lock().push(t);
+        conn.threads.push(t);
     }
-    Ok(())
+    Ok(conn)
 }
 
 struct Poster {

@@ -7,14 +7,14 @@
 
 mod http;
 mod legacy;
+mod life;
 mod process;
 mod sse;
 mod stdio;
 mod ws;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
@@ -31,6 +31,9 @@ use crate::method::Method;
 use crate::pending::PendingMap;
 use crate::redact::Redactor;
 use crate::supervisor::{Health, Restarts};
+
+pub(crate) use life::State;
+use life::{Connection, Life, Link, Phase};
 
 /// Stack size of a backend's threads: they parse JSON, never recurse deeply.
 const THREAD_STACK: usize = 256 * 1024;
@@ -163,27 +166,8 @@ enum ListError {
     Failed(String),
 }
 
-/// Lifecycle of one backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
-    Starting,
-    Ready,
-    Failed,
-    Stopped,
-}
-
-impl State {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            State::Starting => "starting",
-            State::Ready => "ready",
-            State::Failed => "failed",
-            State::Stopped => "stopped",
-        }
-    }
-}
-
-/// What the handshake told us, and what went wrong last.
+/// A snapshot of the backend for status and routing: its state, what the handshake told
+/// us, and what went wrong last.
 #[derive(Debug, Clone)]
 pub(crate) struct Info {
     pub state: State,
@@ -204,19 +188,15 @@ pub(crate) struct Backend {
     pub timeout: Duration,
     pub hub: Arc<Hub>,
     pub pending: PendingMap<PendingCall>,
-    tx: Mutex<Option<Sender<Command>>>,
-    info: Mutex<Info>,
-    ready: AtomicBool,
-    stopping: AtomicBool,
-    child: Mutex<Option<process::Child>>,
-    /// The running network transport, if any.
-    net: Mutex<Option<Arc<dyn Net>>>,
+    /// The one answer to "is it up, may I send, what is its pid" (see `life.rs`). Calls are
+    /// entered in `pending` under this lock, so a connection that ends fails every call it
+    /// had and none slips in after.
+    life: Mutex<Life>,
     /// For `transport: auto`, what the first start found out.
     resolved: Mutex<Option<Transport>>,
     /// The longest one client call may take (router `max_call_ms`, at least `timeout`): the
     /// bound on one HTTP exchange.
     pub max_call: Duration,
-    threads: Mutex<Vec<JoinHandle<()>>>,
     pub lists: Mutex<Option<Arc<Lists>>>,
     /// `list_changed` notifications received, and how many of them the dispatcher has
     /// turned into a refresh: a refresh is owed while they differ. Counting instead of
@@ -233,10 +213,9 @@ pub(crate) struct Backend {
     health_policy: HealthPolicy,
     client_capabilities: Value,
     pub restarts: Mutex<Restarts>,
-    /// Held while starting or stopping, so a restart and a shutdown never interleave.
+    /// Held while starting or stopping (long operations, so not the `life` lock), so a
+    /// restart and a shutdown never interleave.
     lifecycle: Mutex<()>,
-    /// Set once by router shutdown: no restart may follow.
-    shut: AtomicBool,
     /// Masks this backend's secrets (url userinfo, headers, env) in error text bound for
     /// clients: `last_error` and failed calls.
     redactor: Redactor,
@@ -258,24 +237,9 @@ impl Backend {
             timeout,
             hub,
             pending: PendingMap::new(),
-            tx: Mutex::new(None),
-            info: Mutex::new(Info {
-                state: State::Starting,
-                protocol_version: None,
-                server_info: None,
-                capabilities: Value::Null,
-                instructions: None,
-                last_error: None,
-                handshake: None,
-                pid: None,
-            }),
-            ready: AtomicBool::new(false),
-            stopping: AtomicBool::new(false),
-            child: Mutex::new(None),
-            net: Mutex::new(None),
+            life: Mutex::new(Life::new()),
             resolved: Mutex::new(None),
             max_call: Duration::from_millis(settings.max_call_ms).max(timeout),
-            threads: Mutex::new(Vec::new()),
             lists: Mutex::new(None),
             refresh_asked: AtomicU64::new(0),
             refresh_seen: AtomicU64::new(0),
@@ -287,7 +251,6 @@ impl Backend {
             client_capabilities: settings.declared_client_capabilities(),
             restarts: Mutex::new(Restarts::default()),
             lifecycle: Mutex::new(()),
-            shut: AtomicBool::new(false),
             redactor,
         }
     }
@@ -302,15 +265,30 @@ impl Backend {
     }
 
     pub(crate) fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        matches!(self.life.lock().phase, Phase::Ready { .. })
     }
 
     pub(crate) fn info(&self) -> Info {
-        self.info.lock().clone()
+        let life = self.life.lock();
+        let f = &life.facts;
+        let last_error = match &life.phase {
+            Phase::Failed { why, .. } => Some(why.clone()),
+            _ => f.last_error.clone(),
+        };
+        Info {
+            state: life.phase.state(),
+            protocol_version: f.protocol_version.clone(),
+            server_info: f.server_info.clone(),
+            capabilities: f.capabilities.clone(),
+            instructions: f.instructions.clone(),
+            last_error,
+            handshake: f.handshake,
+            pid: life.phase.conn().and_then(Connection::pid),
+        }
     }
 
     pub(crate) fn queue_depth(&self) -> usize {
-        self.tx.lock().as_ref().map_or(0, Sender::len)
+        self.life.lock().phase.conn().map_or(0, |c| c.tx.len())
     }
 
     /// Starts the process, runs the MCP handshake and lists everything, all within
@@ -318,22 +296,13 @@ impl Backend {
     /// Returns whether it came up.
     pub(crate) fn start(self: &Arc<Self>, init_timeout: Duration) -> bool {
         let _life = self.lifecycle.lock();
-        if self.shut.load(Ordering::Acquire) {
-            return false;
-        }
         self.start_locked(init_timeout)
     }
 
     /// Replaces a backend that exited: reaps what is left of it and starts it again.
     pub(crate) fn restart(self: &Arc<Self>, init_timeout: Duration) -> bool {
         let _life = self.lifecycle.lock();
-        if self.shut.load(Ordering::Acquire) {
-            return false;
-        }
         self.halt(Duration::from_millis(100));
-        self.stopping.store(false, Ordering::Release);
-        self.pending.reopen();
-        self.info.lock().state = State::Starting;
         *self.health.lock() = Health::default();
         log::info!(target: "mcprouter::backend", "[{}] restarting", self.name());
         self.start_locked(init_timeout)
@@ -342,16 +311,28 @@ impl Backend {
     fn start_locked(self: &Arc<Self>, init_timeout: Duration) -> bool {
         let began = Instant::now();
         let deadline = began + init_timeout;
-        let outcome = self.connect(deadline);
-        match outcome {
+        let generation = {
+            let mut life = self.life.lock();
+            if matches!(life.phase, Phase::Stopped) {
+                return false;
+            }
+            life.generation += 1;
+            life.phase = Phase::Starting { generation: life.generation, conn: None };
+            life.generation
+        };
+        let link = Link::new(Arc::clone(self), generation);
+        match self.connect(&link, deadline) {
             Ok(()) => {
                 {
-                    let mut info = self.info.lock();
-                    info.handshake = Some(began.elapsed());
-                    info.state = State::Ready;
-                    info.last_error = None;
+                    let mut life = self.life.lock();
+                    if !matches!(life.phase, Phase::Starting { generation: g, conn: Some(_) } if g == generation) {
+                        return false;
+                    }
+                    let Some(conn) = life.phase.take_conn() else { return false };
+                    life.phase = Phase::Ready { generation, conn };
+                    life.facts.handshake = Some(began.elapsed());
+                    life.facts.last_error = None;
                 }
-                self.ready.store(true, Ordering::Release);
                 self.restarts.lock().up(Instant::now());
                 if let Err(e) = self.refresh_lists(deadline.max(Instant::now() + self.timeout)) {
                     log::warn!(target: "mcprouter::backend", "[{}] listing failed: {e}", self.name());
@@ -360,43 +341,64 @@ impl Backend {
             }
             Err(e) => {
                 log::error!(target: "mcprouter::backend", "[{}] failed to start: {e}", self.name());
-                self.mark_failed(&e);
+                self.fail(generation, &e);
                 self.halt(Duration::from_millis(200));
                 false
             }
         }
     }
 
+    /// Hands a transport's new connection to the phase, unless the backend was stopped
+    /// meanwhile (the connection is then stopped: dropped, it cleans up).
+    fn attach(&self, generation: u64, conn: Connection) -> Result<(), String> {
+        let mut life = self.life.lock();
+        match &mut life.phase {
+            Phase::Starting { generation: g, conn: slot } if *g == generation => {
+                *slot = Some(conn);
+                Ok(())
+            }
+            _ => Err("stopped while connecting".into()),
+        }
+    }
+
     /// Starts the transport and runs the handshake over it. `auto` tries Streamable HTTP and
     /// falls back to legacy HTTP+SSE when the server refuses the first POST with 400, 404 or
     /// 405; the answer is remembered for restarts.
-    fn connect(self: &Arc<Self>, deadline: Instant) -> Result<(), String> {
+    fn connect(&self, link: &Link, deadline: Instant) -> Result<(), String> {
+        let generation = link.generation();
         let transport = self.resolved.lock().unwrap_or_else(|| self.config.transport());
-        match transport {
-            Transport::Stdio => stdio::spawn(self).and_then(|()| self.handshake(deadline)),
-            Transport::StreamableHttp => http::spawn(self, false).and_then(|()| self.handshake(deadline)),
-            Transport::Sse => legacy::spawn(self, deadline).and_then(|()| self.handshake(deadline)),
-            Transport::Websocket => ws::spawn(self).and_then(|()| self.handshake(deadline)),
-            Transport::Auto => {
-                let first = http::spawn(self, true).and_then(|()| self.handshake(deadline));
-                let legacy = self.net.lock().as_ref().is_some_and(|n| n.wants_legacy());
-                if first.is_ok() {
-                    *self.resolved.lock() = Some(Transport::StreamableHttp);
-                    return first;
-                }
-                if !legacy {
-                    return first;
-                }
-                log::info!(target: "mcprouter::backend", "[{}] no Streamable HTTP here; trying legacy HTTP+SSE", self.name());
-                self.halt(Duration::from_millis(200));
-                self.stopping.store(false, Ordering::Release);
-                self.pending.reopen();
-                self.info.lock().state = State::Starting;
-                legacy::spawn(self, deadline).and_then(|()| self.handshake(deadline))?;
-                *self.resolved.lock() = Some(Transport::Sse);
-                Ok(())
+        let spawned = match transport {
+            Transport::Stdio => stdio::spawn(link),
+            Transport::StreamableHttp => http::spawn(link, false),
+            Transport::Sse => legacy::spawn(link, deadline),
+            Transport::Websocket => ws::spawn(link),
+            Transport::Auto => http::spawn(link, true),
+        };
+        self.attach(generation, spawned?)?;
+        let first = self.handshake(deadline);
+        if transport != Transport::Auto || first.is_ok() {
+            if transport == Transport::Auto {
+                *self.resolved.lock() = Some(Transport::StreamableHttp);
             }
+            return first;
         }
+        let legacy = {
+            let life = self.life.lock();
+            life.phase.conn().and_then(|c| c.net.as_ref()).is_some_and(|n| n.wants_legacy())
+        };
+        if !legacy {
+            return first;
+        }
+        log::info!(target: "mcprouter::backend", "[{}] no Streamable HTTP here; trying legacy HTTP+SSE", self.name());
+        let stale = self.life.lock().phase.take_conn();
+        if let Some(c) = stale {
+            c.stop(Duration::from_millis(200));
+        }
+        self.pending_failed("the transport was replaced");
+        self.attach(generation, legacy::spawn(link, deadline)?)?;
+        self.handshake(deadline)?;
+        *self.resolved.lock() = Some(Transport::Sse);
+        Ok(())
     }
 
     /// Handles one message the backend sent: completes the pending call it answers, or
@@ -465,11 +467,12 @@ impl Backend {
             return Err(format!("backend wants protocol version {version:?}, which the router does not speak"));
         }
         {
-            let mut info = self.info.lock();
-            info.protocol_version = Some(version);
-            info.server_info = v.get("serverInfo").cloned();
-            info.capabilities = v.get("capabilities").cloned().unwrap_or(Value::Null);
-            info.instructions = v.get("instructions").and_then(Value::as_str).map(str::to_owned);
+            let mut life = self.life.lock();
+            let f = &mut life.facts;
+            f.protocol_version = Some(version);
+            f.server_info = v.get("serverInfo").cloned();
+            f.capabilities = v.get("capabilities").cloned().unwrap_or(Value::Null);
+            f.instructions = v.get("instructions").and_then(Value::as_str).map(str::to_owned);
         }
         self.notify("notifications/initialized", None)
     }
@@ -480,7 +483,7 @@ impl Backend {
     /// items until a later listing fits, and the reason stays visible in its status. A
     /// listing that merely fails (timeout, error) keeps the previous lists.
     pub(crate) fn refresh_lists(&self, deadline: Instant) -> Result<(), String> {
-        let caps = self.info.lock().capabilities.clone();
+        let caps = self.life.lock().facts.capabilities.clone();
         let (max_items, max_bytes) = self.catalog_caps;
         let mut budget = Budget { max_items, max_bytes, bytes_left: max_bytes };
         let fetched = (|| {
@@ -513,7 +516,7 @@ impl Backend {
                 let why = format!("catalog refused: {why}");
                 *self.lists.lock() = None;
                 *self.catalog_error.lock() = Some(why.clone());
-                self.info.lock().last_error = Some(why.clone());
+                self.life.lock().facts.last_error = Some(why.clone());
                 Err(why)
             }
             Err(ListError::Failed(why)) => Err(why),
@@ -611,33 +614,27 @@ impl Backend {
 
     /// Registers a pending call and queues its line; never blocks.
     pub(crate) fn start_call(&self, method: &str, params: Option<&str>, session: u64) -> Result<Ticket, CallError> {
-        // The writer channel is taken together with the state check: a call that races a
-        // restart goes to the old, stopped writer and fails, rather than reaching the new
-        // process before its `initialize`.
-        let tx = {
-            let info = self.info.lock();
-            let usable = info.state == State::Ready || (info.state == State::Starting && method == "initialize");
-            if !usable {
-                let why = info.last_error.clone().unwrap_or_else(|| format!("it is {}", info.state.as_str()));
-                return Err(CallError::Unavailable(why));
-            }
-            self.tx.lock().clone()
-        };
-        if self.stopping.load(Ordering::Acquire) {
-            return Err(CallError::Unavailable("the router is shutting down".into()));
-        }
+        // The sender is taken and the call entered under the `life` lock: a call that races
+        // a restart goes to the old, stopped writer and fails, rather than reaching the new
+        // process before its `initialize`; one that races the connection's end is failed by
+        // it, never left waiting out its deadline.
         let (reply, rx) = bounded(1);
         // Calls in flight are bounded per backend as well as queued ones (a backend that
         // stops reading holds at most this many callers); the router's own calls are not.
-        // The map is closed from the moment the backend is found dead, so a call racing that
-        // death fails here instead of waiting out its deadline.
         let max = if session != 0 { self.queue_capacity } else { usize::MAX };
-        let id = match self.pending.try_insert_bounded(PendingCall { reply }, max) {
-            Ok(id) => id,
-            Err((_, true)) => return Err(CallError::Overloaded),
-            Err((_, false)) => {
-                let why = self.info.lock().last_error.clone().unwrap_or_else(|| "it is down".into());
-                return Err(CallError::Unavailable(why));
+        let (tx, id) = {
+            let life = self.life.lock();
+            let tx = match &life.phase {
+                Phase::Ready { conn, .. } => conn.tx.clone(),
+                Phase::Starting { conn: Some(conn), .. } if method == "initialize" => conn.tx.clone(),
+                Phase::Stopped => return Err(CallError::Unavailable("the router is shutting down".into())),
+                Phase::Failed { why, .. } => return Err(CallError::Unavailable(why.clone())),
+                Phase::Starting { .. } => return Err(CallError::Unavailable("it is starting".into())),
+            };
+            match self.pending.try_insert_bounded(PendingCall { reply }, max) {
+                Ok(id) => (tx, id),
+                Err((_, true)) => return Err(CallError::Overloaded),
+                Err((_, false)) => return Err(CallError::Unavailable("it is down".into())),
             }
         };
         // Counted before the line goes out, so a request the backend sends about this call
@@ -648,7 +645,7 @@ impl Backend {
         // refused at once when the queue is full, so overload is visible, never a hang.
         let wait = (session == 0).then(|| Instant::now() + self.timeout);
         let cmd = Command::Call { id, method: Method::parse(method), line };
-        match Self::send_on(tx.as_ref(), cmd, wait) {
+        match Self::send_on(Some(&tx), cmd, wait) {
             Ok(()) => Ok(Ticket { id, rx, _caller: caller }),
             Err(e) => {
                 self.pending.take(id);
@@ -676,8 +673,10 @@ impl Backend {
                         self.cancel_on_backend(ticket.id, "timed out");
                         return Err(CallError::Timeout);
                     }
-                    // Taken by the reader between the timeout and the take: the reply is on its way.
-                    match ticket.rx.recv_timeout(Duration::from_millis(100)) {
+                    // Taken by another path between the timeout and the take (the reader, a
+                    // cancellation, the connection's end): whoever took the entry sends the
+                    // reply or drops the sender, so this wait ends at once either way.
+                    match ticket.rx.recv() {
                         Ok(r) => break r,
                         Err(_) => return Err(CallError::Cancelled),
                     }
@@ -721,7 +720,7 @@ impl Backend {
     }
 
     fn send(&self, cmd: Command, wait_until: Option<Instant>) -> Result<(), CallError> {
-        let tx = self.tx.lock().clone();
+        let tx = self.life.lock().phase.conn().map(|c| c.tx.clone());
         Self::send_on(tx.as_ref(), cmd, wait_until)
     }
 
@@ -751,116 +750,72 @@ impl Backend {
         }
     }
 
-    pub(crate) fn mark_failed(&self, why: &str) {
-        self.ready.store(false, Ordering::Release);
-        let mut info = self.info.lock();
-        if info.state != State::Stopped {
-            info.state = State::Failed;
+    /// The start of `generation` failed: the backend is `Failed` with the reason, and its
+    /// calls fail at once.
+    fn fail(&self, generation: u64, why: &str) {
+        let why = self.redactor.redact(why).into_owned();
+        {
+            let mut life = self.life.lock();
+            if !life.phase.live(generation) {
+                return;
+            }
+            let leftover = life.phase.take_conn();
+            life.phase = Phase::Failed { why: why.clone(), leftover };
+            life.facts.last_error = Some(why.clone());
         }
-        info.last_error = Some(self.redactor.redact(why).into_owned());
+        self.pending_failed(&why);
     }
 
-    /// Called by the reader when stdout closes: fail every pending call at once rather
-    /// than letting each wait for its deadline.
-    pub(crate) fn on_exit(&self, why: String) {
+    /// A connection's threads found it ended (see `Link::on_exit`). Unless it was already
+    /// replaced or being stopped, the backend is `Failed` and the supervisor hears of it.
+    fn connection_ended(&self, generation: u64, why: String) {
         let why = self.redactor.redact(&why).into_owned();
-        if !self.stopping.load(Ordering::Acquire) {
+        let live = self.life.lock().phase.live(generation);
+        if live {
             log::error!(target: "mcprouter::backend", "[{}] {why}", self.name());
-            self.mark_failed(&why);
+            self.fail(generation, &why);
             self.hub.backend_down(self.index);
         }
-        for (_, p) in self.pending.close() {
-            let _ = p.reply.try_send(Reply::Failed(why.clone()));
+    }
+
+    /// Fails every call in flight: their connection is gone.
+    fn pending_failed(&self, why: &str) {
+        for (_, p) in self.pending.drain() {
+            let _ = p.reply.try_send(Reply::Failed(why.to_owned()));
         }
     }
 
-    /// Starts one of this backend's threads, `mcprouter-<name><suffix>`. A panic in it is a
-    /// bug, but must not leave calls hanging: it is caught, logged once, and the backend is
-    /// failed like a dead connection (pending calls fail now, the supervisor restarts it).
-    pub(super) fn spawn_thread(
-        self: &Arc<Self>,
-        suffix: &str,
-        f: impl FnOnce(&Arc<Backend>) + Send + 'static,
-    ) -> Result<JoinHandle<()>, String> {
-        let b = Arc::clone(self);
-        let what = format!("mcprouter-{}{suffix}", self.name());
-        std::thread::Builder::new()
-            .name(what.clone())
-            .stack_size(THREAD_STACK)
-            .spawn(move || {
-                if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&b))) {
-                    log::error!(
-                        target: "mcprouter::backend",
-                        "[{}] internal error: thread {what} panicked: {}",
-                        b.name(),
-                        crate::guard::panic_message(payload.as_ref())
-                    );
-                    b.on_exit(format!("internal error in thread {what}"));
-                }
-            })
-            .map_err(|e| format!("cannot start a thread: {e}"))
-    }
-
-    /// Stops the backend for good (router shutdown).
+    /// Stops for good (router shutdown): no call or restart follows.
     pub(crate) fn stop(&self, grace: Duration) {
-        self.shut.store(true, Ordering::Release);
-        // A restart in progress holds the lifecycle lock while its handshake waits: failing
-        // what is pending ends that wait now rather than at the init timeout.
-        self.stopping.store(true, Ordering::Release);
-        for (_, p) in self.pending.close() {
-            let _ = p.reply.try_send(Reply::Failed("the router is shutting down".into()));
+        let conn = {
+            let mut life = self.life.lock();
+            let conn = life.phase.take_conn();
+            life.phase = Phase::Stopped;
+            conn
+        };
+        self.pending_failed("the router is shutting down");
+        if let Some(c) = conn {
+            c.stop(grace);
         }
+        // A start in progress sees `Stopped` and stops its own connection; wait for it.
         let _life = self.lifecycle.lock();
-        self.halt(grace);
-        self.info.lock().state = State::Stopped;
     }
 
-    /// Closes stdin, waits up to `grace`, then terminates and finally kills the process
-    /// group; joins every thread; fails what is still pending. Idempotent.
+    /// Stops whatever connection the backend holds (a restart's leftover, a failed start),
+    /// leaving the phase's name as it is.
     fn halt(&self, grace: Duration) {
-        self.stopping.store(true, Ordering::Release);
-        self.ready.store(false, Ordering::Release);
-        if let Some(tx) = self.tx.lock().take() {
-            // Dropping the last sender also stops the writer; the explicit command only
-            // makes it stop before writing what is still queued.
-            let _ = tx.try_send(Command::Shutdown);
-        }
-        if let Some(child) = self.child.lock().take() {
-            child.terminate(grace);
-        }
-        let net = self.net.lock().take();
-        if let Some(net) = &net {
-            net.stop();
-        }
-        let threads = std::mem::take(&mut *self.threads.lock());
-        if net.is_some() {
-            // A network thread may sit in a blocking read that only its read timeout ends.
-            // It is stopped (it dispatches nothing more), so after a short wait it is let go
-            // rather than holding up a restart or shutdown.
-            let until = Instant::now() + grace.clamp(Duration::from_millis(100), Duration::from_secs(1));
-            while Instant::now() < until && !threads.iter().all(JoinHandle::is_finished) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            for t in threads {
-                if t.is_finished() {
-                    let _ = t.join();
-                }
-            }
-        } else {
-            for t in threads {
-                let _ = t.join();
-            }
-        }
-        for (_, p) in self.pending.close() {
-            let _ = p.reply.try_send(Reply::Failed("the backend was stopped".into()));
+        let conn = self.life.lock().phase.take_conn();
+        if let Some(c) = conn {
+            c.stop(grace);
         }
     }
 
-    /// How the child ended, if it has (waits briefly: stdout closes just before exit).
+    /// The child's exit status, if it has exited (waiting for it briefly: the reader sees
+    /// EOF a moment before the process is reapable).
     pub(crate) fn exit_status(&self) -> Option<String> {
         let end = Instant::now() + Duration::from_millis(100);
         loop {
-            if let Some(st) = self.child.lock().as_mut().and_then(process::Child::try_status) {
+            if let Some(st) = self.life.lock().exit_status() {
                 return Some(st);
             }
             if Instant::now() >= end {
@@ -881,11 +836,11 @@ mod tests {
         let (events, got) = crossbeam_channel::unbounded();
         let hub = Arc::new(Hub::new(events));
         let b = Arc::new(Backend::new(0, config.backends[0].clone(), &config.router, hub));
-        b.info.lock().state = State::Ready;
-        b.ready.store(true, Ordering::Release);
+        let (tx, _rx) = bounded(1);
+        b.life.lock().phase = Phase::Ready { generation: 7, conn: Connection::new(tx) };
         let (reply, rx) = bounded(1);
         b.pending.try_insert(PendingCall { reply }).ok().expect("open map");
-        let t = b.spawn_thread("-t", |_| panic!("a bug in a reader")).expect("thread");
+        let t = Link::new(Arc::clone(&b), 7).spawn_thread("-t", |_| panic!("a bug in a reader")).expect("thread");
         t.join().expect("the panic was caught in the thread");
         assert!(matches!(rx.try_recv(), Ok(Reply::Failed(_))), "the pending call failed at once");
         assert_eq!(b.info().state, State::Failed);

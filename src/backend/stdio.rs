@@ -3,17 +3,17 @@
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command as Proc, Stdio};
-use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, bounded};
 
+use super::life::{Connection, Link};
 use super::process::Child;
-use super::{Backend, Command, Reply};
+use super::{Command, Reply};
 use crate::framing::{Line, read_line_limited};
 
 /// Starts the child with the router's environment plus the configured variables (lesson 1:
 /// never from an empty environment) and the three threads that serve it.
-pub(super) fn spawn(backend: &Arc<Backend>) -> Result<(), String> {
+pub(super) fn spawn(backend: &Link) -> Result<Connection, String> {
     let cfg = &backend.config;
     let mut cmd = Proc::new(&cfg.command);
     cmd.args(&cfg.args)
@@ -30,21 +30,17 @@ pub(super) fn spawn(backend: &Arc<Backend>) -> Result<(), String> {
     else {
         return Err("child pipes missing".into());
     };
-    let child = Child::new(child);
-    backend.info.lock().pid = Some(child.id());
-    *backend.child.lock() = Some(child);
-
     let (tx, rx) = bounded(backend.queue_capacity);
-    *backend.tx.lock() = Some(tx);
-    let mut threads = Vec::with_capacity(3);
-    threads.push(backend.spawn_thread("-w", move |b| writer(b, stdin, rx))?);
-    threads.push(backend.spawn_thread("-r", move |b| reader(b, stdout))?);
-    threads.push(backend.spawn_thread("-e", move |b| drain_stderr(b.name(), stderr, b.max_message_bytes))?);
-    backend.threads.lock().extend(threads);
-    Ok(())
+    // Owned by the connection from here on: an error below drops it, which ends the child.
+    let mut conn = Connection::new(tx);
+    conn.child = Some(Child::new(child));
+    conn.threads.push(backend.spawn_thread("-w", move |b| writer(b, stdin, rx))?);
+    conn.threads.push(backend.spawn_thread("-r", move |b| reader(b, stdout))?);
+    conn.threads.push(backend.spawn_thread("-e", move |b| drain_stderr(b.name(), stderr, b.max_message_bytes))?);
+    Ok(conn)
 }
 
-fn writer(backend: &Backend, stdin: std::process::ChildStdin, rx: Receiver<Command>) {
+fn writer(backend: &Link, stdin: std::process::ChildStdin, rx: Receiver<Command>) {
     // Small buffers: they are allocated per backend up front, and a long line simply takes
     // several reads or writes.
     let mut out = BufWriter::with_capacity(8 * 1024, stdin);
@@ -52,9 +48,14 @@ fn writer(backend: &Backend, stdin: std::process::ChildStdin, rx: Receiver<Comma
         let Some(mut line) = cmd.into_line() else { break };
         // Coalesce what is already queued into one flush: one syscall under load.
         loop {
+            // A line break inside a message can only be JSON whitespace (in strings it is
+            // escaped), but on stdio it would split the message in two: make it a space.
+            if line.contains(['\n', '\r']) {
+                line = line.replace(['\n', '\r'], " ");
+            }
             line.push('\n');
             if out.write_all(line.as_bytes()).is_err() {
-                backend.mark_failed("writing to its stdin failed");
+                backend.on_exit("writing to its stdin failed".into());
                 return;
             }
             match rx.try_recv().map(Command::into_line) {
@@ -67,14 +68,14 @@ fn writer(backend: &Backend, stdin: std::process::ChildStdin, rx: Receiver<Comma
             }
         }
         if out.flush().is_err() {
-            backend.mark_failed("writing to its stdin failed");
+            backend.on_exit("writing to its stdin failed".into());
             return;
         }
     }
     let _ = out.flush();
 }
 
-fn reader(backend: &Backend, stdout: std::process::ChildStdout) {
+fn reader(backend: &Link, stdout: std::process::ChildStdout) {
     let mut input = BufReader::with_capacity(16 * 1024, stdout);
     let mut buf = Vec::with_capacity(4096);
     loop {

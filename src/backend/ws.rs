@@ -19,6 +19,7 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
 use super::http::NetSettings;
+use super::life::{Connection, Link};
 use super::{Backend, Command, Net};
 
 /// How long a read waits before the thread looks at its channel again: the most a queued
@@ -43,7 +44,7 @@ fn is_idle(e: &tungstenite::Error) -> bool {
 }
 
 /// Connects, upgrades with subprotocol `mcp`, and starts the socket's thread.
-pub(super) fn spawn(backend: &Arc<Backend>) -> Result<(), String> {
+pub(super) fn spawn(backend: &Link) -> Result<Connection, String> {
     let settings = NetSettings::of(backend);
     let url = settings.url.as_str();
     let parsed = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
@@ -86,17 +87,17 @@ pub(super) fn spawn(backend: &Arc<Backend>) -> Result<(), String> {
     }
     ws.get_ref().set_read_timeout(Some(TICK)).map_err(|e| e.to_string())?;
     let state = Arc::new(Ws { stopped: AtomicBool::new(false) });
-    *backend.net.lock() = Some(Arc::clone(&state) as Arc<dyn Net>);
     let (tx, rx) = bounded(backend.queue_capacity);
-    *backend.tx.lock() = Some(tx);
+    let mut conn = Connection::new(tx);
+    conn.net = Some(Arc::clone(&state) as Arc<dyn Net>);
     let t = backend.spawn_thread("-ws", move |b| {
         let why = serve(b, &state, ws, &rx);
         if !state.stopped.load(Ordering::Acquire) {
             b.on_exit(why);
         }
     })?;
-    backend.threads.lock().push(t);
-    Ok(())
+    conn.threads.push(t);
+    Ok(conn)
 }
 
 /// Runs the connection until it ends; returns why.
