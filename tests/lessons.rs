@@ -1,5 +1,5 @@
-//! Regression tests for the lessons of the team that built this system before (see
-//! DEVELOPERS.md), each named after its lesson. Lessons 2, 3 and 7 (breaker and balancer)
+//! Regression tests for the lessons of the team that built this system before (written
+//! down in docs/lessons.md), each named after its lesson. Lessons 2, 3 and 7 (breaker and balancer)
 //! live in `lessons_resilience.rs`, lesson 5 (metric labels) in `lessons_metrics.rs`.
 
 mod common;

@@ -1,5 +1,5 @@
-//! Observability lessons: bounded metric labels, always-on redaction, and a
-//! Prometheus exposition that a real parser accepts.
+//! Observability lessons (lesson 5 in docs/lessons.md): bounded metric labels, always-on
+//! redaction, and a Prometheus exposition that a real parser accepts.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
