@@ -3,7 +3,7 @@
 //!
 //! Why no client library: the set of series is small and fixed, and writing
 //! it ourselves lets every label dimension be bounded by construction
-//! (lesson 5: no untrusted string ever becomes a label without a bound).
+//! (lesson 5 in docs/lessons.md: no untrusted string ever becomes a label without a bound).
 //!
 //! Cardinality bounds, dimension by dimension:
 //! - `method`: a closed list of MCP methods; everything else is `other`.

@@ -1,5 +1,6 @@
-//! Regression tests for resilience lessons learned the hard way: probe slots
-//! and in-flight counts must never leak or be over-granted under concurrency.
+//! Regression tests for resilience lessons learned the hard way (lessons 2, 3 and 7 in
+//! docs/lessons.md): probe slots and in-flight counts must never leak or be over-granted
+//! under concurrency.
 #![cfg(not(loom))]
 
 use std::panic::{self, AssertUnwindSafe};

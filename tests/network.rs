@@ -29,20 +29,13 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Starts server-everything in `mode` (`streamableHttp` or `sse`); None when it is not
-/// installed and the run does not require it.
-fn everything(mode: &str) -> Option<Everything> {
+/// Starts server-everything in `mode` (`streamableHttp` or `sse`). A missing server fails
+/// the test, whatever the environment says: a skip would read as a pass.
+fn everything(mode: &str) -> Everything {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let script = root.join(".deps/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    if !script.exists() {
-        assert!(
-            std::env::var_os("MCPROUTER_REQUIRE_INTEROP").is_none(),
-            "server-everything is missing: run scripts/deps.sh"
-        );
-        eprintln!("skipping: server-everything not installed (scripts/deps.sh)");
-        return None;
-    }
-    Some(everything_on(&script, mode, free_port()))
+    assert!(script.exists(), "server-everything is missing ({}): run scripts/deps.sh", script.display());
+    everything_on(&script, mode, free_port())
 }
 
 /// Starts server-everything's `script` in `mode` on `port` and waits until it listens.
@@ -136,7 +129,7 @@ fn exercise(s: &mcprouter::Session, prefix: &str) {
 
 #[test]
 fn streamable_http_and_legacy_sse_backends_serve_everything() {
-    let (Some(http), Some(sse)) = (everything("streamableHttp"), everything("sse")) else { return };
+    let (http, sse) = (everything("streamableHttp"), everything("sse"));
     let r = router(
         "",
         &[
@@ -160,7 +153,7 @@ fn streamable_http_and_legacy_sse_backends_serve_everything() {
 
 #[test]
 fn a_restarted_http_server_is_initialized_again_transparently() {
-    let Some(mut http) = everything("streamableHttp") else { return };
+    let mut http = everything("streamableHttp");
     let port = http.port;
     let r = router("", &[net_backend("h", "streamable_http", &format!("http://127.0.0.1:{port}/mcp"))]);
     let s = r.session(None).unwrap();
@@ -188,7 +181,7 @@ fn the_first_catalog_of_an_http_backend_is_fetched_after_initialized() {
     // Issue #11 item 2: HTTP workers send in parallel, and the catalog fetch used to overtake
     // `notifications/initialized`; server-everything then listed only the tools it has before
     // initialization. The first catalog must already hold what it registers on `initialized`.
-    let Some(http) = everything("streamableHttp") else { return };
+    let http = everything("streamableHttp");
     for round in 0..5 {
         let r = router("", &[net_backend("h", "streamable_http", &format!("http://127.0.0.1:{}/mcp", http.port))]);
         let s = r.session(None).unwrap();

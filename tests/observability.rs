@@ -227,19 +227,38 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
         print(json.dumps({"name": s.name, "labels": s.labels, "value": s.value}))
 "#;
 
-/// The interpreter to parse with: `MCPROUTER_PYTHON` (then it must have the module), else a
-/// `python3` that happens to have it, else none.
-fn python_with_prometheus_client() -> Option<String> {
-    let explicit = std::env::var("MCPROUTER_PYTHON").ok().filter(|p| !p.is_empty());
-    let python = explicit.clone().unwrap_or_else(|| "python3".to_owned());
+/// The interpreter that parses the exposition: `MCPROUTER_PYTHON`, else the venv that
+/// `scripts/deps.sh` fills from tests/deps/requirements.txt. The real parser is required:
+/// a hand-written fallback would only agree with our own renderer, so without it the test fails.
+fn python_with_prometheus_client() -> String {
+    let python = std::env::var("MCPROUTER_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/.deps/venv/bin/python").to_owned());
     let ok = Command::new(&python)
         .args(["-c", "import prometheus_client"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok || explicit.is_none(), "MCPROUTER_PYTHON={python} cannot import prometheus_client");
-    ok.then_some(python)
+    assert!(ok, "{python} cannot import prometheus_client: run scripts/deps.sh");
+    python
+}
+
+/// The samples of an exposition as `prometheus_client` parses it; fails when it rejects it.
+fn prometheus_samples(text: &str) -> Vec<Value> {
+    let python = python_with_prometheus_client();
+    let mut child = Command::new(&python)
+        .args(["-c", PARSE_PY])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "prometheus_client rejects /metrics: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// Sum of the samples named `name` whose labels include every pair of `want`.
@@ -249,24 +268,6 @@ fn sum_samples(samples: &[Value], name: &str, want: &[(&str, &str)]) -> f64 {
         .filter(|s| s["name"] == name && want.iter().all(|(k, v)| s["labels"][*k] == *v))
         .map(|s| s["value"].as_f64().unwrap())
         .sum()
-}
-
-/// The same samples parsed by a few lines of Rust (for machines without the Python parser):
-/// `name{k="v",...} value`, label values here never contain `,` or `"`.
-fn rust_samples(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').unwrap();
-            let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
-            let mut map = serde_json::Map::new();
-            for pair in labels.trim_end_matches('}').split(',').filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once('=').unwrap();
-                map.insert(k.to_owned(), Value::String(v.trim_matches('"').to_owned()));
-            }
-            json!({"name": name, "labels": map, "value": value.parse::<f64>().unwrap()})
-        })
-        .collect()
 }
 
 #[test]
@@ -291,30 +292,7 @@ fn metrics_endpoint_serves_prometheus_text_and_status() {
     let (code, head, text) = http(addr, "GET", "/metrics");
     assert_eq!(code, 200, "{head}");
     assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
-    let samples = match python_with_prometheus_client() {
-        Some(python) => {
-            let mut child = Command::new(&python)
-                .args(["-c", PARSE_PY])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "prometheus_client rejects /metrics: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            println!("parsed with {python} (prometheus_client)");
-            String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-        }
-        None => {
-            println!("no prometheus_client; parsed in Rust");
-            rust_samples(&text)
-        }
-    };
+    let samples = prometheus_samples(&text);
     let calls = |outcome| {
         sum_samples(
             &samples,
@@ -427,7 +405,7 @@ fn hostile_method_and_tool_names_do_not_grow_the_metrics() {
     );
     assert_eq!(count, baseline, "series grew under hostile names");
     assert!(!after.contains("evil/") && !after.contains("tool_1"), "an untrusted name became a label");
-    let other_calls: f64 = rust_samples(&after)
+    let other_calls: f64 = prometheus_samples(&after)
         .iter()
         .filter(|s| s["name"] == "mcprouter_requests_total" && s["labels"]["method"] == "other")
         .map(|s| s["value"].as_f64().unwrap())

@@ -85,34 +85,49 @@ fn an_unresponsive_backend_leaves_the_routing_set_and_comes_back() {
 
 #[test]
 fn the_breaker_opens_fails_fast_and_admits_one_probe_when_half_open() {
-    let mut b = backend("alpha", &[]);
-    b.push_str("    timeout_ms: 100\n");
+    // The failures are backend deaths, not timeouts: the half-open probe then hangs for as
+    // long as the test needs it in flight, and fails exactly when the test kills its process.
+    // The open timeout (1 s) outlasts a restart (50 ms backoff), so "still open" is a fact
+    // the test can rely on once the backend is back.
     let r = router(
-        "breaker: {failure_threshold: 2, open_timeout_ms: 300, half_open_max_probes: 1}\nhealth: {interval_ms: 0, failure_threshold: 1000}",
-        &[b],
+        "request_timeout_ms: 60000\nrestart: {initial_backoff_ms: 50, max_backoff_ms: 50}\n\
+         breaker: {failure_threshold: 2, open_timeout_ms: 1000, half_open_max_probes: 1}\n\
+         health: {interval_ms: 0, failure_threshold: 1000}",
+        &[backend("alpha", &[])],
     );
     let s = r.session(None).unwrap();
+    let backend = || r.status()["backends"][0].clone();
+    let ready = || backend()["state"] == "ready";
+    // Waits out the open timeout; a sleep never returns early, and that is all this needs.
+    let open_timeout_passes = || std::thread::sleep(Duration::from_millis(1100));
     for _ in 0..2 {
-        assert_eq!(tool_text(&s, "hang", json!({})).unwrap_err().0, -32001);
+        assert!(wait_until(Duration::from_secs(10), ready), "{}", backend());
+        assert_eq!(tool_text(&s, "crash", json!({})).unwrap_err().0, -32000);
     }
-    assert_eq!(r.status()["backends"][0]["breaker"], "open");
-    // Refused by the breaker (-32004), not sent and timed out (-32001).
+    assert_eq!(backend()["breaker"], "open");
+    assert!(wait_until(Duration::from_secs(10), ready), "restarted: {}", backend());
+    // Refused by the breaker (-32004), not sent.
     let err = tool_text(&s, "whoami", json!({})).unwrap_err();
     assert_eq!(err.0, -32004, "{err:?}");
-    std::thread::sleep(Duration::from_millis(350));
+    open_timeout_passes();
     // Half-open: one probe (a hanging call) is admitted; a second caller is refused meanwhile.
     std::thread::scope(|sc| {
         let probe = sc.spawn(|| tool_text(&s, "hang", json!({})));
-        std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(r.status()["backends"][0]["breaker_half_open_in_flight"], 1);
+        let probing = || {
+            let b = backend();
+            b["in_flight"] == 1 && b["breaker_half_open_in_flight"] == 1
+        };
+        assert!(wait_until(Duration::from_secs(10), probing), "the probe is in flight: {}", backend());
         assert_eq!(tool_text(&s, "whoami", json!({})).unwrap_err().0, -32004, "only one probe at a time");
-        assert_eq!(probe.join().unwrap().unwrap_err().0, -32001);
+        signal(pid_of(&r, 0), "-KILL");
+        assert_eq!(probe.join().unwrap().unwrap_err().0, -32000, "the probe fails with its backend");
     });
-    assert_eq!(r.status()["backends"][0]["breaker"], "open", "a failed probe reopens");
-    assert_eq!(r.status()["backends"][0]["breaker_half_open_in_flight"], 0);
-    std::thread::sleep(Duration::from_millis(350));
+    assert_eq!(backend()["breaker"], "open", "a failed probe reopens");
+    assert_eq!(backend()["breaker_half_open_in_flight"], 0);
+    assert!(wait_until(Duration::from_secs(10), ready), "restarted: {}", backend());
+    open_timeout_passes();
     assert_eq!(tool_text(&s, "whoami", json!({})).unwrap(), "alpha", "a good probe closes it");
-    assert_eq!(r.status()["backends"][0]["breaker"], "closed");
+    assert_eq!(backend()["breaker"], "closed");
 }
 
 fn pool(strategy: &str, members: &[(&str, u32)], extra: &str) -> mcprouter::Router {

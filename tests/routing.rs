@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
@@ -154,10 +154,21 @@ fn client_cancellation_reaches_the_backend_under_its_own_id() {
     let s = r.session(None).unwrap();
     std::thread::scope(|sc| {
         let slow = sc.spawn(|| s.handle(r#"{"jsonrpc":"2.0","id":"slow-1","method":"tools/call","params":{"name":"slow","arguments":{"ms":10000}}}"#));
-        std::thread::sleep(Duration::from_millis(200));
+        // Wait for the fact, not for time: the call is pending on the backend.
+        let end = Instant::now() + Duration::from_secs(10);
+        while r.status()["backends"][0]["in_flight"] != 1 {
+            assert!(Instant::now() < end, "the call never went out: {}", r.status());
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let cancel =
             r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"slow-1","reason":"user"}}"#;
-        assert!(s.handle(cancel).unwrap().is_none());
+        // The session records the call just after the backend's pending entry, and a cancel
+        // for an id it has not recorded yet is ignored (as the protocol allows): repeat the
+        // cancel until the call returns. Only one can reach the backend.
+        while !slow.is_finished() {
+            assert!(s.handle(cancel).unwrap().is_none());
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(slow.join().unwrap().unwrap(), None, "a cancelled request gets no reply");
     });
     let ids = tool_text(&s, "cancelled", json!({})).unwrap();

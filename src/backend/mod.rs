@@ -431,7 +431,7 @@ impl Backend {
     }
 
     /// Whether calls may be routed here now, judged without reserving anything (a breaker
-    /// is only peeked: lesson 3).
+    /// is only peeked: lesson 3 in docs/lessons.md).
     pub(crate) fn routable(&self) -> bool {
         self.is_ready()
             && self.health.lock().is_healthy()

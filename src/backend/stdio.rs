@@ -11,8 +11,8 @@ use super::process::Child;
 use super::{Command, Reply};
 use crate::framing::{Line, read_line_limited};
 
-/// Starts the child with the router's environment plus the configured variables (lesson 1:
-/// never from an empty environment) and the three threads that serve it.
+/// Starts the child with the router's environment plus the configured variables (lesson 1
+/// in docs/lessons.md: never from an empty environment) and the three threads that serve it.
 pub(super) fn spawn(backend: &Link) -> Result<Connection, String> {
     let cfg = &backend.config;
     let mut cmd = Proc::new(&cfg.command);

@@ -2,11 +2,14 @@
 # Builds and runs the C tests against the real C toolchain:
 #   - include/mcprouter.h compiled twice in one TU as C11 and as C++17, warnings as errors;
 #   - smoke.c, misuse.c and threads.c linked against the static and the shared library,
-#     each run under valgrind (leaks of kind definite/indirect fail) when valgrind exists;
-#   - smoke.c under AddressSanitizer with the static library (skipped if unsupported);
+#     each run under valgrind (leaks of kind definite/indirect fail);
+#   - smoke.c under AddressSanitizer with the static library;
 #   - scripts/install.sh into a temporary prefix, then smoke.c built with pkg-config.
+# Every tool is required: a missing C++ compiler, valgrind, pkg-config or a compiler that
+# cannot link AddressSanitizer is a failure, never a skip, so a green run means all of the
+# above ran.
 # The test MCP server is the crate's own binary, passed as $MCPROUTER_BIN.
-# usage: tests/c/run.sh          (CC, CXX and VALGRIND=0 are honoured)
+# usage: tests/c/run.sh          (CC and CXX are honoured)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -25,14 +28,25 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/mcprouter-c.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cflags=(-std=c11 -Wall -Wextra -Wpedantic -Werror -g -I"$root/include")
 sys_libs=(-lpthread -ldl -lm)
-valgrind_bin=""
-if [[ ${VALGRIND:-1} != 0 ]] && command -v valgrind >/dev/null; then valgrind_bin=$(command -v valgrind); fi
 passed=0
 failed=0
 failures=()
 
 ok() { passed=$((passed + 1)); echo "ok   $1"; }
 not_ok() { failed=$((failed + 1)); failures+=("$1"); echo "FAIL $1"; }
+
+# need TOOL: true when TOOL is on PATH; otherwise counts a failure that names it.
+need() {
+    if command -v "$1" >/dev/null; then return 0; fi
+    not_ok "required tool missing: $1 (install it; these tests never skip)"
+    return 1
+}
+
+echo "== required tools"
+need "$CC"
+have_cxx=0 && need "$CXX" && have_cxx=1
+valgrind_bin="" && need valgrind && valgrind_bin=$(command -v valgrind)
+have_pkg_config=0 && need pkg-config && have_pkg_config=1
 
 # step NAME COMMAND...: runs a command, counts it, shows its output only when it fails.
 step() {
@@ -70,11 +84,11 @@ run_test() {
 
 echo "== header: twice in one TU, C11 and C++17, -Wall -Wextra -Wpedantic -Werror"
 step "header-c11" "$CC" "${cflags[@]}" -c tests/c/header_check.c -o "$work/header_c.o"
-if command -v "$CXX" >/dev/null; then
+if [[ $have_cxx == 1 ]]; then
     step "header-c++17" "$CXX" -x c++ -std=c++17 -Wall -Wextra -Wpedantic -Werror -I"$root/include" \
         -c tests/c/header_check.c -o "$work/header_cxx.o"
 else
-    echo "skip header-c++17: no C++ compiler ($CXX)"
+    not_ok "header-c++17: no C++ compiler ($CXX)"
 fi
 
 echo "== build and run: static and shared library${valgrind_bin:+, under valgrind}"
@@ -101,14 +115,14 @@ if "$CC" "${cflags[@]}" -fsanitize=address -fno-omit-frame-pointer tests/c/smoke
     run_test "smoke-asan" "$work/smoke-asan" ASAN_OPTIONS=detect_leaks=1
     valgrind_bin=$saved
 else
-    echo "skip smoke-asan: $CC cannot link -fsanitize=address with the static library here:"
     sed 's/^/     /' "$work/asan-build.log"
+    not_ok "smoke-asan: $CC cannot link -fsanitize=address with the static library (install libasan)"
 fi
 
 echo "== install into a temporary prefix, build with pkg-config"
 prefix="$work/prefix"
-if ! command -v pkg-config >/dev/null; then
-    echo "skip the pkg-config build: pkg-config is not installed"
+if [[ $have_pkg_config != 1 ]]; then
+    not_ok "the pkg-config build: pkg-config is not installed"
 elif scripts/install.sh "$prefix" >"$work/install.log" 2>&1; then
     ok "scripts/install.sh"
     export PKG_CONFIG_PATH="$prefix/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"

@@ -33,11 +33,12 @@ def header_path() -> Optional[Path]:
 
 
 HEADER = header_path()
-needs_header = pytest.mark.skipif(HEADER is None, reason="include/mcprouter.h not found (set MCPROUTER_HEADER)")
 
 
 def header_text() -> str:
-    assert HEADER is not None
+    # A missing header fails the check against it; a skip would read as a pass.
+    if HEADER is None:
+        pytest.fail("include/mcprouter.h not found (set MCPROUTER_HEADER)")
     text = HEADER.read_text()
     text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
     text = re.sub(r"//[^\n]*", " ", text)
@@ -90,7 +91,6 @@ def expected_ctype(c: str) -> Any:
     raise AssertionError(f"unexpected C type {c!r}")
 
 
-@needs_header
 def test_every_function_is_declared_exactly_like_the_header() -> None:
     funcs = header_functions()
     assert funcs, f"no prototypes parsed from {HEADER}"
@@ -107,7 +107,6 @@ def test_every_function_is_declared_exactly_like_the_header() -> None:
         assert want == argtypes, f"{name}: header ({', '.join(params)}) vs declared {argtypes}"
 
 
-@needs_header
 def test_status_values_match_the_header() -> None:
     text = header_text()
     found = dict((m.group(1), int(m.group(2))) for m in re.finditer(r"MCPROUTER_STATUS_(\w+)\s*=\s*(\d+)", text))

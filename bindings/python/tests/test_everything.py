@@ -16,14 +16,16 @@ from conftest import backend_yaml, deps_dir
 ENTRY = deps_dir() / "node" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 NODE = shutil.which("node")
 
-pytestmark = pytest.mark.skipif(
-    NODE is None or not ENTRY.is_file(),
-    reason=f"needs node and {ENTRY} (run scripts/deps.sh)",
-)
 
 
 @pytest.fixture(scope="module")
 def everything() -> Iterator[mcprouter.Router]:
+    # A missing peer fails every test here: a skip would let a run without the interop
+    # dependencies pass as if it had checked them.
+    if NODE is None:
+        pytest.fail("node is not on PATH: install Node.js, then run scripts/deps.sh")
+    if not ENTRY.is_file():
+        pytest.fail(f"server-everything is missing ({ENTRY}): run scripts/deps.sh")
     yaml = (
         "router: {request_timeout_ms: 10000, init_timeout_ms: 20000, shutdown_grace_ms: 1000}\n"
         "backends:\n"

@@ -20,7 +20,7 @@ const USAGE: &str = "usage: mcprouter test-server [--name NAME] [--page-size N] 
   [--protocol-version V] [--crash-after N] [--delay-ms N] [--hang-initialize]
   [--exit-on-start CODE] [--garbage-on-start] [--stderr-flood BYTES] [--huge-line BYTES]
   [--list-changed-after-init] [--sample-on-init]
-  [--record-progress-token PATH] [--track-subscriptions] [--hostile-tools]
+  [--record-progress-token PATH] [--record-requests PATH] [--track-subscriptions] [--hostile-tools]
   [--extra-tool NAME]... [--template URI_TEMPLATE]... [--endless-pages N] [--pad-bytes N]
   [--hang-lists-after N] [--change-during-first-list]
   [--ws ADDR] [--http ADDR --http-fault close-mid-stream|bad-sse|endless-event|status-500|redirect-offsite|never-answer]
@@ -29,6 +29,7 @@ const USAGE: &str = "usage: mcprouter test-server [--name NAME] [--page-size N] 
 connection; --http serves a minimal Streamable HTTP server at ADDR/mcp whose `fault` tool
 misbehaves as asked. Both print `listening on ws://ADDR` (or http://) on stderr.
 --record-progress-token writes each tools/call's progress token (JSON) to PATH;
+--record-requests appends every line received, byte for byte, to PATH;
 --track-subscriptions makes `touch` notify only URIs the client subscribed to;
 --hostile-tools lists spoof_progress, sample_after, sample_later, asked, log_later,
 flood_log and sub_log.
@@ -102,6 +103,7 @@ struct Config {
     list_changed_after_init: bool,
     sample_on_init: bool,
     record_progress_token: Option<String>,
+    record_requests: Option<String>,
     track_subscriptions: bool,
     hostile_tools: bool,
     extra_tools: Vec<String>,
@@ -154,6 +156,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 c.http_fault = Some(f);
             }
             "--record-progress-token" => c.record_progress_token = Some(value()?),
+            "--record-requests" => c.record_requests = Some(value()?),
             "--track-subscriptions" => c.track_subscriptions = true,
             "--hostile-tools" => c.hostile_tools = true,
             "--extra-tool" => c.extra_tools.push(value()?),
@@ -417,6 +420,11 @@ impl Server {
     }
 
     fn handle_line(self: &Arc<Self>, line: &[u8]) {
+        if let Some(path) = &self.cfg.record_requests {
+            // The raw line, before any parsing: tests compare it with what the client sent.
+            let record = std::fs::OpenOptions::new().create(true).append(true).open(path);
+            let _ = record.and_then(|mut f| f.write_all(&[line, b"\n"].concat()));
+        }
         match serde_json::from_slice::<Value>(line) {
             Err(e) => self.respond(&err(&Value::Null, -32700, format!("Parse error: {e}"))),
             Ok(Value::Array(items)) if items.is_empty() => {
