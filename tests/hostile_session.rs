@@ -136,3 +136,14 @@ fn a_backend_that_stops_reading_costs_a_healthy_backend_nothing() {
         c.join().unwrap();
     }
 }
+
+#[test]
+fn pretty_printed_params_reach_a_stdio_backend_as_one_message() {
+    // A line break is JSON whitespace; on stdio it would split the message in two and the
+    // call would wait out its deadline.
+    let r = router("request_timeout_ms: 10000", &[backend("a", &[])]);
+    let s = r.session(None).unwrap();
+    let pretty = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\n  \"name\": \"echo\",\r\n  \"arguments\": {\"message\": \"two\\nlines\"}\n}}";
+    let v = reply(&s, pretty);
+    assert_eq!(v["result"]["content"][0]["text"], "two\nlines", "{v}");
+}
