@@ -16,7 +16,7 @@ use crate::budget::RetryBudget;
 use crate::catalog::{Catalog, Kind, Lists, Owner};
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::metrics::{CatalogKind, Metrics};
+use crate::metrics::Metrics;
 
 /// What the dispatcher thread, the sessions and the public handle share.
 pub(crate) struct Core {
@@ -116,7 +116,6 @@ impl Core {
                 let b = &core.backends[i];
                 let init = Duration::from_millis(core.config.router.init_timeout_ms);
                 if b.restart(init) {
-                    core.metrics.restart(i);
                     core.rebuild_catalog(true);
                 } else {
                     core.hub.backend_down(i);
@@ -211,15 +210,6 @@ impl Core {
             log::warn!(target: "mcprouter", "catalog: {w}");
         }
         self.metrics.set_known_tools(fresh.tool_names().map(str::to_owned));
-        let [t, r, u, p] = fresh.counts();
-        for (kind, n) in [
-            (CatalogKind::Tools, t),
-            (CatalogKind::Resources, r),
-            (CatalogKind::Templates, u),
-            (CatalogKind::Prompts, p),
-        ] {
-            self.metrics.set_catalog_size(kind, n);
-        }
         if !notify {
             return;
         }

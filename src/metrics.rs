@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -93,34 +93,36 @@ impl Outcome {
 
 const OUTCOMES: usize = Outcome::ALL.len();
 
-/// Which aggregated catalog a size refers to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CatalogKind {
-    /// `tools/list`.
-    Tools,
-    /// `resources/list`.
-    Resources,
-    /// `resources/templates/list`.
-    Templates,
-    /// `prompts/list`.
-    Prompts,
+/// The figures metrics show but do not own, read by the router when it renders: each has
+/// one owner elsewhere (a backend's phase, queue, breaker, pending map and supervisor; the
+/// catalog; the hub), so no figure is counted twice or pushed in just before rendering.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// One entry per configured backend, in config order.
+    pub backends: Vec<BackendFigures>,
+    /// Items in the merged catalog: tools, resources, resource templates, prompts.
+    pub catalog_items: [usize; 4],
+    /// Open client sessions.
+    pub sessions: usize,
 }
 
-impl CatalogKind {
-    /// All kinds in render order.
-    pub const ALL: [CatalogKind; 4] =
-        [CatalogKind::Tools, CatalogKind::Resources, CatalogKind::Templates, CatalogKind::Prompts];
-
-    /// The `kind` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CatalogKind::Tools => "tools",
-            CatalogKind::Resources => "resources",
-            CatalogKind::Templates => "templates",
-            CatalogKind::Prompts => "prompts",
-        }
-    }
+/// One backend's figures in a [`Snapshot`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BackendFigures {
+    /// Ready to take calls.
+    pub up: bool,
+    /// Calls in flight (sent or queued, not answered yet).
+    pub in_flight: usize,
+    /// Messages waiting in its transport's queue.
+    pub queue_depth: usize,
+    /// 0 closed, 1 open, 2 half-open.
+    pub breaker: u8,
+    /// Times the router started it again after it went down.
+    pub restarts: u64,
 }
+
+/// The `kind` label values of `mcprouter_catalog_items`, in [`Snapshot::catalog_items`] order.
+const CATALOG_KINDS: [&str; 4] = ["tools", "resources", "templates", "prompts"];
 
 /// Upper bounds of the latency histogram buckets, in nanoseconds, so that
 /// observing a `Duration` needs no float math.
@@ -200,17 +202,10 @@ pub struct Metrics {
     /// Tool calls that did not match an active registered tool.
     tool_other: ToolCounts,
 
-    in_flight: Vec<AtomicI64>,
-    backend_up: Vec<AtomicBool>,
-    breaker_state: Vec<AtomicU8>,
-    restarts: Vec<AtomicU64>,
-    queue_depth: Vec<AtomicU64>,
     overload_rejections: Vec<AtomicU64>,
-    catalog_items: [AtomicU64; 4],
     fallbacks: AtomicU64,
     retries: AtomicU64,
     panics: AtomicU64,
-    sessions: AtomicI64,
 }
 
 fn zeroed<T>(n: usize, f: impl Fn() -> T) -> Vec<T> {
@@ -237,17 +232,10 @@ impl Metrics {
             hist_sum_nanos: zeroed(slots, || AtomicU64::new(0)),
             tools: RwLock::new(ToolTable::default()),
             tool_other: ToolCounts::zero(),
-            in_flight: zeroed(n, || AtomicI64::new(0)),
-            backend_up: zeroed(n, || AtomicBool::new(false)),
-            breaker_state: zeroed(n, || AtomicU8::new(0)),
-            restarts: zeroed(n, || AtomicU64::new(0)),
-            queue_depth: zeroed(n, || AtomicU64::new(0)),
             overload_rejections: zeroed(n, || AtomicU64::new(0)),
-            catalog_items: std::array::from_fn(|_| AtomicU64::new(0)),
             fallbacks: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             panics: AtomicU64::new(0),
-            sessions: AtomicI64::new(0),
         }
     }
 
@@ -355,63 +343,6 @@ impl Metrics {
         table.entries = entries;
     }
 
-    /// Increments `mcprouter_in_flight{backend}`. Out-of-range indexes are
-    /// ignored (a metrics call must never panic).
-    pub fn in_flight_inc(&self, backend: usize) {
-        if let Some(g) = self.in_flight.get(backend) {
-            g.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Decrements `mcprouter_in_flight{backend}`.
-    pub fn in_flight_dec(&self, backend: usize) {
-        if let Some(g) = self.in_flight.get(backend) {
-            g.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Increments the in-flight gauge and returns a guard that decrements it
-    /// when dropped, so early returns and panics cannot leak a count.
-    pub fn in_flight_guard(&self, backend: usize) -> InFlightGuard<'_> {
-        self.in_flight_inc(backend);
-        InFlightGuard { metrics: self, backend }
-    }
-
-    /// Sets `mcprouter_backend_up{backend}` (1 up, 0 down).
-    pub fn set_backend_up(&self, backend: usize, up: bool) {
-        if let Some(g) = self.backend_up.get(backend) {
-            g.store(up, Ordering::Relaxed);
-        }
-    }
-
-    /// Sets `mcprouter_breaker_state{backend}`: 0 closed, 1 open, 2 half-open.
-    pub fn set_breaker_state(&self, backend: usize, state: u8) {
-        if let Some(g) = self.breaker_state.get(backend) {
-            g.store(state, Ordering::Relaxed);
-        }
-    }
-
-    /// Increments `mcprouter_backend_restarts_total{backend}`.
-    pub fn restart(&self, backend: usize) {
-        if let Some(c) = self.restarts.get(backend) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Sets `mcprouter_catalog_items{kind}`.
-    pub fn set_catalog_size(&self, kind: CatalogKind, n: usize) {
-        if let Some(g) = self.catalog_items.get(kind as usize) {
-            g.store(n as u64, Ordering::Relaxed);
-        }
-    }
-
-    /// Sets `mcprouter_queue_depth{backend}`.
-    pub fn set_queue_depth(&self, backend: usize, n: usize) {
-        if let Some(g) = self.queue_depth.get(backend) {
-            g.store(n as u64, Ordering::Relaxed);
-        }
-    }
-
     /// Increments `mcprouter_overload_rejections_total{backend}`.
     pub fn overload(&self, backend: usize) {
         if let Some(c) = self.overload_rejections.get(backend) {
@@ -435,23 +366,13 @@ impl Metrics {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Increments `mcprouter_sessions`.
-    pub fn session_opened(&self) {
-        self.sessions.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Decrements `mcprouter_sessions`.
-    pub fn session_closed(&self) {
-        self.sessions.fetch_sub(1, Ordering::Relaxed);
-    }
-
     /// Renders every metric in the Prometheus text exposition format 0.0.4
     /// (`Content-Type: text/plain; version=0.0.4`). Output order is fixed:
     /// families in a constant order, series by method list order, backend
     /// index, outcome order, and tool name. Request and tool-call series
     /// that were never incremented are omitted (they would be mostly zeros);
     /// per-backend gauges and counters are always present.
-    pub fn render(&self) -> String {
+    pub fn render(&self, snap: &Snapshot) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let slots_per_method = self.n_backends + 1;
 
@@ -544,32 +465,35 @@ impl Metrics {
         }
         write_tool_counts(&mut out, "other", &self.tool_other);
 
+        let fig = |b: usize| snap.backends.get(b).copied().unwrap_or_default();
         header(&mut out, "mcprouter_in_flight", "gauge", "Requests currently in flight, by backend.");
         for (b, backend) in self.configured_backends() {
-            let _ = writeln!(out, "mcprouter_in_flight{{backend=\"{backend}\"}} {}", load_i(&self.in_flight, b));
+            let _ = writeln!(out, "mcprouter_in_flight{{backend=\"{backend}\"}} {}", fig(b).in_flight);
         }
 
         header(&mut out, "mcprouter_backend_up", "gauge", "1 if the backend is up, 0 otherwise.");
         for (b, backend) in self.configured_backends() {
-            let up = self.backend_up.get(b).is_some_and(|g| g.load(Ordering::Relaxed));
-            let _ = writeln!(out, "mcprouter_backend_up{{backend=\"{backend}\"}} {}", u8::from(up));
+            let _ = writeln!(out, "mcprouter_backend_up{{backend=\"{backend}\"}} {}", u8::from(fig(b).up));
         }
 
         header(&mut out, "mcprouter_breaker_state", "gauge", "Circuit breaker state: 0 closed, 1 open, 2 half-open.");
         for (b, backend) in self.configured_backends() {
-            let s = self.breaker_state.get(b).map_or(0, |g| g.load(Ordering::Relaxed));
-            let _ = writeln!(out, "mcprouter_breaker_state{{backend=\"{backend}\"}} {s}");
+            let _ = writeln!(out, "mcprouter_breaker_state{{backend=\"{backend}\"}} {}", fig(b).breaker);
         }
 
-        header(&mut out, "mcprouter_backend_restarts_total", "counter", "Backend process restarts.");
+        header(
+            &mut out,
+            "mcprouter_backend_restarts_total",
+            "counter",
+            "Times a backend was started again after it went down.",
+        );
         for (b, backend) in self.configured_backends() {
-            let _ =
-                writeln!(out, "mcprouter_backend_restarts_total{{backend=\"{backend}\"}} {}", load(&self.restarts, b));
+            let _ = writeln!(out, "mcprouter_backend_restarts_total{{backend=\"{backend}\"}} {}", fig(b).restarts);
         }
 
         header(&mut out, "mcprouter_queue_depth", "gauge", "Requests waiting for a backend slot, by backend.");
         for (b, backend) in self.configured_backends() {
-            let _ = writeln!(out, "mcprouter_queue_depth{{backend=\"{backend}\"}} {}", load(&self.queue_depth, b));
+            let _ = writeln!(out, "mcprouter_queue_depth{{backend=\"{backend}\"}} {}", fig(b).queue_depth);
         }
 
         header(
@@ -587,9 +511,8 @@ impl Metrics {
         }
 
         header(&mut out, "mcprouter_catalog_items", "gauge", "Items in the aggregated catalogs, by kind.");
-        for kind in CatalogKind::ALL {
-            let v = self.catalog_items.get(kind as usize).map_or(0, |g| g.load(Ordering::Relaxed));
-            let _ = writeln!(out, "mcprouter_catalog_items{{kind=\"{}\"}} {v}", kind.as_str());
+        for (kind, n) in CATALOG_KINDS.iter().zip(snap.catalog_items) {
+            let _ = writeln!(out, "mcprouter_catalog_items{{kind=\"{kind}\"}} {n}");
         }
 
         header(&mut out, "mcprouter_fallbacks_total", "counter", "Requests served by a fallback backend.");
@@ -601,15 +524,15 @@ impl Metrics {
         let _ = writeln!(out, "mcprouter_internal_errors_total {}", self.panics.load(Ordering::Relaxed));
 
         header(&mut out, "mcprouter_sessions", "gauge", "Open client sessions.");
-        let _ = writeln!(out, "mcprouter_sessions {}", self.sessions.load(Ordering::Relaxed));
+        let _ = writeln!(out, "mcprouter_sessions {}", snap.sessions);
 
         out
     }
 
     /// Number of sample lines `render` would produce right now. Meant for
     /// tests and self-monitoring of cardinality.
-    pub fn series_count(&self) -> usize {
-        self.render().lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count()
+    pub fn series_count(&self, snap: &Snapshot) -> usize {
+        self.render(snap).lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count()
     }
 
     /// Configured backends with their escaped labels (excludes the
@@ -626,25 +549,7 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// Decrements `mcprouter_in_flight{backend}` when dropped; see
-/// [`Metrics::in_flight_guard`].
-#[must_use = "the in-flight gauge is decremented when the guard is dropped"]
-pub struct InFlightGuard<'a> {
-    metrics: &'a Metrics,
-    backend: usize,
-}
-
-impl Drop for InFlightGuard<'_> {
-    fn drop(&mut self) {
-        self.metrics.in_flight_dec(self.backend);
-    }
-}
-
 fn load(v: &[AtomicU64], i: usize) -> u64 {
-    v.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
-}
-
-fn load_i(v: &[AtomicI64], i: usize) -> i64 {
     v.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
@@ -716,7 +621,7 @@ mod tests {
         let m = Metrics::new(&["a".to_string()]);
         m.request("ping", Some(0), Outcome::Ok, Duration::from_micros(500));
         m.request("ping", Some(0), Outcome::Ok, Duration::from_secs(31));
-        let r = m.render();
+        let r = m.render(&Snapshot::default());
         assert!(
             r.contains("mcprouter_request_duration_seconds_bucket{method=\"ping\",backend=\"a\",le=\"0.0005\"} 1\n"),
             "{r}"
@@ -738,10 +643,11 @@ mod tests {
     fn out_of_range_backend_never_panics() {
         let m = Metrics::new(&[]);
         m.request("ping", Some(7), Outcome::Ok, Duration::ZERO);
-        m.in_flight_inc(3);
-        m.set_backend_up(3, true);
-        m.restart(3);
-        assert!(m.render().contains("mcprouter_requests_total{method=\"ping\",backend=\"\",outcome=\"ok\"} 1"));
+        // A snapshot with more backends than configured shows only the configured ones.
+        let snap =
+            Snapshot { backends: vec![BackendFigures { up: true, ..Default::default() }; 4], ..Default::default() };
+        assert!(!m.render(&snap).contains("backend_up{"));
+        assert!(m.render(&snap).contains("mcprouter_requests_total{method=\"ping\",backend=\"\",outcome=\"ok\"} 1"));
     }
 
     #[test]
@@ -752,12 +658,12 @@ mod tests {
         m.tool_call("other", Outcome::Ok);
         m.set_known_tools(["b".to_string()]);
         m.tool_call("a", Outcome::Ok);
-        let r = m.render();
+        let r = m.render(&Snapshot::default());
         assert!(r.contains("mcprouter_tool_calls_total{tool=\"a\",outcome=\"ok\"} 1\n"), "{r}");
         assert!(r.contains("mcprouter_tool_calls_total{tool=\"other\",outcome=\"ok\"} 2\n"), "{r}");
         m.set_known_tools(["a".to_string()]);
         m.tool_call("a", Outcome::Error);
-        let r = m.render();
+        let r = m.render(&Snapshot::default());
         assert!(r.contains("mcprouter_tool_calls_total{tool=\"a\",outcome=\"error\"} 1\n"), "{r}");
         assert!(r.contains("mcprouter_tool_calls_total{tool=\"a\",outcome=\"ok\"} 1\n"), "{r}");
     }
@@ -769,7 +675,7 @@ mod tests {
         m.tool_call("t999", Outcome::Ok);
         m.tool_call("t1000", Outcome::Ok);
         m.tool_call(&"x".repeat(MAX_TOOL_NAME_LEN + 1), Outcome::Ok);
-        let r = m.render();
+        let r = m.render(&Snapshot::default());
         assert!(r.contains("tool=\"t999\""));
         assert!(!r.contains("tool=\"t1000\""));
         assert!(r.contains("mcprouter_tool_calls_total{tool=\"other\",outcome=\"ok\"} 2\n"), "{r}");
@@ -777,13 +683,15 @@ mod tests {
     }
 
     #[test]
-    fn in_flight_guard_decrements() {
+    fn backend_figures_come_from_the_snapshot() {
         let m = Metrics::new(&["a".to_string()]);
-        {
-            let _g = m.in_flight_guard(0);
-            assert!(m.render().contains("mcprouter_in_flight{backend=\"a\"} 1\n"));
-        }
-        assert!(m.render().contains("mcprouter_in_flight{backend=\"a\"} 0\n"));
+        let snap = |n| Snapshot {
+            backends: vec![BackendFigures { in_flight: n, ..Default::default() }],
+            ..Default::default()
+        };
+        assert!(m.render(&snap(1)).contains("mcprouter_in_flight{backend=\"a\"} 1\n"));
+        assert!(m.render(&snap(0)).contains("mcprouter_in_flight{backend=\"a\"} 0\n"));
+        assert!(m.render(&Snapshot::default()).contains("mcprouter_in_flight{backend=\"a\"} 0\n"), "missing = zero");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::core::{Core, RouterInner};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
+use crate::metrics::{BackendFigures, Snapshot};
 use crate::session::Session;
 
 /// A running router. Cheap to clone (an `Arc`); `Send + Sync`. The backends stop when
@@ -197,17 +198,23 @@ impl Router {
     /// in the catalog (capped).
     pub fn metrics(&self) -> String {
         let core = &self.inner.core;
-        for b in &core.backends {
-            core.metrics.set_backend_up(b.index, b.is_ready());
-            core.metrics.set_queue_depth(b.index, b.queue_depth());
-            let breaker = match b.breaker.state() {
-                crate::breaker::BreakerState::Closed => 0,
-                crate::breaker::BreakerState::Open { .. } => 1,
-                crate::breaker::BreakerState::HalfOpen { .. } => 2,
-            };
-            core.metrics.set_breaker_state(b.index, breaker);
-        }
-        core.metrics.render()
+        let backends = core
+            .backends
+            .iter()
+            .map(|b| BackendFigures {
+                up: b.is_ready(),
+                in_flight: b.pending.len(),
+                queue_depth: b.queue_depth(),
+                breaker: match b.breaker.state() {
+                    crate::breaker::BreakerState::Closed => 0,
+                    crate::breaker::BreakerState::Open { .. } => 1,
+                    crate::breaker::BreakerState::HalfOpen { .. } => 2,
+                },
+                restarts: b.restarts.lock().total,
+            })
+            .collect();
+        let snap = Snapshot { backends, catalog_items: core.catalog().counts(), sessions: core.hub.session_count() };
+        core.metrics.render(&snap)
     }
 
     /// Stops the router: sessions get [`Error::Closed`], each child's stdin is closed, and

@@ -12,11 +12,17 @@ pub struct Restarts {
     attempt: u32,
     recent: VecDeque<Instant>,
     started: Option<Instant>,
-    /// Restarts so far (for status and metrics).
+    /// Times the backend was started again after it went down, whether it came up or not:
+    /// the one restart count, shown by status and metrics.
     pub total: u64,
 }
 
 impl Restarts {
+    /// A restart begins.
+    pub fn attempted(&mut self) {
+        self.total += 1;
+    }
+
     /// The backend came up at `now`.
     pub fn up(&mut self, now: Instant) {
         self.started = Some(now);
@@ -54,7 +60,6 @@ impl Restarts {
             self.recent.pop_front();
         }
         self.recent.push_back(now);
-        self.total += 1;
         if may_loop && self.recent.len() as u32 > policy.max_restarts {
             // A crash loop: pause, then start over.
             self.recent.clear();

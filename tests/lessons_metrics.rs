@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mcprouter::logging::{Logger, Sink, install, json_line};
-use mcprouter::metrics::{CatalogKind, Metrics, Outcome, method_label};
+use mcprouter::metrics::{BackendFigures, Metrics, Outcome, Snapshot, method_label};
 use mcprouter::redact::{Redactor, is_secret_name, secrets_from_env};
 
 /// Small deterministic PRNG (splitmix64) so the test needs no `rand` crate
@@ -61,7 +61,7 @@ fn lesson_5_untrusted_strings_never_become_unbounded_metric_labels() {
     // The first few thousand calls exercise every (other, backend, outcome)
     // combination the big run will use.
     hammer(&m, &mut rng, 1_000);
-    let baseline = m.series_count();
+    let baseline = m.series_count(&snapshot());
 
     let started = Instant::now();
     const TOTAL: u64 = 1_000_000;
@@ -78,8 +78,8 @@ fn lesson_5_untrusted_strings_never_become_unbounded_metric_labels() {
     });
     let elapsed = started.elapsed();
 
-    let after = m.series_count();
-    let text = m.render();
+    let after = m.series_count(&snapshot());
+    let text = m.render(&snapshot());
     println!(
         "lesson 5: series_count after 1,000 = {baseline}, after {TOTAL} random methods + {TOTAL} tool calls = {after}; \
          recording took {elapsed:?}; exposition is {} bytes",
@@ -106,7 +106,7 @@ fn lesson_5_untrusted_strings_never_become_unbounded_metric_labels() {
     for i in 0..100_000 {
         m.tool_call(&format!("t{i}"), Outcome::Ok);
     }
-    let capped = m.series_count();
+    let capped = m.series_count(&snapshot());
     println!("lesson 5: after registering 100,000 tool names: series_count = {capped}");
     assert!(capped <= after + 1_000 + 1, "tool labels not capped: {capped}");
 }
@@ -294,21 +294,23 @@ fn populated() -> Metrics {
     m.tool_call("search", Outcome::Ok);
     m.tool_call("quo\"te\\d\ntool", Outcome::Error);
     m.tool_call("unknown", Outcome::Timeout);
-    m.in_flight_inc(0);
-    m.in_flight_inc(1);
-    m.in_flight_dec(1);
-    m.set_backend_up(0, true);
-    m.set_breaker_state(1, 2);
-    m.restart(1);
-    m.set_catalog_size(CatalogKind::Tools, 42);
-    m.set_catalog_size(CatalogKind::Prompts, 3);
-    m.set_queue_depth(0, 7);
     m.overload(0);
     m.fallback();
     m.retry();
     m.retry();
-    m.session_opened();
     m
+}
+
+/// The figures the router supplies at render time for `populated()`'s two backends.
+fn snapshot() -> Snapshot {
+    Snapshot {
+        backends: vec![
+            BackendFigures { up: true, in_flight: 1, queue_depth: 7, breaker: 0, restarts: 0 },
+            BackendFigures { up: false, in_flight: 0, queue_depth: 0, breaker: 2, restarts: 1 },
+        ],
+        catalog_items: [42, 0, 0, 3],
+        sessions: 1,
+    }
 }
 
 /// Structural check of the 0.0.4 text format, independent of Python: every
@@ -377,9 +379,9 @@ fn check_exposition(text: &str) {
 #[test]
 fn render_is_valid_prometheus_text_format() {
     let m = populated();
-    let text = m.render();
+    let text = m.render(&snapshot());
     check_exposition(&text);
-    assert_eq!(text, m.render(), "render is not deterministic");
+    assert_eq!(text, m.render(&snapshot()), "render is not deterministic");
     assert!(text.contains("backend=\"we\\\"ird\\\\back\\nend\""), "backend label not escaped");
     assert!(text.contains("mcprouter_tool_calls_total{tool=\"quo\\\"te\\\\d\\ntool\",outcome=\"error\"} 1\n"));
     assert!(text.contains("mcprouter_tool_calls_total{tool=\"other\",outcome=\"timeout\"} 1\n"));
@@ -388,7 +390,7 @@ fn render_is_valid_prometheus_text_format() {
     assert!(text.contains("mcprouter_retries_total 2\n"));
     assert!(text.contains("mcprouter_sessions 1\n"));
     assert!(text.contains("method=\"other\""));
-    println!("render: {} series, {} bytes", m.series_count(), text.len());
+    println!("render: {} series, {} bytes", m.series_count(&snapshot()), text.len());
 }
 
 #[test]
@@ -408,7 +410,7 @@ fn render_parses_with_prometheus_client() {
     assert!(has_client, "{python} cannot import prometheus_client: run scripts/deps.sh");
 
     let m = populated();
-    let text = m.render();
+    let text = m.render(&snapshot());
     let dir = std::env::temp_dir();
     let stamp = format!(
         "{}-{}",

@@ -304,6 +304,7 @@ impl Backend {
         let _life = self.lifecycle.lock();
         self.halt(Duration::from_millis(100));
         *self.health.lock() = Health::default();
+        self.restarts.lock().attempted();
         log::info!(target: "mcprouter::backend", "[{}] restarting", self.name());
         self.start_locked(init_timeout)
     }

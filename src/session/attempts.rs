@@ -282,7 +282,6 @@ impl Session {
         };
         let mut attempt = |b: usize| {
             let backend = &core.backends[b];
-            let _in_flight = core.metrics.in_flight_guard(b);
             if let Some((t, _)) = &token {
                 core.hub.bind_progress(t, b);
             }

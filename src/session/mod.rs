@@ -99,7 +99,6 @@ pub(super) struct UriParam<'a> {
 impl Session {
     pub(crate) fn new(router: Arc<RouterInner>, client_id: Option<&str>) -> Session {
         let shared = router.core.hub.open_session(client_id);
-        router.core.metrics.session_opened();
         Session { router, shared }
     }
 
@@ -195,7 +194,6 @@ impl Session {
         }
         let core = self.core();
         core.hub.close_session(self.shared.id);
-        core.metrics.session_closed();
         let inflight: Vec<(usize, u64)> = self.shared.inflight.lock().drain().map(|(_, v)| v).collect();
         for (b, id) in inflight {
             if let Some(backend) = core.backends.get(b) {
