@@ -9,8 +9,7 @@
 #   - the crate: `cargo package --list` holds what a build needs, the metadata is set, and
 #     `cargo install --path .` gives a working `mcprouter`.
 # Debug builds (already built by `cargo build --all-targets`), so it stays fast.
-# A missing tool is a failure, never a skip. As root with apt-get, cmake and pkg-config are
-# installed first when missing (the machine image lacks cmake).
+# A missing tool is a failure, never a skip. cmake is the pinned one from .deps/venv.
 # usage: tests/packaging/run.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -18,12 +17,12 @@ cd "$root"
 # Each part must find its own files: nothing from the test environment points at target/.
 unset MCPROUTER_LIB MCPROUTER_BIN MCPROUTER_KOFFI MCPROUTER_DEPS PYTHONPATH NODE_PATH
 
-missing=()
-for tool in cmake pkg-config; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if ((${#missing[@]})) && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    echo "== installing ${missing[*]} (apt-get)"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >/dev/null 2>&1 ||
-        echo "apt-get install ${missing[*]} failed"
+# cmake comes pinned from PyPI into .deps/venv (scripts/deps.sh), like every other test
+# dependency: the machine image has none, and a system-wide install is not ours to make.
+if [[ -x "$root/.deps/venv/bin/cmake" ]]; then
+    mkdir -p "$root/.deps/bin"
+    ln -sf "$root/.deps/venv/bin/cmake" "$root/.deps/bin/cmake"
+    export PATH="$root/.deps/bin:$PATH"
 fi
 for tool in cargo python3 node npm cmake c++ pkg-config strip; do
     command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (the packaging tests need it)"; exit 1; }
