@@ -10,6 +10,7 @@
 mod env;
 mod glob;
 mod lines;
+pub mod mcp_servers;
 mod path;
 mod ranges;
 mod validate;
@@ -522,13 +523,18 @@ pub struct Config {
 }
 
 impl Config {
-    /// Parses, expands and validates YAML text.
+    /// Parses, expands and validates YAML text, or a document in the `mcpServers` format
+    /// of MCP hosts (see [`mcp_servers`]).
     pub fn from_yaml(text: &str) -> Result<Config> {
         Config::from_yaml_with_env(text, &|k| std::env::var(k).ok())
     }
 
     /// [`Config::from_yaml`] with `${VAR}` looked up in `lookup`.
     pub(crate) fn from_yaml_with_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+        // The `mcpServers` JSON of MCP hosts, recognised by its top-level key (see mcp_servers.rs).
+        if mcp_servers::is_mcp_servers(text) {
+            return mcp_servers::import_with_env(text, lookup).map(mcp_servers::Import::logged);
+        }
         let mut tree: serde_norway::Value =
             serde_norway::from_str(text).map_err(|e| Error::Config(yaml::scrub(&e.to_string())))?;
         env::expand_tree(&mut tree, &mut Vec::new(), text, lookup)?;

@@ -4,7 +4,8 @@
 //
 // Library search order (the first file that exists wins):
 //   1. $MCPROUTER_LIB
-//   2. <package>/native/<platform>-<arch>/<libname>, then <package>/native/<libname>
+//   2. <package>/native/<platform>-<arch>/<libname>, where the npm tarball carries it
+//      (`npm pack` puts it there: tools/prebuild.js), then <package>/native/<libname>
 //   3. <repo>/target/debug/, then <repo>/target/release/, in a source checkout
 // koffi itself: $MCPROUTER_KOFFI (a path or a module name), then a normal
 // require('koffi'), then <repo>/.deps/node/node_modules/koffi (where scripts/deps.sh puts

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use log::{Level, LevelFilter};
 use mcprouter::Config;
+use mcprouter::config::mcp_servers;
 use mcprouter::logging::{self, Format, Logger, Sink};
 use mcprouter::redact::Redactor;
 
@@ -89,10 +90,13 @@ pub fn install_logger(format: Format, level: LevelFilter, redactor: Redactor) {
 /// `MCPROUTER_REDACT`). When the config cannot be loaded the logger still goes in, with the
 /// `MCPROUTER_REDACT` values only, so the error is reported in the chosen format, redacted.
 pub fn load_and_install(o: &Options, cmd: &str) -> Option<(Config, Redactor)> {
-    match Config::from_file(&o.config) {
-        Ok(config) => {
+    match load(&o.config) {
+        Ok((config, warnings)) => {
             let redactor = logging::redactor_for(&config);
             install_logger(o.log_format, o.log_level, redactor.clone());
+            for w in warnings {
+                log::warn!(target: "mcprouter", "{}: {w}", o.config);
+            }
             Some((config, redactor))
         }
         Err(e) => {
@@ -101,6 +105,17 @@ pub fn load_and_install(o: &Options, cmd: &str) -> Option<(Config, Redactor)> {
             None
         }
     }
+}
+
+/// The config at `path`, YAML or an MCP host's `mcpServers` JSON (decided by content), with
+/// the latter's warnings returned rather than logged: no logger is installed yet.
+fn load(path: &str) -> mcprouter::Result<(Config, Vec<String>)> {
+    let text = mcprouter::config::read_config_file(std::path::Path::new(path))?;
+    if mcp_servers::is_mcp_servers(&text) {
+        let import = mcp_servers::import(&text)?;
+        return Ok((import.config, import.warnings));
+    }
+    Ok((Config::from_yaml(&text)?, Vec::new()))
 }
 
 /// Writes one line in the log format regardless of the level filter: for the few facts a
