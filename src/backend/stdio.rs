@@ -55,7 +55,7 @@ fn writer(backend: &Link, stdin: std::process::ChildStdin, rx: Receiver<Command>
             }
             line.push('\n');
             if out.write_all(line.as_bytes()).is_err() {
-                backend.on_exit("writing to its stdin failed".into());
+                write_failed(backend);
                 return;
             }
             match rx.try_recv().map(Command::into_line) {
@@ -68,11 +68,20 @@ fn writer(backend: &Link, stdin: std::process::ChildStdin, rx: Receiver<Command>
             }
         }
         if out.flush().is_err() {
-            backend.on_exit("writing to its stdin failed".into());
+            write_failed(backend);
             return;
         }
     }
     let _ = out.flush();
+}
+
+/// Stdin is gone: the process most likely exited, and its status says more than the pipe.
+fn write_failed(backend: &Link) {
+    let why = match backend.exit_status() {
+        Some(st) => format!("the process exited ({st})"),
+        None => "writing to its stdin failed".to_owned(),
+    };
+    backend.on_exit(why);
 }
 
 fn reader(backend: &Link, stdout: std::process::ChildStdout) {
