@@ -15,12 +15,28 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+/// Internal modules: private, except to the crate's own tests, loom models and benches,
+/// which build it with the `internals` feature.
+macro_rules! internal {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[cfg(feature = "internals")]
+            #[doc(hidden)]
+            #[allow(missing_docs)]
+            pub mod $name;
+            #[cfg(not(feature = "internals"))]
+            #[allow(dead_code, unused_imports)]
+            mod $name;
+        )*
+    };
+}
+
+internal!(budget, clock, framing, jsonrpc, metrics, pending, supervisor, sync);
+
 mod backend;
 pub mod balance;
 pub mod breaker;
-pub mod budget;
 mod catalog;
-pub mod clock;
 pub mod config;
 mod core;
 mod error;
@@ -28,19 +44,14 @@ mod error;
 #[allow(non_camel_case_types)]
 pub mod ffi;
 mod fnv;
-pub mod framing;
+pub mod front;
 mod guard;
 mod hub;
-pub mod jsonrpc;
 pub mod logging;
 mod method;
-pub mod metrics;
-pub mod pending;
 pub mod redact;
 mod router;
 mod session;
-pub mod supervisor;
-pub mod sync;
 mod upkeep;
 
 pub use config::Config;
