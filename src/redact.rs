@@ -823,36 +823,3 @@ mod tests {
         assert!(!format!("{:?}", r()).contains("s3cr3t"));
     }
 }
-
-/// Secrets every router in this process has registered (from its config), for loggers that
-/// are process-global like the C ABI's log callback.
-static GLOBAL: std::sync::RwLock<Option<std::sync::Arc<Redactor>>> = std::sync::RwLock::new(None);
-static GLOBAL_SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
-/// Adds secret values to the process-wide redactor (see [`global`]).
-pub fn register_secrets(secrets: impl IntoIterator<Item = String>) {
-    let mut all = GLOBAL_SECRETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let before = all.len();
-    for s in secrets {
-        if !all.contains(&s) {
-            all.push(s);
-        }
-    }
-    if all.len() != before || GLOBAL.read().map(|g| g.is_none()).unwrap_or(true) {
-        let fresh = std::sync::Arc::new(Redactor::new(all.clone(), Vec::new()));
-        *GLOBAL.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh);
-    }
-}
-
-/// The process-wide redactor: the built-in rules plus every registered secret.
-pub fn global() -> std::sync::Arc<Redactor> {
-    if let Some(r) = GLOBAL.read().ok().and_then(|g| g.clone()) {
-        return r;
-    }
-    register_secrets(Vec::new());
-    GLOBAL
-        .read()
-        .ok()
-        .and_then(|g| g.clone())
-        .unwrap_or_else(|| std::sync::Arc::new(Redactor::new(Vec::new(), Vec::new())))
-}

@@ -36,8 +36,6 @@ impl Router {
     /// does not fail the router: it is reported by [`Router::status`] and its calls fail fast.
     pub fn new(config: Config) -> Result<Router> {
         config.validate()?;
-        // Process-wide loggers (the C ABI's callback) must mask this config's secrets too.
-        crate::redact::register_secrets(crate::logging::redactor_secrets(&config));
         let (ev_tx, ev_rx) = bounded(1024);
         let hub = Arc::new(Hub::new(ev_tx));
         let backends: Vec<Arc<Backend>> = config

@@ -95,7 +95,7 @@ impl log::Log for CallbackLogger {
             return;
         }
         // Always redacted: backend stderr and error messages can carry credentials.
-        let message = crate::logging::record_json(record, &crate::redact::global());
+        let message = crate::logging::record_json(record, &global());
         if let Some(q) = queue {
             // A full queue drops the record: logging must never block the router.
             let _ = q.tx.try_send(message.clone());
@@ -208,4 +208,38 @@ pub unsafe extern "C" fn mcprouter_log_next(
         }
         Ok(())
     })
+}
+
+/// Secrets of every router made through the C ABI in this process (from its config): the log
+/// callback is process-global, so it masks all of them. Owned here, by the one logger that
+/// needs it; a Rust program's own logger uses each router's own redactor.
+static GLOBAL: std::sync::RwLock<Option<std::sync::Arc<crate::redact::Redactor>>> = std::sync::RwLock::new(None);
+static GLOBAL_SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Adds a config's secret values to the process-wide redactor (see [`global`]).
+pub(crate) fn register_secrets(secrets: impl IntoIterator<Item = String>) {
+    let mut all = GLOBAL_SECRETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let before = all.len();
+    for s in secrets {
+        if !all.contains(&s) {
+            all.push(s);
+        }
+    }
+    if all.len() != before || GLOBAL.read().map(|g| g.is_none()).unwrap_or(true) {
+        let fresh = std::sync::Arc::new(crate::redact::Redactor::new(all.clone(), Vec::new()));
+        *GLOBAL.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(fresh);
+    }
+}
+
+/// The process-wide redactor: the built-in rules plus every registered secret.
+fn global() -> std::sync::Arc<crate::redact::Redactor> {
+    if let Some(r) = GLOBAL.read().ok().and_then(|g| g.clone()) {
+        return r;
+    }
+    register_secrets(Vec::new());
+    GLOBAL
+        .read()
+        .ok()
+        .and_then(|g| g.clone())
+        .unwrap_or_else(|| std::sync::Arc::new(crate::redact::Redactor::new(Vec::new(), Vec::new())))
 }

@@ -56,7 +56,11 @@ pub unsafe extern "C" fn mcprouter_router_new_from_yaml(
         // SAFETY: `out` is NULL or writable; `yaml` NULL or a C string (the header's contract).
         let out = unsafe { OutParam::new(out, "out") }?;
         let yaml = unsafe { input_str(yaml, "yaml") }?;
-        let router = Router::from_yaml(yaml)?;
+        let config = crate::Config::from_yaml(yaml)?;
+        // The log callback is process-wide: it must mask this config's secrets too, from the
+        // first record the backends' start may log.
+        super::log::register_secrets(crate::logging::redactor_secrets(&config));
+        let router = Router::new(config)?;
         out.write(arc_into_ptr(Arc::new(router)));
         Ok(())
     })
@@ -75,7 +79,9 @@ pub unsafe extern "C" fn mcprouter_router_new_from_file(
         // SAFETY: as in `mcprouter_router_new_from_yaml`.
         let out = unsafe { OutParam::new(out, "out") }?;
         let path = unsafe { input_str(path, "path") }?;
-        let router = Router::from_file(path)?;
+        let config = crate::Config::from_file(path)?;
+        super::log::register_secrets(crate::logging::redactor_secrets(&config));
+        let router = Router::new(config)?;
         out.write(arc_into_ptr(Arc::new(router)));
         Ok(())
     })
