@@ -380,6 +380,24 @@ impl Hub {
         }
     }
 
+    /// Who unsolicited traffic from `backend` belongs to: the lone session with calls in
+    /// flight there; with none, the router's only open session, if it has just one (as
+    /// under `mcprouter serve`): nobody else could be meant, so nothing is withheld from it
+    /// that a direct connection would have delivered.
+    fn attribute(&self, backend: usize) -> Attribution {
+        match self.sole_caller(backend) {
+            Attribution::Nobody => {
+                let sessions = self.sessions.read();
+                let mut open = sessions.keys();
+                match (open.next(), open.next()) {
+                    (Some(s), None) => Attribution::One(*s),
+                    _ => Attribution::Nobody,
+                }
+            }
+            found => found,
+        }
+    }
+
     /// The one open, initialized session that declared the roots capability, if exactly one did.
     fn sole_roots_client(&self) -> Option<u64> {
         let sessions = self.sessions.read();
@@ -550,7 +568,7 @@ impl Hub {
                 // Same rule as server-to-client requests: a log line may carry what a
                 // client's call revealed, so it never goes to a client that cannot be the
                 // one concerned. Unattributable lines are dropped, not broadcast.
-                let Attribution::One(session) = self.sole_caller(backend.index) else {
+                let Attribution::One(session) = self.attribute(backend.index) else {
                     log::debug!(target: "mcprouter::hub", "[{}] log message with no single calling client; dropped", backend.name());
                     return;
                 };
@@ -572,7 +590,7 @@ impl Hub {
             log::info!(target: "mcprouter::hub", "[{}] {msg}", backend.name());
             let _ = backend.respond(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
         };
-        let session = match self.sole_caller(backend.index) {
+        let session = match self.attribute(backend.index) {
             Attribution::One(s) => s,
             // Roots belong to a client, not to a call: a server asks for them when it starts
             // or after `roots/list_changed`. With exactly one client that declared roots, they
@@ -742,6 +760,11 @@ mod tests {
         drop((b, other_backend));
         assert_eq!(h.sole_caller(0), Attribution::Nobody);
         assert!(h.callers.lock().is_empty());
+        // With no caller, a router's only session is the one meant; with two, nobody is.
+        let only = h.open_session(None);
+        assert_eq!(h.attribute(0), Attribution::One(only.id));
+        let _second = h.open_session(None);
+        assert_eq!(h.attribute(0), Attribution::Nobody);
     }
 
     #[test]

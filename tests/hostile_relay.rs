@@ -179,9 +179,10 @@ fn sampling_is_refused_when_several_sessions_have_calls_in_flight() {
 }
 
 #[test]
-fn sampling_is_refused_when_no_call_is_in_flight() {
+fn sampling_with_no_call_in_flight_is_refused_when_several_clients_could_be_meant() {
     let r = router("", &[hostile("alpha", &[])]);
     let s = r.session(None).unwrap();
+    let _idle = r.session(None).unwrap();
     initialize(&s, json!({"sampling": {}}));
     assert_eq!(tool_text(&s, "sample_later", json!({"prompt": "p", "ms": 200})).unwrap(), "later");
     let events = drain(&s, Duration::from_millis(700));
@@ -189,6 +190,21 @@ fn sampling_is_refused_when_no_call_is_in_flight() {
     let asked: Vec<String> = serde_json::from_str(&tool_text(&s, "asked", json!({})).unwrap()).unwrap();
     assert_eq!(asked.len(), 1);
     assert!(asked[0].contains("cannot be attributed to a client"), "{asked:?}");
+}
+
+#[test]
+fn with_one_client_what_a_backend_sends_outside_a_call_reaches_it() {
+    // As `mcprouter serve` runs: nobody else could be meant, so a direct connection's
+    // behaviour is kept (server-everything logs "Roots updated" outside any call).
+    let r = router("", &[hostile("alpha", &[])]);
+    let s = r.session(None).unwrap();
+    initialize(&s, json!({"sampling": {}}));
+    assert_eq!(tool_text(&s, "log_later", json!({"message": "after the call", "ms": 200})).unwrap(), "later");
+    let ev = wait_event(&s, "notifications/message", Duration::from_secs(5)).expect("the log line");
+    assert_eq!(ev["params"]["data"], "after the call");
+    assert_eq!(tool_text(&s, "sample_later", json!({"prompt": "p", "ms": 200})).unwrap(), "later");
+    let ask = wait_event(&s, "sampling/createMessage", Duration::from_secs(5)).expect("the sampling request");
+    assert_eq!(ask["params"]["messages"][0]["content"]["text"], "p", "{ask}");
 }
 
 #[test]
