@@ -28,6 +28,7 @@ mod error;
 #[allow(non_camel_case_types)]
 pub mod ffi;
 mod fnv;
+pub mod front;
 pub mod framing;
 mod guard;
 mod hub;
@@ -45,6 +46,7 @@ mod upkeep;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use front::http::Gateway;
 pub use router::Router;
 pub use session::{MAX_BATCH, Session};
 
@@ -56,5 +58,6 @@ mod tests {
         check::<crate::Router>();
         check::<crate::Session>();
         check::<crate::Error>();
+        check::<crate::Gateway>();
     }
 }

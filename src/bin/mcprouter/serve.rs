@@ -56,6 +56,9 @@ pub fn run(o: &Options) -> i32 {
             }
         }
     };
+    if o.http.is_some() {
+        return crate::http_serve::run(o, config, cell, metrics, grace);
+    }
     // Backends start once the client's first message is read: when it is `initialize`, they
     // are told the client's own capabilities, so a server offers through the router what it
     // would offer this client directly (see `RouterSettings::declare_for_single_client`).

@@ -1,0 +1,3 @@
+//! Fronts that serve the router to clients.
+
+pub mod http;
