@@ -1,6 +1,7 @@
 //! The `mcprouter` command: `serve` the router over stdio, `check` a config, run the `demo`,
 //! or act as the project's own `test-server`.
 
+mod conformance_fixtures;
 mod demo;
 mod http_serve;
 mod metrics_http;
