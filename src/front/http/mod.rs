@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     /// Disconnected at shutdown: wakes every GET stream.
     shutdown_rx: Receiver<()>,
     conns: server::Connections,
+    /// Connection worker threads alive.
+    workers: std::sync::atomic::AtomicUsize,
 }
 
 /// A running HTTP front door. `Send + Sync`. It does not own the router: shut the router
@@ -95,6 +97,7 @@ impl Gateway {
             shutting: AtomicBool::new(false),
             shutdown_rx,
             conns: server::Connections::default(),
+            workers: std::sync::atomic::AtomicUsize::new(0),
         });
         let pool = server::Pool::new(Arc::clone(&shared));
         let accept = std::thread::Builder::new()
@@ -140,6 +143,11 @@ impl Gateway {
     /// Connections open now.
     pub fn connection_count(&self) -> usize {
         self.shared.conns.len()
+    }
+
+    /// Connection worker threads alive now (at most `max_connections`).
+    pub fn worker_threads(&self) -> usize {
+        self.shared.workers.load(Ordering::Acquire)
     }
 
     /// Stops accepting, ends the GET streams, lets calls in flight finish for up to

@@ -144,6 +144,14 @@ impl Pool {
 }
 
 fn worker(shared: &Arc<Shared>, rx: &Receiver<TcpStream>, idle: &AtomicUsize) {
+    shared.workers.fetch_add(1, Ordering::AcqRel);
+    struct Leave<'a>(&'a AtomicUsize);
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let _leave = Leave(&shared.workers);
     loop {
         let s = loop {
             match rx.recv_timeout(WORKER_IDLE) {
