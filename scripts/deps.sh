@@ -53,7 +53,8 @@ NODE_STAMP="$NODE_DIR/.stamp"
 node_hash="$(printf 'node %s\nnpm %s\n' "$(node --version)" "$(npm --version)" |
     hash_of "$MANIFESTS/package.json" "$MANIFESTS/package-lock.json")"
 if [[ -f "$NODE_STAMP" && "$(cat "$NODE_STAMP")" == "$node_hash" &&
-    -x "$NODE_DIR/node_modules/.bin/mcp-server-everything" ]]; then
+    -x "$NODE_DIR/node_modules/.bin/mcp-server-everything" &&
+    -x "$NODE_DIR/node_modules/node/bin/node" ]]; then
     echo "deps: node packages up to date"
 else
     echo "deps: installing node packages (npm ci) into .deps/node"
@@ -64,6 +65,10 @@ else
     # would try to build/fetch a binary; its prebuilt binary ships in the optional
     # dependency @koromix/koffi-<platform>, which is all it needs.
     (cd "$NODE_DIR" && run_logged "$LOGS/npm.log" npm ci --no-audit --no-fund --ignore-scripts)
+    # The npm package `node` (Node 22 for the conformance suite, which needs it) fetches its
+    # platform binary in an install script: run that one script, pinned by its own version.
+    STEP="node (Node 22 binary)"
+    (cd "$NODE_DIR" && run_logged "$LOGS/npm-node22.log" npm rebuild node --no-audit --no-fund)
     STEP="node (check)"
     (cd "$NODE_DIR" && run_logged "$LOGS/node-check.log" node -e '
         require("koffi");
@@ -74,6 +79,9 @@ else
         const f = require.resolve("@modelcontextprotocol/server-filesystem/package.json");
         const fv = JSON.parse(fs.readFileSync(f)).version;
         if (fv !== "2026.8.31") throw new Error("server-filesystem " + fv);
+        const c = require.resolve("@modelcontextprotocol/conformance/package.json");
+        const cv = JSON.parse(fs.readFileSync(c)).version;
+        if (cv !== "0.1.16") throw new Error("conformance " + cv);
     ')
     echo "$node_hash" >"$NODE_STAMP"
 fi

@@ -8,6 +8,7 @@
 //! arithmetic.
 
 mod env;
+pub mod gateway;
 mod glob;
 mod lines;
 pub mod mcp_servers;
@@ -25,6 +26,7 @@ use serde::Deserialize;
 
 pub use crate::balance::Strategy;
 use crate::error::{Error, Result};
+pub use gateway::GatewaySettings;
 pub use glob::glob_match;
 
 /// Upper bound of every duration setting (`*_ms`): one day.
@@ -520,6 +522,9 @@ pub struct Config {
     /// Fallback chains per tool or method.
     #[serde(default)]
     pub fallbacks: Vec<FallbackConfig>,
+    /// The HTTP front door (`mcprouter serve --http`); see [`gateway`].
+    #[serde(default)]
+    pub gateway: GatewaySettings,
 }
 
 impl Config {
@@ -556,7 +561,8 @@ impl Config {
     }
 
     fn validate_with_source(&self, src: Option<&str>) -> Result<()> {
-        validate::config(self, lines::Locator(src))
+        validate::config(self, lines::Locator(src))?;
+        gateway::validate(&self.gateway, lines::Locator(src))
     }
 }
 

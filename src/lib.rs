@@ -56,6 +56,7 @@ mod upkeep;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use front::http::Gateway;
 pub use router::Router;
 pub use session::{MAX_BATCH, Session};
 
@@ -67,5 +68,6 @@ mod tests {
         check::<crate::Router>();
         check::<crate::Session>();
         check::<crate::Error>();
+        check::<crate::Gateway>();
     }
 }

@@ -1,7 +1,9 @@
 //! The `mcprouter` command: `serve` the router over stdio, `check` a config, run the `demo`,
 //! or act as the project's own `test-server`.
 
+mod conformance_fixtures;
 mod demo;
+mod http_serve;
 mod metrics_http;
 mod options;
 mod serve;
@@ -17,6 +19,8 @@ commands:
   serve --config FILE     serve every configured backend as one MCP server on stdio
         [--metrics-listen 127.0.0.1:PORT]   GET /metrics (Prometheus) and GET /status (JSON)
         [--metrics-listen-any]              allow a non-loopback --metrics-listen address
+        [--http 127.0.0.1:PORT [--path /mcp]]  serve Streamable HTTP (gateway mode) instead
+                                            of stdio; see the config's gateway: section
   check --config FILE     start every backend, print a status table, exit 1 if any failed
         [--json]                            print the status as JSON instead
   demo                    run the built-in demo (needs nothing installed)

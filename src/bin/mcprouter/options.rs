@@ -23,6 +23,10 @@ pub struct Options {
     pub metrics_listen_any: bool,
     /// `check` only: print `Router::status()` as JSON instead of the table.
     pub json: bool,
+    /// `serve` only: serve Streamable HTTP on this address instead of stdio.
+    pub http: Option<String>,
+    /// `serve --http` only: the MCP endpoint's path (default: the config's, else `/mcp`).
+    pub path: Option<String>,
 }
 
 /// Parses the options of `serve` or `check` (`cmd`); `--flag value` and `--flag=value`.
@@ -34,6 +38,8 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
         metrics_listen: None,
         metrics_listen_any: false,
         json: false,
+        http: None,
+        path: None,
     };
     let mut config = None;
     let mut it = args.iter();
@@ -50,10 +56,15 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
             ("--metrics-listen", "serve") => o.metrics_listen = Some(value()?),
             ("--metrics-listen-any", "serve") if inline.is_none() => o.metrics_listen_any = true,
             ("--json", "check") if inline.is_none() => o.json = true,
+            ("--http", "serve") => o.http = Some(value()?),
+            ("--path", "serve") => o.path = Some(value()?),
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }
     o.config = config.ok_or("--config FILE is required")?;
+    if o.path.is_some() && o.http.is_none() {
+        return Err("--path needs --http".into());
+    }
     Ok(o)
 }
 
@@ -169,5 +180,9 @@ mod tests {
             assert!(parse("serve", &args(bad)).is_err(), "{bad:?}");
         }
         assert!(parse("check", &args(&["--config", "f", "--metrics-listen", "127.0.0.1:1"])).is_err());
+        let o = parse("serve", &args(&["-c", "f", "--http", "127.0.0.1:0", "--path=/x"])).unwrap();
+        assert_eq!((o.http.as_deref(), o.path.as_deref()), (Some("127.0.0.1:0"), Some("/x")));
+        assert!(parse("serve", &args(&["-c", "f", "--path", "/x"])).is_err());
+        assert!(parse("check", &args(&["-c", "f", "--http", "127.0.0.1:0"])).is_err());
     }
 }

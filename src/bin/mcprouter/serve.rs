@@ -46,6 +46,10 @@ pub fn run(o: &Options) -> i32 {
             }
         }
     };
+    if o.http.is_some() {
+        let grace = Duration::from_millis(config.router.shutdown_grace_ms);
+        return crate::http_serve::run(o, config, cell, metrics, grace);
+    }
     let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
     let output: stdio::Output = Arc::new(emit);
     let served = stdio::serve(config, &mut input, output, |router| {

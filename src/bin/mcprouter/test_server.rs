@@ -2,6 +2,8 @@
 //! tests can exercise real child processes without depending on third-party servers.
 
 use serde_json::{Map, Value, json};
+
+use crate::conformance_fixtures as conf;
 use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -24,7 +26,7 @@ const USAGE: &str = "usage: mcprouter test-server [--name NAME] [--page-size N] 
   [--extra-tool NAME]... [--template URI_TEMPLATE]... [--endless-pages N] [--pad-bytes N]
   [--hang-lists-after N] [--change-during-first-list]
   [--ws ADDR] [--http ADDR --http-fault close-mid-stream|bad-sse|endless-event|status-500|redirect-offsite|never-answer]
-  [--emit-file PATH]
+  [--emit-file PATH] [--conformance]
 --ws serves MCP over WebSocket (subprotocol mcp) at ADDR instead of stdio, one server per
 connection; --http serves a minimal Streamable HTTP server at ADDR/mcp whose `fault` tool
 misbehaves as asked. Both print `listening on ws://ADDR` (or http://) on stderr.
@@ -41,6 +43,8 @@ serves tools/list as endless pages of N tools (descriptions padded by --pad-byte
 (announcing it before that answer, which lacks it).
 --emit-file writes every line of PATH to stdout, raw bytes as they are, once the client sends
 notifications/initialized, then keeps serving (the hostile-backend fuzzer's lines).
+--conformance adds the fixtures the official conformance suite calls by name (test_* tools,
+test:// resources and prompts).
 Flags are also read from MCP_TEST_FLAGS (space separated, appended to the arguments).";
 
 /// Tool table, one `name|description|args` per line; args are `name:jsonType`, all required.
@@ -113,6 +117,7 @@ struct Config {
     hang_lists_after: Option<u64>,
     change_during_first_list: bool,
     emit_file: Option<String>,
+    conformance: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
@@ -166,6 +171,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "--hang-lists-after" => c.hang_lists_after = Some(num(flag, value()?)?),
             "--change-during-first-list" => c.change_during_first_list = true,
             "--emit-file" => c.emit_file = Some(value()?),
+            "--conformance" => c.conformance = true,
             _ => return Err(format!("unknown flag: {arg}")),
         }
     }
@@ -556,7 +562,7 @@ impl Server {
             "prompts/list" => list(self.prompts(), "prompts"),
             "resources/read" => self.read(p),
             "prompts/get" => self.prompt(p),
-            "completion/complete" => Ok(complete(p)),
+            "completion/complete" => Ok(self.cfg.conformance.then(|| conf::complete(p)).flatten().unwrap_or_else(|| complete(p))),
             _ => Err((-32601, format!("Method not found: {method}"))),
         }
     }
@@ -609,6 +615,9 @@ impl Server {
         let many = (0..self.cfg.many_tools).map(|i| format!("t{i:04}"));
         out.extend(many.map(|n| tool(&n, "Echo this tool's name", "")));
         out.extend(self.cfg.extra_tools.iter().map(|n| tool(n, "Name the server and the tool", "")));
+        if self.cfg.conformance {
+            out.extend(conf::tools());
+        }
         out
     }
 
@@ -645,7 +654,11 @@ impl Server {
     fn resources(&self) -> Vec<Value> {
         let base = self.base();
         let res = |r: &str| json!({"uri": format!("{base}{r}"), "name": r, "mimeType": "text/plain"});
-        vec![res("static"), res("counter")]
+        let mut out = vec![res("static"), res("counter")];
+        if self.cfg.conformance {
+            out.extend(conf::resources());
+        }
+        out
     }
 
     fn templates(&self) -> Vec<Value> {
@@ -653,19 +666,31 @@ impl Server {
         let mut out = vec![json!({"uriTemplate": uri, "name": "item", "mimeType": "text/plain"})];
         let extra = self.cfg.templates.iter().enumerate();
         out.extend(extra.map(|(i, t)| json!({"uriTemplate": t, "name": format!("extra{i}")})));
+        if self.cfg.conformance {
+            out.extend(conf::templates());
+        }
         out
     }
 
     fn prompts(&self) -> Vec<Value> {
         let who = json!({"name": "who", "description": "whom to greet", "required": true});
-        vec![
+        let mut out = vec![
             json!({"name": "greet", "description": "greeting", "arguments": [who]}),
             json!({"name": "plain", "description": "plain prompt"}),
-        ]
+        ];
+        if self.cfg.conformance {
+            out.extend(conf::prompts());
+        }
+        out
     }
 
     fn read(&self, p: &Value) -> Rpc {
         let uri = str_at(p, "/uri").ok_or_else(|| invalid("missing uri"))?;
+        if self.cfg.conformance
+            && let Some(r) = conf::read(uri)
+        {
+            return Ok(r);
+        }
         let rest = uri.strip_prefix(&self.base());
         let body = if rest == Some("static") {
             format!("static {}", self.cfg.name)
@@ -685,6 +710,11 @@ impl Server {
 
     fn prompt(&self, p: &Value) -> Rpc {
         let name = &self.cfg.name;
+        if self.cfg.conformance
+            && let Some(r) = conf::prompt(str_at(p, "/name").unwrap_or(""), p.get("arguments").unwrap_or(&Value::Null))
+        {
+            return r.map_err(invalid);
+        }
         let (description, text) = match str_at(p, "/name").unwrap_or("") {
             "greet" => {
                 let who = str_at(p, "/arguments/who");
@@ -792,10 +822,75 @@ impl Server {
         json!({})
     }
 
+    /// The conformance fixtures' tools (`--conformance`); None for other names.
+    fn call_conformance(&self, name: &str, p: &Value, a: &Value, cancel: &AtomicBool) -> Option<Rpc<Option<Value>>> {
+        if let Some(r) = conf::simple_call(name) {
+            return Some(Ok(Some(r)));
+        }
+        let pause = |ms: u64| thread::sleep(Duration::from_millis(ms));
+        let reply = match name {
+            "test_tool_with_logging" => {
+                for (i, msg) in ["Tool execution started", "Tool processing data", "Tool execution completed"].iter().enumerate() {
+                    if i > 0 {
+                        pause(50);
+                    }
+                    let params = json!({"level": "info", "logger": self.cfg.name, "data": msg});
+                    self.emit(None, "notifications/message", Some(params));
+                }
+                text("Logging test completed")
+            }
+            "test_tool_with_progress" => {
+                let token = p.pointer("/_meta/progressToken");
+                for (i, progress) in [0, 50, 100].into_iter().enumerate() {
+                    if i > 0 {
+                        pause(50);
+                    }
+                    if let Some(t) = token {
+                        let params = json!({"progressToken": t, "progress": progress, "total": 100});
+                        self.emit(None, "notifications/progress", Some(params));
+                    }
+                }
+                text("Progress test completed")
+            }
+            "test_reconnection" => {
+                pause(100);
+                text("Reconnection test completed")
+            }
+            "test_sampling" => {
+                let prompt = a.get("prompt").and_then(Value::as_str).unwrap_or("");
+                let message = json!({"role": "user", "content": {"type": "text", "text": prompt}});
+                let params = json!({"messages": [message], "maxTokens": 100});
+                match self.ask("sampling/createMessage", Some(params), cancel) {
+                    Ok(resp) => match resp.pointer("/result/content/text").and_then(Value::as_str) {
+                        Some(t) => text(&format!("LLM response: {t}")),
+                        None => tool_error(&format!("sampling failed: {resp}")),
+                    },
+                    Err(e) => tool_error(&e),
+                }
+            }
+            _ => {
+                let params = conf::elicitation(name, a.get("message").and_then(Value::as_str))?;
+                match self.ask("elicitation/create", Some(params), cancel) {
+                    Ok(resp) => match resp.get("result") {
+                        Some(r) => conf::elicitation_result(name, r),
+                        None => tool_error(&format!("elicitation failed: {resp}")),
+                    },
+                    Err(e) => tool_error(&e),
+                }
+            }
+        };
+        Some(Ok(Some(reply)))
+    }
+
     /// `Ok(None)` means "send no response at all" (hang, cancelled).
     fn call_tool(&self, p: &Value, cancel: &AtomicBool) -> Rpc<Option<Value>> {
         let name = str_at(p, "/name").ok_or_else(|| invalid("missing tool name"))?;
         let a = p.get("arguments").unwrap_or(&Value::Null);
+        if self.cfg.conformance
+            && let Some(r) = self.call_conformance(name, p, a, cancel)
+        {
+            return r;
+        }
         let reply = match name {
             "echo" => text(arg_str(a, "message")?),
             "add" => {

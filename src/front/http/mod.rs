@@ -1,0 +1,203 @@
+//! Gateway mode: the router as one Streamable HTTP MCP server (2025-11-25 shape) for many
+//! clients at once. Each HTTP session (`Mcp-Session-Id`) is one router [`Session`] whose
+//! client id is the session id, so balancing is sticky per session and what the router
+//! sends a client reaches only that client.
+//!
+//! Threads: `mcprouter-gw-accept` (the listener), at most `max_connections`
+//! `mcprouter-gw` connection workers (`server.rs`), one `mcprouter-gw-pump` per session
+//! with a request in flight or a GET stream open (`sessions.rs`), and `mcprouter-gw-reaper`
+//! (idle sessions). No thread per client beyond those caps.
+//!
+//! [`Session`]: crate::Session
+
+mod checks;
+mod mcp;
+mod request;
+mod response;
+mod server;
+mod sessions;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+pub use crate::config::GatewaySettings;
+use crate::error::{Error, Result};
+use crate::router::Router;
+
+/// What the connection threads share.
+pub(crate) struct Shared {
+    router: Router,
+    settings: GatewaySettings,
+    checks: checks::Checks,
+    sessions: sessions::Table,
+    shutting: AtomicBool,
+    /// Disconnected at shutdown: wakes every GET stream.
+    shutdown_rx: Receiver<()>,
+    conns: server::Connections,
+    /// Connection worker threads alive.
+    workers: std::sync::atomic::AtomicUsize,
+}
+
+/// A running HTTP front door. `Send + Sync`. It does not own the router: shut the router
+/// down after the gateway. Dropping it shuts it down with no grace.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    shutdown_tx: Mutex<Option<Sender<()>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    reaper_stop: Mutex<Option<Sender<()>>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("addr", &self.addr).field("path", &self.shared.settings.path).finish()
+    }
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+impl Gateway {
+    /// Binds `settings.listen` (required) and starts serving `router`. Fails on an
+    /// invalid setting, a token reference that cannot be read, an address that cannot be
+    /// bound, or a non-loopback address with no tokens configured.
+    pub fn start(router: Router, settings: GatewaySettings) -> Result<Gateway> {
+        settings.validate()?;
+        let listen = settings
+            .listen
+            .clone()
+            .ok_or_else(|| Error::Config("gateway.listen: an address to listen on is required".into()))?;
+        let checks = checks::Checks::new(&settings)?;
+        let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&listen)
+            .map_err(|e| Error::Config(format!("gateway.listen: cannot resolve {listen}: {e}")))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::Config(format!("gateway.listen: {listen} resolves to no address")));
+        }
+        if !checks.has_tokens() && !addrs.iter().all(is_loopback) {
+            return Err(Error::Config(format!(
+                "gateway.listen: {listen} is not a loopback address; configure gateway.tokens to serve beyond this machine"
+            )));
+        }
+        let listener =
+            TcpListener::bind(&addrs[..]).map_err(|e| Error::Io(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener.local_addr()?;
+        let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
+        let shared = Arc::new(Shared {
+            router,
+            sessions: sessions::Table::new(settings.max_sessions),
+            settings,
+            checks,
+            shutting: AtomicBool::new(false),
+            shutdown_rx,
+            conns: server::Connections::default(),
+            workers: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let pool = server::Pool::new(Arc::clone(&shared));
+        let accept = std::thread::Builder::new()
+            .name("mcprouter-gw-accept".into())
+            .spawn(move || pool.run(listener))
+            .map_err(|e| Error::Io(format!("cannot start the gateway's accept thread: {e}")))?;
+        let (reaper_tx, reaper_rx) = crossbeam_channel::bounded::<()>(1);
+        let s = Arc::clone(&shared);
+        let reaper = std::thread::Builder::new()
+            .name("mcprouter-gw-reaper".into())
+            .stack_size(256 * 1024)
+            .spawn(move || reap(&s, &reaper_rx));
+        let mut threads = vec![accept];
+        match reaper {
+            Ok(h) => threads.push(h),
+            Err(e) => log::error!(target: "mcprouter::gateway", "cannot start the session reaper: {e}"),
+        }
+        log::info!(target: "mcprouter::gateway", "serving MCP on http://{addr}{}", shared.settings.path);
+        Ok(Gateway {
+            shared,
+            addr,
+            shutdown_tx: Mutex::new(Some(shutdown_tx)),
+            threads: Mutex::new(threads),
+            reaper_stop: Mutex::new(Some(reaper_tx)),
+        })
+    }
+
+    /// The address bound (with the real port when 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The endpoint's URL, `http://ADDR/PATH`.
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.addr, self.shared.settings.path)
+    }
+
+    /// Sessions open now.
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions.len()
+    }
+
+    /// Connections open now.
+    pub fn connection_count(&self) -> usize {
+        self.shared.conns.len()
+    }
+
+    /// Connection worker threads alive now (at most `max_connections`).
+    pub fn worker_threads(&self) -> usize {
+        self.shared.workers.load(Ordering::Acquire)
+    }
+
+    /// Stops accepting, ends the GET streams, lets calls in flight finish for up to
+    /// `grace`, then closes every session (cancelling what is left) and every connection,
+    /// and joins the gateway's threads. Idempotent. The router keeps running.
+    pub fn shutdown(&self, grace: Duration) {
+        let Some(tx) = self.shutdown_tx.lock().take() else { return };
+        let deadline = Instant::now() + grace;
+        self.shared.shutting.store(true, Ordering::Release);
+        drop(tx);
+        drop(self.reaper_stop.lock().take());
+        // Wakes the accept loop, which sees the flag and stops.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        self.shared.conns.cut_idle();
+        self.shared.conns.wait_empty(deadline);
+        for s in self.shared.sessions.take_all() {
+            s.close();
+            s.abort_streams();
+        }
+        self.shared.conns.cut_all();
+        let threads: Vec<_> = self.threads.lock().drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.shutdown(Duration::ZERO);
+    }
+}
+
+/// Expires idle sessions until told to stop.
+fn reap(shared: &Shared, stop: &Receiver<()>) {
+    let idle = Duration::from_millis(shared.settings.session_idle_ms);
+    let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stop.recv_timeout(tick) {
+        for s in shared.sessions.take_expired(idle) {
+            log::debug!(target: "mcprouter::gateway", "session expired after {} ms idle", idle.as_millis());
+            s.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gateway_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Gateway>();
+    }
+}

@@ -1,0 +1,241 @@
+//! The HTTP gateway under bad input: every mistake gets a clear status (and a JSON-RPC
+//! error body), other sessions are unaffected, and the thread count stays bounded.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use mcprouter::Gateway;
+use mcprouter::config::GatewaySettings;
+use serde_json::{Value, json};
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One request on its own connection (`Connection: close`), read to the end.
+fn send(addr: SocketAddr, method: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let mut head = format!("{method} /mcp HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body.as_bytes());
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse(&raw)
+}
+
+fn parse(raw: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP head in {text:?}"));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked");
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    Reply { status, headers, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+const JSON_AND_SSE: (&str, &str) = ("Accept", "application/json, text/event-stream");
+const CT: (&str, &str) = ("Content-Type", "application/json");
+
+fn post(addr: SocketAddr, session: Option<&str>, body: &str) -> Reply {
+    let mut h = vec![JSON_AND_SSE, CT];
+    if let Some(s) = session {
+        h.push(("Mcp-Session-Id", s));
+    }
+    send(addr, "POST", &h, body)
+}
+
+fn initialize(addr: SocketAddr) -> String {
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"t","version":"1"}}});
+    let r = post(addr, None, &init.to_string());
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.header("Mcp-Session-Id").expect("a session id").to_owned();
+    assert!(id.len() >= 32 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    let r = post(addr, Some(&id), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    assert_eq!(r.status, 202);
+    id
+}
+
+fn gateway(yaml: &str) -> (mcprouter::Router, Gateway) {
+    let router = common::router("", &[common::backend("alpha", &[])]);
+    let mut settings = GatewaySettings::from_yaml(yaml).unwrap();
+    settings.listen = Some("127.0.0.1:0".into());
+    let g = Gateway::start(router.clone(), settings).expect("gateway starts");
+    (router, g)
+}
+
+fn error_code(r: &Reply) -> i64 {
+    r.json()["error"]["code"].as_i64().unwrap_or_else(|| panic!("no error code in {}", r.body))
+}
+
+#[test]
+fn protocol_errors_get_clear_statuses() {
+    let (router, g) = gateway("");
+    let a = g.addr();
+    let sid = initialize(a);
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    let ok = post(a, Some(&sid), list);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json()["result"]["tools"].as_array().map(Vec::len), Some(common::TEST_SERVER_TOOLS));
+
+    assert_eq!(post(a, None, list).status, 400, "missing session id");
+    let forged = post(a, Some("00112233445566778899aabbccddeeff"), list);
+    assert_eq!((forged.status, error_code(&forged)), (404, -32001));
+    let r = send(a, "POST", &[("Accept", "application/json"), CT, ("Mcp-Session-Id", &sid)], list);
+    assert_eq!(r.status, 406);
+    let r = send(a, "POST", &[JSON_AND_SSE, ("Content-Type", "text/plain"), ("Mcp-Session-Id", &sid)], list);
+    assert_eq!(r.status, 415);
+    let r = post(a, Some(&sid), "{not json");
+    assert_eq!((r.status, error_code(&r)), (400, -32700));
+    let r = post(a, Some(&sid), &format!("[{list}]"));
+    assert_eq!((r.status, error_code(&r)), (400, -32600), "no batches in 2025-11-25");
+    let r = send(a, "POST", &[JSON_AND_SSE, CT, ("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "1999-01-01")], list);
+    assert_eq!(r.status, 400);
+    let r = send(a, "PUT", &[("Mcp-Session-Id", &sid)], "");
+    assert_eq!(r.status, 405);
+    assert!(r.header("Allow").is_some_and(|v| v.contains("POST")));
+    let r = send(a, "POST", &[JSON_AND_SSE, CT, ("Host", "evil.example.com")], list);
+    assert_eq!(r.status, 403, "DNS rebinding: Host");
+    let r = send(a, "POST", &[JSON_AND_SSE, CT, ("Origin", "http://evil.example.com"), ("Mcp-Session-Id", &sid)], list);
+    assert_eq!(r.status, 403, "DNS rebinding: Origin");
+    let giant = format!("{{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}", "x".repeat(5 << 20));
+    let r = post(a, Some(&sid), &giant);
+    assert_eq!(r.status, 413);
+    // A bad request on one session leaves it, and the others, working.
+    assert_eq!(post(a, Some(&sid), list).status, 200);
+
+    // Progress before the result: an SSE stream, progress first.
+    let call = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"progress","arguments":{"steps":2},"_meta":{"progressToken":"p1"}}}"#;
+    let r = post(a, Some(&sid), call);
+    assert_eq!(r.header("Content-Type"), Some("text/event-stream"));
+    let progress = r.body.find("notifications/progress").expect("progress on the stream");
+    let result = r.body.find("\"result\"").expect("the result on the stream");
+    assert!(progress < result, "{}", r.body);
+
+    let r = send(a, "DELETE", &[("Mcp-Session-Id", &sid)], "");
+    assert_eq!(r.status, 200);
+    assert_eq!(post(a, Some(&sid), list).status, 404, "a deleted session is gone");
+    g.shutdown(Duration::from_secs(1));
+    router.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_idle_sessions_expire() {
+    let (router, g) = gateway("read_timeout_ms: 300\nsession_idle_ms: 100\n");
+    let a = g.addr();
+    // Half a request head, then nothing: the gateway answers 408 and closes.
+    let mut s = TcpStream::connect(a).unwrap();
+    s.write_all(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Le").unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert_eq!(parse(&raw).status, 408);
+    // Others were served meanwhile and after.
+    let sid = initialize(a);
+    // Wait for the fact (expiry), not for a time: the session answers 404 once reaped.
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    loop {
+        let r = post(a, Some(&sid), list);
+        if r.status == 404 {
+            break;
+        }
+        assert_eq!(r.status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    g.shutdown(Duration::from_secs(1));
+    router.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn tokens_are_required_when_configured() {
+    // SAFETY of set_var: this test binary's tests read no other variable of this name.
+    unsafe { std::env::set_var("MCPROUTER_GW_TEST_TOKEN", "s3cret-token") };
+    let (router, g) = gateway("tokens: [{env: MCPROUTER_GW_TEST_TOKEN}]\n");
+    let a = g.addr();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let r = send(a, "POST", &[JSON_AND_SSE, CT], init);
+    assert_eq!(r.status, 401);
+    assert!(r.header("WWW-Authenticate").is_some_and(|v| v.starts_with("Bearer")));
+    let r = send(a, "POST", &[JSON_AND_SSE, CT, ("Authorization", "Bearer wrong")], init);
+    assert_eq!(r.status, 401);
+    let r = send(a, "POST", &[JSON_AND_SSE, CT, ("Authorization", "Bearer s3cret-token")], init);
+    assert_eq!(r.status, 200);
+    g.shutdown(Duration::from_secs(1));
+
+    // No tokens: only loopback may be bound.
+    let mut s = GatewaySettings::default();
+    s.listen = Some("0.0.0.0:0".into());
+    let e = Gateway::start(router.clone(), s).unwrap_err().to_string();
+    assert!(e.contains("loopback"), "{e}");
+    router.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn many_concurrent_sessions_with_a_bounded_thread_count() {
+    let (router, g) = gateway("max_connections: 8\n");
+    let a = g.addr();
+    let ok = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for _ in 0..16 {
+            sc.spawn(|| {
+                for _ in 0..8 {
+                    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+                        "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+                    let r = post(a, None, &init.to_string());
+                    // Past max_connections the answer is 503 at once, never a hang.
+                    assert!(r.status == 200 || r.status == 503, "{} {}", r.status, r.body);
+                    if r.status == 200 {
+                        let sid = r.header("Mcp-Session-Id").unwrap().to_owned();
+                        let r = post(a, Some(&sid), r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#);
+                        assert!(r.status == 200 || r.status == 503);
+                        ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert!(ok.into_inner() > 0);
+    // Connection workers are capped at 8; pumps run only while a request is in flight.
+    let workers = g.worker_threads();
+    assert!((1..=8).contains(&workers), "{workers} connection threads");
+    assert!(g.session_count() > 0);
+    g.shutdown(Duration::from_secs(1));
+    router.shutdown(Duration::from_secs(1));
+}
