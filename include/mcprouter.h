@@ -113,6 +113,15 @@ typedef enum mcprouter_status {
 typedef struct mcprouter_error mcprouter_error;
 
 /**
+ * A running HTTP gateway: the router's MCP endpoint (Streamable HTTP) and its connection
+ * threads.
+ *
+ * Thread contract: thread-safe; only `mcprouter_gateway_free` must not race other calls on
+ * the same handle.
+ */
+typedef struct mcprouter_gateway mcprouter_gateway;
+
+/**
  * A running router: the backends (MCP servers), their merged catalog, and the threads that
  * serve them.
  *
@@ -246,6 +255,46 @@ void mcprouter_router_shutdown(struct mcprouter_router *r, uint32_t grace_ms);
  * The handle must not be used again, nor freed while another thread uses it.
  */
 void mcprouter_router_free(struct mcprouter_router *r);
+
+/**
+ * Starts serving `router` over HTTP with the settings of its config's `gateway:` section.
+ * `listen` (`HOST:PORT`, port 0 for a free one) overrides the section's address; NULL keeps
+ * it. The router stays usable from C; the gateway holds its own reference to it.
+ *
+ * On success `*out` receives a gateway that the caller stops with
+ * `mcprouter_gateway_shutdown` and frees with `mcprouter_gateway_free`.
+ *
+ * Errors: `NULL_PARAMETER` (`router` or `out` NULL), `INVALID_UTF8`, `CLOSED`, `CONFIG`
+ * (no address, or a non-loopback address without tokens), `TRANSPORT` (the address cannot
+ * be bound, or a thread could not be started).
+ */
+enum mcprouter_status mcprouter_gateway_start(const struct mcprouter_router *router,
+                                              const char *listen,
+                                              struct mcprouter_gateway **out,
+                                              struct mcprouter_error **err);
+
+/**
+ * Writes the gateway's MCP endpoint URL (`http://HOST:PORT/PATH`) to `*url_out` (owned: free
+ * it with `mcprouter_string_free`).
+ *
+ * Errors: `NULL_PARAMETER`.
+ */
+enum mcprouter_status mcprouter_gateway_url(const struct mcprouter_gateway *g,
+                                            char **url_out,
+                                            struct mcprouter_error **err);
+
+/**
+ * Stops accepting, lets open streams and calls finish for up to `grace_ms`, closes every
+ * HTTP session and joins the gateway's threads. The router keeps running. Idempotent; NULL
+ * is a no-op.
+ */
+void mcprouter_gateway_shutdown(struct mcprouter_gateway *g, uint32_t grace_ms);
+
+/**
+ * Frees the gateway handle, shutting it down first if that has not been done. NULL is a
+ * no-op. The handle must not be used again, nor freed while another thread uses it.
+ */
+void mcprouter_gateway_free(struct mcprouter_gateway *g);
 
 /**
  * Opens a session on a router. `client_id` (nullable, NUL-terminated UTF-8, borrowed for

@@ -49,10 +49,8 @@ fn parse(raw: &[u8]) -> Reply {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP head in {text:?}"));
     let mut lines = head.lines();
     let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
     let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked");
     let body = if chunked { dechunk(body) } else { body.to_owned() };
     Reply { status, headers, body }
@@ -127,7 +125,8 @@ fn protocol_errors_get_clear_statuses() {
     assert_eq!((r.status, error_code(&r)), (400, -32700));
     let r = post(a, Some(&sid), &format!("[{list}]"));
     assert_eq!((r.status, error_code(&r)), (400, -32600), "no batches in 2025-11-25");
-    let r = send(a, "POST", &[JSON_AND_SSE, CT, ("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "1999-01-01")], list);
+    let r =
+        send(a, "POST", &[JSON_AND_SSE, CT, ("Mcp-Session-Id", &sid), ("MCP-Protocol-Version", "1999-01-01")], list);
     assert_eq!(r.status, 400);
     let r = send(a, "PUT", &[("Mcp-Session-Id", &sid)], "");
     assert_eq!(r.status, 405);
@@ -136,7 +135,10 @@ fn protocol_errors_get_clear_statuses() {
     assert_eq!(r.status, 403, "DNS rebinding: Host");
     let r = send(a, "POST", &[JSON_AND_SSE, CT, ("Origin", "http://evil.example.com"), ("Mcp-Session-Id", &sid)], list);
     assert_eq!(r.status, 403, "DNS rebinding: Origin");
-    let giant = format!("{{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}", "x".repeat(5 << 20));
+    let giant = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
+        "x".repeat(5 << 20)
+    );
     let r = post(a, Some(&sid), &giant);
     assert_eq!(r.status, 413);
     // A bad request on one session leaves it, and the others, working.

@@ -113,6 +113,20 @@ export declare class Router {
 }
 
 /** One MCP client of a Router. */
+/** The router served to many MCP clients over Streamable HTTP (its config's `gateway:`). */
+export declare class Gateway {
+    private constructor();
+    /** Starts serving `router`; `listen` ("HOST:PORT") overrides the config's address. */
+    static start(router: Router, listen?: string): Promise<Gateway>;
+    /** The MCP endpoint's URL, `http://HOST:PORT/PATH`. */
+    readonly url: string;
+    /** Stops accepting, lets open streams finish for up to `graceMs`, joins its threads. */
+    shutdown(graceMs?: number): Promise<void>;
+    /** Stops and frees it. Idempotent. */
+    close(): Promise<void>;
+    readonly closed: boolean;
+}
+
 export declare class Session {
     private constructor();
     readonly router: Router;

@@ -156,7 +156,9 @@ impl GatewaySettings {
 
 /// The checks of the `gateway` section; called from `Config::validate`.
 pub(super) fn validate(g: &GatewaySettings, at: Locator<'_>) -> Result<()> {
-    let err = |field: &str, why: &str| Error::Config(format!("gateway.{field}: {why}{}", at.path(&format!("gateway.{field}"))));
+    let err = |field: &str, why: &str| {
+        Error::Config(format!("gateway.{field}: {why}{}", at.path(&format!("gateway.{field}"))))
+    };
     if !g.path.starts_with('/') || g.path.bytes().any(|b| b.is_ascii_whitespace() || b == b'?' || b == b'#') {
         return Err(err("path", "must start with / and hold no spaces, ? or #"));
     }
@@ -173,7 +175,11 @@ pub(super) fn validate(g: &GatewaySettings, at: Locator<'_>) -> Result<()> {
             _ => return Err(err(&format!("tokens[{i}]"), "needs exactly one of env: NAME or file: PATH")),
         }
     }
-    for (field, list) in [("allowed_hosts", &g.allowed_hosts), ("allowed_origins", &g.allowed_origins), ("cors_origins", &g.cors_origins)] {
+    for (field, list) in [
+        ("allowed_hosts", &g.allowed_hosts),
+        ("allowed_origins", &g.allowed_origins),
+        ("cors_origins", &g.cors_origins),
+    ] {
         if list.iter().any(|v| v.trim().is_empty() || v.bytes().any(|b| b.is_ascii_whitespace())) {
             return Err(err(field, "entries must be non-empty and hold no spaces"));
         }
@@ -206,8 +212,10 @@ mod tests {
     fn defaults_and_parsing() {
         let g = GatewaySettings::from_yaml("").unwrap();
         assert_eq!(g, GatewaySettings::default());
-        let g = GatewaySettings::from_yaml("gateway:\n  listen: 127.0.0.1:0\n  path: /x\n  tokens: [{env: T}, {file: /t}]\n")
-            .unwrap();
+        let g = GatewaySettings::from_yaml(
+            "gateway:\n  listen: 127.0.0.1:0\n  path: /x\n  tokens: [{env: T}, {file: /t}]\n",
+        )
+        .unwrap();
         assert_eq!(g.path, "/x");
         assert_eq!(g.tokens, vec![TokenRef::env("T"), TokenRef::file("/t")]);
     }

@@ -22,6 +22,8 @@ mod handle;
 // The header lists functions in the order cbindgen meets these modules.
 mod router;
 
+mod gateway;
+
 mod session;
 
 mod strings;
@@ -33,6 +35,10 @@ mod status;
 mod log;
 
 pub use error::{mcprouter_error, mcprouter_error_free, mcprouter_error_message, mcprouter_error_status};
+pub use gateway::{
+    mcprouter_gateway, mcprouter_gateway_free, mcprouter_gateway_shutdown, mcprouter_gateway_start,
+    mcprouter_gateway_url,
+};
 pub use log::{mcprouter_log_cb, mcprouter_log_next, mcprouter_log_queue, mcprouter_set_log_callback};
 pub use router::{
     mcprouter_router, mcprouter_router_free, mcprouter_router_metrics, mcprouter_router_new_from_file,

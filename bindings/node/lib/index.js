@@ -286,6 +286,49 @@ class Router extends NativeHandle {
     }
 }
 
+// -- Gateway -----------------------------------------------------------------------------
+
+/** The router served to many MCP clients over Streamable HTTP (its config's `gateway:`). */
+class Gateway extends NativeHandle {
+    /** @private Use Gateway.start. */
+    constructor(ptr) {
+        super(ptr, 'gateway', native.mcprouter_gateway_free);
+    }
+
+    /**
+     * Starts serving `router`; `listen` ("HOST:PORT", port 0 for a free one) overrides the
+     * config's address. Rejects with ConfigError without an address, or for a non-loopback
+     * one without tokens, and with TransportError when it cannot be bound.
+     */
+    static async start(router, listen) {
+        const addr = listen === undefined || listen === null ? null : cString(listen, 'listen');
+        const out = [null];
+        const err = [null];
+        const st = await router[USE]((ptr) => callAsync(native.mcprouter_gateway_start, ptr, addr, out, err));
+        check(st, err);
+        return new Gateway(out[0]);
+    }
+
+    /** The MCP endpoint's URL, `http://HOST:PORT/PATH`. */
+    get url() {
+        const ptr = this[ENTER]();
+        try {
+            const out = [null];
+            const err = [null];
+            check(native.mcprouter_gateway_url(ptr, out, err), err);
+            return out[0] ?? '';
+        } finally {
+            this[LEAVE]();
+        }
+    }
+
+    /** Stops accepting, lets open streams finish for up to `graceMs`, joins its threads. */
+    shutdown(graceMs = 5000) {
+        const grace = uint32(graceMs, 'graceMs');
+        return this[USE]((ptr) => callAsync(native.mcprouter_gateway_shutdown, ptr, grace));
+    }
+}
+
 // -- Session -----------------------------------------------------------------------------
 
 class Session extends NativeHandle {
@@ -484,6 +527,7 @@ const { errorFor: _internal, ...publicErrors } = errors;
 
 module.exports = {
     Router,
+    Gateway,
     Session,
     version,
     logQueue,

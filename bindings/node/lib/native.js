@@ -85,6 +85,7 @@ const { lib, path: libraryPath } = loadLibrary();
 // index.js are what keeps a session pointer from reaching a router function.
 koffi.opaque('mcprouter_router');
 koffi.opaque('mcprouter_session');
+koffi.opaque('mcprouter_gateway');
 koffi.opaque('mcprouter_error');
 
 const mcprouter_string_free = lib.func('void mcprouter_string_free(void *s)');
@@ -101,6 +102,10 @@ const fns = {
     mcprouter_router_status: 'int mcprouter_router_status(const mcprouter_router *r, _Out_ mcprouter_owned_str *json_out, _Out_ mcprouter_error **err)',
     mcprouter_router_shutdown: 'void mcprouter_router_shutdown(mcprouter_router *r, uint32_t grace_ms)',
     mcprouter_router_free: 'void mcprouter_router_free(mcprouter_router *r)',
+    mcprouter_gateway_start: 'int mcprouter_gateway_start(const mcprouter_router *r, const char *listen, _Out_ mcprouter_gateway **out, _Out_ mcprouter_error **err)',
+    mcprouter_gateway_url: 'int mcprouter_gateway_url(const mcprouter_gateway *g, _Out_ mcprouter_owned_str *url_out, _Out_ mcprouter_error **err)',
+    mcprouter_gateway_shutdown: 'void mcprouter_gateway_shutdown(mcprouter_gateway *g, uint32_t grace_ms)',
+    mcprouter_gateway_free: 'void mcprouter_gateway_free(mcprouter_gateway *g)',
     mcprouter_session_open: 'int mcprouter_session_open(const mcprouter_router *r, const char *client_id, _Out_ mcprouter_session **out, _Out_ mcprouter_error **err)',
     mcprouter_session_handle: 'int mcprouter_session_handle(const mcprouter_session *s, const char *message_json, _Out_ mcprouter_owned_str *reply_out, _Out_ mcprouter_error **err)',
     mcprouter_session_next_event: 'int mcprouter_session_next_event(const mcprouter_session *s, uint32_t timeout_ms, _Out_ mcprouter_owned_str *event_out, _Out_ mcprouter_error **err)',

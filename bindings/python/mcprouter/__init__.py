@@ -35,6 +35,7 @@ from ._errors import (
     TransportError,
 )
 from ._ffi import LibraryNotFoundError
+from ._gateway import Gateway
 from ._log import LogCallback, LogLevel, set_log_callback
 from ._router import JsonMessage, Reply, Router, Session
 
@@ -46,6 +47,7 @@ __all__ = [
     "ClosedError",
     "ConfigError",
     "Error",
+    "Gateway",
     "InvalidArgumentError",
     "InvalidUtf8Error",
     "JsonMessage",

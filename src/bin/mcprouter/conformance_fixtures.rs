@@ -7,7 +7,8 @@
 use serde_json::{Value, json};
 
 /// A 1x1 PNG.
-pub const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+pub const PNG: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 /// A WAV file with no samples.
 pub const WAV: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA=";
 
@@ -32,9 +33,7 @@ pub fn tools() -> Vec<Value> {
         .filter_map(|l| l.split_once('|'))
         .map(|(n, d)| json!({"name": n, "description": d, "inputSchema": empty}))
         .collect();
-    let one = |arg: &str, what: &str| {
-        json!({"type": "object", "properties": {arg: {"type": "string", "description": what}}, "required": [arg]})
-    };
+    let one = |arg: &str, what: &str| json!({"type": "object", "properties": {arg: {"type": "string", "description": what}}, "required": [arg]});
     out.push(json!({"name": "test_sampling", "description": "Asks the client for a completion", "inputSchema": one("prompt", "The prompt")}));
     out.push(json!({"name": "test_elicitation", "description": "Asks the user for input", "inputSchema": one("message", "The message")}));
     out.push(json!({
@@ -126,13 +125,17 @@ pub fn resources() -> Vec<Value> {
 }
 
 pub fn templates() -> Vec<Value> {
-    vec![json!({"uriTemplate": "test://template/{id}/data", "name": "template", "description": "Data by id", "mimeType": "application/json"})]
+    vec![
+        json!({"uriTemplate": "test://template/{id}/data", "name": "template", "description": "Data by id", "mimeType": "application/json"}),
+    ]
 }
 
 /// `resources/read` of a fixture URI.
 pub fn read(uri: &str) -> Option<Value> {
     let content = match uri {
-        "test://static-text" => json!({"uri": uri, "mimeType": "text/plain", "text": "This is the content of the static text resource."}),
+        "test://static-text" => {
+            json!({"uri": uri, "mimeType": "text/plain", "text": "This is the content of the static text resource."})
+        }
         "test://static-binary" => json!({"uri": uri, "mimeType": "image/png", "blob": PNG}),
         "test://watched-resource" => json!({"uri": uri, "mimeType": "text/plain", "text": "Watched resource content."}),
         _ => {

@@ -16,7 +16,13 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 /// Runs the gateway; `metrics` (the optional metrics listener) is dropped before the
 /// router shuts down.
-pub fn run<M>(o: &crate::options::Options, config: Config, cell: Arc<OnceLock<Router>>, metrics: Option<M>, grace: Duration) -> i32 {
+pub fn run<M>(
+    o: &crate::options::Options,
+    config: Config,
+    cell: Arc<OnceLock<Router>>,
+    metrics: Option<M>,
+    grace: Duration,
+) -> i32 {
     let mut settings = config.gateway.clone();
     settings.listen = o.http.clone();
     if let Some(p) = &o.path {

@@ -562,7 +562,9 @@ impl Server {
             "prompts/list" => list(self.prompts(), "prompts"),
             "resources/read" => self.read(p),
             "prompts/get" => self.prompt(p),
-            "completion/complete" => Ok(self.cfg.conformance.then(|| conf::complete(p)).flatten().unwrap_or_else(|| complete(p))),
+            "completion/complete" => {
+                Ok(self.cfg.conformance.then(|| conf::complete(p)).flatten().unwrap_or_else(|| complete(p)))
+            }
             _ => Err((-32601, format!("Method not found: {method}"))),
         }
     }
@@ -830,7 +832,9 @@ impl Server {
         let pause = |ms: u64| thread::sleep(Duration::from_millis(ms));
         let reply = match name {
             "test_tool_with_logging" => {
-                for (i, msg) in ["Tool execution started", "Tool processing data", "Tool execution completed"].iter().enumerate() {
+                for (i, msg) in
+                    ["Tool execution started", "Tool processing data", "Tool execution completed"].iter().enumerate()
+                {
                     if i > 0 {
                         pause(50);
                     }

@@ -19,7 +19,12 @@ impl Checks {
     pub fn new(s: &GatewaySettings) -> Result<Checks> {
         let lower = |v: &Vec<String>| v.iter().map(|h| h.to_ascii_lowercase()).collect::<Vec<_>>();
         let tokens = s.tokens.iter().map(|t| t.resolve().map(String::into_bytes)).collect::<Result<Vec<_>>>()?;
-        Ok(Checks { hosts: lower(&s.allowed_hosts), origins: lower(&s.allowed_origins), cors: lower(&s.cors_origins), tokens })
+        Ok(Checks {
+            hosts: lower(&s.allowed_hosts),
+            origins: lower(&s.allowed_origins),
+            cors: lower(&s.cors_origins),
+            tokens,
+        })
     }
 
     pub fn has_tokens(&self) -> bool {
@@ -129,7 +134,9 @@ mod tests {
 
     #[test]
     fn configured_lists() {
-        let c = checks("allowed_hosts: [mcp.internal]\nallowed_origins: [https://app.example.com]\ncors_origins: [https://ui.example.com]\n");
+        let c = checks(
+            "allowed_hosts: [mcp.internal]\nallowed_origins: [https://app.example.com]\ncors_origins: [https://ui.example.com]\n",
+        );
         assert!(c.host_ok(Some("mcp.internal:443")) && !c.host_ok(Some("localhost")));
         assert!(c.origin_ok(Some("https://app.example.com")) && c.origin_ok(Some("https://ui.example.com")));
         assert!(!c.origin_ok(Some("http://app.example.com")));
@@ -138,7 +145,9 @@ mod tests {
 
     #[test]
     fn tokens() {
-        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"ab", b"abc"));
+        assert!(
+            constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"ab", b"abc")
+        );
         let mut c = checks("");
         assert!(c.authorized(None));
         c.tokens = vec![b"t0k".to_vec()];

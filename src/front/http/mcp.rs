@@ -59,7 +59,8 @@ impl Ctx<'_> {
         if let Some(v) = self.req.header("mcp-protocol-version")
             && !SUPPORTED_VERSIONS.contains(&v)
         {
-            let msg = format!("Bad Request: unsupported MCP-Protocol-Version (supported: {})", SUPPORTED_VERSIONS.join(", "));
+            let msg =
+                format!("Bad Request: unsupported MCP-Protocol-Version (supported: {})", SUPPORTED_VERSIONS.join(", "));
             return Err(self.fail(400, -32000, &msg));
         }
         Ok(s)

@@ -175,7 +175,8 @@ fn worker(shared: &Arc<Shared>, rx: &Receiver<TcpStream>, idle: &AtomicUsize) {
 /// client that never reads cannot block the accept loop.
 fn refuse(mut s: TcpStream) {
     let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
-    let body = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"gateway overloaded: too many connections"}}"#;
+    let body =
+        br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"gateway overloaded: too many connections"}}"#;
     let headers: Headers = vec![("Retry-After", "1".into())];
     let _ = write_full(&mut s, 503, &headers, Some("application/json"), body, true);
     let _ = s.shutdown(Shutdown::Both);

@@ -240,7 +240,8 @@ impl HttpSession {
             if c.sink.peer_gone() && !c.cancelled.swap(true, Ordering::AcqRel) {
                 for id in &c.request_ids {
                     let params = format!(r#"{{"requestId":{id},"reason":"the HTTP client disconnected"}}"#);
-                    let _ = self.session.handle(&crate::jsonrpc::notification("notifications/cancelled", Some(&params)));
+                    let _ =
+                        self.session.handle(&crate::jsonrpc::notification("notifications/cancelled", Some(&params)));
                 }
             }
         }
@@ -249,7 +250,12 @@ impl HttpSession {
     /// Installs `sink` as the GET stream (replacing, and stopping, an older one) and
     /// writes what the client has not seen: the events after `last_event_id`, or without
     /// it those never delivered. The returned receiver fires when the stream must end.
-    pub fn open_standalone(&self, sink: &Arc<Sink>, last_event_id: Option<u64>, retry_ms: u64) -> crossbeam_channel::Receiver<()> {
+    pub fn open_standalone(
+        &self,
+        sink: &Arc<Sink>,
+        last_event_id: Option<u64>,
+        retry_ms: u64,
+    ) -> crossbeam_channel::Receiver<()> {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let _order = self.order.lock();
         let (backlog, priming) = {
