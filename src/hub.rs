@@ -262,7 +262,9 @@ enum Attribution {
 pub(crate) struct Hub {
     sessions: RwLock<HashMap<u64, Arc<SessionShared>>>,
     progress: Mutex<HashMap<String, Progress>>,
-    /// (backend, session) → calls of that session in flight on that backend.
+    /// (backend id, session) → calls of that session in flight on that backend. Backends are
+    /// named by id here and everywhere in the hub: ids are never reused, so an entry made
+    /// before a reload can never be taken for another backend after it.
     callers: Mutex<HashMap<(usize, u64), usize>>,
     /// URI → backend the subscription went through → subscribed sessions. Exact URIs only.
     subscriptions: Mutex<HashMap<String, HashMap<usize, HashSet<u64>>>>,
@@ -474,7 +476,7 @@ impl Hub {
             "notifications/progress" => {
                 let Some(mut v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else { return };
                 let key = v.get("progressToken").map(Value::to_string).unwrap_or_default();
-                let target = self.progress.lock().get(&key).filter(|p| p.backend == Some(backend.index)).map(|p| {
+                let target = self.progress.lock().get(&key).filter(|p| p.backend == Some(backend.id)).map(|p| {
                     let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
                     p.last.store(nanos, Ordering::Release);
                     (p.session, p.client_token.get().to_owned())
@@ -511,7 +513,7 @@ impl Hub {
                     .subscriptions
                     .lock()
                     .get(&uri)
-                    .and_then(|m| m.get(&backend.index))
+                    .and_then(|m| m.get(&backend.id))
                     .map(|s| s.iter().copied().collect())
                     .unwrap_or_default();
                 if targets.is_empty() {
@@ -531,7 +533,7 @@ impl Hub {
                     let mut relays = s.relays.lock();
                     let key = relays
                         .iter()
-                        .find(|(_, r)| r.backend == backend.index && r.backend_id.get() == req)
+                        .find(|(_, r)| r.backend == backend.id && r.backend_id.get() == req)
                         .map(|(k, _)| k.clone());
                     if let Some(k) = key {
                         relays.remove(&k);
@@ -550,7 +552,7 @@ impl Hub {
                 // Same rule as server-to-client requests: a log line may carry what a
                 // client's call revealed, so it never goes to a client that cannot be the
                 // one concerned. Unattributable lines are dropped, not broadcast.
-                let Attribution::One(session) = self.sole_caller(backend.index) else {
+                let Attribution::One(session) = self.sole_caller(backend.id) else {
                     log::debug!(target: "mcprouter::hub", "[{}] log message with no single calling client; dropped", backend.name());
                     return;
                 };
@@ -572,7 +574,7 @@ impl Hub {
             log::info!(target: "mcprouter::hub", "[{}] {msg}", backend.name());
             let _ = backend.respond(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
         };
-        let session = match self.sole_caller(backend.index) {
+        let session = match self.sole_caller(backend.id) {
             Attribution::One(s) => s,
             // Roots belong to a client, not to a call: a server asks for them when it starts
             // or after `roots/list_changed`. With exactly one client that declared roots, they
@@ -603,7 +605,7 @@ impl Hub {
                 return;
             }
             let relay =
-                Relay { backend: backend.index, backend_id: id.to_owned(), expires: Instant::now() + backend.timeout };
+                Relay { backend: backend.id, backend_id: id.to_owned(), expires: Instant::now() + backend.timeout };
             relays.insert(client_id.clone(), relay);
             self.relays_waiting.fetch_add(1, Ordering::Relaxed);
         }
@@ -630,7 +632,8 @@ impl Hub {
     /// Relayed requests the client left unanswered past the backend's timeout: the backend
     /// gets an error (it would otherwise wait forever) and the client a cancellation.
     /// Called by the dispatcher's housekeeping tick.
-    pub(crate) fn expire_relays(&self, now: Instant, backends: &[Arc<Backend>]) {
+    /// `backend` finds a backend by id (it may be draining after a reload).
+    pub(crate) fn expire_relays(&self, now: Instant, backend: &dyn Fn(usize) -> Option<Arc<Backend>>) {
         if self.relays_waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -644,7 +647,7 @@ impl Hub {
             };
             for (client_id, r) in expired {
                 self.relays_gone(1);
-                if let Some(b) = backends.get(r.backend) {
+                if let Some(b) = backend(r.backend) {
                     let msg = format!("the client did not answer within {} ms", b.timeout.as_millis());
                     let _ = b.respond(jsonrpc::error(Some(r.backend_id.get()), jsonrpc::REQUEST_TIMEOUT, &msg));
                 }

@@ -29,6 +29,8 @@ mod error;
 pub mod ffi;
 mod fnv;
 pub mod framing;
+#[doc(hidden)]
+pub mod generation;
 mod guard;
 mod hub;
 pub mod jsonrpc;
