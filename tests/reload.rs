@@ -225,3 +225,111 @@ fn reloads_under_load_answer_every_call_once_and_leak_nothing() {
     assert_eq!(router_threads(), 0, "no router thread left (of {threads0} threads before, {} now)", threads());
     assert_eq!(fds(), fds0, "no fd leaked");
 }
+
+/// `mcprouter serve` on a config file, spoken to over its stdio.
+struct Serve {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Serve {
+    fn start(config: &std::path::Path, extra: &[&str]) -> Serve {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        let stdin = child.stdin.take().unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                let _ = tx.send(serde_json::from_str(&l).expect("serve writes JSON lines"));
+            }
+        });
+        let mut s = Serve { child, stdin, lines };
+        s.send(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}));
+        s.wait(|v| v["id"] == 0);
+        s.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        s
+    }
+
+    fn send(&mut self, v: &Value) {
+        use std::io::Write;
+        writeln!(self.stdin, "{v}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The first line from serve matching `want` (others are skipped).
+    fn wait(&self, want: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let v = self.lines.recv_timeout(Duration::from_secs(60)).expect("serve answers");
+            if want(&v) {
+                return v;
+            }
+        }
+    }
+
+    fn tools(&mut self, id: u64) -> Vec<String> {
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"}));
+        let v = self.wait(|v| v["id"] == id);
+        v["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("mcprouter-reload-{}-{name}.yaml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn serve_reloads_on_sighup() {
+    let _one = serial();
+    watchdog(240);
+    let path = config_file("hup", &config("", &[backend("alpha", &[])]));
+    let mut serve = Serve::start(&path, &[]);
+    assert!(!serve.tools(1).iter().any(|t| t.starts_with("beta")));
+    std::fs::write(&path, config("", &[backend("alpha", &[]), backend("beta", &[])])).unwrap();
+    // Nothing happens without the signal: a tools/list answered after a write shows alpha only.
+    assert!(!serve.tools(2).iter().any(|t| t.starts_with("beta")));
+    let pid = libc_pid(&serve.child);
+    assert_eq!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().code(), Some(0));
+    serve.wait(|v| v["method"] == "notifications/tools/list_changed");
+    assert!(serve.tools(3).contains(&"beta__whoami".to_owned()));
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn serve_watch_reloads_when_the_file_changes_and_keeps_serving_a_bad_one() {
+    let _one = serial();
+    watchdog(240);
+    let path = config_file("watch", &config("", &[backend("alpha", &[])]));
+    let mut serve = Serve::start(&path, &["--watch"]);
+    std::fs::write(&path, config("", &[backend("alpha", &[]), backend("beta", &[])])).unwrap();
+    serve.wait(|v| v["method"] == "notifications/tools/list_changed");
+    assert!(serve.tools(1).contains(&"beta__whoami".to_owned()));
+    // A bad file is refused; the running config keeps answering.
+    std::fs::write(&path, "backends: [\n").unwrap();
+    std::fs::write(&path, config("", &[backend("alpha", &[])]).replace("    args:", "    argz:")).unwrap();
+    serve.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "beta__whoami", "arguments": {}}}));
+    assert_eq!(serve.wait(|v| v["id"] == 2)["result"]["content"][0]["text"], "beta");
+    let _ = std::fs::remove_file(&path);
+}
+
+fn libc_pid(child: &std::process::Child) -> String {
+    child.id().to_string()
+}

@@ -4,6 +4,7 @@
 mod demo;
 mod metrics_http;
 mod options;
+mod reload;
 mod serve;
 mod test_http;
 mod test_server;
@@ -17,6 +18,7 @@ commands:
   serve --config FILE     serve every configured backend as one MCP server on stdio
         [--metrics-listen 127.0.0.1:PORT]   GET /metrics (Prometheus) and GET /status (JSON)
         [--metrics-listen-any]              allow a non-loopback --metrics-listen address
+        [--watch]                           reload when FILE changes (SIGHUP always reloads)
   check --config FILE     start every backend, print a status table, exit 1 if any failed
         [--json]                            print the status as JSON instead
   demo                    run the built-in demo (needs nothing installed)

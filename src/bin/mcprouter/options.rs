@@ -23,6 +23,8 @@ pub struct Options {
     pub metrics_listen_any: bool,
     /// `check` only: print `Router::status()` as JSON instead of the table.
     pub json: bool,
+    /// `serve` only: reload when the config file changes (SIGHUP always reloads).
+    pub watch: bool,
 }
 
 /// Parses the options of `serve` or `check` (`cmd`); `--flag value` and `--flag=value`.
@@ -34,6 +36,7 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
         metrics_listen: None,
         metrics_listen_any: false,
         json: false,
+        watch: false,
     };
     let mut config = None;
     let mut it = args.iter();
@@ -50,6 +53,7 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
             ("--metrics-listen", "serve") => o.metrics_listen = Some(value()?),
             ("--metrics-listen-any", "serve") if inline.is_none() => o.metrics_listen_any = true,
             ("--json", "check") if inline.is_none() => o.json = true,
+            ("--watch", "serve") if inline.is_none() => o.watch = true,
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }

@@ -62,10 +62,12 @@ pub fn run(o: &Options) -> i32 {
     let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
     let mut buf = Vec::new();
     let first = read_line_limited(&mut input, &mut buf, max);
-    if let Ok(Line::Complete) = first
-        && let Some(caps) = initialize_capabilities(&buf)
-    {
-        config.router.declare_for_single_client(&caps);
+    let client_caps = match first {
+        Ok(Line::Complete) => initialize_capabilities(&buf),
+        _ => None,
+    };
+    if let Some(caps) = &client_caps {
+        config.router.declare_for_single_client(caps);
     }
     let router = match Router::new(config) {
         Ok(r) => r,
@@ -75,6 +77,12 @@ pub fn run(o: &Options) -> i32 {
         }
     };
     let _ = cell.set(router.clone());
+    // Reloads on SIGHUP (and file changes with --watch) until serve ends.
+    let reloader = crate::reload::start(router.clone(), o.config.clone().into(), o.watch, move |c| {
+        if let Some(caps) = &client_caps {
+            c.router.declare_for_single_client(caps);
+        }
+    });
     let session = match router.session(Some("stdio")) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -144,6 +152,7 @@ pub fn run(o: &Options) -> i32 {
     }
     // stdin closed: let calls in flight finish (each is bounded by its deadline), then stop.
     pool.finish();
+    drop(reloader);
     drop(metrics);
     session.close();
     router.shutdown(grace);
