@@ -451,6 +451,9 @@ impl Core {
             let ids: Vec<usize> = gone.iter().map(|b| b.id).collect();
             core.restart_due.lock().retain(|(b, _)| !ids.contains(b));
             core.live.write().retain(|b| !ids.contains(&b.id));
+            for id in &ids {
+                core.hub.backend_stopped(*id);
+            }
             log::info!(target: "mcprouter", "drained and stopped {} backend(s) of generation {number}", ids.len());
         };
         let spawned = std::thread::Builder::new().name("mcprouter-drain".into()).stack_size(256 * 1024).spawn(run);
@@ -549,6 +552,9 @@ fn owners(config: &Config, before: Option<&View>) -> (Vec<Owner>, Vec<Option<Sha
 
 pub(crate) fn shutdown(core: &Core, dispatcher: &Mutex<Option<(Sender<()>, JoinHandle<()>)>>, grace: Duration) {
     core.closed.store(true, Ordering::Release);
+    // A reload in progress finishes first (it checks `closed` under this lock before
+    // starting anything), so every backend it started is in `live` and stopped below.
+    drop(core.reloading.lock());
     let dispatcher = dispatcher.lock().take();
     if let Some((stop, _)) = &dispatcher {
         let _ = stop.send(());

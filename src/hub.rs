@@ -447,6 +447,17 @@ impl Hub {
         subs.iter().filter(|(_, m)| m.values().any(|s| s.contains(&session))).map(|(u, _)| u.clone()).collect()
     }
 
+    /// A reload removed `backend` and it has stopped: subscriptions made through it are
+    /// forgotten (its id is never reused, so they could only go stale), and the next
+    /// subscriber to such a URI goes to whoever serves it now.
+    pub(crate) fn backend_stopped(&self, backend: usize) {
+        let mut subs = self.subscriptions.lock();
+        for per_backend in subs.values_mut() {
+            per_backend.remove(&backend);
+        }
+        subs.retain(|_, m| !m.is_empty());
+    }
+
     pub(crate) fn backend_down(&self, backend: usize) {
         let _ = self.events.try_send(Event::Down(backend));
     }
@@ -760,6 +771,19 @@ mod tests {
         assert_eq!(h.subscriptions_of(2), ["u"]);
         assert_eq!(h.remove_subscriber("u", 2), Some((0, true)), "the last one out");
         assert!(h.subscriptions.lock().is_empty());
+    }
+
+    #[test]
+    fn a_stopped_backend_takes_its_subscriptions_along() {
+        let h = hub();
+        h.add_subscriber("u", 3, 1);
+        h.add_subscriber("u", 4, 2);
+        h.add_subscriber("v", 3, 1);
+        h.backend_stopped(3);
+        assert_eq!(h.subscribed_via("u", 1), None);
+        assert_eq!(h.subscribed_via("u", 2), Some(4), "other backends' subscriptions stay");
+        assert_eq!(h.subscriptions_of(1), Vec::<String>::new());
+        assert_eq!(h.subscriptions.lock().len(), 1);
     }
 
     #[test]

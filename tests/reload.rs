@@ -231,6 +231,7 @@ struct Serve {
     child: std::process::Child,
     stdin: std::process::ChildStdin,
     lines: std::sync::mpsc::Receiver<Value>,
+    stderr: std::sync::mpsc::Receiver<String>,
 }
 
 impl Serve {
@@ -242,9 +243,16 @@ impl Serve {
             .args(extra)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("serve starts");
+        let err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (etx, stderr) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in err.lines().map_while(Result::ok) {
+                let _ = etx.send(l);
+            }
+        });
         let stdin = child.stdin.take().unwrap();
         let out = std::io::BufReader::new(child.stdout.take().unwrap());
         let (tx, lines) = std::sync::mpsc::channel();
@@ -253,7 +261,7 @@ impl Serve {
                 let _ = tx.send(serde_json::from_str(&l).expect("serve writes JSON lines"));
             }
         });
-        let mut s = Serve { child, stdin, lines };
+        let mut s = Serve { child, stdin, lines, stderr };
         s.send(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}));
         s.wait(|v| v["id"] == 0);
         s.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
@@ -272,6 +280,16 @@ impl Serve {
             let v = self.lines.recv_timeout(Duration::from_secs(60)).expect("serve answers");
             if want(&v) {
                 return v;
+            }
+        }
+    }
+
+    /// Waits for a line on serve's stderr (its log) containing `needle`.
+    fn wait_log(&self, needle: &str) -> String {
+        loop {
+            let l = self.stderr.recv_timeout(Duration::from_secs(60)).expect("serve logs");
+            if l.contains(needle) {
+                return l;
             }
         }
     }
@@ -322,9 +340,10 @@ fn serve_watch_reloads_when_the_file_changes_and_keeps_serving_a_bad_one() {
     std::fs::write(&path, config("", &[backend("alpha", &[]), backend("beta", &[])])).unwrap();
     serve.wait(|v| v["method"] == "notifications/tools/list_changed");
     assert!(serve.tools(1).contains(&"beta__whoami".to_owned()));
-    // A bad file is refused; the running config keeps answering.
-    std::fs::write(&path, "backends: [\n").unwrap();
+    // A bad file is refused, naming the field and the line; the running config keeps answering.
     std::fs::write(&path, config("", &[backend("alpha", &[])]).replace("    args:", "    argz:")).unwrap();
+    let refused = serve.wait_log("reload refused");
+    assert!(refused.contains("argz") && refused.contains("line"), "{refused}");
     serve.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "beta__whoami", "arguments": {}}}));
     assert_eq!(serve.wait(|v| v["id"] == 2)["result"]["content"][0]["text"], "beta");
     let _ = std::fs::remove_file(&path);
@@ -332,4 +351,34 @@ fn serve_watch_reloads_when_the_file_changes_and_keeps_serving_a_bad_one() {
 
 fn libc_pid(child: &std::process::Child) -> String {
     child.id().to_string()
+}
+
+#[test]
+fn a_subscription_through_a_removed_backend_is_forgotten() {
+    let _one = serial();
+    let r = router("", &[backend("alpha", &[]), backend("beta", &["--track-subscriptions"])]);
+    let s = r.session(None).unwrap();
+    let v = call(&s, 1, "resources/subscribe", json!({"uri": "test://beta/static"}));
+    assert_eq!(v["result"], json!({}), "{v}");
+    r.reload_from_yaml(&config("", &[backend("alpha", &[])])).expect("reload");
+    wait_status(&r, "beta stopped", |st| st["config"]["draining_backends"] == 0);
+    let v = call(&s, 2, "resources/unsubscribe", json!({"uri": "test://beta/static"}));
+    assert_eq!(v["result"], json!({}), "nothing left to undo: {v}");
+}
+
+#[test]
+fn a_shutdown_during_a_reload_stops_every_backend_the_reload_started() {
+    let _one = serial();
+    let children0 = children();
+    let r = router("", &[backend("alpha", &[])]);
+    let reloading = {
+        let r = r.clone();
+        std::thread::spawn(move || r.reload_from_yaml(&config("", &[backend("alpha", &[]), backend("beta", &[])])))
+    };
+    r.shutdown(Duration::from_millis(500));
+    // Either the reload ran first (and shutdown stopped beta too) or it found the router closed.
+    let out = reloading.join().unwrap();
+    assert!(out.is_ok() || matches!(out, Err(mcprouter::Error::Closed)), "{out:?}");
+    drop(r);
+    assert_eq!(children(), children0, "no child process left");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::attempts::{Plan, timeout_out};
+use super::attempts::Plan;
 use super::{Out, Session, UriParam, bad};
 use crate::backend::{CallError, Deadline};
 use crate::catalog::Lookup;
@@ -139,7 +139,8 @@ impl Session {
         method: &str,
         params: Option<&RawValue>,
     ) -> (Out, Option<usize>) {
-        let Some(backend) = self.core().backend(b) else { return (timeout_out(), None) };
+        // A backend a reload removed has stopped, and its subscriptions with it.
+        let Some(backend) = self.core().backend(b) else { return (Out::Ok("{}".into()), None) };
         let ticket = match backend.start_call(method, params.map(RawValue::get), self.shared.id) {
             Ok(t) => t,
             Err(e) => return (Out::Err(e.to_error_object(backend.name())), Some(b)),
