@@ -376,9 +376,10 @@ impl Core {
             .backends
             .iter()
             .map(|c| {
-                let kept = before.backends.iter().find(|b| {
-                    b.name() == c.name && same_connection(&b.config, settings, c, &config.router)
-                });
+                let kept = before
+                    .backends
+                    .iter()
+                    .find(|b| b.name() == c.name && same_connection(&b.config, settings, c, &config.router));
                 match kept {
                     Some(b) => Arc::clone(b),
                     None => {
@@ -439,7 +440,9 @@ impl Core {
         }
         let core = Arc::clone(self);
         let run = move || {
-            while !core.views.drained_through(number) && Instant::now() < deadline && !core.closed.load(Ordering::Acquire)
+            while !core.views.drained_through(number)
+                && Instant::now() < deadline
+                && !core.closed.load(Ordering::Acquire)
             {
                 std::thread::sleep(Duration::from_millis(5));
             }

@@ -514,8 +514,12 @@ impl Metrics {
         let fig = |b: usize| snap.backends.get(b).copied().unwrap_or_default();
         // Gauges only for backends configured now: a slot a reload removed keeps its
         // request counters but has no state to show.
-        let configured: Vec<(usize, &str)> =
-            slots.iter().enumerate().filter(|(b, _)| !snap.absent.contains(b)).map(|(b, (l, _))| (b, l.as_str())).collect();
+        let configured: Vec<(usize, &str)> = slots
+            .iter()
+            .enumerate()
+            .filter(|(b, _)| !snap.absent.contains(b))
+            .map(|(b, (l, _))| (b, l.as_str()))
+            .collect();
         header(&mut out, "mcprouter_in_flight", "gauge", "Requests currently in flight, by backend.");
         for &(b, backend) in &configured {
             let _ = writeln!(out, "mcprouter_in_flight{{backend=\"{backend}\"}} {}", fig(b).in_flight);
@@ -576,11 +580,25 @@ impl Metrics {
         header(&mut out, "mcprouter_sessions", "gauge", "Open client sessions.");
         let _ = writeln!(out, "mcprouter_sessions {}", snap.sessions);
 
-        header(&mut out, "mcprouter_config_generation", "gauge", "The running config: 1 at start, one more per applied reload.");
+        header(
+            &mut out,
+            "mcprouter_config_generation",
+            "gauge",
+            "The running config: 1 at start, one more per applied reload.",
+        );
         let _ = writeln!(out, "mcprouter_config_generation {}", snap.generation);
-        header(&mut out, "mcprouter_reloads_total", "counter", "Reloads, by outcome: applied, or refused (the old config kept serving).");
+        header(
+            &mut out,
+            "mcprouter_reloads_total",
+            "counter",
+            "Reloads, by outcome: applied, or refused (the old config kept serving).",
+        );
         for (i, outcome) in ["ok", "error"].iter().enumerate() {
-            let _ = writeln!(out, "mcprouter_reloads_total{{outcome=\"{outcome}\"}} {}", self.reloads[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "mcprouter_reloads_total{{outcome=\"{outcome}\"}} {}",
+                self.reloads[i].load(Ordering::Relaxed)
+            );
         }
 
         out

@@ -12,9 +12,9 @@ use crate::core::Core;
 use crate::hub::Event;
 
 pub(crate) fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Receiver<()>) {
-    // Read at start: a reload changes the view, not this thread's timers.
-    let interval = core.view().value().config.router.refresh_interval_ms;
-    let ticker = if interval > 0 { tick(Duration::from_millis(interval)) } else { never() };
+    let timer = |ms: u64| if ms > 0 { tick(Duration::from_millis(ms)) } else { never() };
+    let mut interval = core.view().value().config.router.refresh_interval_ms;
+    let mut ticker = timer(interval);
     let housekeeping = tick(Duration::from_millis(50));
     for b in &core.view().value().backends {
         core.schedule_restart(b.id);
@@ -23,6 +23,12 @@ pub(crate) fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Rece
         select! {
             recv(stop) -> _ => return,
             recv(housekeeping) -> _ => {
+                // A reload may have changed the refresh interval.
+                let now = core.view().value().config.router.refresh_interval_ms;
+                if now != interval {
+                    interval = now;
+                    ticker = timer(interval);
+                }
                 core.take_refresh_asks();
                 core.run_due_restarts();
                 core.hub.expire_relays(Instant::now(), &|id| core.backend(id));

@@ -124,9 +124,7 @@ fn a_call_in_flight_on_a_removed_backend_completes() {
         let s = Arc::clone(&s);
         std::thread::spawn(move || tool_text(&s, "beta__slow", json!({"ms": 1500})))
     };
-    wait_status(&r, "beta's call in flight", |st| {
-        backend_status(st, "beta").is_some_and(|b| b["in_flight"] == 1)
-    });
+    wait_status(&r, "beta's call in flight", |st| backend_status(st, "beta").is_some_and(|b| b["in_flight"] == 1));
     r.reload_from_yaml(&config("", &[backend("alpha", &[])])).expect("reload");
     assert_eq!(r.status()["config"]["draining_backends"], 1, "beta drains while its call runs");
     let out = caller.join().unwrap();
@@ -181,7 +179,11 @@ fn reloads_under_load_answer_every_call_once_and_leak_nothing() {
         })
         .collect();
     // Enough calls for a baseline, counted by the router itself.
-    wait_status(&r, "a baseline", |_| r.metrics().lines().any(|l| l.starts_with("mcprouter_requests_total{method=\"tools/call\",backend=\"alpha\",outcome=\"ok\"} 2")));
+    wait_status(&r, "a baseline", |_| {
+        r.metrics().lines().any(|l| {
+            l.starts_with("mcprouter_requests_total{method=\"tools/call\",backend=\"alpha\",outcome=\"ok\"} 2")
+        })
+    });
     let began = Instant::now();
     while began.elapsed() < Duration::from_millis(300) {
         std::thread::sleep(Duration::from_millis(10));

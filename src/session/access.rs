@@ -43,7 +43,8 @@ impl Session {
         };
         let m = &self.core().metrics;
         // `backend` is an id; metrics count by name.
-        let found = backend.and_then(|id| v.position(id).map(|p| v.backends[p].clone()).or_else(|| self.core().backend(id)));
+        let found =
+            backend.and_then(|id| v.position(id).map(|p| v.backends[p].clone()).or_else(|| self.core().backend(id)));
         let slot = found.as_ref().map(|b| m.slot_for(b.name()));
         m.request(method, slot, outcome, took);
         if outcome == Outcome::Overload {

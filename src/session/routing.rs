@@ -46,14 +46,11 @@ impl Session {
         let (owner, original, hint) = match found {
             Lookup::Found(t) => (t.owner, t.original.clone(), t.idempotent),
             // A fallback chain for the name says which of its servers to use, in order.
-            Lookup::Ambiguous(os)
-                if tool && v.config.fallbacks.iter().any(|f| f.tool.as_deref() == Some(&*name)) =>
-            {
+            Lookup::Ambiguous(os) if tool && v.config.fallbacks.iter().any(|f| f.tool.as_deref() == Some(&*name)) => {
                 (os[0], name.to_string(), false)
             }
             Lookup::Ambiguous(os) => {
-                let names: Vec<&str> =
-                    os.iter().filter_map(|o| v.owners.get(*o)).map(|o| o.name.as_str()).collect();
+                let names: Vec<&str> = os.iter().filter_map(|o| v.owners.get(*o)).map(|o| o.name.as_str()).collect();
                 return bad(format!(
                     "{what} {name:?} is ambiguous: served by {} (prefix mode is never)",
                     names.join(", ")
@@ -79,7 +76,13 @@ impl Session {
         )
     }
 
-    pub(super) fn route_uri(&self, v: &View, id: &RawValue, method: &str, params: Option<&RawValue>) -> (Out, Option<usize>) {
+    pub(super) fn route_uri(
+        &self,
+        v: &View,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> (Out, Option<usize>) {
         let uri = match params.map(|p| serde_json::from_str::<UriParam<'_>>(p.get())) {
             Some(Ok(UriParam { uri: Some(u) })) => u.into_owned(),
             Some(Err(e)) => return bad(format!("bad params for {method}: {e}")),

@@ -61,7 +61,12 @@ fn stamp(path: &PathBuf) -> Option<Stamp> {
 /// Installs the SIGHUP handler and starts the reload thread. `adjust` is applied to every
 /// config read from `path` before it is applied, as serve does at start (the client's
 /// capabilities), so an unchanged backend stays unchanged.
-pub fn start(router: Router, path: PathBuf, watch: bool, adjust: impl Fn(&mut Config) + Send + 'static) -> Option<Reloader> {
+pub fn start(
+    router: Router,
+    path: PathBuf,
+    watch: bool,
+    adjust: impl Fn(&mut Config) + Send + 'static,
+) -> Option<Reloader> {
     // SAFETY: `on_hangup` only stores to an atomic, which is async-signal-safe; the
     // sigaction struct is zeroed, then given the handler and an empty mask.
     let installed = unsafe {
@@ -76,28 +81,25 @@ pub fn start(router: Router, path: PathBuf, watch: bool, adjust: impl Fn(&mut Co
     }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
-    let thread = std::thread::Builder::new()
-        .name("mcprouter-reload".into())
-        .stack_size(256 * 1024)
-        .spawn(move || {
-            let mut seen = if watch { stamp(&path) } else { None };
-            while !flag.load(Ordering::Acquire) {
-                std::thread::sleep(POLL);
-                let mut why = HANGUP.swap(false, Ordering::AcqRel).then_some("SIGHUP");
-                if watch {
-                    let now = stamp(&path);
-                    // A file that is missing or half-written for a moment is not a change
-                    // to act on; the next poll sees it whole.
-                    if now.is_some() && now != seen {
-                        seen = now;
-                        why = why.or(Some("the config file changed"));
-                    }
-                }
-                if let Some(why) = why {
-                    reload(&router, &path, why, &adjust);
+    let thread = std::thread::Builder::new().name("mcprouter-reload".into()).stack_size(256 * 1024).spawn(move || {
+        let mut seen = if watch { stamp(&path) } else { None };
+        while !flag.load(Ordering::Acquire) {
+            std::thread::sleep(POLL);
+            let mut why = HANGUP.swap(false, Ordering::AcqRel).then_some("SIGHUP");
+            if watch {
+                let now = stamp(&path);
+                // A file that is missing or half-written for a moment is not a change
+                // to act on; the next poll sees it whole.
+                if now.is_some() && now != seen {
+                    seen = now;
+                    why = why.or(Some("the config file changed"));
                 }
             }
-        });
+            if let Some(why) = why {
+                reload(&router, &path, why, &adjust);
+            }
+        }
+    });
     match thread {
         Ok(t) => Some(Reloader { stop, thread: Some(t) }),
         Err(e) => {
