@@ -216,6 +216,36 @@ enum mcprouter_status mcprouter_router_new_from_file(const char *path,
                                                      struct mcprouter_error **err);
 
 /**
+ * Applies a new YAML configuration to a running router without a restart (see the
+ * README's "Hot reload"). The config is validated first: a bad one is refused whole with
+ * the same errors as `mcprouter_router_new_from_yaml`, and the running config keeps
+ * serving. Unchanged backends keep their process and state; added and changed ones are
+ * started before this returns; removed and replaced ones finish their calls in flight,
+ * then stop. Open sessions stay open and are told which lists changed (list_changed).
+ *
+ * `yaml` is NUL-terminated UTF-8, borrowed for the call. On success, when
+ * `generation_out` is not NULL, it receives the new config's generation (the config the
+ * router started with is 1). Blocks while new backends start; one reload runs at a time.
+ *
+ * Errors: `NULL_PARAMETER` (`r` or `yaml` NULL), `INVALID_UTF8`, `CONFIG` (the message
+ * names the field and line), `CLOSED` (after `mcprouter_router_shutdown`).
+ */
+enum mcprouter_status mcprouter_router_reload_from_yaml(const struct mcprouter_router *r,
+                                                        const char *yaml,
+                                                        uint64_t *generation_out,
+                                                        struct mcprouter_error **err);
+
+/**
+ * Like `mcprouter_router_reload_from_yaml`, reading the YAML from the file at `path`
+ * (NUL-terminated UTF-8, borrowed for the call). A file that cannot be read is a `CONFIG`
+ * error naming the path; the running config keeps serving.
+ */
+enum mcprouter_status mcprouter_router_reload_from_file(const struct mcprouter_router *r,
+                                                        const char *path,
+                                                        uint64_t *generation_out,
+                                                        struct mcprouter_error **err);
+
+/**
  * Writes the router's metrics, in the Prometheus text exposition format, to `*text_out`
  * (owned: free it with `mcprouter_string_free`).
  *
@@ -228,7 +258,8 @@ enum mcprouter_status mcprouter_router_metrics(const struct mcprouter_router *r,
 /**
  * Writes the router's status as a JSON object to `*json_out` (owned: free it with
  * `mcprouter_string_free`): `{"router": {name, version, closed, sessions, uptime_ms,
- * catalog}, "backends": [{name, transport, state, protocol_version, tools, resources,
+ * catalog}, "config": {generation, last_reload: null | {at_unix_ms, ok, error},
+ * draining_backends}, "backends": [{name, transport, state, protocol_version, tools, resources,
  * prompts, in_flight, queue_depth, handshake_ms, pid, last_error, ...}]}`.
  *
  * Errors: `NULL_PARAMETER`, `CLOSED` (after `mcprouter_router_shutdown`).

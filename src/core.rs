@@ -2,10 +2,11 @@
 //! threads (`upkeep.rs`) all see, and the one owner of the router's lifetime (`RouterInner`,
 //! whose drop shuts everything down).
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 use parking_lot::{Mutex, RwLock};
@@ -14,14 +15,20 @@ use crate::backend::{Backend, State};
 use crate::balance::{Balancer, SharedBalancer};
 use crate::budget::RetryBudget;
 use crate::catalog::{Catalog, Kind, Lists, Owner};
-use crate::config::Config;
+use crate::config::{BackendConfig, Config, RouterSettings};
+use crate::error::{Error, Result};
+use crate::generation::{Entered, Generation, Generations};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
-/// What the dispatcher thread, the sessions and the public handle share.
-pub(crate) struct Core {
-    pub config: Config,
-    pub hub: Arc<Hub>,
+/// One generation of what a config decides: its backends (in config order), the owners
+/// and pools over them, the retry budget and the catalog. A call resolves it once
+/// (`Core::enter`) and routes with it to the end, so it sees the old config or the new
+/// one, never a mix. Positions (`owners`, catalog owners, plans) are positions in this
+/// view; what outlives a call (hub entries, in-flight maps, restarts) names a backend by
+/// its id (`Backend::id`), which is never reused.
+pub(crate) struct View {
+    pub config: Arc<Config>,
     pub backends: Vec<Arc<Backend>>,
     /// Plain backends and pools, in config order: what catalog items belong to.
     pub owners: Vec<Owner>,
@@ -29,27 +36,14 @@ pub(crate) struct Core {
     pub balancers: Vec<Option<SharedBalancer>>,
     pub budget: RetryBudget,
     catalog: RwLock<Arc<Catalog>>,
-    /// Backends waiting to be restarted, and when.
-    restart_due: Mutex<Vec<(usize, Instant)>>,
-    /// Restart, refresh and health threads, joined at shutdown.
-    pub(crate) workers: Mutex<Vec<JoinHandle<()>>>,
-    /// Per backend: whether a catalog refresh thread runs, and whether another was asked for
-    /// meanwhile.
-    refreshing: Vec<Mutex<Refresh>>,
     /// Serializes rebuilds, so a slow one cannot swap in a catalog older than the last.
     rebuilding: Mutex<()>,
-    pub closed: AtomicBool,
-    pub metrics: Metrics,
-    pub(crate) started: Instant,
 }
 
-impl Core {
-    /// The shared state of a router whose backends have been started (or tried).
-    pub(crate) fn new(config: Config, hub: Arc<Hub>, backends: Vec<Arc<Backend>>) -> Core {
-        let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
-        let (owners, balancers) = owners(&config);
-        Core {
-            metrics: Metrics::new(&names),
+impl View {
+    fn new(config: Arc<Config>, backends: Vec<Arc<Backend>>, before: Option<&View>) -> View {
+        let (owners, balancers) = owners(&config, before);
+        View {
             owners,
             balancers,
             budget: RetryBudget::new(
@@ -57,16 +51,10 @@ impl Core {
                 config.router.retry_budget.min_per_sec,
                 Instant::now(),
             ),
-            config,
-            hub,
             backends,
+            config,
             catalog: RwLock::new(Arc::new(Catalog::default())),
-            restart_due: Mutex::new(Vec::new()),
-            workers: Mutex::new(Vec::new()),
-            refreshing: (0..names.len()).map(|_| Mutex::new(Refresh::Idle)).collect(),
             rebuilding: Mutex::new(()),
-            closed: AtomicBool::new(false),
-            started: Instant::now(),
         }
     }
 
@@ -75,25 +63,154 @@ impl Core {
         Arc::clone(&self.catalog.read())
     }
 
+    /// The position of backend `id` in this view.
+    pub(crate) fn position(&self, id: usize) -> Option<usize> {
+        self.backends.iter().position(|b| b.id == id)
+    }
+
+    /// Builds the catalog from every backend's last known lists and swaps it in; returns
+    /// the one it replaced.
+    fn rebuild(&self) -> (Arc<Catalog>, Arc<Catalog>) {
+        let _one = self.rebuilding.lock();
+        let fresh = Arc::new(self.build_catalog());
+        let old = std::mem::replace(&mut *self.catalog.write(), Arc::clone(&fresh));
+        (old, fresh)
+    }
+
+    fn build_catalog(&self) -> Catalog {
+        let lists: Vec<Option<Arc<Lists>>> = self.backends.iter().map(|b| b.lists.lock().clone()).collect();
+        let refs: Vec<Option<&Lists>> = lists.iter().map(|l| l.as_deref()).collect();
+        Catalog::build(&self.config.router, &self.config.backends, &self.owners, &refs)
+    }
+}
+
+/// The last reload, for status.
+#[derive(Debug, Clone)]
+pub(crate) struct LastReload {
+    pub at: SystemTime,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// What the dispatcher thread, the sessions and the public handle share.
+pub(crate) struct Core {
+    pub hub: Arc<Hub>,
+    views: Generations<View>,
+    /// Every backend not stopped yet: the current view's and those a reload took out that
+    /// are draining. Lookups by id (cancel, relay answers, unsubscribes) go here, so they
+    /// reach a draining backend too.
+    live: RwLock<Vec<Arc<Backend>>>,
+    /// The next backend id; ids are never reused, so a hub entry can never name the wrong
+    /// backend after a reload.
+    next_id: AtomicUsize,
+    /// One reload at a time.
+    reloading: Mutex<Option<LastReload>>,
+    /// Backends waiting to be restarted (by id), and when.
+    restart_due: Mutex<Vec<(usize, Instant)>>,
+    /// Restart, refresh, health and drain threads, joined at shutdown.
+    pub(crate) workers: Mutex<Vec<JoinHandle<()>>>,
+    /// Per backend id: whether a catalog refresh thread runs, and whether another was
+    /// asked for meanwhile (absent = idle).
+    refreshing: Mutex<HashMap<usize, Refresh>>,
+    pub closed: AtomicBool,
+    pub metrics: Metrics,
+    pub(crate) started: Instant,
+}
+
+/// Whether two backend configs need the same connection: everything but what only
+/// routing reads (weight, filters), plus the router settings a backend is built from.
+/// config.rs derives no `PartialEq`; `Debug` renders every field (maps are ordered).
+fn same_connection(a: &BackendConfig, sa: &RouterSettings, b: &BackendConfig, sb: &RouterSettings) -> bool {
+    fn key(c: &BackendConfig, s: &RouterSettings) -> String {
+        let mut c = c.clone();
+        c.weight = 0;
+        c.tools = Default::default();
+        c.prompts = Default::default();
+        c.resources = Default::default();
+        format!(
+            "{c:?}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{}|{}",
+            s.request_timeout_ms,
+            s.queue_capacity,
+            s.max_message_bytes,
+            s.max_call_ms,
+            s.breaker,
+            s.health,
+            s.client_capabilities,
+            s.max_catalog_items,
+            s.max_catalog_bytes
+        )
+    }
+    key(a, sa) == key(b, sb)
+}
+
+impl Core {
+    /// The shared state of a router whose backends have been started (or tried).
+    pub(crate) fn new(config: Config, hub: Arc<Hub>, backends: Vec<Arc<Backend>>) -> Core {
+        let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
+        let next = backends.iter().map(|b| b.id + 1).max().unwrap_or(0);
+        Core {
+            metrics: Metrics::new(&names),
+            hub,
+            live: RwLock::new(backends.clone()),
+            views: Generations::new(View::new(Arc::new(config), backends, None)),
+            next_id: AtomicUsize::new(next),
+            reloading: Mutex::new(None),
+            restart_due: Mutex::new(Vec::new()),
+            workers: Mutex::new(Vec::new()),
+            refreshing: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+            started: Instant::now(),
+        }
+    }
+
+    /// Enters the current view for one call: it stays valid, and its backends running,
+    /// until the guard drops (or a reload's drain deadline passes).
+    pub(crate) fn enter(&self) -> Entered<View> {
+        self.views.enter()
+    }
+
+    /// The current view, for what is not a call (status, upkeep).
+    pub(crate) fn view(&self) -> crate::sync::Arc<Generation<View>> {
+        self.views.current()
+    }
+
+    /// A backend that is not stopped yet, by id: in the current view or draining.
+    pub(crate) fn backend(&self, id: usize) -> Option<Arc<Backend>> {
+        self.live.read().iter().find(|b| b.id == id).cloned()
+    }
+
+    /// Backends a reload took out that are still draining.
+    pub(crate) fn draining_backends(&self) -> usize {
+        let current = self.view();
+        self.live.read().iter().filter(|b| current.value().position(b.id).is_none()).count()
+    }
+
+    /// The last reload (none yet: `None`).
+    pub(crate) fn last_reload(&self) -> Option<LastReload> {
+        self.reloading.lock().clone()
+    }
+
     pub(crate) fn next_restart(&self, backend: usize) -> Option<Instant> {
         self.restart_due.lock().iter().find(|(b, _)| *b == backend).map(|(_, t)| *t)
     }
 
     /// A backend went down (or failed to come up): schedule its restart with backoff.
-    pub(crate) fn schedule_restart(&self, i: usize) {
-        let Some(b) = self.backends.get(i) else { return };
-        if self.closed.load(Ordering::Acquire) || b.is_ready() || self.next_restart(i).is_some() {
+    /// Only a backend of the current view is restarted: a drained one is on its way out.
+    pub(crate) fn schedule_restart(&self, id: usize) {
+        let view = self.view();
+        let Some(b) = view.value().position(id).map(|p| &view.value().backends[p]) else { return };
+        if self.closed.load(Ordering::Acquire) || b.is_ready() || self.next_restart(id).is_some() {
             return;
         }
         let now = Instant::now();
-        let seed = now.duration_since(self.started).as_nanos() as u64 ^ (i as u64).rotate_left(32);
-        let policy = &self.config.router.restart;
+        let seed = now.duration_since(self.started).as_nanos() as u64 ^ (id as u64).rotate_left(32);
+        let policy = &view.value().config.router.restart;
         // A network server that is away is not a crash loop (issue #11): keep probing it.
         let may_loop = !b.transport().is_network();
         let delay = b.restarts.lock().next_delay_for(policy, now, crate::supervisor::jitter(seed), may_loop);
         if let Some(d) = delay {
             log::info!(target: "mcprouter", "[{}] restart in {} ms", b.name(), d.as_millis());
-            self.restart_due.lock().push((i, now + d));
+            self.restart_due.lock().push((id, now + d));
         }
     }
 
@@ -107,18 +224,18 @@ impl Core {
             q.retain(|(_, t)| *t > now);
             due
         };
+        let init = Duration::from_millis(self.view().value().config.router.init_timeout_ms);
         let mut workers = self.workers.lock();
         workers.retain(|h| !h.is_finished());
-        for i in due {
+        for id in due {
+            let Some(b) = self.backend(id) else { continue };
             let core = Arc::clone(self);
-            let name = format!("mcprouter-restart-{}", self.backends[i].name());
+            let name = format!("mcprouter-restart-{}", b.name());
             let spawned = std::thread::Builder::new().name(name).stack_size(256 * 1024).spawn(move || {
-                let b = &core.backends[i];
-                let init = Duration::from_millis(core.config.router.init_timeout_ms);
                 if b.restart(init) {
                     core.rebuild_catalog(true);
                 } else {
-                    core.hub.backend_down(i);
+                    core.hub.backend_down(id);
                 }
             });
             match spawned {
@@ -132,10 +249,11 @@ impl Core {
     /// The refresh is requested before the asks are marked seen, so `refresh_pending`
     /// never sees a moment where neither shows.
     pub(crate) fn take_refresh_asks(self: &Arc<Self>) {
-        for (i, b) in self.backends.iter().enumerate() {
+        let view = self.view();
+        for b in &view.value().backends {
             let asked = b.refresh_asked.load(Ordering::Acquire);
             if asked != b.refresh_seen.load(Ordering::Acquire) {
-                self.request_refresh(i);
+                self.request_refresh(b.id);
                 b.refresh_seen.store(asked, Ordering::Release);
             }
         }
@@ -143,23 +261,25 @@ impl Core {
 
     /// Whether a backend has announced a change that its catalog does not reflect yet.
     pub(crate) fn refresh_pending(&self) -> bool {
-        self.backends.iter().zip(&self.refreshing).any(|(b, slot)| {
+        let view = self.view();
+        let running = self.refreshing.lock();
+        view.value().backends.iter().any(|b| {
             b.refresh_asked.load(Ordering::Acquire) != b.refresh_seen.load(Ordering::Acquire)
-                || *slot.lock() != Refresh::Idle
+                || running.get(&b.id).is_some_and(|r| *r != Refresh::Idle)
         })
     }
 
-    /// Asks for backend `i`'s lists to be fetched again, on a thread of its own: a backend
+    /// Asks for backend `id`'s lists to be fetched again, on a thread of its own: a backend
     /// that never answers its lists then holds up nothing but its own refresh. At most one
     /// runs per backend; asking while it runs makes it go round once more.
-    pub(crate) fn request_refresh(self: &Arc<Self>, i: usize) {
-        let Some(b) = self.backends.get(i) else { return };
-        let Some(slot) = self.refreshing.get(i) else { return };
+    pub(crate) fn request_refresh(self: &Arc<Self>, id: usize) {
+        let Some(b) = self.backend(id) else { return };
         if self.closed.load(Ordering::Acquire) {
             return;
         }
         {
-            let mut st = slot.lock();
+            let mut all = self.refreshing.lock();
+            let st = all.entry(id).or_insert(Refresh::Idle);
             match *st {
                 Refresh::Idle => *st = Refresh::Running,
                 Refresh::Running | Refresh::Again => {
@@ -170,17 +290,18 @@ impl Core {
         }
         let core = Arc::clone(self);
         let name = format!("mcprouter-refresh-{}", b.name());
+        let what = b.name().to_owned();
         let spawned = std::thread::Builder::new().name(name).stack_size(256 * 1024).spawn(move || {
             loop {
-                if refresh_backend(&core, i) {
+                if refresh_backend(&b) {
                     core.rebuild_catalog(true);
                 }
-                let mut st = core.refreshing[i].lock();
-                if *st == Refresh::Again && !core.closed.load(Ordering::Acquire) {
-                    *st = Refresh::Running;
+                let mut all = core.refreshing.lock();
+                if all.get(&id) == Some(&Refresh::Again) && !core.closed.load(Ordering::Acquire) {
+                    all.insert(id, Refresh::Running);
                     continue;
                 }
-                *st = Refresh::Idle;
+                all.remove(&id);
                 return;
             }
         });
@@ -191,21 +312,25 @@ impl Core {
                 workers.push(h);
             }
             Err(e) => {
-                *slot.lock() = Refresh::Idle;
-                log::error!(target: "mcprouter", "[{}] cannot start a refresh thread: {e}", b.name());
+                self.refreshing.lock().remove(&id);
+                log::error!(target: "mcprouter", "[{what}] cannot start a refresh thread: {e}");
             }
         }
     }
 
-    /// Rebuilds the catalog from every backend's last known lists and tells every session
-    /// which lists changed. A backend that is down keeps its names: calls to them get
-    /// "unavailable" (-32000) rather than "unknown tool", and come back with it.
+    /// Rebuilds the current view's catalog from every backend's last known lists and
+    /// tells every session which lists changed. A backend that is down keeps its names:
+    /// calls to them get "unavailable" (-32000) rather than "unknown tool", and come back
+    /// with it.
     pub(crate) fn rebuild_catalog(&self, notify: bool) {
-        let _one = self.rebuilding.lock();
-        let lists: Vec<Option<Arc<Lists>>> = self.backends.iter().map(|b| b.lists.lock().clone()).collect();
-        let refs: Vec<Option<&Lists>> = lists.iter().map(|l| l.as_deref()).collect();
-        let fresh = Arc::new(Catalog::build(&self.config.router, &self.config.backends, &self.owners, &refs));
-        let old = std::mem::replace(&mut *self.catalog.write(), Arc::clone(&fresh));
+        let view = self.view();
+        let (old, fresh) = view.value().rebuild();
+        self.catalog_swapped(&old, &fresh, notify);
+    }
+
+    /// What follows a new catalog: its warnings, the tool labels, and `list_changed` to
+    /// every session for each kind that changed.
+    fn catalog_swapped(&self, old: &Catalog, fresh: &Catalog, notify: bool) {
         for w in fresh.warnings().iter().filter(|w| !old.warnings().contains(w)) {
             log::warn!(target: "mcprouter", "catalog: {w}");
         }
@@ -214,7 +339,7 @@ impl Core {
             return;
         }
         let mut sent = Vec::new();
-        for kind in fresh.changed_kinds(&old) {
+        for kind in fresh.changed_kinds(old) {
             let method = match kind {
                 Kind::Tools => "notifications/tools/list_changed",
                 Kind::Prompts => "notifications/prompts/list_changed",
@@ -226,6 +351,146 @@ impl Core {
             }
         }
     }
+
+    /// Applies a new config (see README "Hot reload"). Validated first: a bad one is
+    /// refused whole and the running one keeps serving. Backends whose connection settings
+    /// did not change are kept as they are (process, breaker, health, lists); new and
+    /// changed ones are started (up to `init_timeout_ms`) before the switch; then the new
+    /// view replaces the old in one step, sessions hear which lists changed, and what the
+    /// old view alone used drains on a thread of its own and stops. Returns the new
+    /// generation.
+    pub(crate) fn reload(self: &Arc<Self>, config: Config) -> Result<u64> {
+        let mut last = self.reloading.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if let Err(e) = config.validate() {
+            drop(last);
+            return Err(self.reload_refused(e));
+        }
+        let old = self.view();
+        let (before, settings) = (old.value(), &old.value().config.router);
+        let mut fresh = Vec::new();
+        let backends: Vec<Arc<Backend>> = config
+            .backends
+            .iter()
+            .map(|c| {
+                let kept = before
+                    .backends
+                    .iter()
+                    .find(|b| b.name() == c.name && same_connection(&b.config, settings, c, &config.router));
+                match kept {
+                    Some(b) => Arc::clone(b),
+                    None => {
+                        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                        let b = Arc::new(Backend::new(id, c.clone(), &config.router, Arc::clone(&self.hub)));
+                        fresh.push(Arc::clone(&b));
+                        b
+                    }
+                }
+            })
+            .collect();
+        for b in &config.backends {
+            self.metrics.slot_for(&b.name);
+        }
+        self.live.write().extend(fresh.iter().cloned());
+        start_all(&fresh, Duration::from_millis(config.router.init_timeout_ms));
+        let view = View::new(Arc::new(config), backends, Some(before));
+        let (_, catalog) = view.rebuild();
+        let grace = Duration::from_millis(view.config.router.shutdown_grace_ms);
+        let deadline = drain_deadline(&view.config);
+        let retired = self.views.switch(view);
+        let current = self.view();
+        let gone: Vec<Arc<Backend>> =
+            before.backends.iter().filter(|b| current.value().position(b.id).is_none()).cloned().collect();
+        self.catalog_swapped(&before.catalog(), &catalog, true);
+        for b in &fresh {
+            self.schedule_restart(b.id);
+        }
+        let number = current.number();
+        log::info!(
+            target: "mcprouter",
+            "reloaded: generation {number}, {} started, {} kept, {} draining",
+            fresh.len(),
+            current.value().backends.len() - fresh.len(),
+            gone.len()
+        );
+        self.drain(retired.number(), gone, Instant::now() + deadline, grace);
+        self.metrics.reload(true);
+        *last = Some(LastReload { at: SystemTime::now(), ok: true, error: None });
+        Ok(number)
+    }
+
+    /// A new config was refused (it did not parse or validate): logged, counted and
+    /// shown by status; the running config keeps serving. Returns the error.
+    pub(crate) fn reload_refused(&self, e: Error) -> Error {
+        log::error!(target: "mcprouter", "reload refused, the running config stays: {e}");
+        self.metrics.reload(false);
+        *self.reloading.lock() = Some(LastReload { at: SystemTime::now(), ok: false, error: Some(e.to_string()) });
+        e
+    }
+
+    /// Stops `gone` (backends a reload took out) once the calls of generation `number`
+    /// and every older one have left, or at `deadline`: a call that resolved an old view
+    /// finishes on the backends it saw. On a thread of its own, joined at shutdown.
+    fn drain(self: &Arc<Self>, number: u64, gone: Vec<Arc<Backend>>, deadline: Instant, grace: Duration) {
+        if gone.is_empty() {
+            return;
+        }
+        let core = Arc::clone(self);
+        let run = move || {
+            while !core.views.drained_through(number)
+                && Instant::now() < deadline
+                && !core.closed.load(Ordering::Acquire)
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::scope(|s| {
+                for b in &gone {
+                    s.spawn(move || b.stop(grace));
+                }
+            });
+            let ids: Vec<usize> = gone.iter().map(|b| b.id).collect();
+            core.restart_due.lock().retain(|(b, _)| !ids.contains(b));
+            core.live.write().retain(|b| !ids.contains(&b.id));
+            for id in &ids {
+                core.hub.backend_stopped(*id);
+            }
+            log::info!(target: "mcprouter", "drained and stopped {} backend(s) of generation {number}", ids.len());
+        };
+        let spawned = std::thread::Builder::new().name("mcprouter-drain".into()).stack_size(256 * 1024).spawn(run);
+        match spawned {
+            Ok(h) => {
+                let mut workers = self.workers.lock();
+                workers.retain(|h| !h.is_finished());
+                workers.push(h);
+            }
+            Err(e) => log::error!(target: "mcprouter", "cannot start a drain thread: {e}; stopping at shutdown"),
+        }
+    }
+}
+
+/// How long a reload waits for the old view's calls: as long as one call may take, so
+/// no call in flight is cut short by a reload.
+fn drain_deadline(config: &Config) -> Duration {
+    let longest = config.backends.iter().filter_map(|b| b.timeout_ms).max().unwrap_or(0);
+    Duration::from_millis(config.router.max_call_ms.max(config.router.request_timeout_ms).max(longest))
+}
+
+/// Starts backends in parallel and waits for their handshakes (at most `init_timeout`).
+pub(crate) fn start_all(backends: &[Arc<Backend>], init_timeout: Duration) {
+    std::thread::scope(|s| {
+        for b in backends {
+            let b = Arc::clone(b);
+            let spawned = std::thread::Builder::new()
+                .name(format!("mcprouter-init-{}", b.name()))
+                .stack_size(256 * 1024)
+                .spawn_scoped(s, move || b.start(init_timeout));
+            if let Err(e) = spawned {
+                log::error!(target: "mcprouter", "cannot start a thread: {e}");
+            }
+        }
+    });
 }
 
 /// Where a backend's catalog refresh stands.
@@ -246,14 +511,15 @@ pub(crate) struct RouterInner {
 
 impl Drop for RouterInner {
     fn drop(&mut self) {
-        let grace = Duration::from_millis(self.core.config.router.shutdown_grace_ms);
+        let grace = Duration::from_millis(self.core.view().value().config.router.shutdown_grace_ms);
         shutdown(&self.core, &self.dispatcher, grace);
     }
 }
 
 /// Groups backends into owners: each pool where its first member stands, every other
-/// backend on its own.
-fn owners(config: &Config) -> (Vec<Owner>, Vec<Option<SharedBalancer>>) {
+/// backend on its own. A pool whose members, weights and strategy a reload left as they
+/// were keeps its balancer (and so its in-flight counts and rotation).
+fn owners(config: &Config, before: Option<&View>) -> (Vec<Owner>, Vec<Option<SharedBalancer>>) {
     let mut owners = Vec::new();
     let mut balancers = Vec::new();
     for (i, b) in config.backends.iter().enumerate() {
@@ -261,8 +527,19 @@ fn owners(config: &Config) -> (Vec<Owner>, Vec<Option<SharedBalancer>>) {
             Some(p) if p.backends.first() == Some(&b.name) => {
                 let members: Vec<usize> =
                     p.backends.iter().filter_map(|m| config.backends.iter().position(|b| &b.name == m)).collect();
-                let weights = members.iter().map(|&m| config.backends[m].weight).collect();
-                balancers.push(Some(SharedBalancer::new(Balancer::new(p.strategy, weights))));
+                let weights: Vec<u32> = members.iter().map(|&m| config.backends[m].weight).collect();
+                let kept = before.and_then(|v| {
+                    let o = v.owners.iter().position(|o| o.name == p.name)?;
+                    let bal = v.balancers.get(o)?.as_ref()?;
+                    let same_members = v.owners[o].members.len() == members.len()
+                        && v.owners[o].members.iter().zip(&members).all(|(a, b)| {
+                            v.backends.get(*a).map(|x| x.name()) == config.backends.get(*b).map(|x| x.name.as_str())
+                        });
+                    let old_weights: Vec<u32> =
+                        v.owners[o].members.iter().map(|&m| v.config.backends[m].weight).collect();
+                    (same_members && old_weights == weights && bal.strategy() == p.strategy).then(|| bal.clone())
+                });
+                balancers.push(Some(kept.unwrap_or_else(|| SharedBalancer::new(Balancer::new(p.strategy, weights)))));
                 owners.push(Owner { name: p.name.clone(), members });
             }
             Some(_) => {}
@@ -277,14 +554,18 @@ fn owners(config: &Config) -> (Vec<Owner>, Vec<Option<SharedBalancer>>) {
 
 pub(crate) fn shutdown(core: &Core, dispatcher: &Mutex<Option<(Sender<()>, JoinHandle<()>)>>, grace: Duration) {
     core.closed.store(true, Ordering::Release);
+    // A reload in progress finishes first (it checks `closed` under this lock before
+    // starting anything), so every backend it started is in `live` and stopped below.
+    drop(core.reloading.lock());
     let dispatcher = dispatcher.lock().take();
     if let Some((stop, _)) = &dispatcher {
         let _ = stop.send(());
     }
     // Stop the backends before joining the dispatcher: a catalog refresh it has in flight
     // then fails at once instead of holding shutdown until its deadline.
+    let live: Vec<Arc<Backend>> = core.live.read().clone();
     std::thread::scope(|s| {
-        for b in &core.backends {
+        for b in &live {
             s.spawn(move || b.stop(grace));
         }
     });
@@ -297,10 +578,9 @@ pub(crate) fn shutdown(core: &Core, dispatcher: &Mutex<Option<(Sender<()>, JoinH
     }
 }
 
-/// Fetches backend `i`'s lists again if it is up; returns whether it tried (and so whether
+/// Fetches a backend's lists again if it is up; returns whether it tried (and so whether
 /// its lists may have changed).
-fn refresh_backend(core: &Core, i: usize) -> bool {
-    let Some(b) = core.backends.get(i) else { return false };
+fn refresh_backend(b: &Backend) -> bool {
     if b.info().state != State::Ready {
         return false;
     }

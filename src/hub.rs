@@ -262,7 +262,9 @@ enum Attribution {
 pub(crate) struct Hub {
     sessions: RwLock<HashMap<u64, Arc<SessionShared>>>,
     progress: Mutex<HashMap<String, Progress>>,
-    /// (backend, session) → calls of that session in flight on that backend.
+    /// (backend id, session) → calls of that session in flight on that backend. Backends are
+    /// named by id here and everywhere in the hub: ids are never reused, so an entry made
+    /// before a reload can never be taken for another backend after it.
     callers: Mutex<HashMap<(usize, u64), usize>>,
     /// URI → backend the subscription went through → subscribed sessions. Exact URIs only.
     subscriptions: Mutex<HashMap<String, HashMap<usize, HashSet<u64>>>>,
@@ -463,6 +465,17 @@ impl Hub {
         subs.iter().filter(|(_, m)| m.values().any(|s| s.contains(&session))).map(|(u, _)| u.clone()).collect()
     }
 
+    /// A reload removed `backend` and it has stopped: subscriptions made through it are
+    /// forgotten (its id is never reused, so they could only go stale), and the next
+    /// subscriber to such a URI goes to whoever serves it now.
+    pub(crate) fn backend_stopped(&self, backend: usize) {
+        let mut subs = self.subscriptions.lock();
+        for per_backend in subs.values_mut() {
+            per_backend.remove(&backend);
+        }
+        subs.retain(|_, m| !m.is_empty());
+    }
+
     pub(crate) fn backend_down(&self, backend: usize) {
         let _ = self.events.try_send(Event::Down(backend));
     }
@@ -492,7 +505,7 @@ impl Hub {
             "notifications/progress" => {
                 let Some(mut v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else { return };
                 let key = v.get("progressToken").map(Value::to_string).unwrap_or_default();
-                let target = self.progress.lock().get(&key).filter(|p| p.backend == Some(backend.index)).map(|p| {
+                let target = self.progress.lock().get(&key).filter(|p| p.backend == Some(backend.id)).map(|p| {
                     let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
                     p.last.store(nanos, Ordering::Release);
                     (p.session, p.client_token.get().to_owned())
@@ -529,7 +542,7 @@ impl Hub {
                     .subscriptions
                     .lock()
                     .get(&uri)
-                    .and_then(|m| m.get(&backend.index))
+                    .and_then(|m| m.get(&backend.id))
                     .map(|s| s.iter().copied().collect())
                     .unwrap_or_default();
                 if targets.is_empty() {
@@ -549,7 +562,7 @@ impl Hub {
                     let mut relays = s.relays.lock();
                     let key = relays
                         .iter()
-                        .find(|(_, r)| r.backend == backend.index && r.backend_id.get() == req)
+                        .find(|(_, r)| r.backend == backend.id && r.backend_id.get() == req)
                         .map(|(k, _)| k.clone());
                     if let Some(k) = key {
                         relays.remove(&k);
@@ -568,7 +581,7 @@ impl Hub {
                 // Same rule as server-to-client requests: a log line may carry what a
                 // client's call revealed, so it never goes to a client that cannot be the
                 // one concerned. Unattributable lines are dropped, not broadcast.
-                let Attribution::One(session) = self.attribute(backend.index) else {
+                let Attribution::One(session) = self.attribute(backend.id) else {
                     log::debug!(target: "mcprouter::hub", "[{}] log message with no single calling client; dropped", backend.name());
                     return;
                 };
@@ -590,7 +603,7 @@ impl Hub {
             log::info!(target: "mcprouter::hub", "[{}] {msg}", backend.name());
             let _ = backend.respond(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
         };
-        let session = match self.attribute(backend.index) {
+        let session = match self.attribute(backend.id) {
             Attribution::One(s) => s,
             // Roots belong to a client, not to a call: a server asks for them when it starts
             // or after `roots/list_changed`. With exactly one client that declared roots, they
@@ -621,7 +634,7 @@ impl Hub {
                 return;
             }
             let relay =
-                Relay { backend: backend.index, backend_id: id.to_owned(), expires: Instant::now() + backend.timeout };
+                Relay { backend: backend.id, backend_id: id.to_owned(), expires: Instant::now() + backend.timeout };
             relays.insert(client_id.clone(), relay);
             self.relays_waiting.fetch_add(1, Ordering::Relaxed);
         }
@@ -648,7 +661,8 @@ impl Hub {
     /// Relayed requests the client left unanswered past the backend's timeout: the backend
     /// gets an error (it would otherwise wait forever) and the client a cancellation.
     /// Called by the dispatcher's housekeeping tick.
-    pub(crate) fn expire_relays(&self, now: Instant, backends: &[Arc<Backend>]) {
+    /// `backend` finds a backend by id (it may be draining after a reload).
+    pub(crate) fn expire_relays(&self, now: Instant, backend: &dyn Fn(usize) -> Option<Arc<Backend>>) {
         if self.relays_waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -662,7 +676,7 @@ impl Hub {
             };
             for (client_id, r) in expired {
                 self.relays_gone(1);
-                if let Some(b) = backends.get(r.backend) {
+                if let Some(b) = backend(r.backend) {
                     let msg = format!("the client did not answer within {} ms", b.timeout.as_millis());
                     let _ = b.respond(jsonrpc::error(Some(r.backend_id.get()), jsonrpc::REQUEST_TIMEOUT, &msg));
                 }
@@ -780,6 +794,19 @@ mod tests {
         assert_eq!(h.subscriptions_of(2), ["u"]);
         assert_eq!(h.remove_subscriber("u", 2), Some((0, true)), "the last one out");
         assert!(h.subscriptions.lock().is_empty());
+    }
+
+    #[test]
+    fn a_stopped_backend_takes_its_subscriptions_along() {
+        let h = hub();
+        h.add_subscriber("u", 3, 1);
+        h.add_subscriber("u", 4, 2);
+        h.add_subscriber("v", 3, 1);
+        h.backend_stopped(3);
+        assert_eq!(h.subscribed_via("u", 1), None);
+        assert_eq!(h.subscribed_via("u", 2), Some(4), "other backends' subscriptions stay");
+        assert_eq!(h.subscriptions_of(1), Vec::<String>::new());
+        assert_eq!(h.subscriptions.lock().len(), 1);
     }
 
     #[test]

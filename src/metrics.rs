@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -104,6 +105,10 @@ pub struct Snapshot {
     pub catalog_items: [usize; 4],
     /// Open client sessions.
     pub sessions: usize,
+    /// Slots whose backend a reload removed: no gauges for them.
+    pub absent: Vec<usize>,
+    /// The running config's generation (1 at start).
+    pub generation: u64,
 }
 
 /// One backend's figures in a [`Snapshot`].
@@ -182,30 +187,52 @@ struct ToolTable {
     entries: HashMap<String, ToolEntry>,
 }
 
+/// One backend label's request counters: `[method][outcome]`, `[method][bucket]` (not
+/// cumulative) and `[method]` total nanoseconds, plus its overload rejections.
+struct Series {
+    requests: Vec<AtomicU64>,
+    hist_buckets: Vec<AtomicU64>,
+    hist_sum_nanos: Vec<AtomicU64>,
+    overload_rejections: AtomicU64,
+}
+
+impl Series {
+    fn zero() -> Series {
+        Series {
+            requests: zeroed(METHODS.len() * OUTCOMES, || AtomicU64::new(0)),
+            hist_buckets: zeroed(METHODS.len() * HIST_SLOTS, || AtomicU64::new(0)),
+            hist_sum_nanos: zeroed(METHODS.len(), || AtomicU64::new(0)),
+            overload_rejections: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A backend label: its escaped name and its counters.
+struct Slot {
+    label: String,
+    name: String,
+    series: Arc<Series>,
+}
+
 /// All router metrics. Share it behind an `Arc`; every method takes `&self`
 /// and is safe to call concurrently.
 pub struct Metrics {
-    /// Configured backend names, escaped for use as label values, followed
-    /// by the escaped [`NO_BACKEND_LABEL`].
-    backend_labels: Vec<String>,
-    /// Number of configured backends (`backend_labels.len() - 1`).
-    n_backends: usize,
-
-    /// `[method][backend slot][outcome]`.
-    requests: Vec<AtomicU64>,
-    /// `[method][backend slot][bucket]`, non-cumulative.
-    hist_buckets: Vec<AtomicU64>,
-    /// `[method][backend slot]`, total observed nanoseconds.
-    hist_sum_nanos: Vec<AtomicU64>,
+    /// One slot per backend name ever configured, in the order first seen; never shrinks,
+    /// so a backend removed by a reload keeps its counters and one added later by the
+    /// same name continues them (counters never go back). Read-locked to record.
+    slots: RwLock<Vec<Slot>>,
+    /// Requests the router answered itself (`backend=""`).
+    none: Series,
 
     tools: RwLock<ToolTable>,
     /// Tool calls that did not match an active registered tool.
     tool_other: ToolCounts,
 
-    overload_rejections: Vec<AtomicU64>,
     fallbacks: AtomicU64,
     retries: AtomicU64,
     panics: AtomicU64,
+    /// Reloads applied and refused.
+    reloads: [AtomicU64; 2],
 }
 
 fn zeroed<T>(n: usize, f: impl Fn() -> T) -> Vec<T> {
@@ -214,66 +241,75 @@ fn zeroed<T>(n: usize, f: impl Fn() -> T) -> Vec<T> {
 
 impl Metrics {
     /// Creates the metric set for the configured backends. Backend `i` in
-    /// every other call refers to `backends[i]`.
+    /// every other call refers to `backends[i]` (its slot), until a reload registers
+    /// more with [`Metrics::slot_for`].
     ///
     /// Backend names come from trusted configuration; they must be unique
     /// and non-empty (the config loader is expected to enforce this), or the
     /// exposition would contain duplicate series.
     pub fn new(backends: &[String]) -> Self {
-        let n = backends.len();
-        let mut backend_labels: Vec<String> = backends.iter().map(|b| escape_label(b)).collect();
-        backend_labels.push(escape_label(NO_BACKEND_LABEL));
-        let slots = METHODS.len() * (n + 1);
-        Metrics {
-            backend_labels,
-            n_backends: n,
-            requests: zeroed(slots * OUTCOMES, || AtomicU64::new(0)),
-            hist_buckets: zeroed(slots * HIST_SLOTS, || AtomicU64::new(0)),
-            hist_sum_nanos: zeroed(slots, || AtomicU64::new(0)),
+        let m = Metrics {
+            slots: RwLock::new(Vec::new()),
+            none: Series::zero(),
             tools: RwLock::new(ToolTable::default()),
             tool_other: ToolCounts::zero(),
-            overload_rejections: zeroed(n, || AtomicU64::new(0)),
             fallbacks: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             panics: AtomicU64::new(0),
-        }
-    }
-
-    /// Number of configured backends.
-    pub fn backend_count(&self) -> usize {
-        self.n_backends
-    }
-
-    /// Position of `slot` in the per-(method, backend) arrays. An
-    /// out-of-range backend index is recorded as "no backend" rather than
-    /// dropped or panicking: losing a request count would be worse than
-    /// misattributing it, and a metrics call must never take the router down.
-    fn slot(&self, method: usize, backend: Option<usize>) -> usize {
-        let b = match backend {
-            Some(i) if i < self.n_backends => i,
-            _ => self.n_backends,
+            reloads: [AtomicU64::new(0), AtomicU64::new(0)],
         };
-        method * (self.n_backends + 1) + b
+        for b in backends {
+            m.slot_for(b);
+        }
+        m
+    }
+
+    /// The slot of backend `name`, registered if it is new. The number of slots is bounded
+    /// by the configs an operator loads, never by traffic.
+    pub fn slot_for(&self, name: &str) -> usize {
+        if let Some(i) = self.slots.read().iter().position(|s| s.name == name) {
+            return i;
+        }
+        let mut slots = self.slots.write();
+        if let Some(i) = slots.iter().position(|s| s.name == name) {
+            return i;
+        }
+        slots.push(Slot { label: escape_label(name), name: name.to_owned(), series: Arc::new(Series::zero()) });
+        slots.len() - 1
+    }
+
+    /// Number of backend slots (configured now or before a reload).
+    pub fn backend_count(&self) -> usize {
+        self.slots.read().len()
+    }
+
+    /// The counters of `backend`'s slot. An out-of-range slot is recorded as "no backend"
+    /// rather than dropped or panicking: losing a request count would be worse than
+    /// misattributing it, and a metrics call must never take the router down.
+    fn series(&self, backend: Option<usize>) -> Option<Arc<Series>> {
+        backend.and_then(|b| self.slots.read().get(b).map(|s| Arc::clone(&s.series)))
     }
 
     /// Records one finished request: increments
     /// `mcprouter_requests_total{method,backend,outcome}` and observes its
     /// latency in `mcprouter_request_duration_seconds{method,backend}`.
-    /// `backend` is `None` when no backend was involved.
+    /// `backend` (a slot) is `None` when no backend was involved.
     pub fn request(&self, method: &str, backend: Option<usize>, outcome: Outcome, duration: Duration) {
-        let slot = self.slot(method_index(method), backend);
-        if let Some(c) = self.requests.get(slot * OUTCOMES + outcome.index()) {
+        let held = self.series(backend);
+        let s = held.as_deref().unwrap_or(&self.none);
+        let m = method_index(method);
+        if let Some(c) = s.requests.get(m * OUTCOMES + outcome.index()) {
             c.fetch_add(1, Ordering::Relaxed);
         }
         // Saturate instead of wrapping: a u64 of nanoseconds is 584 years.
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         // `le` is inclusive: a value equal to a bound belongs in that bucket.
         let bucket = BUCKET_NANOS.partition_point(|&b| b < nanos);
-        if let Some(c) = self.hist_buckets.get(slot * HIST_SLOTS + bucket) {
+        if let Some(c) = s.hist_buckets.get(m * HIST_SLOTS + bucket) {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(s) = self.hist_sum_nanos.get(slot) {
-            s.fetch_add(nanos, Ordering::Relaxed);
+        if let Some(c) = s.hist_sum_nanos.get(m) {
+            c.fetch_add(nanos, Ordering::Relaxed);
         }
     }
 
@@ -343,11 +379,17 @@ impl Metrics {
         table.entries = entries;
     }
 
-    /// Increments `mcprouter_overload_rejections_total{backend}`.
+    /// Increments `mcprouter_overload_rejections_total{backend}` (a slot).
     pub fn overload(&self, backend: usize) {
-        if let Some(c) = self.overload_rejections.get(backend) {
-            c.fetch_add(1, Ordering::Relaxed);
+        if let Some(s) = self.series(Some(backend)) {
+            s.overload_rejections.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a reload in `mcprouter_reloads_total{outcome}`: applied, or refused (the
+    /// old config kept serving).
+    pub fn reload(&self, applied: bool) {
+        self.reloads[usize::from(!applied)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Increments `mcprouter_fallbacks_total`.
@@ -374,7 +416,13 @@ impl Metrics {
     /// per-backend gauges and counters are always present.
     pub fn render(&self, snap: &Snapshot) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        let slots_per_method = self.n_backends + 1;
+        // Labels and counters are read once: a reload registering a slot meanwhile shows
+        // up in the next scrape.
+        let slots: Vec<(String, Arc<Series>)> =
+            self.slots.read().iter().map(|s| (s.label.clone(), Arc::clone(&s.series))).collect();
+        let none = (escape_label(NO_BACKEND_LABEL), &self.none);
+        let all: Vec<(&str, &Series)> =
+            slots.iter().map(|(l, s)| (l.as_str(), &**s)).chain([(none.0.as_str(), none.1)]).collect();
 
         // `write!` into a String cannot fail; the results are ignored
         // rather than unwrapped so this path has no panic sites.
@@ -385,10 +433,9 @@ impl Metrics {
             "Requests handled, by MCP method, backend and outcome.",
         );
         for (m, method) in METHODS.iter().enumerate() {
-            for (b, backend) in self.backend_labels.iter().enumerate() {
-                let slot = m * slots_per_method + b;
+            for (backend, s) in &all {
                 for o in Outcome::ALL {
-                    let v = load(&self.requests, slot * OUTCOMES + o.index());
+                    let v = load(&s.requests, m * OUTCOMES + o.index());
                     if v > 0 {
                         let _ = writeln!(
                             out,
@@ -407,14 +454,13 @@ impl Metrics {
             "Request latency in seconds, by MCP method and backend.",
         );
         for (m, method) in METHODS.iter().enumerate() {
-            for (b, backend) in self.backend_labels.iter().enumerate() {
-                let slot = m * slots_per_method + b;
+            for (backend, s) in &all {
                 // Snapshot the buckets once so the cumulative counts, the
                 // +Inf bucket and _count agree within one scrape even while
                 // other threads keep recording.
                 let mut buckets = [0u64; HIST_SLOTS];
                 for (i, v) in buckets.iter_mut().enumerate() {
-                    *v = load(&self.hist_buckets, slot * HIST_SLOTS + i);
+                    *v = load(&s.hist_buckets, m * HIST_SLOTS + i);
                 }
                 let count: u64 = buckets.iter().sum();
                 if count == 0 {
@@ -432,7 +478,7 @@ impl Metrics {
                     out,
                     "mcprouter_request_duration_seconds_bucket{{method=\"{method}\",backend=\"{backend}\",le=\"+Inf\"}} {count}"
                 );
-                let sum = load(&self.hist_sum_nanos, slot);
+                let sum = load(&s.hist_sum_nanos, m);
                 // Exact decimal seconds from integer nanoseconds: no float
                 // rounding, no exponent notation.
                 let _ = writeln!(
@@ -466,18 +512,26 @@ impl Metrics {
         write_tool_counts(&mut out, "other", &self.tool_other);
 
         let fig = |b: usize| snap.backends.get(b).copied().unwrap_or_default();
+        // Gauges only for backends configured now: a slot a reload removed keeps its
+        // request counters but has no state to show.
+        let configured: Vec<(usize, &str)> = slots
+            .iter()
+            .enumerate()
+            .filter(|(b, _)| !snap.absent.contains(b))
+            .map(|(b, (l, _))| (b, l.as_str()))
+            .collect();
         header(&mut out, "mcprouter_in_flight", "gauge", "Requests currently in flight, by backend.");
-        for (b, backend) in self.configured_backends() {
+        for &(b, backend) in &configured {
             let _ = writeln!(out, "mcprouter_in_flight{{backend=\"{backend}\"}} {}", fig(b).in_flight);
         }
 
         header(&mut out, "mcprouter_backend_up", "gauge", "1 if the backend is up, 0 otherwise.");
-        for (b, backend) in self.configured_backends() {
+        for &(b, backend) in &configured {
             let _ = writeln!(out, "mcprouter_backend_up{{backend=\"{backend}\"}} {}", u8::from(fig(b).up));
         }
 
         header(&mut out, "mcprouter_breaker_state", "gauge", "Circuit breaker state: 0 closed, 1 open, 2 half-open.");
-        for (b, backend) in self.configured_backends() {
+        for &(b, backend) in &configured {
             let _ = writeln!(out, "mcprouter_breaker_state{{backend=\"{backend}\"}} {}", fig(b).breaker);
         }
 
@@ -487,12 +541,12 @@ impl Metrics {
             "counter",
             "Times a backend was started again after it went down.",
         );
-        for (b, backend) in self.configured_backends() {
+        for &(b, backend) in &configured {
             let _ = writeln!(out, "mcprouter_backend_restarts_total{{backend=\"{backend}\"}} {}", fig(b).restarts);
         }
 
         header(&mut out, "mcprouter_queue_depth", "gauge", "Requests waiting for a backend slot, by backend.");
-        for (b, backend) in self.configured_backends() {
+        for &(b, backend) in &configured {
             let _ = writeln!(out, "mcprouter_queue_depth{{backend=\"{backend}\"}} {}", fig(b).queue_depth);
         }
 
@@ -502,11 +556,11 @@ impl Metrics {
             "counter",
             "Requests rejected because a backend queue was full.",
         );
-        for (b, backend) in self.configured_backends() {
+        for &(b, backend) in &configured {
             let _ = writeln!(
                 out,
                 "mcprouter_overload_rejections_total{{backend=\"{backend}\"}} {}",
-                load(&self.overload_rejections, b)
+                slots.get(b).map_or(0, |(_, s)| s.overload_rejections.load(Ordering::Relaxed))
             );
         }
 
@@ -526,6 +580,27 @@ impl Metrics {
         header(&mut out, "mcprouter_sessions", "gauge", "Open client sessions.");
         let _ = writeln!(out, "mcprouter_sessions {}", snap.sessions);
 
+        header(
+            &mut out,
+            "mcprouter_config_generation",
+            "gauge",
+            "The running config: 1 at start, one more per applied reload.",
+        );
+        let _ = writeln!(out, "mcprouter_config_generation {}", snap.generation);
+        header(
+            &mut out,
+            "mcprouter_reloads_total",
+            "counter",
+            "Reloads, by outcome: applied, or refused (the old config kept serving).",
+        );
+        for (i, outcome) in ["ok", "error"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "mcprouter_reloads_total{{outcome=\"{outcome}\"}} {}",
+                self.reloads[i].load(Ordering::Relaxed)
+            );
+        }
+
         out
     }
 
@@ -534,18 +609,12 @@ impl Metrics {
     pub fn series_count(&self, snap: &Snapshot) -> usize {
         self.render(snap).lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count()
     }
-
-    /// Configured backends with their escaped labels (excludes the
-    /// no-backend slot, which only the request metrics use).
-    fn configured_backends(&self) -> impl Iterator<Item = (usize, &str)> {
-        self.backend_labels.iter().take(self.n_backends).map(String::as_str).enumerate()
-    }
 }
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The full state is in `render()`; Debug stays short for logs.
-        f.debug_struct("Metrics").field("backends", &self.n_backends).finish_non_exhaustive()
+        f.debug_struct("Metrics").field("backends", &self.backend_count()).finish_non_exhaustive()
     }
 }
 

@@ -26,7 +26,7 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("backends", &self.inner.core.backends.len()).finish()
+        f.debug_struct("Router").field("backends", &self.inner.core.view().value().backends.len()).finish()
     }
 }
 
@@ -44,19 +44,8 @@ impl Router {
             .enumerate()
             .map(|(i, b)| Arc::new(Backend::new(i, b.clone(), &config.router, Arc::clone(&hub))))
             .collect();
-        let init_timeout = Duration::from_millis(config.router.init_timeout_ms);
-        std::thread::scope(|s| {
-            for b in &backends {
-                let b = Arc::clone(b);
-                let spawned = std::thread::Builder::new()
-                    .name(format!("mcprouter-init-{}", b.name()))
-                    .stack_size(256 * 1024)
-                    .spawn_scoped(s, move || b.start(init_timeout));
-                if let Err(e) = spawned {
-                    log::error!(target: "mcprouter", "cannot start a thread: {e}");
-                }
-            }
-        });
+        crate::core::start_all(&backends, Duration::from_millis(config.router.init_timeout_ms));
+        let health_interval = config.router.health.interval_ms;
         let core = Arc::new(Core::new(config, hub, backends));
         core.rebuild_catalog(false);
         let (stop_tx, stop_rx) = bounded(1);
@@ -67,7 +56,7 @@ impl Router {
                 crate::guard::keep_running("mcprouter-dispatcher", || crate::upkeep::dispatcher(&c, &ev_rx, &stop_rx))
             })
             .map_err(|e| Error::Io(format!("cannot start the dispatcher thread: {e}")))?;
-        if core.config.router.health.interval_ms > 0 {
+        if health_interval > 0 {
             let c = Arc::clone(&core);
             let health = std::thread::Builder::new()
                 .name("mcprouter-health".into())
@@ -98,9 +87,41 @@ impl Router {
         Ok(Session::new(Arc::clone(&self.inner), client_id))
     }
 
-    /// The configuration the router runs.
-    pub fn config(&self) -> &Config {
-        &self.inner.core.config
+    /// The configuration the router runs now (a reload replaces it; this is a snapshot).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.inner.core.view().value().config)
+    }
+
+    /// Applies a new configuration without a restart; returns its generation (1 was the
+    /// config the router started with). The config is validated first, with the same
+    /// errors as [`Router::new`]: a bad one is refused whole and the running one keeps
+    /// serving (the refusal is logged and counted). Backends whose connection settings
+    /// are unchanged keep their process or connection and their state; added and changed
+    /// ones are started before the switch; pools, fallbacks, filters, prefixing and limits
+    /// switch at once for new calls, while calls in flight finish with the config they
+    /// began with. Removed and replaced backends stop once those calls are done (at most
+    /// the longest a call may take). Sessions stay open and get `list_changed` for the
+    /// lists that changed. Blocks while new backends start; one reload runs at a time.
+    pub fn reload(&self, config: Config) -> Result<u64> {
+        self.inner.core.reload(config)
+    }
+
+    /// Parses YAML and reloads with it (see [`Router::reload`]); a parse error is refused
+    /// and counted like any bad config.
+    pub fn reload_from_yaml(&self, text: &str) -> Result<u64> {
+        self.reload_parsed(Config::from_yaml(text))
+    }
+
+    /// Reads a YAML file and reloads with it (see [`Router::reload`]).
+    pub fn reload_from_file(&self, path: impl AsRef<std::path::Path>) -> Result<u64> {
+        self.reload_parsed(Config::from_file(path))
+    }
+
+    pub(crate) fn reload_parsed(&self, parsed: Result<Config>) -> Result<u64> {
+        match parsed {
+            Ok(c) => self.reload(c),
+            Err(e) => Err(self.inner.core.reload_refused(e)),
+        }
     }
 
     /// Waits until every change a backend announced (`list_changed`) is in the catalog, up
@@ -121,8 +142,10 @@ impl Router {
     /// Every backend's state, protocol version, counts and last error, as JSON.
     pub fn status(&self) -> Value {
         let core = &self.inner.core;
-        let catalog = core.catalog();
-        let backends: Vec<Value> = core
+        let view = core.view();
+        let v = view.value();
+        let catalog = v.catalog();
+        let backends: Vec<Value> = v
             .backends
             .iter()
             .map(|b| {
@@ -153,30 +176,39 @@ impl Router {
                     "breaker": b.breaker.state().name(),
                     "breaker_half_open_in_flight": b.breaker.half_open_in_flight(),
                     "restarts": restarts,
-                    "next_restart_in_ms": core.next_restart(b.index).map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
+                    "next_restart_in_ms": core.next_restart(b.id).map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64),
                 })
             })
             .collect();
         let [t, r, u, p] = catalog.counts();
-        let pools: Vec<Value> = core
+        let last_reload = core.last_reload().map(|l| {
+            let at = l.at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            json!({"at_unix_ms": at, "ok": l.ok, "error": l.error})
+        });
+        let pools: Vec<Value> = v
             .owners
             .iter()
-            .zip(&core.balancers)
+            .zip(&v.balancers)
             .filter_map(|(o, b)| b.as_ref().map(|b| (o, b)))
             .map(|(o, b)| {
                 json!({
                     "name": o.name,
                     "strategy": b.strategy().as_str(),
-                    "backends": o.members.iter().map(|m| core.backends[*m].name()).collect::<Vec<_>>(),
+                    "backends": o.members.iter().filter_map(|m| v.backends.get(*m)).map(|b| b.name()).collect::<Vec<_>>(),
                     "in_flight": b.in_flight_all(),
                 })
             })
             .collect();
         json!({
             "pools": pools,
-            "retry_budget": core.budget.available(),
+            "retry_budget": v.budget.available(),
+            "config": {
+                "generation": view.number(),
+                "last_reload": last_reload,
+                "draining_backends": core.draining_backends(),
+            },
             "router": {
-                "name": core.config.router.name,
+                "name": v.config.router.name,
                 "version": env!("CARGO_PKG_VERSION"),
                 "closed": core.closed.load(Ordering::Acquire),
                 "sessions": core.hub.session_count(),
@@ -196,10 +228,17 @@ impl Router {
     /// in the catalog (capped).
     pub fn metrics(&self) -> String {
         let core = &self.inner.core;
-        let backends = core
-            .backends
-            .iter()
-            .map(|b| BackendFigures {
+        let view = core.view();
+        let v = view.value();
+        // Figures by metrics slot (a backend name's place among every name configured so
+        // far); a slot with no backend in the current view shows no gauges.
+        let slots = core.metrics.backend_count();
+        let mut backends = vec![BackendFigures::default(); slots];
+        let mut absent: Vec<usize> = (0..slots).collect();
+        for b in &v.backends {
+            let slot = core.metrics.slot_for(b.name());
+            absent.retain(|s| *s != slot);
+            let fig = BackendFigures {
                 up: b.is_ready(),
                 in_flight: b.pending.len(),
                 queue_depth: b.queue_depth(),
@@ -209,9 +248,18 @@ impl Router {
                     crate::breaker::BreakerState::HalfOpen { .. } => 2,
                 },
                 restarts: b.restarts.lock().total,
-            })
-            .collect();
-        let snap = Snapshot { backends, catalog_items: core.catalog().counts(), sessions: core.hub.session_count() };
+            };
+            if let Some(f) = backends.get_mut(slot) {
+                *f = fig;
+            }
+        }
+        let snap = Snapshot {
+            backends,
+            catalog_items: v.catalog().counts(),
+            sessions: core.hub.session_count(),
+            absent,
+            generation: view.number(),
+        };
         core.metrics.render(&snap)
     }
 

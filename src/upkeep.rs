@@ -1,6 +1,7 @@
 //! The router's background threads: the dispatcher (restarts, catalog refreshes, relay
 //! expiry) and the active health checks.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -11,19 +12,26 @@ use crate::core::Core;
 use crate::hub::Event;
 
 pub(crate) fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Receiver<()>) {
-    let interval = core.config.router.refresh_interval_ms;
-    let ticker = if interval > 0 { tick(Duration::from_millis(interval)) } else { never() };
+    let timer = |ms: u64| if ms > 0 { tick(Duration::from_millis(ms)) } else { never() };
+    let mut interval = core.view().value().config.router.refresh_interval_ms;
+    let mut ticker = timer(interval);
     let housekeeping = tick(Duration::from_millis(50));
-    for i in 0..core.backends.len() {
-        core.schedule_restart(i);
+    for b in &core.view().value().backends {
+        core.schedule_restart(b.id);
     }
     loop {
         select! {
             recv(stop) -> _ => return,
             recv(housekeeping) -> _ => {
+                // A reload may have changed the refresh interval.
+                let now = core.view().value().config.router.refresh_interval_ms;
+                if now != interval {
+                    interval = now;
+                    ticker = timer(interval);
+                }
                 core.take_refresh_asks();
                 core.run_due_restarts();
-                core.hub.expire_relays(Instant::now(), &core.backends);
+                core.hub.expire_relays(Instant::now(), &|id| core.backend(id));
             },
             recv(events) -> ev => {
                 let Ok(ev) = ev else { return };
@@ -43,8 +51,8 @@ pub(crate) fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Rece
                 core.take_refresh_asks();
             },
             recv(ticker) -> _ => {
-                for i in 0..core.backends.len() {
-                    core.request_refresh(i);
+                for b in &core.view().value().backends {
+                    core.request_refresh(b.id);
                 }
             },
         }
@@ -58,24 +66,28 @@ pub(crate) fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Rece
 /// unhealthy one when its (backed-off) probe is due. Pings to all due backends are in
 /// flight at once, so one slow backend does not delay the others' checks.
 pub(crate) fn health_checks(core: &Core) {
-    let policy = &core.config.router.health;
-    let interval = Duration::from_millis(policy.interval_ms);
-    let timeout = Duration::from_millis(policy.timeout_ms);
-    let mut last = vec![Instant::now(); core.backends.len()];
+    // Last ping per backend id; a reload's new backends start counting when first seen.
+    let mut last: HashMap<usize, Instant> = HashMap::new();
     while !core.closed.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(50));
+        let view = core.view();
+        let policy = &view.value().config.router.health;
+        let interval = Duration::from_millis(policy.interval_ms);
+        let timeout = Duration::from_millis(policy.timeout_ms);
         let now = Instant::now();
+        last.retain(|id, _| view.value().position(*id).is_some());
         let mut tickets = Vec::new();
-        for (i, b) in core.backends.iter().enumerate() {
-            if !b.is_ready() {
+        for b in &view.value().backends {
+            if !b.is_ready() || policy.interval_ms == 0 {
                 continue;
             }
+            let seen = *last.entry(b.id).or_insert(now);
             let due = {
                 let h = b.health.lock();
-                if h.is_healthy() { now >= last[i] + interval } else { h.next_probe().is_some_and(|t| t <= now) }
+                if h.is_healthy() { now >= seen + interval } else { h.next_probe().is_some_and(|t| t <= now) }
             };
             if due {
-                last[i] = now;
+                last.insert(b.id, now);
                 match b.start_call("ping", None, 0) {
                     Ok(t) => tickets.push((b, t)),
                     Err(_) => b.observe(false),

@@ -102,6 +102,14 @@ export declare class Router {
     static fromFile(path: string): Promise<Router>;
     /** Opens a session: one MCP client. `clientId` keys sticky balancing. */
     session(clientId?: string | null): Session;
+    /**
+     * Applies a new YAML config without a restart; resolves to its generation (1 was the
+     * config the router started with). A bad config rejects with ConfigError and the
+     * running one keeps serving.
+     */
+    reload(yaml: string): Promise<number>;
+    /** Like reload, reading the config from a file. */
+    reloadFromFile(path: string): Promise<number>;
     /** Prometheus text exposition of the router's metrics. */
     metrics(): string;
     status(): RouterStatus;

@@ -181,7 +181,8 @@ pub(crate) struct Info {
 }
 
 pub(crate) struct Backend {
-    pub index: usize,
+    /// A router-unique id, never reused (not a position: reloads add and remove backends).
+    pub id: usize,
     pub config: BackendConfig,
     max_message_bytes: usize,
     queue_capacity: usize,
@@ -222,7 +223,7 @@ pub(crate) struct Backend {
 }
 
 impl Backend {
-    pub(crate) fn new(index: usize, config: BackendConfig, settings: &RouterSettings, hub: Arc<Hub>) -> Backend {
+    pub(crate) fn new(id: usize, config: BackendConfig, settings: &RouterSettings, hub: Arc<Hub>) -> Backend {
         let timeout = Duration::from_millis(config.timeout_ms.unwrap_or(settings.request_timeout_ms));
         let redactor = crate::logging::backend_redactor(&config);
         let catalog_caps = (
@@ -230,7 +231,7 @@ impl Backend {
             config.max_catalog_bytes.unwrap_or(settings.max_catalog_bytes),
         );
         Backend {
-            index,
+            id,
             config,
             max_message_bytes: settings.max_message_bytes,
             queue_capacity: settings.queue_capacity,
@@ -640,7 +641,7 @@ impl Backend {
         };
         // Counted before the line goes out, so a request the backend sends about this call
         // finds the call in flight.
-        let caller = (session != 0).then(|| Hub::call_started(&self.hub, self.index, session));
+        let caller = (session != 0).then(|| Hub::call_started(&self.hub, self.id, session));
         let line = jsonrpc::request(&id.to_string(), method, params);
         // The router's own calls (handshake, discovery) wait for room; a client's call is
         // refused at once when the queue is full, so overload is visible, never a hang.
@@ -775,7 +776,7 @@ impl Backend {
         if live {
             log::error!(target: "mcprouter::backend", "[{}] {why}", self.name());
             self.fail(generation, &why);
-            self.hub.backend_down(self.index);
+            self.hub.backend_down(self.id);
         }
     }
 

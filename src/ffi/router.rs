@@ -87,6 +87,78 @@ pub unsafe extern "C" fn mcprouter_router_new_from_file(
     })
 }
 
+/// Applies a new YAML configuration to a running router without a restart (see the
+/// README's "Hot reload"). The config is validated first: a bad one is refused whole with
+/// the same errors as `mcprouter_router_new_from_yaml`, and the running config keeps
+/// serving. Unchanged backends keep their process and state; added and changed ones are
+/// started before this returns; removed and replaced ones finish their calls in flight,
+/// then stop. Open sessions stay open and are told which lists changed (list_changed).
+///
+/// `yaml` is NUL-terminated UTF-8, borrowed for the call. On success, when
+/// `generation_out` is not NULL, it receives the new config's generation (the config the
+/// router started with is 1). Blocks while new backends start; one reload runs at a time.
+///
+/// Errors: `NULL_PARAMETER` (`r` or `yaml` NULL), `INVALID_UTF8`, `CONFIG` (the message
+/// names the field and line), `CLOSED` (after `mcprouter_router_shutdown`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcprouter_router_reload_from_yaml(
+    r: *const mcprouter_router,
+    yaml: *const c_char,
+    generation_out: *mut u64,
+    err: *mut *mut mcprouter_error,
+) -> mcprouter_status {
+    ffi_boundary!(err = err, {
+        // SAFETY: `r` NULL or live, `yaml` NULL or a C string (the header's contract).
+        let router = unsafe { open_router(r) }?;
+        let yaml = unsafe { input_str(yaml, "yaml") }?;
+        let parsed = crate::Config::from_yaml(yaml);
+        // The log callback is process-wide: it must mask the new config's secrets too.
+        if let Ok(config) = &parsed {
+            super::log::register_secrets(crate::logging::redactor_secrets(config));
+        }
+        let generation = router.reload_parsed(parsed)?;
+        // SAFETY: `generation_out` is NULL or writable (the header's contract).
+        unsafe { write_optional(generation_out, generation) };
+        Ok(())
+    })
+}
+
+/// Like `mcprouter_router_reload_from_yaml`, reading the YAML from the file at `path`
+/// (NUL-terminated UTF-8, borrowed for the call). A file that cannot be read is a `CONFIG`
+/// error naming the path; the running config keeps serving.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mcprouter_router_reload_from_file(
+    r: *const mcprouter_router,
+    path: *const c_char,
+    generation_out: *mut u64,
+    err: *mut *mut mcprouter_error,
+) -> mcprouter_status {
+    ffi_boundary!(err = err, {
+        // SAFETY: as in `mcprouter_router_reload_from_yaml`.
+        let router = unsafe { open_router(r) }?;
+        let path = unsafe { input_str(path, "path") }?;
+        let parsed = crate::Config::from_file(path);
+        if let Ok(config) = &parsed {
+            super::log::register_secrets(crate::logging::redactor_secrets(config));
+        }
+        let generation = router.reload_parsed(parsed)?;
+        // SAFETY: as above.
+        unsafe { write_optional(generation_out, generation) };
+        Ok(())
+    })
+}
+
+/// Writes `value` to an optional out-param.
+///
+/// # Safety
+/// `out` is NULL or valid for a write of a `u64`.
+unsafe fn write_optional(out: *mut u64, value: u64) {
+    if !out.is_null() {
+        // SAFETY: per the contract above.
+        unsafe { out.write(value) };
+    }
+}
+
 /// Writes the router's metrics, in the Prometheus text exposition format, to `*text_out`
 /// (owned: free it with `mcprouter_string_free`).
 ///
@@ -108,7 +180,8 @@ pub unsafe extern "C" fn mcprouter_router_metrics(
 
 /// Writes the router's status as a JSON object to `*json_out` (owned: free it with
 /// `mcprouter_string_free`): `{"router": {name, version, closed, sessions, uptime_ms,
-/// catalog}, "backends": [{name, transport, state, protocol_version, tools, resources,
+/// catalog}, "config": {generation, last_reload: null | {at_unix_ms, ok, error},
+/// draining_backends}, "backends": [{name, transport, state, protocol_version, tools, resources,
 /// prompts, in_flight, queue_depth, handshake_ms, pid, last_error, ...}]}`.
 ///
 /// Errors: `NULL_PARAMETER`, `CLOSED` (after `mcprouter_router_shutdown`).

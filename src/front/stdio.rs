@@ -34,26 +34,29 @@ pub type Output = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// `initialize`, the backends are told the client's own capabilities, so a server offers
 /// through the router what it would offer this client directly (see
 /// [`RouterSettings::declare_for_single_client`](crate::config::RouterSettings::declare_for_single_client)).
-/// `started` is then called with the router (to attach a metrics endpoint, say); what it
-/// returns is dropped before the router shuts down.
+/// `started` is then called with the router and those capabilities, if the first message was
+/// `initialize` (to attach a metrics endpoint, or a reloader that applies them to each new
+/// config, say); what it returns is dropped before the router shuts down.
 pub fn serve<T>(
     mut config: Config,
     input: &mut impl BufRead,
     output: Output,
-    started: impl FnOnce(&Router) -> T,
+    started: impl FnOnce(&Router, Option<serde_json::Value>) -> T,
 ) -> Result<()> {
     let max = config.router.max_message_bytes;
     let cap = (config.backends.len() * config.router.queue_capacity + 64).clamp(MIN_CONCURRENT, MAX_CONCURRENT);
     let grace = Duration::from_millis(config.router.shutdown_grace_ms);
     let mut buf = Vec::new();
     let first = read_line_limited(input, &mut buf, max);
-    if let Ok(Line::Complete) = first
-        && let Some(caps) = initialize_capabilities(&buf)
-    {
-        config.router.declare_for_single_client(&caps);
+    let client_caps = match first {
+        Ok(Line::Complete) => initialize_capabilities(&buf),
+        _ => None,
+    };
+    if let Some(caps) = &client_caps {
+        config.router.declare_for_single_client(caps);
     }
     let router = Router::new(config)?;
-    let attached = started(&router);
+    let attached = started(&router, client_caps);
     let session = match router.session(Some("stdio")) {
         Ok(s) => Arc::new(s),
         Err(e) => {

@@ -22,6 +22,7 @@ fn error_code(error: &str) -> Option<i64> {
 impl Session {
     pub(super) fn record(
         &self,
+        v: &crate::core::View,
         id: &RawValue,
         method: &str,
         params: Option<&RawValue>,
@@ -41,24 +42,27 @@ impl Session {
             },
         };
         let m = &self.core().metrics;
-        m.request(method, backend, outcome, took);
+        // `backend` is an id; metrics count by name.
+        let found =
+            backend.and_then(|id| v.position(id).map(|p| v.backends[p].clone()).or_else(|| self.core().backend(id)));
+        let slot = found.as_ref().map(|b| m.slot_for(b.name()));
+        m.request(method, slot, outcome, took);
         if outcome == Outcome::Overload {
-            if let Some(b) = backend {
-                m.overload(b);
+            if let Some(s) = slot {
+                m.overload(s);
             }
         }
         if method == "tools/call" {
             m.tool_call(name.unwrap_or(""), outcome);
         }
         if log::log_enabled!(target: "mcprouter::access", log::Level::Info) {
-            let core = self.core();
             let uri = match method {
                 "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                     params.and_then(|p| serde_json::from_str::<UriParam<'_>>(p.get()).ok()).and_then(|u| u.uri)
                 }
                 _ => None,
             };
-            let backend = backend.and_then(|b| core.backends.get(b)).map_or("", |b| b.name());
+            let backend = found.as_ref().map_or("", |b| b.name());
             let error = match out {
                 Out::Err(e) => serde_json::from_str::<Value>(e)
                     .map(|v| format!("{} {}", v["code"], v["message"].as_str().unwrap_or_default()))

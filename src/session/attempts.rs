@@ -19,6 +19,7 @@ use crate::backend::{Backend, CallError, Deadline};
 use crate::balance::SharedBalancer;
 use crate::breaker::{Outcome as BreakerOutcome, SharedBreaker};
 use crate::budget::RetryBudget;
+use crate::core::View;
 use crate::jsonrpc;
 
 /// The candidates for one call, and whether it may be sent again after an attempt that
@@ -102,6 +103,10 @@ pub(super) struct Rules<'a> {
     pub now: &'a dyn Fn() -> Instant,
     /// Counts an attempt beyond the first: a fallback (`true`) or a retry.
     pub extra: &'a dyn Fn(bool),
+}
+
+fn timeout_error() -> String {
+    jsonrpc::error_object(jsonrpc::REQUEST_TIMEOUT, "request timed out")
 }
 
 pub(super) fn timeout_out() -> Out {
@@ -233,6 +238,7 @@ impl Session {
     /// prepares the params, sets the deadlines, and makes each attempt.
     pub(super) fn dispatch(
         &self,
+        v: &View,
         id: &RawValue,
         route: Route<'_>,
         method: &str,
@@ -246,16 +252,16 @@ impl Session {
             Err(out) => return (out, None),
         };
         let send = rewritten.as_deref().or(params.map(RawValue::get));
-        let plan = self.plan(&route, method);
-        core.budget.deposit();
+        let plan = self.plan(v, &route, method);
+        v.budget.deposit();
 
         let began = Instant::now();
         let first_timeout = plan
             .order
             .first()
-            .and_then(|b| core.backends.get(*b))
-            .map_or(core.config.router.request_timeout(), |b| b.timeout);
-        let max_call = core.config.router.max_call_ms;
+            .and_then(|b| v.backends.get(*b))
+            .map_or(v.config.router.request_timeout(), |b| b.timeout);
+        let max_call = v.config.router.max_call_ms;
         let hard = if max_call > 0 {
             began + Duration::from_millis(max_call).max(first_timeout)
         } else {
@@ -268,28 +274,28 @@ impl Session {
             hard,
             activity: token.as_ref().map(|(_, last)| (Arc::clone(last), core.hub.base, timeout)),
         };
-        let members = core.owners.get(route.owner).map(|o| o.members.as_slice()).unwrap_or_default();
+        let members = v.owners.get(route.owner).map(|o| o.members.as_slice()).unwrap_or_default();
         let rules = Rules {
             plan: &plan,
             members,
-            balancer: core.balancers.get(route.owner).and_then(Option::as_ref).filter(|_| plan.is_pool),
+            balancer: v.balancers.get(route.owner).and_then(Option::as_ref).filter(|_| plan.is_pool),
             sticky: Some(crate::balance::fnv1a64(self.shared.client_id.as_bytes())),
-            budget: &core.budget,
+            budget: &v.budget,
             hard,
-            owner: core.owners.get(route.owner).map_or("?", |o| o.name.as_str()),
+            owner: v.owners.get(route.owner).map_or("?", |o| o.name.as_str()),
             now: &Instant::now,
             extra: &|chain| if chain { core.metrics.fallback() } else { core.metrics.retry() },
         };
         let mut attempt = |b: usize| {
-            let backend = &core.backends[b];
+            let Some(backend) = v.backends.get(b) else { return Attempt::NotSent(timeout_error()) };
             if let Some((t, _)) = &token {
-                core.hub.bind_progress(t, b);
+                core.hub.bind_progress(t, backend.id);
             }
             let ticket = match backend.start_call(method, send, self.shared.id) {
                 Ok(t) => t,
                 Err(e) => return Attempt::NotSent(e.to_error_object(backend.name())),
             };
-            self.shared.inflight.lock().insert(id.get().to_owned(), (b, ticket.id));
+            self.shared.inflight.lock().insert(id.get().to_owned(), (backend.id, ticket.id));
             let r = backend.finish_call(ticket, &attempt_deadline(backend.timeout));
             self.shared.inflight.lock().remove(id.get());
             match r {
@@ -300,7 +306,9 @@ impl Session {
                 Err(e) => Attempt::Lost(e.to_error_object(backend.name())),
             }
         };
-        let out = run(&core.backends, &rules, &mut attempt);
+        let (out, at) = run(&v.backends, &rules, &mut attempt);
+        // Positions are the view's; what leaves this call names the backend by id.
+        let out = (out, at.and_then(|p| v.backends.get(p)).map(|b| b.id));
         if let Some((t, _)) = token {
             core.hub.unregister_progress(&t);
         }

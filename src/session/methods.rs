@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::{Out, Session, invalid};
 use crate::backend::{Deadline, SUPPORTED_VERSIONS};
 use crate::catalog::Kind;
+use crate::core::View;
 use crate::jsonrpc::{self, METHOD_NOT_FOUND};
 use crate::method::Method;
 
@@ -19,6 +20,7 @@ impl Session {
     /// Handles one request; also says which backend served it, for metrics.
     pub(super) fn request(
         &self,
+        v: &View,
         id: &RawValue,
         method: &str,
         params: Option<&RawValue>,
@@ -30,31 +32,31 @@ impl Session {
         }
         // Routed methods go to a backend; the rest the router answers itself.
         let routed = match (Method::parse(method), named) {
-            (Method::ToolsCall, Some(name)) => Some(self.route_named(id, method, params, name, true)),
-            (Method::PromptsGet, Some(name)) => Some(self.route_named(id, method, params, name, false)),
+            (Method::ToolsCall, Some(name)) => Some(self.route_named(v, id, method, params, name, true)),
+            (Method::PromptsGet, Some(name)) => Some(self.route_named(v, id, method, params, name, false)),
             (Method::ResourcesRead | Method::ResourcesSubscribe | Method::ResourcesUnsubscribe, _) => {
-                Some(self.route_uri(id, method, params))
+                Some(self.route_uri(v, id, method, params))
             }
-            (Method::CompletionComplete, _) => Some(self.route_completion(id, params)),
+            (Method::CompletionComplete, _) => Some(self.route_completion(v, id, params)),
             _ => None,
         };
         if let Some((out, backend)) = routed {
             return (out, backend);
         }
         let out = match Method::parse(method) {
-            Method::Initialize => self.initialize(params),
+            Method::Initialize => self.initialize(v, params),
             Method::Ping => Out::Ok("{}".into()),
-            Method::ToolsList => self.list(Kind::Tools, params),
-            Method::PromptsList => self.list(Kind::Prompts, params),
-            Method::ResourcesList => self.list(Kind::Resources, params),
-            Method::ResourcesTemplatesList => self.list(Kind::Templates, params),
-            Method::LoggingSetLevel => self.set_level(params),
+            Method::ToolsList => self.list(v, Kind::Tools, params),
+            Method::PromptsList => self.list(v, Kind::Prompts, params),
+            Method::ResourcesList => self.list(v, Kind::Resources, params),
+            Method::ResourcesTemplatesList => self.list(v, Kind::Templates, params),
+            Method::LoggingSetLevel => self.set_level(v, params),
             _ => Out::Err(jsonrpc::error_object(METHOD_NOT_FOUND, &format!("Method not found: {method}"))),
         };
         (out, None)
     }
 
-    pub(super) fn initialize(&self, params: Option<&RawValue>) -> Out {
+    pub(super) fn initialize(&self, view: &View, params: Option<&RawValue>) -> Out {
         let Some(v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else {
             return invalid("initialize needs params");
         };
@@ -68,7 +70,7 @@ impl Session {
             c.protocol_version = Some(version.to_owned());
             c.capabilities = v.get("capabilities").cloned().unwrap_or_else(|| json!({}));
         }
-        let core = self.core();
+        let core = view;
         if core.config.router.fail_mode == crate::config::FailMode::Closed {
             let down: Vec<&str> = core.backends.iter().filter(|b| !b.is_ready()).map(|b| b.name()).collect();
             if !down.is_empty() {
@@ -120,7 +122,7 @@ impl Session {
         Out::Ok(result.to_string())
     }
 
-    pub(super) fn list(&self, kind: Kind, params: Option<&RawValue>) -> Out {
+    pub(super) fn list(&self, v: &View, kind: Kind, params: Option<&RawValue>) -> Out {
         #[derive(Deserialize)]
         struct Cursor<'a> {
             #[serde(borrow)]
@@ -131,17 +133,16 @@ impl Session {
             Some(Ok(c)) => c.cursor,
             Some(Err(e)) => return invalid(format!("bad params: {e}")),
         };
-        match self.core().catalog().page(kind, cursor.as_deref(), self.core().config.router.page_size) {
+        match v.catalog().page(kind, cursor.as_deref(), v.config.router.page_size) {
             Ok(page) => Out::Ok(page),
             Err(msg) => invalid(msg),
         }
     }
 
     /// Sends the level to every ready backend that logs, all in flight at once.
-    pub(super) fn set_level(&self, params: Option<&RawValue>) -> Out {
+    pub(super) fn set_level(&self, v: &View, params: Option<&RawValue>) -> Out {
         let Some(p) = params else { return invalid("logging/setLevel needs params.level") };
-        let core = self.core();
-        let tickets: Vec<_> = core
+        let tickets: Vec<_> = v
             .backends
             .iter()
             .filter(|b| b.is_ready() && b.info().capabilities.get("logging").is_some())
@@ -161,7 +162,7 @@ impl Session {
                 // A server that asked for roots before this client came (and was refused)
                 // learns that there are roots now, as it would when connected directly.
                 if self.shared.declares("roots") {
-                    for b in core.backends.iter().filter(|b| b.is_ready()) {
+                    for b in core.view().value().backends.iter().filter(|b| b.is_ready()) {
                         let _ = b.notify("notifications/roots/list_changed", None);
                     }
                 }
@@ -179,13 +180,13 @@ impl Session {
                 let target = self.shared.inflight.lock().remove(c.request_id.get());
                 if let Some((b, id)) = target {
                     let reason = c.reason.as_deref().unwrap_or("cancelled by the client");
-                    if let Some(backend) = core.backends.get(b) {
+                    if let Some(backend) = core.backend(b) {
                         backend.cancel(id, reason);
                     }
                 }
             }
             "notifications/roots/list_changed" => {
-                for b in core.backends.iter().filter(|b| b.is_ready()) {
+                for b in core.view().value().backends.iter().filter(|b| b.is_ready()) {
                     let _ = b.notify(method, None);
                 }
             }
@@ -201,7 +202,7 @@ impl Session {
             return;
         };
         self.core().hub.relay_settled();
-        let Some(backend) = self.core().backends.get(relay.backend) else { return };
+        let Some(backend) = self.core().backend(relay.backend) else { return };
         let line = match outcome {
             Ok(r) => jsonrpc::result(relay.backend_id.get(), r.get()),
             Err(e) => jsonrpc::error_raw(relay.backend_id.get(), e.get()),

@@ -128,7 +128,7 @@ impl Session {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        let max = self.core().config.router.max_message_bytes;
+        let max = self.core().view().value().config.router.max_message_bytes;
         if message.len() > max {
             let msg = format!("Invalid Request: message of {} bytes exceeds the limit of {max} bytes", message.len());
             let id = jsonrpc::id_in_prefix(&message.as_bytes()[..message.len().min(4096)]);
@@ -196,14 +196,14 @@ impl Session {
         core.hub.close_session(self.shared.id);
         let inflight: Vec<(usize, u64)> = self.shared.inflight.lock().drain().map(|(_, v)| v).collect();
         for (b, id) in inflight {
-            if let Some(backend) = core.backends.get(b) {
+            if let Some(backend) = core.backend(b) {
                 backend.cancel(id, "the client session closed");
             }
         }
         self.leave_subscriptions();
         let relays: Vec<_> = self.shared.relays.lock().drain().map(|(_, r)| r).collect();
         for r in relays {
-            if let Some(backend) = core.backends.get(r.backend) {
+            if let Some(backend) = core.backend(r.backend) {
                 let line =
                     jsonrpc::error(Some(r.backend_id.get()), jsonrpc::INTERNAL_ERROR, "the client session closed");
                 let _ = backend.respond(line);
@@ -256,9 +256,12 @@ impl Session {
                 }
                 // Parsed once: routing and the access record both need it.
                 let named = named_param(&method, params);
+                // The view this request routes with, from start to reply: a reload meanwhile
+                // neither changes it halfway nor stops a backend it may use.
+                let view = self.core().enter();
                 // A bug on this path must still answer the caller, never lose the reply.
                 let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.request(id, &method, params, named.clone())
+                    self.request(&view, id, &method, params, named.clone())
                 }));
                 let (out, backend) = caught.unwrap_or_else(|_| {
                     log::error!(target: "mcprouter::session", "internal error handling {}", clip(&method));
@@ -266,7 +269,8 @@ impl Session {
                     (Out::Err(jsonrpc::error_object(jsonrpc::INTERNAL_ERROR, "Internal error")), None)
                 });
                 let name = named.and_then(Result::ok);
-                self.record(id, &method, params, name.as_deref(), backend, &out, began.elapsed());
+                self.record(&view, id, &method, params, name.as_deref(), backend, &out, began.elapsed());
+                drop(view);
                 match out {
                     Out::Ok(r) => Some(jsonrpc::result(id.get(), &r)),
                     Out::Err(e) => Some(jsonrpc::error_raw(id.get(), &e)),

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::attempts::{Plan, timeout_out};
+use super::attempts::Plan;
 use super::{Out, Session, UriParam, bad};
 use crate::backend::{CallError, Deadline};
 use crate::catalog::Lookup;
+use crate::core::View;
 use crate::jsonrpc;
 
 /// Where a routed call goes, and what the catalog says about repeating it.
@@ -28,6 +29,7 @@ impl Session {
     /// the backend's own name.
     pub(super) fn route_named(
         &self,
+        v: &View,
         id: &RawValue,
         method: &str,
         params: Option<&RawValue>,
@@ -39,19 +41,16 @@ impl Session {
             Ok(n) => n,
             Err(msg) => return bad(msg),
         };
-        let catalog = self.core().catalog();
+        let catalog = v.catalog();
         let found = if tool { catalog.tool(&name) } else { catalog.prompt(&name) };
         let (owner, original, hint) = match found {
             Lookup::Found(t) => (t.owner, t.original.clone(), t.idempotent),
             // A fallback chain for the name says which of its servers to use, in order.
-            Lookup::Ambiguous(os)
-                if tool && self.core().config.fallbacks.iter().any(|f| f.tool.as_deref() == Some(&*name)) =>
-            {
+            Lookup::Ambiguous(os) if tool && v.config.fallbacks.iter().any(|f| f.tool.as_deref() == Some(&*name)) => {
                 (os[0], name.to_string(), false)
             }
             Lookup::Ambiguous(os) => {
-                let names: Vec<&str> =
-                    os.iter().filter_map(|o| self.core().owners.get(*o)).map(|o| o.name.as_str()).collect();
+                let names: Vec<&str> = os.iter().filter_map(|o| v.owners.get(*o)).map(|o| o.name.as_str()).collect();
                 return bad(format!(
                     "{what} {name:?} is ambiguous: served by {} (prefix mode is never)",
                     names.join(", ")
@@ -63,12 +62,13 @@ impl Session {
         let rename = (original != name).then_some(original.as_str());
         let route = Route { owner, chain_key: tool.then_some((name.as_ref(), original.as_str())), idempotent: hint };
         self.dispatch(
+            v,
             id,
             route,
             method,
             params,
-            |v| {
-                if let (Some(n), Some(obj)) = (rename, v.as_object_mut()) {
+            |p| {
+                if let (Some(n), Some(obj)) = (rename, p.as_object_mut()) {
                     obj.insert("name".into(), Value::String(n.to_owned()));
                 }
             },
@@ -76,7 +76,13 @@ impl Session {
         )
     }
 
-    pub(super) fn route_uri(&self, id: &RawValue, method: &str, params: Option<&RawValue>) -> (Out, Option<usize>) {
+    pub(super) fn route_uri(
+        &self,
+        v: &View,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> (Out, Option<usize>) {
         let uri = match params.map(|p| serde_json::from_str::<UriParam<'_>>(p.get())) {
             Some(Ok(UriParam { uri: Some(u) })) => u.into_owned(),
             Some(Err(e)) => return bad(format!("bad params for {method}: {e}")),
@@ -95,22 +101,27 @@ impl Session {
                 None => (Out::Ok("{}".into()), None),
             };
         }
-        let Some(owner) = self.core().catalog().resource_owner(&uri) else {
+        let Some(owner) = v.catalog().resource_owner(&uri) else {
             return bad(format!("Unknown resource: {uri}"));
         };
         if method == "resources/subscribe" {
             if let Some(b) = hub.subscribed_via(&uri, self.shared.id) {
                 return (Out::Ok("{}".into()), Some(b));
             }
-            let members = self.core().owners.get(owner).map(|o| o.members.as_slice()).unwrap_or_default();
-            if let Some(b) = hub.subscribed_backend(&uri, members) {
+            // The hub knows backends by id.
+            let members: Vec<usize> = v
+                .owners
+                .get(owner)
+                .map(|o| o.members.iter().filter_map(|m| v.backends.get(*m)).map(|b| b.id).collect())
+                .unwrap_or_default();
+            if let Some(b) = hub.subscribed_backend(&uri, &members) {
                 hub.add_subscriber(&uri, b, self.shared.id);
                 return (Out::Ok("{}".into()), Some(b));
             }
         }
         // Reading is safe to repeat; subscribing is not worth a second try.
         let route = Route { owner, chain_key: None, idempotent: method == "resources/read" };
-        let (out, backend) = self.dispatch(id, route, method, params, |_| {}, false);
+        let (out, backend) = self.dispatch(v, id, route, method, params, |_| {}, false);
         if let (Out::Ok(_), Some(b), "resources/subscribe") = (&out, backend, method) {
             hub.add_subscriber(&uri, b, self.shared.id);
             if self.shared.closed.load(Ordering::Acquire) {
@@ -122,7 +133,7 @@ impl Session {
         (out, backend)
     }
 
-    /// One request to one given backend (an unsubscribe must reach the backend that holds
+    /// One request to one given backend, by id (an unsubscribe must reach the backend that holds
     /// the subscription, whatever a pool's balancer would pick), cancellable by the client.
     pub(super) fn call_backend(
         &self,
@@ -131,7 +142,8 @@ impl Session {
         method: &str,
         params: Option<&RawValue>,
     ) -> (Out, Option<usize>) {
-        let Some(backend) = self.core().backends.get(b) else { return (timeout_out(), None) };
+        // A backend a reload removed has stopped, and its subscriptions with it.
+        let Some(backend) = self.core().backend(b) else { return (Out::Ok("{}".into()), None) };
         let ticket = match backend.start_call(method, params.map(RawValue::get), self.shared.id) {
             Ok(t) => t,
             Err(e) => return (Out::Err(e.to_error_object(backend.name())), Some(b)),
@@ -156,7 +168,7 @@ impl Session {
         for uri in core.hub.subscriptions_of(self.shared.id) {
             let _gate = core.hub.subscription_gate(&uri);
             let Some((b, true)) = core.hub.remove_subscriber(&uri, self.shared.id) else { continue };
-            let Some(backend) = core.backends.get(b) else { continue };
+            let Some(backend) = core.backend(b) else { continue };
             let params = format!("{{\"uri\":{}}}", jsonrpc::quote(&uri));
             if let Ok(t) = backend.start_call("resources/unsubscribe", Some(&params), self.shared.id) {
                 tickets.push((backend, t));
@@ -168,22 +180,22 @@ impl Session {
         }
     }
 
-    pub(super) fn route_completion(&self, id: &RawValue, params: Option<&RawValue>) -> (Out, Option<usize>) {
-        let Some(v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else {
+    pub(super) fn route_completion(&self, v: &View, id: &RawValue, params: Option<&RawValue>) -> (Out, Option<usize>) {
+        let Some(params_v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else {
             return bad("completion/complete needs params");
         };
-        let catalog = self.core().catalog();
-        let kind = v.pointer("/ref/type").and_then(Value::as_str).unwrap_or_default();
+        let catalog = v.catalog();
+        let kind = params_v.pointer("/ref/type").and_then(Value::as_str).unwrap_or_default();
         let (owner, rename) = match kind {
             "ref/prompt" => {
-                let name = v.pointer("/ref/name").and_then(Value::as_str).unwrap_or_default();
+                let name = params_v.pointer("/ref/name").and_then(Value::as_str).unwrap_or_default();
                 match catalog.prompt(name) {
                     Lookup::Found(p) => (p.owner, (p.original != name).then(|| p.original.clone())),
                     _ => return bad(format!("Unknown prompt: {name}")),
                 }
             }
             "ref/resource" => {
-                let uri = v.pointer("/ref/uri").and_then(Value::as_str).unwrap_or_default();
+                let uri = params_v.pointer("/ref/uri").and_then(Value::as_str).unwrap_or_default();
                 match catalog.template_owner(uri) {
                     Some(o) => (o, None),
                     None => return bad(format!("Unknown resource: {uri}")),
@@ -195,12 +207,13 @@ impl Session {
         let needs = rename.is_some();
         let route = Route { owner, chain_key: None, idempotent: true };
         self.dispatch(
+            v,
             id,
             route,
             "completion/complete",
             params,
-            |v| {
-                if let (Some(n), Some(r)) = (&rename, v.get_mut("ref").and_then(Value::as_object_mut)) {
+            |p| {
+                if let (Some(n), Some(r)) = (&rename, p.get_mut("ref").and_then(Value::as_object_mut)) {
                     r.insert("name".into(), Value::String(n.clone()));
                 }
             },
@@ -210,8 +223,8 @@ impl Session {
 
     /// The candidates for a call: a fallback chain if one is configured for this tool or
     /// method, else the owner's members (a pool balances among them).
-    pub(super) fn plan(&self, route: &Route<'_>, method: &str) -> Plan {
-        let core = self.core();
+    pub(super) fn plan(&self, v: &View, route: &Route<'_>, method: &str) -> Plan {
+        let core = v;
         let chain = core.config.fallbacks.iter().find(|f| match (&f.tool, &f.method, route.chain_key) {
             (Some(t), _, Some((exposed, original))) => t == exposed || t == original,
             (None, Some(m), _) => m == method,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the C tests against the real C toolchain:
 #   - include/mcprouter.h compiled twice in one TU as C11 and as C++17, warnings as errors;
-#   - smoke.c, misuse.c and threads.c linked against the static and the shared library,
+#   - smoke.c, misuse.c, threads.c and reload.c linked against the static and the shared library,
 #     each run under valgrind (leaks of kind definite/indirect fail);
 #   - smoke.c under AddressSanitizer with the static library;
 #   - scripts/install.sh into a temporary prefix, then smoke.c built with pkg-config.
@@ -92,7 +92,7 @@ else
 fi
 
 echo "== build and run: static and shared library${valgrind_bin:+, under valgrind}"
-for prog in smoke misuse threads; do
+for prog in smoke misuse threads reload; do
     step "build $prog-static" "$CC" "${cflags[@]}" "tests/c/$prog.c" -o "$work/$prog-static" \
         "$libdir/libmcprouter.a" "${sys_libs[@]}"
     step "build $prog-shared" "$CC" "${cflags[@]}" "tests/c/$prog.c" -o "$work/$prog-shared" \

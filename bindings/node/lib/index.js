@@ -243,6 +243,35 @@ class Router extends NativeHandle {
         return session;
     }
 
+    /**
+     * Applies a new YAML config without a restart; resolves to its generation (the config
+     * the router started with is 1). Validated first: a bad config rejects with
+     * ConfigError (naming the field and line) and the running one keeps serving.
+     * Unchanged backends keep their process; added and changed ones start before the
+     * promise resolves; removed ones finish their calls in flight, then stop. Sessions
+     * stay open and receive notifications/*\/list_changed.
+     */
+    reload(text) {
+        const yaml = cString(text, 'the config');
+        return this[USE](async (ptr) => {
+            const generation = [0];
+            const err = [null];
+            check(await callAsync(native.mcprouter_router_reload_from_yaml, ptr, yaml, generation, err), err);
+            return Number(generation[0]);
+        });
+    }
+
+    /** Like reload, reading the config from a file. */
+    reloadFromFile(path) {
+        const p = cString(String(path), 'the path');
+        return this[USE](async (ptr) => {
+            const generation = [0];
+            const err = [null];
+            check(await callAsync(native.mcprouter_router_reload_from_file, ptr, p, generation, err), err);
+            return Number(generation[0]);
+        });
+    }
+
     /** Prometheus text exposition of the router's metrics. */
     metrics() {
         const ptr = this[ENTER]();

@@ -98,6 +98,8 @@ koffi.disposable('mcprouter_owned_str', 'str', mcprouter_string_free);
 const fns = {
     mcprouter_router_new_from_yaml: 'int mcprouter_router_new_from_yaml(const char *yaml, _Out_ mcprouter_router **out, _Out_ mcprouter_error **err)',
     mcprouter_router_new_from_file: 'int mcprouter_router_new_from_file(const char *path, _Out_ mcprouter_router **out, _Out_ mcprouter_error **err)',
+    mcprouter_router_reload_from_yaml: 'int mcprouter_router_reload_from_yaml(const mcprouter_router *r, const char *yaml, _Out_ uint64_t *generation_out, _Out_ mcprouter_error **err)',
+    mcprouter_router_reload_from_file: 'int mcprouter_router_reload_from_file(const mcprouter_router *r, const char *path, _Out_ uint64_t *generation_out, _Out_ mcprouter_error **err)',
     mcprouter_router_metrics: 'int mcprouter_router_metrics(const mcprouter_router *r, _Out_ mcprouter_owned_str *text_out, _Out_ mcprouter_error **err)',
     mcprouter_router_status: 'int mcprouter_router_status(const mcprouter_router *r, _Out_ mcprouter_owned_str *json_out, _Out_ mcprouter_error **err)',
     mcprouter_router_shutdown: 'void mcprouter_router_shutdown(mcprouter_router *r, uint32_t grace_ms)',

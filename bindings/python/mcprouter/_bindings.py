@@ -58,6 +58,9 @@ _out = POINTER(c_void_p)  # every `T **` out-param (handles, owned strings, erro
 PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "mcprouter_router_new_from_yaml": (_status, [c_char_p, _out, _out]),
     "mcprouter_router_new_from_file": (_status, [c_char_p, _out, _out]),
+    # generation_out is a `uint64_t *` (NULL allowed): passed as byref(c_uint64).
+    "mcprouter_router_reload_from_yaml": (_status, [_handle, c_char_p, c_void_p, _out]),
+    "mcprouter_router_reload_from_file": (_status, [_handle, c_char_p, c_void_p, _out]),
     "mcprouter_session_open": (_status, [_handle, c_char_p, _out, _out]),
     "mcprouter_session_handle": (_status, [_handle, c_char_p, _out, _out]),
     "mcprouter_session_next_event": (_status, [_handle, c_uint32, _out, _out]),

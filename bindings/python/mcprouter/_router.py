@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import weakref
-from ctypes import byref, c_void_p
+from ctypes import byref, c_uint64, c_void_p
 from typing import Any, Dict, List, Mapping, Optional, Set, Union
 
 from ._bindings import lib, take_string
@@ -96,6 +96,31 @@ class Router(Managed):
         st = lib().mcprouter_router_new_from_file(raw, byref(out), byref(err))
         check(st, err)
         return cls(out.value or 0)
+
+    def reload(self, config: str) -> int:
+        """Applies a new YAML config without a restart and returns its generation (the
+        config the router started with is 1). Validated first: a bad config raises
+        :class:`~mcprouter.ConfigError` (naming the field and line) and the running one
+        keeps serving. Unchanged backends keep their process; added and changed ones
+        start before this returns; removed ones finish their calls in flight, then stop.
+        Sessions stay open and receive ``notifications/*/list_changed``."""
+        text = _cstr(config, "the config")
+        generation, err = c_uint64(), c_void_p()
+        with self._borrow() as ptr:
+            st = lib().mcprouter_router_reload_from_yaml(ptr, text, byref(generation), byref(err))
+        check(st, err)
+        return generation.value
+
+    def reload_from_file(self, path: "Union[str, os.PathLike[str]]") -> int:
+        """Like :meth:`reload`, reading the config from ``path``."""
+        raw = os.fsencode(path)
+        if b"\0" in raw:
+            raise InvalidArgumentError("the path contains a NUL character")
+        generation, err = c_uint64(), c_void_p()
+        with self._borrow() as ptr:
+            st = lib().mcprouter_router_reload_from_file(ptr, raw, byref(generation), byref(err))
+        check(st, err)
+        return generation.value
 
     def session(self, client_id: Optional[str] = None) -> "Session":
         """Opens a session: one MCP client. ``client_id`` keys sticky balancing; ``None``

@@ -49,6 +49,9 @@ pub fn run<M>(
             return 2;
         }
     };
+    // Reloads on SIGHUP (and file changes with --watch); the gateway's own section is read
+    // at start only. Many clients share the backends, so no client's capabilities apply.
+    let reloader = crate::reload::start(router.clone(), o.config.clone().into(), o.watch, |_| {});
     // Always shown: with port 0 it is the only way to learn the address.
     eprintln!("mcprouter: serving MCP on {}", gateway.url());
     #[allow(unsafe_code)]
@@ -62,6 +65,7 @@ pub fn run<M>(
         std::thread::sleep(Duration::from_millis(100));
     }
     gateway.shutdown(grace);
+    drop(reloader);
     drop(metrics);
     router.shutdown(grace);
     0

@@ -6,6 +6,7 @@ mod demo;
 mod http_serve;
 mod metrics_http;
 mod options;
+mod reload;
 mod serve;
 mod test_http;
 mod test_server;
@@ -21,6 +22,7 @@ commands:
         [--metrics-listen-any]              allow a non-loopback --metrics-listen address
         [--http 127.0.0.1:PORT [--path /mcp]]  serve Streamable HTTP (gateway mode) instead
                                             of stdio; see the config's gateway: section
+        [--watch]                           reload when FILE changes (SIGHUP always reloads)
   check --config FILE     start every backend, print a status table, exit 1 if any failed
         [--json]                            print the status as JSON instead
   demo                    run the built-in demo (needs nothing installed)

@@ -27,6 +27,8 @@ pub struct Options {
     pub http: Option<String>,
     /// `serve --http` only: the MCP endpoint's path (default: the config's, else `/mcp`).
     pub path: Option<String>,
+    /// `serve` only: reload when the config file changes (SIGHUP always reloads).
+    pub watch: bool,
 }
 
 /// Parses the options of `serve` or `check` (`cmd`); `--flag value` and `--flag=value`.
@@ -40,6 +42,7 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
         json: false,
         http: None,
         path: None,
+        watch: false,
     };
     let mut config = None;
     let mut it = args.iter();
@@ -58,6 +61,7 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
             ("--json", "check") if inline.is_none() => o.json = true,
             ("--http", "serve") => o.http = Some(value()?),
             ("--path", "serve") => o.path = Some(value()?),
+            ("--watch", "serve") if inline.is_none() => o.watch = true,
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }

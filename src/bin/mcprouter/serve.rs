@@ -52,9 +52,16 @@ pub fn run(o: &Options) -> i32 {
     }
     let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
     let output: stdio::Output = Arc::new(emit);
-    let served = stdio::serve(config, &mut input, output, |router| {
+    let served = stdio::serve(config, &mut input, output, |router, client_caps| {
         let _ = cell.set(router.clone());
-        metrics
+        // Reloads on SIGHUP (and file changes with --watch) until serve ends, applying the
+        // client's capabilities to each new config as at start, so unchanged backends stay.
+        let reloader = crate::reload::start(router.clone(), o.config.clone().into(), o.watch, move |c| {
+            if let Some(caps) = &client_caps {
+                c.router.declare_for_single_client(caps);
+            }
+        });
+        (reloader, metrics)
     });
     match served {
         Ok(()) => 0,
