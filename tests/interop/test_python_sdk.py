@@ -11,8 +11,8 @@ Run with ``.deps/venv/bin/python -m pytest tests/interop`` after ``scripts/deps.
   ``trigger-long-running-operation`` and answers the sampling request of
   ``trigger-sampling-request`` through the router.
   The binary is ``$MCPROUTER_BIN`` or ``<repo>/target/debug/mcprouter``
-  (``$CARGO_TARGET_DIR/debug/mcprouter`` when that is set). A missing binary skips the test,
-  unless ``MCPROUTER_REQUIRE_INTEROP`` is set (non-empty), which makes it a failure (CI).
+  (``$CARGO_TARGET_DIR/debug/mcprouter`` when that is set). A missing binary fails the test:
+  it never skips.
 * ``test_sdk_against_everything_directly`` is the baseline: the same client flow pointed
   straight at server-everything (unprefixed names), proving the SDK usage and the
   server-everything facts the router test relies on.
@@ -86,7 +86,7 @@ def everything_command() -> tuple[str, list[str]]:
 
 
 def router_binary() -> Path:
-    """The mcprouter binary, or skip/fail (see the module docstring) when it is missing."""
+    """The mcprouter binary; a missing one fails the test (see the module docstring)."""
     if os.environ.get("MCPROUTER_BIN"):
         path = Path(os.environ["MCPROUTER_BIN"])
     else:
@@ -99,9 +99,7 @@ def router_binary() -> Path:
             f"mcprouter binary not found at {path} (build it with `cargo build`, or point "
             "MCPROUTER_BIN at it)"
         )
-        if os.environ.get("MCPROUTER_REQUIRE_INTEROP"):
-            pytest.fail(reason + "; MCPROUTER_REQUIRE_INTEROP is set, so this is a failure")
-        pytest.skip(reason)
+        pytest.fail(reason)
     return path
 
 
