@@ -2,22 +2,11 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{Out, Session, UriParam, clip};
-use crate::jsonrpc;
 use crate::metrics::Outcome;
-
-/// The `code` of a JSON-RPC error object, without parsing the rest.
-fn error_code(error: &str) -> Option<i64> {
-    #[derive(Deserialize)]
-    struct Code {
-        code: i64,
-    }
-    serde_json::from_str::<Code>(error).ok().map(|c| c.code)
-}
 
 impl Session {
     pub(super) fn record(
@@ -34,12 +23,7 @@ impl Session {
         let outcome = match out {
             Out::Ok(_) => Outcome::Ok,
             Out::Nothing => Outcome::Error,
-            Out::Err(e) => match error_code(e) {
-                Some(jsonrpc::REQUEST_TIMEOUT) => Outcome::Timeout,
-                Some(jsonrpc::OVERLOADED) => Outcome::Overload,
-                Some(jsonrpc::BACKEND_UNAVAILABLE) => Outcome::Unavailable,
-                _ => Outcome::Error,
-            },
+            Out::Err(_, outcome) => *outcome,
         };
         let m = &self.core().metrics;
         // `backend` is an id; metrics count by name.
@@ -64,7 +48,7 @@ impl Session {
             };
             let backend = found.as_ref().map_or("", |b| b.name());
             let error = match out {
-                Out::Err(e) => serde_json::from_str::<Value>(e)
+                Out::Err(e, _) => serde_json::from_str::<Value>(e)
                     .map(|v| format!("{} {}", v["code"], v["message"].as_str().unwrap_or_default()))
                     .unwrap_or_default(),
                 _ => String::new(),

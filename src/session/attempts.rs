@@ -37,7 +37,7 @@ pub(crate) trait Endpoint {
     /// Whether calls may go here now, judged without reserving anything.
     fn routable(&self) -> bool;
     /// The error object for a call that cannot go here because the backend is down.
-    fn unavailable(&self) -> String;
+    fn unavailable(&self) -> Out;
     fn breaker(&self) -> &SharedBreaker;
     /// Passive health: how an attempt that reached the backend ended.
     fn observe(&self, ok: bool);
@@ -52,7 +52,7 @@ impl Endpoint for Arc<Backend> {
         Backend::routable(self)
     }
 
-    fn unavailable(&self) -> String {
+    fn unavailable(&self) -> Out {
         let info = self.info();
         let up = self.is_ready() && self.health.lock().is_healthy();
         let why = if !self.is_ready() {
@@ -63,7 +63,7 @@ impl Endpoint for Arc<Backend> {
             "its circuit breaker is open".to_owned()
         };
         let code = if up { jsonrpc::CIRCUIT_OPEN } else { jsonrpc::BACKEND_UNAVAILABLE };
-        jsonrpc::error_object(code, &format!("backend {:?} is unavailable: {why}", Backend::name(self)))
+        Out::error(code, &format!("backend {:?} is unavailable: {why}", Backend::name(self)))
     }
 
     fn breaker(&self) -> &SharedBreaker {
@@ -81,10 +81,10 @@ pub(super) enum Attempt {
     Answered(Out),
     /// The client cancelled the call.
     Cancelled,
-    /// Never sent (queue full, backend down): always safe to try elsewhere. The error object.
-    NotSent(String),
+    /// Never sent (queue full, backend down): always safe to try elsewhere. The error.
+    NotSent(Out),
     /// Sent, then lost (timeout, the backend died): the call may have run. The error object.
-    Lost(String),
+    Lost(Out),
 }
 
 /// Everything the rules consult besides the endpoints.
@@ -105,19 +105,12 @@ pub(super) struct Rules<'a> {
     pub extra: &'a dyn Fn(bool),
 }
 
-fn timeout_error() -> String {
-    jsonrpc::error_object(jsonrpc::REQUEST_TIMEOUT, "request timed out")
-}
-
 pub(super) fn timeout_out() -> Out {
-    Out::Err(jsonrpc::error_object(jsonrpc::REQUEST_TIMEOUT, "request timed out"))
+    Out::error(jsonrpc::REQUEST_TIMEOUT, "request timed out")
 }
 
-fn circuit_open(backend: &str) -> String {
-    jsonrpc::error_object(
-        jsonrpc::CIRCUIT_OPEN,
-        &format!("backend {backend:?} is failing: its circuit breaker is open"),
-    )
+fn circuit_open(backend: &str) -> Out {
+    Out::error(jsonrpc::CIRCUIT_OPEN, &format!("backend {backend:?} is failing: its circuit breaker is open"))
 }
 
 /// Nothing (more) to try: the last attempt's error, or why there was none.
@@ -126,7 +119,7 @@ fn exhausted(last: Option<(Out, usize)>, owner: &str, tried: &[usize]) -> (Out, 
         return (o, Some(b));
     }
     let why = if tried.is_empty() { "no backend is available" } else { "every backend failed" };
-    (Out::Err(jsonrpc::error_object(jsonrpc::BACKEND_UNAVAILABLE, &format!("{owner}: {why}"))), None)
+    (Out::error(jsonrpc::BACKEND_UNAVAILABLE, &format!("{owner}: {why}")), None)
 }
 
 /// Runs the attempts of one call: `attempt(b)` sends it to endpoint `b` and waits. Returns
@@ -172,10 +165,10 @@ pub(super) fn run<E: Endpoint>(
         tried.push(b);
         if !ep.routable() && r.plan.order.len() == 1 && r.balancer.is_none() {
             // A lone backend that is down or unhealthy fails fast with the reason.
-            return (Out::Err(ep.unavailable()), Some(b));
+            return (ep.unavailable(), Some(b));
         }
         let Some(guard) = ep.breaker().try_acquire() else {
-            last = Some((Out::Err(circuit_open(ep.name())), b));
+            last = Some((circuit_open(ep.name()), b));
             continue;
         };
         let outcome = attempt(b);
@@ -192,12 +185,12 @@ pub(super) fn run<E: Endpoint>(
             }
             Attempt::NotSent(e) => {
                 guard.release(BreakerOutcome::Ignored);
-                last = Some((Out::Err(e), b));
+                last = Some((e, b));
             }
             Attempt::Lost(e) => {
                 guard.failure();
                 ep.observe(false);
-                last = Some((Out::Err(e), b));
+                last = Some((e, b));
                 if !r.plan.idempotent {
                     return give_up(last);
                 }
@@ -287,13 +280,13 @@ impl Session {
             extra: &|chain| if chain { core.metrics.fallback() } else { core.metrics.retry() },
         };
         let mut attempt = |b: usize| {
-            let Some(backend) = v.backends.get(b) else { return Attempt::NotSent(timeout_error()) };
+            let Some(backend) = v.backends.get(b) else { return Attempt::NotSent(timeout_out()) };
             if let Some((t, _)) = &token {
                 core.hub.bind_progress(t, backend.id);
             }
             let ticket = match backend.start_call(method, send, self.shared.id) {
                 Ok(t) => t,
-                Err(e) => return Attempt::NotSent(e.to_error_object(backend.name())),
+                Err(e) => return Attempt::NotSent(Out::call_failed(&e, backend.name())),
             };
             self.shared.inflight.lock().insert(id.get().to_owned(), (backend.id, ticket.id));
             let r = backend.finish_call(ticket, &attempt_deadline(backend.timeout));
@@ -301,9 +294,9 @@ impl Session {
             match r {
                 Ok(Ok(r)) => Attempt::Answered(Out::Ok(Box::<str>::from(r).into())),
                 // An error the backend meant is an answer: never fall back on it.
-                Ok(Err(e)) => Attempt::Answered(Out::Err(Box::<str>::from(e).into())),
+                Ok(Err(e)) => Attempt::Answered(Out::backend_error(e)),
                 Err(CallError::Cancelled) => Attempt::Cancelled,
-                Err(e) => Attempt::Lost(e.to_error_object(backend.name())),
+                Err(e) => Attempt::Lost(Out::call_failed(&e, backend.name())),
             }
         };
         let (out, at) = run(&v.backends, &rules, &mut attempt);
@@ -341,8 +334,8 @@ mod tests {
         fn routable(&self) -> bool {
             self.up.get() && !matches!(self.breaker.peek(), crate::breaker::BreakerState::Open { .. })
         }
-        fn unavailable(&self) -> String {
-            jsonrpc::error_object(jsonrpc::BACKEND_UNAVAILABLE, &format!("{} is down", self.name))
+        fn unavailable(&self) -> Out {
+            Out::error(jsonrpc::BACKEND_UNAVAILABLE, &format!("{} is down", self.name))
         }
         fn breaker(&self) -> &SharedBreaker {
             &self.breaker
@@ -385,11 +378,11 @@ mod tests {
     }
 
     fn lost() -> Attempt {
-        Attempt::Lost(jsonrpc::error_object(jsonrpc::REQUEST_TIMEOUT, "lost"))
+        Attempt::Lost(Out::error(jsonrpc::REQUEST_TIMEOUT, "lost"))
     }
 
     fn not_sent() -> Attempt {
-        Attempt::NotSent(jsonrpc::error_object(jsonrpc::OVERLOADED, "full"))
+        Attempt::NotSent(Out::error(jsonrpc::OVERLOADED, "full"))
     }
 
     /// The error code of an answer; 0 for a result, -1 for nothing.
@@ -397,7 +390,7 @@ mod tests {
         match o {
             Out::Ok(_) => 0,
             Out::Nothing => -1,
-            Out::Err(e) => serde_json::from_str::<Value>(e).ok().and_then(|v| v["code"].as_i64()).unwrap_or(-2),
+            Out::Err(e, _) => serde_json::from_str::<Value>(e).ok().and_then(|v| v["code"].as_i64()).unwrap_or(-2),
         }
     }
 
@@ -452,7 +445,7 @@ mod tests {
     #[test]
     fn an_error_the_backend_meant_is_an_answer_never_a_reason_to_move_on() {
         let w = world(2);
-        let meant = || Attempt::Answered(Out::Err(jsonrpc::error_object(-32602, "bad arguments")));
+        let meant = || Attempt::Answered(Out::error(-32602, "bad arguments"));
         assert_eq!(w.call(&plan(&[0, 1], false, true, true), None, |_, _| meant()), (-32602, Some(0)));
         assert_eq!(w.calls(), [0]);
         assert_eq!(*w.eps[0].observed.borrow(), [true], "the backend is alive and answering");

@@ -51,7 +51,7 @@ impl Session {
             Method::ResourcesList => self.list(v, Kind::Resources, params),
             Method::ResourcesTemplatesList => self.list(v, Kind::Templates, params),
             Method::LoggingSetLevel => self.set_level(v, params),
-            _ => Out::Err(jsonrpc::error_object(METHOD_NOT_FOUND, &format!("Method not found: {method}"))),
+            _ => Out::error(METHOD_NOT_FOUND, &format!("Method not found: {method}")),
         };
         (out, None)
     }
@@ -75,7 +75,7 @@ impl Session {
             let down: Vec<&str> = core.backends.iter().filter(|b| !b.is_ready()).map(|b| b.name()).collect();
             if !down.is_empty() {
                 let msg = format!("fail_mode is closed and these backends are not ready: {}", down.join(", "));
-                return Out::Err(jsonrpc::error_object(jsonrpc::BACKEND_UNAVAILABLE, &msg));
+                return Out::error(jsonrpc::BACKEND_UNAVAILABLE, &msg);
             }
         }
         let infos: Vec<_> =

@@ -20,10 +20,12 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::backend::CallError;
 use crate::core::{Core, RouterInner};
 use crate::error::{Error, Result};
 use crate::hub::SessionShared;
 use crate::jsonrpc::{self, INVALID_PARAMS, Message};
+use crate::metrics::Outcome;
 
 /// The most messages one batch may hold.
 pub const MAX_BATCH: usize = 1000;
@@ -48,14 +50,43 @@ impl std::fmt::Debug for Session {
 pub(super) enum Out {
     /// A raw `result` value.
     Ok(String),
-    /// A raw `error` object.
-    Err(String),
+    /// A raw `error` object, and how the request ended for metrics: decided where the error
+    /// is made, from what made it, never by reading the object back.
+    Err(String, Outcome),
     /// No reply: the client cancelled the request.
     Nothing,
 }
 
+impl Out {
+    /// An error the router answers itself; its outcome follows from its code.
+    pub(super) fn error(code: i64, msg: &str) -> Out {
+        let outcome = match code {
+            jsonrpc::REQUEST_TIMEOUT => Outcome::Timeout,
+            jsonrpc::OVERLOADED => Outcome::Overload,
+            jsonrpc::BACKEND_UNAVAILABLE => Outcome::Unavailable,
+            _ => Outcome::Error,
+        };
+        Out::Err(jsonrpc::error_object(code, msg), outcome)
+    }
+
+    /// An error a backend answered (raw): an answer like any other, counted as an error.
+    pub(super) fn backend_error(raw: Box<RawValue>) -> Out {
+        Out::Err(Box::<str>::from(raw).into(), Outcome::Error)
+    }
+
+    /// A call that produced no backend answer.
+    pub(super) fn call_failed(e: &CallError, backend: &str) -> Out {
+        let outcome = match e {
+            CallError::Unavailable(_) => Outcome::Unavailable,
+            CallError::Overloaded => Outcome::Overload,
+            CallError::Timeout | CallError::Cancelled => Outcome::Timeout,
+        };
+        Out::Err(e.to_error_object(backend), outcome)
+    }
+}
+
 pub(super) fn invalid(msg: impl AsRef<str>) -> Out {
-    Out::Err(jsonrpc::error_object(INVALID_PARAMS, msg.as_ref()))
+    Out::error(INVALID_PARAMS, msg.as_ref())
 }
 
 /// A request refused before any backend was involved.
@@ -266,14 +297,14 @@ impl Session {
                 let (out, backend) = caught.unwrap_or_else(|_| {
                     log::error!(target: "mcprouter::session", "internal error handling {}", clip(&method));
                     self.core().metrics.internal_error();
-                    (Out::Err(jsonrpc::error_object(jsonrpc::INTERNAL_ERROR, "Internal error")), None)
+                    (Out::error(jsonrpc::INTERNAL_ERROR, "Internal error"), None)
                 });
                 let name = named.and_then(Result::ok);
                 self.record(&view, id, &method, params, name.as_deref(), backend, &out, began.elapsed());
                 drop(view);
                 match out {
                     Out::Ok(r) => Some(jsonrpc::result(id.get(), &r)),
-                    Out::Err(e) => Some(jsonrpc::error_raw(id.get(), &e)),
+                    Out::Err(e, _) => Some(jsonrpc::error_raw(id.get(), &e)),
                     Out::Nothing => None,
                 }
             }

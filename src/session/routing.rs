@@ -146,16 +146,16 @@ impl Session {
         let Some(backend) = self.core().backend(b) else { return (Out::Ok("{}".into()), None) };
         let ticket = match backend.start_call(method, params.map(RawValue::get), self.shared.id) {
             Ok(t) => t,
-            Err(e) => return (Out::Err(e.to_error_object(backend.name())), Some(b)),
+            Err(e) => return (Out::call_failed(&e, backend.name()), Some(b)),
         };
         self.shared.inflight.lock().insert(id.get().to_owned(), (b, ticket.id));
         let r = backend.finish_call(ticket, &Deadline::fixed(Instant::now() + backend.timeout));
         self.shared.inflight.lock().remove(id.get());
         let out = match r {
             Ok(Ok(r)) => Out::Ok(Box::<str>::from(r).into()),
-            Ok(Err(e)) => Out::Err(Box::<str>::from(e).into()),
+            Ok(Err(e)) => Out::backend_error(e),
             Err(CallError::Cancelled) => Out::Nothing,
-            Err(e) => Out::Err(e.to_error_object(backend.name())),
+            Err(e) => Out::call_failed(&e, backend.name()),
         };
         (out, Some(b))
     }
