@@ -41,6 +41,9 @@ pub(crate) struct Core {
     pub closed: AtomicBool,
     pub metrics: Metrics,
     pub(crate) started: Instant,
+    /// Who may see and call what (`policy.rs`), and how much (`limits.rs`).
+    pub policy: crate::policy::Policy,
+    pub limits: crate::limits::Limits,
 }
 
 impl Core {
@@ -48,7 +51,10 @@ impl Core {
     pub(crate) fn new(config: Config, hub: Arc<Hub>, backends: Vec<Arc<Backend>>) -> Core {
         let names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
         let (owners, balancers) = owners(&config);
+        let (policy, limits) = crate::policy::compile(&config, &owners);
         Core {
+            policy,
+            limits,
             metrics: Metrics::new(&names),
             owners,
             balancers,
@@ -222,7 +228,7 @@ impl Core {
             };
             if !sent.contains(&method) {
                 sent.push(method);
-                self.hub.broadcast(&crate::jsonrpc::notification(method, None));
+                self.policy.announce(&self.hub, method, &old, &fresh);
             }
         }
     }

@@ -52,9 +52,10 @@ pub fn serve<T>(
     {
         config.router.declare_for_single_client(&caps);
     }
+    let identity = config.serve_client.clone().unwrap_or_else(|| "stdio".into());
     let router = Router::new(config)?;
     let attached = started(&router);
-    let session = match router.session(Some("stdio")) {
+    let session = match router.session(Some(&identity)) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             drop(attached);

@@ -131,7 +131,7 @@ impl Session {
             Some(Ok(c)) => c.cursor,
             Some(Err(e)) => return invalid(format!("bad params: {e}")),
         };
-        match self.core().catalog().page(kind, cursor.as_deref(), self.core().config.router.page_size) {
+        match self.visible_page(kind, cursor.as_deref(), self.core().config.router.page_size) {
             Ok(page) => Out::Ok(page),
             Err(msg) => invalid(msg),
         }

@@ -39,6 +39,9 @@ impl Session {
             Ok(n) => n,
             Err(msg) => return bad(msg),
         };
+        if let Some(refused) = self.refuse_named(&name, tool) {
+            return refused;
+        }
         let catalog = self.core().catalog();
         let found = if tool { catalog.tool(&name) } else { catalog.prompt(&name) };
         let (owner, original, hint) = match found {
@@ -94,6 +97,9 @@ impl Session {
                 // Nothing of ours to undo; the backend's subscription belongs to others.
                 None => (Out::Ok("{}".into()), None),
             };
+        }
+        if let Some(refused) = self.refuse_uri(&uri) {
+            return refused;
         }
         let Some(owner) = self.core().catalog().resource_owner(&uri) else {
             return bad(format!("Unknown resource: {uri}"));
@@ -177,6 +183,9 @@ impl Session {
         let (owner, rename) = match kind {
             "ref/prompt" => {
                 let name = v.pointer("/ref/name").and_then(Value::as_str).unwrap_or_default();
+                if let Some(refused) = self.refuse_named(name, false) {
+                    return refused;
+                }
                 match catalog.prompt(name) {
                     Lookup::Found(p) => (p.owner, (p.original != name).then(|| p.original.clone())),
                     _ => return bad(format!("Unknown prompt: {name}")),
@@ -184,6 +193,9 @@ impl Session {
             }
             "ref/resource" => {
                 let uri = v.pointer("/ref/uri").and_then(Value::as_str).unwrap_or_default();
+                if let Some(refused) = self.refuse_uri(uri) {
+                    return refused;
+                }
                 match catalog.template_owner(uri) {
                     Some(o) => (o, None),
                     None => return bad(format!("Unknown resource: {uri}")),

@@ -27,6 +27,8 @@ pub struct Options {
     pub http: Option<String>,
     /// `serve --http` only: the MCP endpoint's path (default: the config's, else `/mcp`).
     pub path: Option<String>,
+    /// `serve` on stdio only: the client identity to serve as (overrides `serve_client`).
+    pub client: Option<String>,
 }
 
 /// Parses the options of `serve` or `check` (`cmd`); `--flag value` and `--flag=value`.
@@ -40,6 +42,7 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
         json: false,
         http: None,
         path: None,
+        client: None,
     };
     let mut config = None;
     let mut it = args.iter();
@@ -58,12 +61,16 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
             ("--json", "check") if inline.is_none() => o.json = true,
             ("--http", "serve") => o.http = Some(value()?),
             ("--path", "serve") => o.path = Some(value()?),
+            ("--client", "serve") => o.client = Some(value()?),
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }
     o.config = config.ok_or("--config FILE is required")?;
     if o.path.is_some() && o.http.is_none() {
         return Err("--path needs --http".into());
+    }
+    if o.client.is_some() && o.http.is_some() {
+        return Err("--client is for stdio: the gateway knows its clients by their credentials".into());
     }
     Ok(o)
 }
