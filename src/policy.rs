@@ -440,6 +440,21 @@ pub(crate) fn compile(config: &Config, owners: &[crate::catalog::Owner]) -> (Pol
     (Policy::new(config, &named), crate::limits::Limits::new(config, &names, std::time::Instant::now()))
 }
 
+/// The denials and limit hits for metrics, named by the configured clients and owners.
+pub(crate) fn access_figures(core: &crate::core::Core) -> crate::metrics::AccessFigures {
+    let client = |c: Option<usize>| c.and_then(|c| core.policy.client_names().get(c)).cloned().unwrap_or_default();
+    let owner = |o: Option<usize>| o.and_then(|o| core.owners.get(o)).map(|o| o.name.clone()).unwrap_or_default();
+    crate::metrics::AccessFigures {
+        denials: core.policy.denial_counts().into_iter().map(|(c, o, n)| (client(Some(c)), owner(o), n)).collect(),
+        limit_hits: core
+            .limits
+            .hit_counts()
+            .into_iter()
+            .map(|(c, o, k, n)| (client(c), owner(Some(o)), k.as_str(), n))
+            .collect(),
+    }
+}
+
 fn clip(s: &str) -> &str {
     let mut end = s.len().min(128);
     while !s.is_char_boundary(end) {

@@ -188,6 +188,7 @@ impl Router {
                 },
             },
             "backends": backends,
+            "limits": core.limits.status(Instant::now()),
         })
     }
 
@@ -211,7 +212,12 @@ impl Router {
                 restarts: b.restarts.lock().total,
             })
             .collect();
-        let snap = Snapshot { backends, catalog_items: core.catalog().counts(), sessions: core.hub.session_count() };
+        let snap = Snapshot {
+            backends,
+            catalog_items: core.catalog().counts(),
+            sessions: core.hub.session_count(),
+            access: crate::policy::access_figures(core),
+        };
         core.metrics.render(&snap)
     }
 
