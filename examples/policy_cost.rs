@@ -43,7 +43,7 @@ fn main() -> Result<(), mcprouter::Error> {
     for g in 0..4 {
         yaml.push_str(&format!("    - groups: [g{g}]\n      tools: {{allow: {globs:?}, deny: [\"t0{g}5*\"]}}\n"));
     }
-    yaml.push_str("limits:\n  backends:\n    - {backend: alpha, rate: 1000000000}\n  clients:\n    - {client: c0, rate: 1000000000, quota: {calls: 1000000000}}\n  client_backends:\n    - {client: c0, backend: alpha, rate: 1000000000}\n");
+    yaml.push_str("limits:\n  backends:\n    - {backend: alpha, rate: 1000000}\n  clients:\n    - {client: c0, rate: 1000000, quota: {calls: 1000000000}}\n  client_backends:\n    - {client: c0, backend: alpha, rate: 1000000}\n");
     let config = Config::from_yaml(&yaml)?;
     let router = mcprouter::Router::new(config.clone())?;
     let names: Vec<String> = (0..500).map(|i| format!("t{i:04}")).collect();
@@ -67,11 +67,9 @@ fn main() -> Result<(), mcprouter::Error> {
         let at = now + Duration::from_nanos(u64::from(i));
         std::hint::black_box(limits.admit(Some(0), 0, at).is_ok());
     };
-    println!("rate-limit check (3 buckets + quota, admitted):   {:>6.1} ns/op (1 thread), {:>6.1} ns/op (2 threads)", per_op(1, admit), per_op(2, admit));
-    let unlimited = |_: u32| {
-        std::hint::black_box(limits.admit(Some(5), 0, now).is_ok());
-    };
-    println!("rate-limit check (backend bucket only):           {:>6.1} ns/op", per_op(1, unlimited));
+    // One thread only: the buckets hold a million tokens, and every call here must be admitted.
+    println!("rate-limit check (3 buckets + quota, admitted):   {:>6.1} ns/op", per_op(1, admit));
+    assert!(limits.admit(Some(0), 0, now + Duration::from_millis(1)).is_ok(), "still admitting: the figure is the admitted path");
     let none = Limits::new(&Config::default(), &["alpha".to_owned()], now);
     println!("rate-limit check (no limits configured):          {:>6.1} ns/op", per_op(1, |_| {
         std::hint::black_box(none.admit(None, 0, now).is_ok());
