@@ -310,6 +310,7 @@ fn snapshot() -> Snapshot {
         ],
         catalog_items: [42, 0, 0, 3],
         sessions: 1,
+        ..Snapshot::default()
     }
 }
 
