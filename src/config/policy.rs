@@ -274,7 +274,9 @@ pub(super) fn validate(c: &Config, at: Locator<'_>) -> Result<()> {
         if let Some(g) = r.groups.iter().find(|g| !groups.contains(g.as_str())) {
             return Err(fail(&format!("{path}.groups"), &format!("unknown group {g:?}: no client is in it")));
         }
-        let kinds: [(&str, &Filter, &dyn Fn(&str) -> bool, &str); 4] = [
+        // (kind, its globs, whether a glob of it can match anything, why not).
+        type Kind<'a> = (&'a str, &'a Filter, &'a dyn Fn(&str) -> bool, &'a str);
+        let kinds: [Kind<'_>; 4] = [
             ("tools", &r.tools, &name_glob_can_match, "exposed tool names are 1-64 characters of [A-Za-z0-9_-]"),
             ("prompts", &r.prompts, &name_glob_can_match, "exposed prompt names are 1-64 characters of [A-Za-z0-9_-]"),
             ("resources", &r.resources, &|g: &str| !g.is_empty(), "a URI is never empty"),
@@ -360,7 +362,7 @@ fn limits(c: &Config, clients: &HashSet<&str>, at: Locator<'_>) -> Result<()> {
         }
         owner_ok(&cb.backend).map_err(|e| fail(&format!("{path}.backend"), &e))?;
         if !seen.insert((cb.client.as_str(), cb.backend.as_str())) {
-            return Err(fail(&format!("{path}"), "this client is limited twice on this backend"));
+            return Err(fail(&path, "this client is limited twice on this backend"));
         }
         rate(&path, cb.bucket())?;
     }
