@@ -126,7 +126,8 @@ pub(crate) struct Catalog {
     tool_ix: HashMap<String, Target>,
     prompts: Vec<Named>,
     prompt_ix: HashMap<String, Target>,
-    resources: Vec<(usize, String)>,
+    /// (owner, JSON, URI).
+    resources: Vec<(usize, String, String)>,
     resource_ix: HashMap<String, usize>,
     templates: Vec<Template>,
     /// Indices into `templates`, most specific first (stable, so config order breaks ties).
@@ -176,7 +177,7 @@ impl Catalog {
                     }
                     if let Entry::Vacant(v) = c.resource_ix.entry(uri.to_owned()) {
                         v.insert(o);
-                        c.resources.push((o, r.to_string()));
+                        c.resources.push((o, r.to_string(), uri.to_owned()));
                     }
                 }
                 for t in &l.templates {
@@ -286,14 +287,39 @@ impl Catalog {
         self.tools.iter().map(|t| t.exposed.as_str())
     }
 
+    /// Every item of `kind` in list order: its name (the URI of a resource, the URI
+    /// template of a template), its owner and its JSON. For the policy's per-client views.
+    pub(crate) fn items(&self, kind: Kind) -> Vec<(&str, usize, &str)> {
+        match kind {
+            Kind::Tools => self.tools.iter().map(|t| (t.exposed.as_str(), t.owner, t.json.as_str())).collect(),
+            Kind::Prompts => self.prompts.iter().map(|t| (t.exposed.as_str(), t.owner, t.json.as_str())).collect(),
+            Kind::Resources => self.resources.iter().map(|r| (r.2.as_str(), r.0, r.1.as_str())).collect(),
+            Kind::Templates => self.templates.iter().map(|t| (t.raw.as_str(), t.owner, t.json.as_str())).collect(),
+        }
+    }
+
     /// One page of a list result as JSON; `Err` is the message of a -32602 (bad cursor).
     pub(crate) fn page(&self, kind: Kind, cursor: Option<&str>, page_size: usize) -> Result<String, String> {
-        let items: Vec<&str> = match kind {
+        self.page_of(kind, None, cursor, page_size)
+    }
+
+    /// One page of the items at `only` (indices into [`Catalog::items`]), or of all.
+    pub(crate) fn page_of(
+        &self,
+        kind: Kind,
+        only: Option<&[usize]>,
+        cursor: Option<&str>,
+        page_size: usize,
+    ) -> Result<String, String> {
+        let mut items: Vec<&str> = match kind {
             Kind::Tools => self.tools.iter().map(|t| t.json.as_str()).collect(),
             Kind::Prompts => self.prompts.iter().map(|t| t.json.as_str()).collect(),
             Kind::Resources => self.resources.iter().map(|r| r.1.as_str()).collect(),
             Kind::Templates => self.templates.iter().map(|t| t.json.as_str()).collect(),
         };
+        if let Some(only) = only {
+            items = only.iter().filter_map(|&i| items.get(i).copied()).collect();
+        }
         let start = match cursor {
             None => 0,
             Some(c) => c

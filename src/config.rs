@@ -13,6 +13,7 @@ mod glob;
 mod lines;
 pub mod mcp_servers;
 mod path;
+pub mod policy;
 mod ranges;
 mod validate;
 mod yaml;
@@ -28,6 +29,7 @@ pub use crate::balance::Strategy;
 use crate::error::{Error, Result};
 pub use gateway::GatewaySettings;
 pub use glob::glob_match;
+pub use policy::{ClientConfig, LimitSettings, PolicySettings};
 
 /// Upper bound of every duration setting (`*_ms`): one day.
 pub const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
@@ -525,6 +527,21 @@ pub struct Config {
     /// The HTTP front door (`mcprouter serve --http`); see [`gateway`].
     #[serde(default)]
     pub gateway: GatewaySettings,
+    /// The clients the router knows (see [`policy`]). Empty: no identities, no policy.
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    /// What an unknown client is: `deny` (the default) or the name of a client to act as.
+    #[serde(default)]
+    pub default_client: Option<String>,
+    /// The identity of `mcprouter serve` on stdio (`--client` overrides it).
+    #[serde(default)]
+    pub serve_client: Option<String>,
+    /// Who may see and call what.
+    #[serde(default)]
+    pub policy: PolicySettings,
+    /// Rate limits, concurrency caps and quotas.
+    #[serde(default)]
+    pub limits: LimitSettings,
 }
 
 impl Config {
@@ -562,7 +579,8 @@ impl Config {
 
     fn validate_with_source(&self, src: Option<&str>) -> Result<()> {
         validate::config(self, lines::Locator(src))?;
-        gateway::validate(&self.gateway, lines::Locator(src))
+        gateway::validate(&self.gateway, lines::Locator(src))?;
+        policy::validate(self, lines::Locator(src))
     }
 }
 

@@ -38,12 +38,19 @@ pub(crate) struct View {
     catalog: RwLock<Arc<Catalog>>,
     /// Serializes rebuilds, so a slow one cannot swap in a catalog older than the last.
     rebuilding: Mutex<()>,
+    /// Who may see and call what (`policy.rs`), and how much (`limits.rs`), for this
+    /// config: compiled with it, so a call judged by one view is judged by its rules.
+    pub policy: crate::policy::Policy,
+    pub limits: crate::limits::Limits,
 }
 
 impl View {
     fn new(config: Arc<Config>, backends: Vec<Arc<Backend>>, before: Option<&View>) -> View {
         let (owners, balancers) = owners(&config, before);
+        let (policy, limits) = crate::policy::compile(&config, &owners);
         View {
+            policy,
+            limits,
             owners,
             balancers,
             budget: RetryBudget::new(
@@ -325,17 +332,35 @@ impl Core {
     pub(crate) fn rebuild_catalog(&self, notify: bool) {
         let view = self.view();
         let (old, fresh) = view.value().rebuild();
-        self.catalog_swapped(&old, &fresh, notify);
+        self.catalog_swapped(&old, &fresh, notify, &view.value().policy, false);
     }
 
     /// What follows a new catalog: its warnings, the tool labels, and `list_changed` to
-    /// every session for each kind that changed.
-    fn catalog_swapped(&self, old: &Catalog, fresh: &Catalog, notify: bool) {
+    /// every session whose view of a kind changed (`policy` decides who sees what). When the
+    /// access rules themselves changed (a reload), every session is told of every kind.
+    fn catalog_swapped(
+        &self,
+        old: &Arc<Catalog>,
+        fresh: &Arc<Catalog>,
+        notify: bool,
+        policy: &crate::policy::Policy,
+        rules_changed: bool,
+    ) {
         for w in fresh.warnings().iter().filter(|w| !old.warnings().contains(w)) {
             log::warn!(target: "mcprouter", "catalog: {w}");
         }
         self.metrics.set_known_tools(fresh.tool_names().map(str::to_owned));
         if !notify {
+            return;
+        }
+        if rules_changed {
+            for method in [
+                "notifications/tools/list_changed",
+                "notifications/prompts/list_changed",
+                "notifications/resources/list_changed",
+            ] {
+                self.hub.broadcast(&crate::jsonrpc::notification(method, None));
+            }
             return;
         }
         let mut sent = Vec::new();
@@ -347,7 +372,7 @@ impl Core {
             };
             if !sent.contains(&method) {
                 sent.push(method);
-                self.hub.broadcast(&crate::jsonrpc::notification(method, None));
+                policy.announce(&self.hub, method, old, fresh);
             }
         }
     }
@@ -403,7 +428,9 @@ impl Core {
         let current = self.view();
         let gone: Vec<Arc<Backend>> =
             before.backends.iter().filter(|b| current.value().position(b.id).is_none()).cloned().collect();
-        self.catalog_swapped(&before.catalog(), &catalog, true);
+        let rules = |c: &Config| format!("{:?}{:?}{:?}{:?}", c.clients, c.default_client, c.serve_client, c.policy);
+        let rules_changed = rules(&before.config) != rules(&current.value().config);
+        self.catalog_swapped(&before.catalog(), &catalog, true, &current.value().policy, rules_changed);
         for b in &fresh {
             self.schedule_restart(b.id);
         }

@@ -339,6 +339,14 @@ impl Hub {
         }
     }
 
+    /// Sends `event` to the open sessions whose client id `to` accepts (the policy's
+    /// per-client views: a `list_changed` goes only where the view changed).
+    pub(crate) fn broadcast_to(&self, event: &str, to: impl Fn(&str) -> bool) {
+        for s in self.sessions.read().values().filter(|s| to(&s.client_id)) {
+            s.push(event.to_owned());
+        }
+    }
+
     /// Swaps a client's progress token for an unguessable one, so that two clients using
     /// the same token on one shared backend cannot receive each other's progress, and no
     /// backend can forge progress for a call it does not serve. Progress counts only once

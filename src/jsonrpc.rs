@@ -26,6 +26,11 @@ pub const REQUEST_TIMEOUT: i64 = -32001;
 pub const OVERLOADED: i64 = -32003;
 /// The backend's circuit breaker is open: it failed too often recently.
 pub const CIRCUIT_OPEN: i64 = -32004;
+/// The client's policy does not permit this call (`clients:` and `policy:`).
+pub const NOT_PERMITTED: i64 = -32005;
+/// A rate limit, concurrency cap or quota refused the call; `data.retryAfterMs` says when
+/// to try again. Refused at once, never queued.
+pub const RATE_LIMITED: i64 = -32006;
 
 #[derive(Deserialize)]
 struct Wire<'a> {

@@ -31,7 +31,7 @@ macro_rules! internal {
     };
 }
 
-internal!(budget, clock, framing, generation, jsonrpc, metrics, pending, supervisor, sync);
+internal!(budget, clock, framing, generation, jsonrpc, limits, metrics, pending, policy, supervisor, sync);
 
 mod backend;
 pub mod balance;

@@ -109,6 +109,19 @@ pub struct Snapshot {
     pub absent: Vec<usize>,
     /// The running config's generation (1 at start).
     pub generation: u64,
+    /// Calls the policy denied and limits refused, labelled by configured names only.
+    pub access: AccessFigures,
+}
+
+/// Denials and limit hits, read from the policy and the limits (their owners) when
+/// rendered. Labels are configured client and backend (or pool) names, `""` for a client
+/// id that names no configured client and for a call refused before its backend was known.
+#[derive(Debug, Clone, Default)]
+pub struct AccessFigures {
+    /// (client, backend, count), non-zero only.
+    pub denials: Vec<(String, String, u64)>,
+    /// (client, backend, limit, count), non-zero only.
+    pub limit_hits: Vec<(String, String, &'static str, u64)>,
 }
 
 /// One backend's figures in a [`Snapshot`].
@@ -599,6 +612,26 @@ impl Metrics {
                 "mcprouter_reloads_total{{outcome=\"{outcome}\"}} {}",
                 self.reloads[i].load(Ordering::Relaxed)
             );
+        }
+        header(
+            &mut out,
+            "mcprouter_policy_denials_total",
+            "counter",
+            "Calls the access policy refused, by configured client and backend (\"\" = unknown).",
+        );
+        for (client, backend, n) in &snap.access.denials {
+            let (c, b) = (escape_label(client), escape_label(backend));
+            let _ = writeln!(out, "mcprouter_policy_denials_total{{client=\"{c}\",backend=\"{b}\"}} {n}");
+        }
+        header(
+            &mut out,
+            "mcprouter_limit_hits_total",
+            "counter",
+            "Calls a rate limit, concurrency cap or quota refused, by client, backend and limit.",
+        );
+        for (client, backend, limit, n) in &snap.access.limit_hits {
+            let (c, b) = (escape_label(client), escape_label(backend));
+            let _ = writeln!(out, "mcprouter_limit_hits_total{{client=\"{c}\",backend=\"{b}\",limit=\"{limit}\"}} {n}");
         }
 
         out

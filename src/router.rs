@@ -220,6 +220,7 @@ impl Router {
                 },
             },
             "backends": backends,
+            "limits": v.limits.status(Instant::now()),
         })
     }
 
@@ -259,6 +260,7 @@ impl Router {
             sessions: core.hub.session_count(),
             absent,
             generation: view.number(),
+            access: crate::policy::access_figures(v),
         };
         core.metrics.render(&snap)
     }

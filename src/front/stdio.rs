@@ -55,9 +55,10 @@ pub fn serve<T>(
     if let Some(caps) = &client_caps {
         config.router.declare_for_single_client(caps);
     }
+    let identity = config.serve_client.clone().unwrap_or_else(|| "stdio".into());
     let router = Router::new(config)?;
     let attached = started(&router, client_caps);
-    let session = match router.session(Some("stdio")) {
+    let session = match router.session(Some(&identity)) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             drop(attached);

@@ -239,6 +239,10 @@ impl Session {
         edit: impl FnOnce(&mut Value),
         must_edit: bool,
     ) -> (Out, Option<usize>) {
+        let _permit = match self.admit(v, route.owner) {
+            Ok(p) => p,
+            Err(refused) => return refused,
+        };
         let core = self.core();
         let (rewritten, token) = match self.prepare(params, edit, must_edit) {
             Ok(x) => x,

@@ -133,7 +133,7 @@ impl Session {
             Some(Ok(c)) => c.cursor,
             Some(Err(e)) => return invalid(format!("bad params: {e}")),
         };
-        match v.catalog().page(kind, cursor.as_deref(), v.config.router.page_size) {
+        match self.visible_page(v, kind, cursor.as_deref()) {
             Ok(page) => Out::Ok(page),
             Err(msg) => invalid(msg),
         }

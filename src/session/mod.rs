@@ -9,6 +9,7 @@
 
 mod access;
 mod attempts;
+mod gate;
 mod methods;
 mod routing;
 

@@ -41,6 +41,9 @@ impl Session {
             Ok(n) => n,
             Err(msg) => return bad(msg),
         };
+        if let Some(refused) = self.refuse_named(v, &name, tool) {
+            return refused;
+        }
         let catalog = v.catalog();
         let found = if tool { catalog.tool(&name) } else { catalog.prompt(&name) };
         let (owner, original, hint) = match found {
@@ -100,6 +103,9 @@ impl Session {
                 // Nothing of ours to undo; the backend's subscription belongs to others.
                 None => (Out::Ok("{}".into()), None),
             };
+        }
+        if let Some(refused) = self.refuse_uri(v, &uri) {
+            return refused;
         }
         let Some(owner) = v.catalog().resource_owner(&uri) else {
             return bad(format!("Unknown resource: {uri}"));
@@ -189,6 +195,9 @@ impl Session {
         let (owner, rename) = match kind {
             "ref/prompt" => {
                 let name = params_v.pointer("/ref/name").and_then(Value::as_str).unwrap_or_default();
+                if let Some(refused) = self.refuse_named(v, name, false) {
+                    return refused;
+                }
                 match catalog.prompt(name) {
                     Lookup::Found(p) => (p.owner, (p.original != name).then(|| p.original.clone())),
                     _ => return bad(format!("Unknown prompt: {name}")),
@@ -196,6 +205,9 @@ impl Session {
             }
             "ref/resource" => {
                 let uri = params_v.pointer("/ref/uri").and_then(Value::as_str).unwrap_or_default();
+                if let Some(refused) = self.refuse_uri(v, uri) {
+                    return refused;
+                }
                 match catalog.template_owner(uri) {
                     Some(o) => (o, None),
                     None => return bad(format!("Unknown resource: {uri}")),

@@ -23,6 +23,7 @@ commands:
         [--http 127.0.0.1:PORT [--path /mcp]]  serve Streamable HTTP (gateway mode) instead
                                             of stdio; see the config's gateway: section
         [--watch]                           reload when FILE changes (SIGHUP always reloads)
+        [--client NAME]                     on stdio, serve as this configured client
   check --config FILE     start every backend, print a status table, exit 1 if any failed
         [--json]                            print the status as JSON instead
   demo                    run the built-in demo (needs nothing installed)

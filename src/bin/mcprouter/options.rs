@@ -29,6 +29,8 @@ pub struct Options {
     pub path: Option<String>,
     /// `serve` only: reload when the config file changes (SIGHUP always reloads).
     pub watch: bool,
+    /// `serve` on stdio only: the client identity to serve as (overrides `serve_client`).
+    pub client: Option<String>,
 }
 
 /// Parses the options of `serve` or `check` (`cmd`); `--flag value` and `--flag=value`.
@@ -43,6 +45,7 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
         http: None,
         path: None,
         watch: false,
+        client: None,
     };
     let mut config = None;
     let mut it = args.iter();
@@ -62,12 +65,16 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
             ("--http", "serve") => o.http = Some(value()?),
             ("--path", "serve") => o.path = Some(value()?),
             ("--watch", "serve") if inline.is_none() => o.watch = true,
+            ("--client", "serve") => o.client = Some(value()?),
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }
     o.config = config.ok_or("--config FILE is required")?;
     if o.path.is_some() && o.http.is_none() {
         return Err("--path needs --http".into());
+    }
+    if o.client.is_some() && o.http.is_some() {
+        return Err("--client is for stdio: the gateway knows its clients by their credentials".into());
     }
     Ok(o)
 }

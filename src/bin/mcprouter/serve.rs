@@ -12,9 +12,13 @@ use crate::metrics_http;
 use crate::options::{Options, announce, load_and_install};
 
 pub fn run(o: &Options) -> i32 {
-    let Some((config, redactor)) = load_and_install(o, "serve") else {
+    let Some((mut config, redactor)) = load_and_install(o, "serve") else {
         return 2;
     };
+    if o.client.is_some() {
+        // Checked with the rest of the config when the router starts: it must name a client.
+        config.serve_client.clone_from(&o.client);
+    }
     // Bound before any backend starts, so a refused or busy address costs nothing.
     let listener = match o.metrics_listen.as_deref().map(|spec| metrics_http::bind(spec, o.metrics_listen_any)) {
         None => None,

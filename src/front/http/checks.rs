@@ -2,8 +2,8 @@
 //! protection), bearer tokens compared in constant time, and which origins get CORS
 //! headers.
 
-use crate::config::GatewaySettings;
-use crate::error::Result;
+use crate::config::{ClientConfig, GatewaySettings};
+use crate::error::{Error, Result};
 
 const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
@@ -13,22 +13,39 @@ pub(crate) struct Checks {
     origins: Vec<String>,
     cors: Vec<String>,
     tokens: Vec<Vec<u8>>,
+    /// Each configured client's credential, and its name: the identity a token stands for.
+    clients: Vec<(Vec<u8>, String)>,
 }
 
 impl Checks {
-    pub fn new(s: &GatewaySettings) -> Result<Checks> {
+    /// The checks of `s`, with the tokens and the `clients`' credentials read.
+    pub fn new(s: &GatewaySettings, clients: &[ClientConfig]) -> Result<Checks> {
         let lower = |v: &Vec<String>| v.iter().map(|h| h.to_ascii_lowercase()).collect::<Vec<_>>();
         let tokens = s.tokens.iter().map(|t| t.resolve().map(String::into_bytes)).collect::<Result<Vec<_>>>()?;
+        let mut known: Vec<(Vec<u8>, String)> = Vec::new();
+        for c in clients {
+            let Some(r) = &c.credential else { continue };
+            let v = r.resolve().map_err(|e| Error::Config(format!("clients ({}): {e}", c.name)))?.into_bytes();
+            // One token, one identity: a shared one could not say which client it is.
+            if tokens.contains(&v) || known.iter().any(|(k, _)| *k == v) {
+                return Err(Error::Config(format!(
+                    "clients ({}): its credential is also another client's or a gateway token",
+                    c.name
+                )));
+            }
+            known.push((v, c.name.clone()));
+        }
         Ok(Checks {
             hosts: lower(&s.allowed_hosts),
             origins: lower(&s.allowed_origins),
             cors: lower(&s.cors_origins),
             tokens,
+            clients: known,
         })
     }
 
     pub fn has_tokens(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.tokens.is_empty() || !self.clients.is_empty()
     }
 
     /// The `Host` header is one the gateway serves. A request without one (HTTP/1.0) is
@@ -64,22 +81,42 @@ impl Checks {
         self.cors.iter().any(|c| c == "*" || *c == lower).then(|| origin.to_owned())
     }
 
-    /// The `Authorization` header carries one of the tokens (always true without tokens).
-    /// Every token is compared in full, whatever matched before.
-    pub fn authorized(&self, authorization: Option<&str>) -> bool {
-        if self.tokens.is_empty() {
-            return true;
+    /// Who the `Authorization` header says the caller is: `None` refused, `Some(None)` a
+    /// caller with no client identity (a `gateway.tokens` token, or no tokens at all),
+    /// `Some(Some(name))` the configured client whose credential it carries. Every token
+    /// and credential is compared in full, whatever matched before.
+    pub fn authorize(&self, authorization: Option<&str>) -> Option<Option<&str>> {
+        if !self.has_tokens() {
+            return Some(None);
         }
         let given = authorization
             .and_then(|a| a.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim().as_bytes())
             .unwrap_or_default();
+        let mut who = None;
+        for (t, name) in &self.clients {
+            if constant_time_eq(given, t) {
+                who = Some(name.as_str());
+            }
+        }
+        let anonymous = self.anonymous(given);
+        if given.is_empty() {
+            return None;
+        }
+        match (who, anonymous) {
+            (Some(name), _) => Some(Some(name)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        }
+    }
+
+    fn anonymous(&self, given: &[u8]) -> bool {
         let mut ok = false;
         for t in &self.tokens {
             ok |= constant_time_eq(given, t);
         }
-        ok && !given.is_empty()
+        ok
     }
 }
 
@@ -114,7 +151,7 @@ mod tests {
     use super::*;
 
     fn checks(yaml: &str) -> Checks {
-        Checks::new(&GatewaySettings::from_yaml(yaml).unwrap()).unwrap()
+        Checks::new(&GatewaySettings::from_yaml(yaml).unwrap(), &[]).unwrap()
     }
 
     #[test]
@@ -149,9 +186,19 @@ mod tests {
             constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"ab", b"abc")
         );
         let mut c = checks("");
-        assert!(c.authorized(None));
+        assert_eq!(c.authorize(None), Some(None));
         c.tokens = vec![b"t0k".to_vec()];
-        assert!(c.authorized(Some("Bearer t0k")) && c.authorized(Some("bearer t0k")));
-        assert!(!c.authorized(Some("Bearer t0")) && !c.authorized(Some("Basic t0k")) && !c.authorized(None));
+        assert!(c.authorize(Some("Bearer t0k")).is_some() && c.authorize(Some("bearer t0k")).is_some());
+        assert!(
+            c.authorize(Some("Bearer t0")).is_none()
+                && c.authorize(Some("Basic t0k")).is_none()
+                && c.authorize(None).is_none()
+        );
+        c.clients = vec![(b"alice-t".to_vec(), "alice".into())];
+        assert_eq!(c.authorize(Some("Bearer alice-t")), Some(Some("alice")));
+        assert_eq!(c.authorize(Some("Bearer t0k")), Some(None), "a gateway token has no identity");
+        assert_eq!(c.authorize(Some("Bearer alice")), None);
+        c.tokens.clear();
+        assert_eq!(c.authorize(None), None, "credentials alone still require a token");
     }
 }

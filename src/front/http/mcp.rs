@@ -27,6 +27,8 @@ struct Ctx<'a> {
     req: &'a Request,
     /// CORS headers, when the request's origin gets them.
     cors: Headers,
+    /// The configured client the bearer token identifies (`clients:`), if any.
+    client: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -52,7 +54,9 @@ impl Ctx<'_> {
         let Some(id) = self.req.header("mcp-session-id").map(str::to_owned) else {
             return Err(self.fail(400, -32000, "Bad Request: Mcp-Session-Id header is required"));
         };
-        let found = self.shared.sessions.get(&id).filter(|s| !s.is_closed());
+        // A session belongs to the identity that opened it: another client's token does
+        // not reach it (and learns nothing: it is "not found").
+        let found = self.shared.sessions.get(&id).filter(|s| !s.is_closed() && self.owns(s));
         let Some(s) = found else {
             return Err(self.fail(404, -32001, "Session not found (unknown or expired): initialize a new one"));
         };
@@ -65,6 +69,28 @@ impl Ctx<'_> {
         }
         Ok(s)
     }
+
+    fn owns(&self, s: &HttpSession) -> bool {
+        let opened_by = s.session.client_id();
+        match &self.client {
+            Some(c) => opened_by == c,
+            None => !self.shared.router.config().clients.iter().any(|k| k.name == opened_by),
+        }
+    }
+}
+
+/// A rate-limited reply (one request, refused with -32006) as HTTP 429 with
+/// `Retry-After` in whole seconds, when nothing was streamed yet; else the usual answer.
+fn finish(sink: &Sink, reply: &str) -> bool {
+    let limited = serde_json::from_str::<Value>(reply).ok().filter(|v| v["error"]["code"] == jsonrpc::RATE_LIMITED);
+    if let Some(v) = limited {
+        let ms = v["error"]["data"]["retryAfterMs"].as_u64().unwrap_or(1000);
+        let secs = ms.div_ceil(1000).max(1);
+        if let Some(ok) = sink.finish_status(429, &vec![("Retry-After", secs.to_string())], reply) {
+            return ok;
+        }
+    }
+    sink.finish(reply)
 }
 
 fn accepts(req: &Request, types: &[&str]) -> bool {
@@ -85,7 +111,7 @@ pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut TcpStream, req: &Request
         ],
         None => Vec::new(),
     };
-    let mut cx = Ctx { shared, stream, req, cors };
+    let mut cx = Ctx { shared, stream, req, cors, client: None };
     if req.path != shared.settings.path {
         return cx.fail(404, -32000, "Not Found: no MCP endpoint at this path");
     }
@@ -111,7 +137,9 @@ pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut TcpStream, req: &Request
         ];
         return cx.reply(204, h, None);
     }
-    if !checks.authorized(req.header("authorization")) {
+    let who = checks.authorize(req.header("authorization"));
+    cx.client = who.flatten().map(str::to_owned);
+    if who.is_none() {
         let challenge = if req.header("authorization").is_some() {
             r#"Bearer realm="mcprouter", error="invalid_token""#
         } else {
@@ -203,7 +231,7 @@ fn post(cx: &mut Ctx<'_>) -> bool {
     hs.finish_call(&call);
     drop(busy);
     match reply {
-        Ok(Some(r)) => sink.finish(&r),
+        Ok(Some(r)) => finish(&sink, &r),
         // Every request was cancelled by the client: nothing to answer.
         Ok(None) => sink.finish_empty(),
         Err(_) => {
@@ -224,7 +252,9 @@ fn initialize(cx: &mut Ctx<'_>, text: &str) -> bool {
     let Some(id) = new_session_id() else {
         return cx.fail(503, -32000, "Service Unavailable: no session id could be generated");
     };
-    let session = match shared.router.session(Some(&id)) {
+    // A client the token identified is its own identity (the policy's, and the sticky
+    // balancing key of all its sessions); any other caller is keyed by its session.
+    let session = match shared.router.session(Some(cx.client.as_deref().unwrap_or(&id))) {
         Ok(s) => s,
         Err(_) => return cx.fail(503, -32000, "Service Unavailable: the router is closed"),
     };

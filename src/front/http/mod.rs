@@ -73,7 +73,7 @@ impl Gateway {
             .listen
             .clone()
             .ok_or_else(|| Error::Config("gateway.listen: an address to listen on is required".into()))?;
-        let checks = checks::Checks::new(&settings)?;
+        let checks = checks::Checks::new(&settings, &router.config().clients)?;
         let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&listen)
             .map_err(|e| Error::Config(format!("gateway.listen: cannot resolve {listen}: {e}")))?
             .collect();

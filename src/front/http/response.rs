@@ -26,6 +26,7 @@ pub(crate) fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
@@ -201,6 +202,24 @@ impl Sink {
             st.mode = Mode::Done;
         }
         ok
+    }
+
+    /// Completes the response with `reply` under another status and `extra` headers, if
+    /// nothing was streamed yet (`None` otherwise: the status line is long gone).
+    pub fn finish_status(&self, status: u16, extra: &Headers, reply: &str) -> Option<bool> {
+        let mut st = self.state.lock();
+        if st.mode != Mode::Pending {
+            return None;
+        }
+        let mut headers = self.headers.clone();
+        headers.extend(extra.iter().cloned());
+        let mut out = head(status, &headers, Some("application/json"), Some(reply.len()), false).into_bytes();
+        out.extend_from_slice(reply.as_bytes());
+        let ok = Self::write(&mut st, &out);
+        if ok {
+            st.mode = Mode::Done;
+        }
+        Some(ok)
     }
 
     /// Completes a response that has no result (its requests were cancelled): 202 when
