@@ -8,6 +8,8 @@
 mod http;
 mod legacy;
 mod life;
+#[cfg(test)]
+mod memory;
 mod process;
 mod sse;
 mod stdio;
@@ -217,6 +219,9 @@ pub(crate) struct Backend {
     /// Held while starting or stopping (long operations, so not the `life` lock), so a
     /// restart and a shutdown never interleave.
     lifecycle: Mutex<()>,
+    /// Unit tests: connect to this in-process server instead of the configured transport.
+    #[cfg(test)]
+    memory: Mutex<Option<memory::Server>>,
     /// Masks this backend's secrets (url userinfo, headers, env) in error text bound for
     /// clients: `last_error` and failed calls.
     redactor: Redactor,
@@ -252,6 +257,8 @@ impl Backend {
             client_capabilities: settings.declared_client_capabilities(),
             restarts: Mutex::new(Restarts::default()),
             lifecycle: Mutex::new(()),
+            #[cfg(test)]
+            memory: Mutex::new(None),
             redactor,
         }
     }
@@ -368,6 +375,11 @@ impl Backend {
     /// 405; the answer is remembered for restarts.
     fn connect(&self, link: &Link, deadline: Instant) -> Result<(), String> {
         let generation = link.generation();
+        #[cfg(test)]
+        if let Some(server) = self.memory.lock().clone() {
+            self.attach(generation, memory::spawn(link, server)?)?;
+            return self.handshake(deadline);
+        }
         let transport = self.resolved.lock().unwrap_or_else(|| self.config.transport());
         let spawned = match transport {
             Transport::Stdio => stdio::spawn(link),
@@ -831,6 +843,87 @@ impl Backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backend on an in-memory server answering `initialize`, `tools/list` and
+    /// `tools/call` (echoing its arguments); a call to the tool `hang` gets no answer, and one
+    /// to `leave` ends the connection.
+    fn in_memory() -> Arc<Backend> {
+        let config = crate::config::Config::from_yaml("backends:\n  - name: m\n    command: unused\n").expect("config");
+        let (events, _) = crossbeam_channel::unbounded();
+        let b = Arc::new(Backend::new(0, config.backends[0].clone(), &config.router, Arc::new(Hub::new(events))));
+        let server: memory::Server = Arc::new(|line: &str| {
+            let v: Value = serde_json::from_str(line).ok()?;
+            let Some(id) = v.get("id").filter(|_| v.get("method").is_some()) else { return Some(Vec::new()) };
+            let result = match v["method"].as_str() {
+                Some("initialize") => serde_json::json!({"protocolVersion": "2025-11-25",
+                    "capabilities": {"tools": {}}, "serverInfo": {"name": "mem", "version": "1"}}),
+                Some("tools/list") => {
+                    serde_json::json!({"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]})
+                }
+                Some("tools/call") if v["params"]["name"] == "hang" => return Some(Vec::new()),
+                Some("tools/call") if v["params"]["name"] == "leave" => return None,
+                Some("tools/call") => {
+                    serde_json::json!({"content": [{"type": "text", "text": v["params"]["arguments"].to_string()}]})
+                }
+                _ => serde_json::json!({}),
+            };
+            Some(vec![serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()])
+        });
+        *b.memory.lock() = Some(server);
+        b
+    }
+
+    fn call(b: &Backend, tool: &str) -> Result<Result<Box<RawValue>, Box<RawValue>>, CallError> {
+        let params = format!("{{\"name\":\"{tool}\",\"arguments\":{{\"x\":1}}}}");
+        b.call("tools/call", Some(&params), 0, Instant::now() + Duration::from_secs(30))
+    }
+
+    #[test]
+    fn a_backend_comes_up_over_the_in_memory_transport_and_answers() {
+        let b = in_memory();
+        assert!(b.start(Duration::from_secs(5)));
+        assert_eq!(b.info().state, State::Ready);
+        assert_eq!(b.lists.lock().as_ref().map(|l| l.tools.len()), Some(1), "listed after the handshake");
+        let r = call(&b, "echo").expect("an answer").expect("a result");
+        assert!(r.get().contains("{\\\"x\\\":1}"), "{}", r.get());
+        b.stop(Duration::ZERO);
+    }
+
+    #[test]
+    fn a_connection_that_ends_fails_its_calls_at_once_and_the_backend() {
+        let b = in_memory();
+        assert!(b.start(Duration::from_secs(5)));
+        let waiting = b.start_call("tools/call", Some(r#"{"name":"hang"}"#), 0).expect("sent");
+        // The server goes away while `hang` waits: the waiting call fails now, not at its deadline.
+        assert!(matches!(call(&b, "leave"), Err(CallError::Unavailable(_))));
+        let r = b.finish_call(waiting, &Deadline::fixed(Instant::now() + Duration::from_secs(3600)));
+        assert!(matches!(r, Err(CallError::Unavailable(_))), "failed at once");
+        assert_eq!(b.info().state, State::Failed);
+        assert!(matches!(call(&b, "echo"), Err(CallError::Unavailable(_))), "no call enters a failed backend");
+        b.stop(Duration::ZERO);
+    }
+
+    #[test]
+    fn a_replaced_connection_cannot_take_down_its_successor() {
+        let b = in_memory();
+        assert!(b.start(Duration::from_secs(5)));
+        let old = Link::new(Arc::clone(&b), b.life.lock().generation);
+        assert!(b.restart(Duration::from_secs(5)), "a new connection, a new generation");
+        old.on_exit("a late report from the old connection's thread".into());
+        assert_eq!(b.info().state, State::Ready);
+        assert!(call(&b, "echo").is_ok());
+        b.stop(Duration::ZERO);
+    }
+
+    #[test]
+    fn a_stopped_backend_stays_stopped() {
+        let b = in_memory();
+        assert!(b.start(Duration::from_secs(5)));
+        b.stop(Duration::ZERO);
+        assert_eq!(b.info().state, State::Stopped);
+        assert!(!b.restart(Duration::from_secs(5)), "no restart after a stop");
+        assert!(matches!(call(&b, "echo"), Err(CallError::Unavailable(why)) if why.contains("shutting down")));
+    }
 
     #[test]
     fn a_panicking_backend_thread_fails_its_calls_at_once_and_the_backend() {
