@@ -1,9 +1,10 @@
-//! The `mcprouter` command: `serve` the router over stdio, `check` a config, run the `demo`,
-//! or act as the project's own `test-server`.
+//! The `mcprouter` command: `serve` the router over stdio, `check` a config, `import` an MCP
+//! host's `mcpServers` file as YAML, run the `demo`, or act as the project's own `test-server`.
 
 mod conformance_fixtures;
 mod demo;
 mod http_serve;
+mod import;
 mod metrics_http;
 mod options;
 mod reload;
@@ -25,6 +26,8 @@ commands:
         [--watch]                           reload when FILE changes (SIGHUP always reloads)
   check --config FILE     start every backend, print a status table, exit 1 if any failed
         [--json]                            print the status as JSON instead
+  import FILE             print an mcpServers JSON file (.mcp.json, claude_desktop_config.json)
+                          as the equivalent YAML config; warnings go to stderr
   demo                    run the built-in demo (needs nothing installed)
   test-server [flags]     the project's own MCP test server (fault injection)
   version                 print the version
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
     let rest = args[1..].to_vec();
     let code = match cmd.as_str() {
         "test-server" => test_server::run(rest),
+        "import" => import::run(&rest),
         "serve" | "check" => match options::parse(cmd, &rest) {
             Ok(o) if cmd == "serve" => serve::run(&o),
             Ok(o) => serve::check(&o),
