@@ -1,5 +1,6 @@
 //! The `mcprouter` command: `serve` the router over stdio, `check` a config, `import` an MCP
-//! host's `mcpServers` file as YAML, run the `demo`, or act as the project's own `test-server`.
+//! host's `mcpServers` file as YAML, print the config's JSON `schema`, run the `demo`, or act
+//! as the project's own `test-server`.
 
 mod conformance_fixtures;
 mod demo;
@@ -28,6 +29,7 @@ commands:
         [--json]                            print the status as JSON instead
   import FILE             print an mcpServers JSON file (.mcp.json, claude_desktop_config.json)
                           as the equivalent YAML config; warnings go to stderr
+  schema                  print the JSON Schema of the YAML config (for editors: see README)
   demo                    run the built-in demo (needs nothing installed)
   test-server [flags]     the project's own MCP test server (fault injection)
   version                 print the version
@@ -49,6 +51,11 @@ fn main() -> ExitCode {
     let code = match cmd.as_str() {
         "test-server" => test_server::run(rest),
         "import" => import::run(&rest),
+        "schema" if rest.is_empty() => {
+            // Pretty-printing a Value cannot fail.
+            println!("{}", serde_json::to_string_pretty(&mcprouter::Config::json_schema()).unwrap_or_default());
+            0
+        }
         "serve" | "check" => match options::parse(cmd, &rest) {
             Ok(o) if cmd == "serve" => serve::run(&o),
             Ok(o) => serve::check(&o),
