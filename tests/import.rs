@@ -136,3 +136,68 @@ fn imported_yaml_serves_the_same_backends() {
     assert!(served.iter().all(|(_, s)| s == "\"ready\""), "{served:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// README's host recipe: its JSON is these files, verbatim.
+fn recipe(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/recipes").join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    assert!(readme.contains(&format!("```json\n{text}```\n")), "README must show {} verbatim", path.display());
+    text
+}
+
+#[test]
+fn the_host_recipes_read_back_as_one_mcprouter_serve() {
+    watchdog(60);
+    for (name, command, config) in [
+        ("claude_code.mcp.json", "mcprouter", "mcprouter.yaml"),
+        (
+            "claude_desktop_config.json",
+            "/Users/you/.cargo/bin/mcprouter",
+            "/Users/you/.config/mcprouter/mcprouter.yaml",
+        ),
+    ] {
+        let import = mcp_servers::import(&recipe(name)).unwrap();
+        assert!(import.warnings.is_empty(), "{name}: {:?}", import.warnings);
+        let b = &import.config.backends;
+        assert_eq!(b.len(), 1, "{name}");
+        assert_eq!((b[0].name.as_str(), b[0].command.as_str()), ("mcprouter", command), "{name}");
+        assert_eq!(b[0].args, ["serve", "--config", config], "{name}");
+        assert_eq!(b[0].transport(), mcprouter::config::Transport::Stdio);
+    }
+}
+
+/// The Claude Code recipe run as the host runs it: `mcprouter` from the PATH, started in the
+/// project folder, serving the `mcprouter.yaml` that `mcprouter import` wrote from the
+/// project's former `.mcp.json`.
+#[test]
+fn the_claude_code_recipe_serves_the_imported_servers() {
+    watchdog(240);
+    let project = temp_dir("recipe");
+    let former = project.join("former.mcp.json");
+    let doc = json!({"mcpServers": {"notes": {"command": BIN, "args": ["test-server", "--name", "notes"]}}});
+    std::fs::write(&former, doc.to_string()).unwrap();
+    let out = import(&former, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(project.join("mcprouter.yaml"), &out.stdout).unwrap();
+    std::fs::write(project.join(".mcp.json"), recipe("claude_code.mcp.json")).unwrap();
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir.to_path_buf())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
+    // The router stands for the host: it starts the recipe's one server as Claude Code would.
+    let out = Command::new(BIN)
+        .args(["check", "--json", "--config", ".mcp.json"])
+        .current_dir(&project)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let b = &status["backends"][0];
+    assert_eq!((b["name"].as_str(), b["state"].as_str()), (Some("mcprouter"), Some("ready")), "{status}");
+    assert!(b["tools"].as_u64().unwrap() > 0, "the imported server's tools come through: {status}");
+    let _ = std::fs::remove_dir_all(&project);
+}
