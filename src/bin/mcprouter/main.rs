@@ -13,6 +13,7 @@ mod serve;
 mod test_http;
 mod test_server;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
@@ -52,9 +53,16 @@ fn main() -> ExitCode {
         "test-server" => test_server::run(rest),
         "import" => import::run(&rest),
         "schema" if rest.is_empty() => {
-            // Pretty-printing a Value cannot fail.
-            println!("{}", serde_json::to_string_pretty(&mcprouter::Config::json_schema()).unwrap_or_default());
-            0
+            // Pretty-printing a Value cannot fail; a closed stdout (`| head`) is an error, not a panic.
+            let text = serde_json::to_string_pretty(&mcprouter::Config::json_schema()).unwrap_or_default();
+            match writeln!(std::io::stdout().lock(), "{text}") {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
+        }
+        "schema" => {
+            eprintln!("usage: mcprouter schema   (takes no options)");
+            2
         }
         "serve" | "check" => match options::parse(cmd, &rest) {
             Ok(o) if cmd == "serve" => serve::run(&o),
