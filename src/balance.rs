@@ -73,6 +73,23 @@ impl<'de> serde::Deserialize<'de> for Strategy {
     }
 }
 
+/// The schema of what the `Deserialize` impl above accepts: one of [`Strategy::NAMES`].
+impl schemars::JsonSchema for Strategy {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Strategy".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "How a pool balances: round_robin (each in turn), weighted_round_robin \
+                (nginx's smooth weighted round robin), least_connections (fewest calls in flight) \
+                or sticky (same client, same backend).",
+            "type": "string",
+            "enum": Self::NAMES,
+        })
+    }
+}
+
 impl FromStr for Strategy {
     type Err = ParseStrategyError;
 

@@ -15,6 +15,7 @@ pub mod mcp_servers;
 mod path;
 pub mod policy;
 mod ranges;
+mod schema;
 mod validate;
 mod yaml;
 
@@ -23,6 +24,7 @@ use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use crate::balance::Strategy;
@@ -55,7 +57,7 @@ pub const MAX_RETRIES_PER_SEC: f64 = 100_000.0;
 pub const MAX_CONFIG_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// How colliding tool and prompt names are disambiguated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PrefixMode {
@@ -69,7 +71,7 @@ pub enum PrefixMode {
 }
 
 /// The transport a backend is reached over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Transport {
@@ -107,7 +109,7 @@ impl Transport {
 }
 
 /// Glob allow and deny lists for one kind of item (`*` and `?` wildcards).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Filter {
@@ -130,7 +132,7 @@ impl Filter {
 }
 
 /// One configured MCP server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct BackendConfig {
@@ -218,7 +220,7 @@ fn default_weight() -> u32 {
 
 /// A rule sending resource URIs with a prefix to a backend, whatever resources or templates
 /// the backends list.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ResourceRoute {
@@ -229,7 +231,7 @@ pub struct ResourceRoute {
 }
 
 /// Router-wide settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct RouterSettings {
@@ -280,7 +282,7 @@ pub struct RouterSettings {
 }
 
 /// See [`RouterSettings::fail_mode`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, Default)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FailMode {
@@ -292,7 +294,7 @@ pub enum FailMode {
 }
 
 /// Exponential backoff with jitter for restarting a backend that exited.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct RestartPolicy {
@@ -327,7 +329,7 @@ impl Default for RestartPolicy {
 }
 
 /// Health checking: `ping` on an interval, and consecutive failures of real traffic.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct HealthPolicy {
@@ -348,7 +350,7 @@ impl Default for HealthPolicy {
 }
 
 /// Circuit breaker settings (see `breaker.rs`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct BreakerSettings {
@@ -380,7 +382,7 @@ impl Default for BreakerSettings {
 }
 
 /// Retries and fallbacks spend from a budget refilled by real traffic.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct RetryBudgetSettings {
@@ -397,7 +399,7 @@ impl Default for RetryBudgetSettings {
 }
 
 /// Backends serving the same tools, balanced as one.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PoolConfig {
@@ -411,7 +413,7 @@ pub struct PoolConfig {
 }
 
 /// An ordered list of backends to try for a tool or a method.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct FallbackConfig {
@@ -508,7 +510,7 @@ impl RouterSettings {
 }
 
 /// A whole router configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::lines::Locator;
@@ -20,8 +21,9 @@ pub const MAX_SESSIONS: usize = 100_000;
 pub const MAX_REPLAY_EVENTS: usize = 10_000;
 
 /// Where a bearer token is read from. Exactly one of the two.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["env"]}, {"required": ["file"]}]))]
 #[non_exhaustive]
 pub struct TokenRef {
     /// The name of an environment variable holding the token.
@@ -62,7 +64,7 @@ impl TokenRef {
 
 /// Settings of the HTTP front door. Every field has a default, so `gateway: {}` serves
 /// loopback on `/mcp` once a listen address is given (here or on the command line).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct GatewaySettings {

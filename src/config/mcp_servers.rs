@@ -24,8 +24,15 @@
 //! keys are reported as warnings, never failures: host-specific keys are common.
 //!
 //! As with YAML, errors name the entry and field (and the line of the entry), never a value.
+//!
+//! [`to_yaml`] writes such a file as the router's YAML (`mcprouter import`), keeping its
+//! variables for the YAML format to expand.
+
+mod to_yaml;
 
 use serde_json::{Map, Value};
+
+pub use to_yaml::{YamlImport, to_yaml};
 
 use super::{Config, yaml::scrub};
 use crate::error::{Error, Result};
@@ -83,32 +90,13 @@ pub fn import(text: &str) -> Result<Import> {
 
 /// [`import`] with variables looked up in `lookup`.
 pub(crate) fn import_with_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Import> {
-    let doc = match serde_json::from_str::<Value>(text) {
-        Ok(v) => v,
-        // Not JSON: maybe the same structure written as YAML. If that fails too, the JSON
-        // error (with its line and column) is the useful one.
-        Err(json_err) => serde_norway::from_str::<Value>(text)
-            .map_err(|_| Error::Config(format!("{KEY} file: not valid JSON: {}", scrub(&json_err.to_string()))))?,
-    };
-    let Value::Object(top) = doc else {
-        return Err(Error::Config(format!("{KEY} file: the document must be a JSON object")));
-    };
-    let mut warnings = Vec::new();
-    let others: Vec<&str> = top.keys().map(String::as_str).filter(|k| *k != KEY).collect();
-    if !others.is_empty() {
-        warnings.push(format!("ignoring top-level keys other than {KEY}: {}", others.join(", ")));
-    }
-    let servers = match top.get(KEY) {
-        Some(Value::Object(m)) => m,
-        Some(Value::Null) => &Map::new(),
-        Some(_) => return Err(Error::Config(format!("{KEY}: must be an object of named servers"))),
-        None => return Err(Error::Config(format!("no top-level {KEY} key"))),
-    };
+    let (servers, mut warnings) = servers(text)?;
     let mut backends = Vec::new();
     let mut names = Vec::new();
-    for (name, entry) in servers {
+    let expand = |s: &str| expand(s, lookup);
+    for (name, entry) in &servers {
         let at = Entry { name, line: line_of_entry(text, name) };
-        if let Some(b) = backend(&at, entry, lookup, &mut warnings)? {
+        if let Converted::Enabled(b) = backend(&at, entry, &expand, &mut warnings)? {
             backends.push(b);
             names.push(name.as_str());
         }
@@ -122,6 +110,31 @@ pub(crate) fn import_with_env(text: &str, lookup: &dyn Fn(&str) -> Option<String
         other => other,
     })?;
     Ok(Import { config, warnings })
+}
+
+/// The `mcpServers` object of a document, with warnings about the other top-level keys.
+fn servers(text: &str) -> Result<(Map<String, Value>, Vec<String>)> {
+    let doc = match serde_json::from_str::<Value>(text) {
+        Ok(v) => v,
+        // Not JSON: maybe the same structure written as YAML. If that fails too, the JSON
+        // error (with its line and column) is the useful one.
+        Err(json_err) => serde_norway::from_str::<Value>(text)
+            .map_err(|_| Error::Config(format!("{KEY} file: not valid JSON: {}", scrub(&json_err.to_string()))))?,
+    };
+    let Value::Object(mut top) = doc else {
+        return Err(Error::Config(format!("{KEY} file: the document must be a JSON object")));
+    };
+    let mut warnings = Vec::new();
+    let others: Vec<&str> = top.keys().map(String::as_str).filter(|k| *k != KEY).collect();
+    if !others.is_empty() {
+        warnings.push(format!("ignoring top-level keys other than {KEY}: {}", others.join(", ")));
+    }
+    match top.remove(KEY) {
+        Some(Value::Object(m)) => Ok((m, warnings)),
+        Some(Value::Null) => Ok((Map::new(), warnings)),
+        Some(_) => Err(Error::Config(format!("{KEY}: must be an object of named servers"))),
+        None => Err(Error::Config(format!("no top-level {KEY} key"))),
+    }
 }
 
 /// The document as a generic value: JSON, else YAML.
@@ -164,13 +177,23 @@ fn quote_if_needed(name: &str) -> String {
     if valid_name(name) { name.to_owned() } else { Value::String(name.to_owned()).to_string() }
 }
 
-/// One entry as a backend in the YAML schema (`None` when disabled).
+/// What became of one entry.
+enum Converted {
+    /// The backend, as a tree in the YAML schema.
+    Enabled(Value),
+    /// Switched off in the file (`disabled: true` or `enabled: false`).
+    Disabled,
+}
+
+/// One entry as a backend in the YAML schema, each string passed through `text` (which
+/// expands variables, or rewrites them for the YAML format) and any failure of it reported
+/// against the field.
 fn backend(
     at: &Entry<'_>,
     entry: &Value,
-    lookup: &dyn Fn(&str) -> Option<String>,
+    text: &dyn Fn(&str) -> std::result::Result<String, String>,
     warnings: &mut Vec<String>,
-) -> Result<Option<Value>> {
+) -> Result<Converted> {
     if !valid_name(at.name) {
         return Err(at.error(
             "",
@@ -190,14 +213,14 @@ fn backend(
     };
     if flag("disabled")? == Some(true) || flag("enabled")? == Some(false) {
         warnings.push(format!("{}: disabled, left out", at.path()));
-        return Ok(None);
+        return Ok(Converted::Disabled);
     }
     let unknown: Vec<&str> = fields.keys().map(String::as_str).filter(|k| !KNOWN_FIELDS.contains(k)).collect();
     if !unknown.is_empty() {
         warnings.push(format!("{}: ignoring fields the router does not use: {}", at.path(), unknown.join(", ")));
     }
 
-    let expand = |field: &str, s: &str| expand(s, lookup).map_err(|why| at.error(field, why));
+    let expand = |field: &str, s: &str| text(s).map_err(|why| at.error(field, why));
     let string = |field: &str| -> Result<Option<String>> {
         match fields.get(field) {
             None | Some(Value::Null) => Ok(None),
@@ -289,7 +312,7 @@ fn backend(
             b.insert("headers".into(), Value::Object(table("headers")?));
         }
     }
-    Ok(Some(Value::Object(b)))
+    Ok(Converted::Enabled(Value::Object(b)))
 }
 
 /// A host's transport name in the router's spelling.

@@ -1,9 +1,11 @@
-//! The `mcprouter` command: `serve` the router over stdio, `check` a config, run the `demo`,
-//! or act as the project's own `test-server`.
+//! The `mcprouter` command: `serve` the router over stdio, `check` a config, `import` an MCP
+//! host's `mcpServers` file as YAML, print the config's JSON `schema`, run the `demo`, or act
+//! as the project's own `test-server`.
 
 mod conformance_fixtures;
 mod demo;
 mod http_serve;
+mod import;
 mod metrics_http;
 mod options;
 mod reload;
@@ -11,6 +13,7 @@ mod serve;
 mod test_http;
 mod test_server;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
@@ -26,6 +29,9 @@ commands:
         [--client NAME]                     on stdio, serve as this configured client
   check --config FILE     start every backend, print a status table, exit 1 if any failed
         [--json]                            print the status as JSON instead
+  import FILE             print an mcpServers JSON file (.mcp.json, claude_desktop_config.json)
+                          as the equivalent YAML config; warnings go to stderr
+  schema                  print the JSON Schema of the YAML config (for editors: see README)
   demo                    run the built-in demo (needs nothing installed)
   test-server [flags]     the project's own MCP test server (fault injection)
   version                 print the version
@@ -46,6 +52,19 @@ fn main() -> ExitCode {
     let rest = args[1..].to_vec();
     let code = match cmd.as_str() {
         "test-server" => test_server::run(rest),
+        "import" => import::run(&rest),
+        "schema" if rest.is_empty() => {
+            // Pretty-printing a Value cannot fail; a closed stdout (`| head`) is an error, not a panic.
+            let text = serde_json::to_string_pretty(&mcprouter::Config::json_schema()).unwrap_or_default();
+            match writeln!(std::io::stdout().lock(), "{text}") {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
+        }
+        "schema" => {
+            eprintln!("usage: mcprouter schema   (takes no options)");
+            2
+        }
         "serve" | "check" => match options::parse(cmd, &rest) {
             Ok(o) if cmd == "serve" => serve::run(&o),
             Ok(o) => serve::check(&o),
