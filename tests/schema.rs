@@ -209,7 +209,12 @@ fn readme_yaml_blocks_are_valid() {
 #[test]
 fn example_configs_are_valid() {
     watchdog(120);
-    let docs = example_configs();
+    // Configs whose first literal is only the start: the rest is appended in code (and the
+    // example loads the whole of it through the real loader when it runs).
+    const PARTIAL: &[(&str, &str)] =
+        &[("examples/policy_cost.rs#0", "its clients, rules and limits are pushed in a loop after this literal")];
+    let docs: Vec<(String, Value)> =
+        example_configs().into_iter().filter(|(n, _)| !PARTIAL.iter().any(|(p, _)| p == n)).collect();
     let names: Vec<&str> = docs.iter().map(|(n, _)| n.as_str()).collect();
     for must in ["examples/embed.rs#0", "examples/percall.rs#0", "examples/c/basic.c#0"] {
         assert!(names.contains(&must), "{must} not found in {names:?}");

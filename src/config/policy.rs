@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::gateway::TokenRef;
@@ -27,7 +28,7 @@ pub const MAX_QUOTA_CALLS: u64 = 1_000_000_000;
 const MAX_EXPOSED_NAME: usize = 64;
 
 /// One client of the router: who it is, how the gateway recognises it, its groups.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ClientConfig {
@@ -44,7 +45,7 @@ pub struct ClientConfig {
 
 /// One access rule. It applies to the clients it names and the members of the groups it
 /// names; a rule naming neither applies to every client.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PolicyRule {
@@ -72,7 +73,7 @@ pub struct PolicyRule {
 }
 
 /// The `policy:` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct PolicySettings {
@@ -86,7 +87,7 @@ pub struct PolicySettings {
 }
 
 /// A token bucket: `rate` calls per second on average, `burst` at once.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Rate {
@@ -106,7 +107,7 @@ impl Rate {
 
 /// At most `calls` calls per window of `window_ms` (fixed windows from the router's start;
 /// 86 400 000 for a daily quota).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Quota {
@@ -122,7 +123,7 @@ fn one_day() -> u64 {
 }
 
 /// A bucket for one backend (or pool).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct BackendLimit {
@@ -136,7 +137,7 @@ pub struct BackendLimit {
 }
 
 /// The limits of one client.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ClientLimit {
@@ -157,7 +158,7 @@ pub struct ClientLimit {
 }
 
 /// A bucket for one client on one backend (or pool).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ClientBackendLimit {
@@ -174,7 +175,7 @@ pub struct ClientBackendLimit {
 
 /// The `limits:` section. Every limit is per process: with several routers behind a
 /// balancer, each enforces its own share (see README, "Who may call what").
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct LimitSettings {
