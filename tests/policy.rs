@@ -217,18 +217,18 @@ fn backend_buckets_are_shared_and_quotas_and_caps_hold() {
 }
 
 /// `mcprouter serve --client NAME` (or `serve_client:`): initialize, list tools, try a
-/// call; returns the names and the call's error code.
-fn serve_as(config: &str, client: Option<&str>) -> (Vec<String>, Option<i64>) {
+/// call; returns the names, the call's error code and serve's log (JSON lines).
+fn serve_logged(config: &str, client: Option<&str>) -> (Vec<String>, Option<i64>, String) {
     let dir = std::env::temp_dir().join(format!("mcprouter-policy-{}-{}", std::process::id(), client.unwrap_or("cfg")));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("config.yaml");
     std::fs::write(&file, config).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcprouter"));
-    cmd.arg("serve").arg("--config").arg(&file);
+    cmd.arg("serve").arg("--config").arg(&file).args(["--log-format", "json", "--log-level", "warn"]);
     if let Some(c) = client {
         cmd.args(["--client", c]);
     }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut ask = |id: u64, method: &str, params: Value| -> Value {
@@ -256,10 +256,33 @@ fn serve_as(config: &str, client: Option<&str>) -> (Vec<String>, Option<i64>) {
         .filter_map(|t| t["name"].as_str().map(str::to_owned))
         .collect();
     let called = ask(2, "tools/call", json!({"name": "alpha__add", "arguments": {"a": 1, "b": 1}}));
-    let _ = child.kill();
+    drop(stdin);
     let _ = child.wait();
+    let mut log = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log);
     let _ = std::fs::remove_dir_all(&dir);
-    (sorted(names), called["error"]["code"].as_i64())
+    (sorted(names), called["error"]["code"].as_i64(), log)
+}
+
+fn serve_as(config: &str, client: Option<&str>) -> (Vec<String>, Option<i64>) {
+    let (names, code, _) = serve_logged(config, client);
+    (names, code)
+}
+
+#[test]
+fn a_denied_call_leaves_one_audit_record_naming_client_tool_and_rule() {
+    watchdog(240);
+    let (_, refused, log) = serve_logged(&team(""), Some("reader"));
+    assert_eq!(refused, Some(NOT_PERMITTED));
+    let audit: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["target"] == "mcprouter::audit")
+        .collect();
+    assert_eq!(audit.len(), 1, "{log}");
+    let r = &audit[0];
+    assert_eq!((r["client"].as_str(), r["name"].as_str()), (Some("reader"), Some("alpha__add")), "{r}");
+    assert!(r["rule"].as_str().is_some_and(|rule| rule.starts_with("policy.")), "{r}");
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn writer(backend: &Link, stdin: std::process::ChildStdin, rx: Receiver<Command>
         loop {
             // A line break inside a message can only be JSON whitespace (in strings it is
             // escaped), but on stdio it would split the message in two: make it a space.
-            if line.contains(['\n', '\r']) {
+            if line.bytes().any(|b| b == b'\n' || b == b'\r') {
                 line = line.replace(['\n', '\r'], " ");
             }
             line.push('\n');

@@ -88,6 +88,17 @@ impl Session {
             Who::Client { client, .. } => Some(client),
             Who::Anyone | Who::Nobody => None,
         };
-        v.limits.admit(client, owner, Instant::now()).map_err(|l| (rate_limited(l), None))
+        v.limits.admit(client, owner, Instant::now()).map_err(|l| {
+            // Audited like a denial: who was refused, by which limit, on which owner.
+            log::warn!(
+                target: "mcprouter::audit",
+                client = client.map_or("", |c| v.policy.client_name(c)),
+                client_id = clip(&self.shared.client_id),
+                backend = v.owners.get(owner).map_or("", |o| o.name.as_str()),
+                limit = l.kind.as_str();
+                "call limited"
+            );
+            (rate_limited(l), None)
+        })
     }
 }
