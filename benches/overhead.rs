@@ -218,10 +218,10 @@ fn target(key: &str, text: &str, measured: &str, verdict: Verdict) {
         Verdict::Inconclusive(why) => format!("inconclusive: {why}"),
     };
     println!("  issue target: {text}: {measured} ({verdict})");
-    if let Ok(path) = std::env::var(TARGETS_ENV) {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let _ = writeln!(f, "{key}\t{text}\t{measured}\t{verdict}");
-        }
+    if let Ok(path) = std::env::var(TARGETS_ENV)
+        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+    {
+        let _ = writeln!(f, "{key}\t{text}\t{measured}\t{verdict}");
     }
 }
 

@@ -214,10 +214,10 @@ impl Catalog {
         c.template_order.sort_by(|&a, &b| c.templates[b].rank.cmp(&c.templates[a].rank));
         c.warnings.extend(template_ties(&c.templates, &names));
         for rr in &settings.resource_routes {
-            if let Some(b) = backends.iter().position(|b| b.name == rr.backend) {
-                if let Some(o) = owners.iter().position(|o| o.members.contains(&b)) {
-                    c.routes.push((rr.prefix.clone(), o));
-                }
+            if let Some(b) = backends.iter().position(|b| b.name == rr.backend)
+                && let Some(o) = owners.iter().position(|o| o.members.contains(&b))
+            {
+                c.routes.push((rr.prefix.clone(), o));
             }
         }
         c.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
@@ -569,10 +569,10 @@ fn template_ties(templates: &[Template], names: &[&str]) -> Vec<String> {
 /// O(len(uri) * parts) time, two bitmaps of memory, no recursion: a hostile template or URI
 /// can neither blow the stack nor make a read backtrack exponentially.
 fn template_matches(parts: &[Part], uri: &str) -> bool {
-    if let Some(Part::Literal(l)) = parts.first() {
-        if !uri.starts_with(l.as_str()) {
-            return false;
-        }
+    if let Some(Part::Literal(l)) = parts.first()
+        && !uri.starts_with(l.as_str())
+    {
+        return false;
     }
     let b = uri.as_bytes();
     let n = b.len();
@@ -722,8 +722,7 @@ mod tests {
 
     #[test]
     fn never_mode_reports_ambiguity_and_always_prefixes_all() {
-        let mut s = RouterSettings::default();
-        s.prefix = PrefixMode::Never;
+        let mut s = RouterSettings { prefix: PrefixMode::Never, ..RouterSettings::default() };
         let b = [backend("alpha"), backend("beta")];
         let (la, lb) = (lists(&["echo"]), lists(&["echo"]));
         let c = Catalog::build(&s, &b, &owners(&b), &[Some(&la), Some(&lb)]);

@@ -489,7 +489,7 @@ impl Hub {
     }
 
     /// Routes a request or notification a backend sent on its own.
-    pub(crate) fn from_backend(&self, backend: &Backend, msg: Message<'_>) {
+    pub(crate) fn received(&self, backend: &Backend, msg: Message<'_>) {
         match msg {
             Message::Request { id, method, params } => match &*method {
                 "ping" => {

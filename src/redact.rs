@@ -346,7 +346,7 @@ impl Redactor {
                 // quote; if it never closes, up to the end of the line.
                 let mut e = v + 1;
                 while let Some(&c) = b.get(e) {
-                    if (c == q && backslash_run(b, e) % 2 == 0) || c == b'\n' {
+                    if (c == q && backslash_run(b, e).is_multiple_of(2)) || c == b'\n' {
                         break;
                     }
                     e += 1;
@@ -525,7 +525,7 @@ fn json_value(b: &[u8], v: usize, depth: u32, quote: u8) -> Option<Span> {
         }
         let mut e = v + 1;
         while let Some(&c) = b.get(e) {
-            if c == b'\'' && backslash_run(b, e) % 2 == 0 {
+            if c == b'\'' && backslash_run(b, e).is_multiple_of(2) {
                 break;
             }
             e += 1;

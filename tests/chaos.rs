@@ -48,7 +48,7 @@ fn chaos_every_call_gets_one_answer_in_time_and_nothing_leaks() {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
-                    let (name, args) = if n % 3 == 0 {
+                    let (name, args) = if n.is_multiple_of(3) {
                         ("pool__slow", json!({"ms": (n * 7) % 40}))
                     } else {
                         ("pool__whoami", json!({}))
@@ -94,7 +94,7 @@ fn chaos_every_call_gets_one_answer_in_time_and_nothing_leaks() {
                 if st["backends"][k % 4]["state"] != "ready" {
                     continue;
                 }
-                if k % 3 == 0 {
+                if k.is_multiple_of(3) {
                     kill(pid, "-STOP");
                     hangs.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(500));

@@ -60,10 +60,10 @@ fn progress_for_a_token_is_accepted_only_from_the_backend_it_was_issued_to() {
         });
         let end = Instant::now() + Duration::from_secs(5);
         let token = loop {
-            if let Ok(t) = std::fs::read_to_string(&token_file) {
-                if !t.is_empty() {
-                    break serde_json::from_str::<Value>(&t).unwrap();
-                }
+            if let Ok(t) = std::fs::read_to_string(&token_file)
+                && !t.is_empty()
+            {
+                break serde_json::from_str::<Value>(&t).unwrap();
             }
             assert!(Instant::now() < end, "alpha never saw a progress token");
             std::thread::sleep(Duration::from_millis(10));

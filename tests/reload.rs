@@ -135,7 +135,7 @@ fn a_call_in_flight_on_a_removed_backend_completes() {
 /// Configs the stress test alternates between: beta changes, gamma comes and goes.
 fn stress_config(n: usize) -> String {
     let settings = "request_timeout_ms: 10000";
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         config(settings, &[backend("alpha", &[]), backend("beta", &[])])
     } else {
         config(settings, &[backend("alpha", &[]), backend("beta", &["--extra-tool", "x"]), backend("gamma", &[])])
@@ -165,7 +165,7 @@ fn reloads_under_load_answer_every_call_once_and_leak_nothing() {
                     }
                     n += 1;
                     let id = c * 1_000_000 + n;
-                    let (tool, want) = if n % 2 == 0 { ("alpha__add", "5") } else { ("beta__whoami", "beta") };
+                    let (tool, want) = if n.is_multiple_of(2) { ("alpha__add", "5") } else { ("beta__whoami", "beta") };
                     let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
                         "params": {"name": tool, "arguments": {"a": 2, "b": 3}}});
                     let began = Instant::now();

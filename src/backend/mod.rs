@@ -433,7 +433,7 @@ impl Backend {
                 Some(n)
             }
             Ok(msg) => {
-                self.hub.from_backend(self, msg);
+                self.hub.received(self, msg);
                 None
             }
             Err(inv) => {

@@ -151,10 +151,10 @@ fn serve(backend: &Backend, state: &Ws, mut ws: WebSocket<TcpStream>, rx: &Recei
         }
         if heard.elapsed() > PING_EVERY && pinged.elapsed() > PING_EVERY {
             pinged = Instant::now();
-            if let Err(e) = ws.send(Message::Ping(Vec::new().into())) {
-                if !is_idle(&e) {
-                    return format!("the WebSocket ping failed: {e}");
-                }
+            if let Err(e) = ws.send(Message::Ping(Vec::new().into()))
+                && !is_idle(&e)
+            {
+                return format!("the WebSocket ping failed: {e}");
             }
         }
         if heard.elapsed() > PING_EVERY * 3 {

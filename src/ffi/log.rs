@@ -148,11 +148,11 @@ pub extern "C" fn mcprouter_set_log_callback(cb: mcprouter_log_cb, userdata: *mu
         let old = std::mem::replace(&mut *SINK.lock(), sink);
         log::set_max_level(wanted_level());
         // Wait until no thread still holds the old sink (each holds it only around one call).
-        if let Some(old) = old {
-            if !IN_CALLBACK.with(Cell::get) {
-                while Arc::strong_count(&old) > 1 {
-                    std::thread::sleep(Duration::from_micros(200));
-                }
+        if let Some(old) = old
+            && !IN_CALLBACK.with(Cell::get)
+        {
+            while Arc::strong_count(&old) > 1 {
+                std::thread::sleep(Duration::from_micros(200));
             }
         }
     })

@@ -9,6 +9,8 @@ use super::{Out, Session, UriParam, clip};
 use crate::metrics::Outcome;
 
 impl Session {
+    // Everything one access record holds, as the caller has it at hand.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn record(
         &self,
         v: &crate::core::View,
@@ -31,10 +33,10 @@ impl Session {
             backend.and_then(|id| v.position(id).map(|p| v.backends[p].clone()).or_else(|| self.core().backend(id)));
         let slot = found.as_ref().map(|b| m.slot_for(b.name()));
         m.request(method, slot, outcome, took);
-        if outcome == Outcome::Overload {
-            if let Some(s) = slot {
-                m.overload(s);
-            }
+        if outcome == Outcome::Overload
+            && let Some(s) = slot
+        {
+            m.overload(s);
         }
         if method == "tools/call" {
             m.tool_call(name.unwrap_or(""), outcome);
@@ -58,7 +60,7 @@ impl Session {
                 target: "mcprouter::access",
                 session = self.shared.client_id.as_str(),
                 method = clip(method),
-                name = clip(name.as_deref().unwrap_or("")),
+                name = clip(name.unwrap_or("")),
                 uri = clip(uri.as_deref().unwrap_or("")),
                 backend = backend,
                 request_id = clip(id.get()),

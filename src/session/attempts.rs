@@ -199,6 +199,10 @@ pub(super) fn run<E: Endpoint>(
     }
 }
 
+/// Params rewritten for the backend (`None`: the caller's pass through as they are), and
+/// the progress token put in the client's place, with its last-progress clock.
+type Prepared = (Option<String>, Option<(String, Arc<AtomicU64>)>);
+
 impl Session {
     /// Rewrites params when a name or a progress token must change; otherwise `None`, and
     /// the caller's params pass through byte for byte (lesson 4).
@@ -207,7 +211,7 @@ impl Session {
         params: Option<&RawValue>,
         edit: impl FnOnce(&mut Value),
         must_edit: bool,
-    ) -> Result<(Option<String>, Option<(String, Arc<AtomicU64>)>), Out> {
+    ) -> Result<Prepared, Out> {
         let has_token = params.is_some_and(|p| p.get().contains("\"progressToken\""));
         let Some(p) = params.filter(|_| must_edit || has_token) else { return Ok((None, None)) };
         let Ok(mut v) = serde_json::from_str::<Value>(p.get()) else {
@@ -215,18 +219,20 @@ impl Session {
         };
         edit(&mut v);
         let mut token = None;
-        if let Some(t) = v.pointer_mut("/_meta/progressToken") {
-            if let Ok(raw) = serde_json::value::to_raw_value(t) {
-                let (mine, last) = self.core().hub.register_progress(self.shared.id, &raw);
-                if let Ok(nv) = serde_json::from_str::<Value>(&mine) {
-                    *t = nv;
-                }
-                token = Some((mine, last));
+        if let Some(t) = v.pointer_mut("/_meta/progressToken")
+            && let Ok(raw) = serde_json::value::to_raw_value(t)
+        {
+            let (mine, last) = self.core().hub.register_progress(self.shared.id, &raw);
+            if let Ok(nv) = serde_json::from_str::<Value>(&mine) {
+                *t = nv;
             }
+            token = Some((mine, last));
         }
         Ok((Some(v.to_string()), token))
     }
 
+    // One routed request's whole context; a struct for it would only be unpacked again.
+    #[allow(clippy::too_many_arguments)]
     /// Sends a routed request to its candidates under router-assigned ids (see [`run`]):
     /// prepares the params, sets the deadlines, and makes each attempt.
     pub(super) fn dispatch(

@@ -161,10 +161,8 @@ pub fn install_logger() {
             LOG_LINES.fetch_add(1, Ordering::Relaxed);
             let body = line.strip_suffix('\n').unwrap_or(line);
             let ok = !body.contains('\n') && serde_json::from_str::<Value>(body).is_ok_and(|v| v.is_object());
-            if !ok {
-                if let Ok(mut bad) = BAD_LOG_LINES.lock() {
-                    bad.push(body.chars().take(300).collect());
-                }
+            if !ok && let Ok(mut bad) = BAD_LOG_LINES.lock() {
+                bad.push(body.chars().take(300).collect());
             }
         }));
         let redactor = mcprouter::redact::Redactor::new(Vec::new(), Vec::new());

@@ -1153,6 +1153,8 @@ fn serve_ws(addr: &str, cfg: Config) -> i32 {
 fn ws_connection(stream: std::net::TcpStream, cfg: Config) {
     use tungstenite::handshake::server::{Request, Response};
     use tungstenite::{Message, http::HeaderValue};
+    // The error type is tungstenite's own (its handshake callback's signature).
+    #[allow(clippy::result_large_err)]
     let pick = |req: &Request, mut resp: Response| {
         let offered = req.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).unwrap_or("");
         if offered.split(',').any(|p| p.trim() == "mcp") {
