@@ -25,22 +25,10 @@ pub(super) fn expand_str(text: &str, lookup: &dyn Fn(&str) -> Option<String>) ->
             let Some(end) = body.find('}') else {
                 return Err("unterminated ${".into());
             };
-            let expr = &body[..end];
-            let (name, default) = match expr.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (expr, None),
-            };
-            let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !valid {
+            let Some((name, default)) = reference(&body[..end]) else {
                 return Err("bad variable reference (want ${NAME} or ${NAME:-default})".into());
-            }
-            match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    return Err(format!("environment variable {name} is not set (use ${{{name}:-default}})"));
-                }
-            }
+            };
+            out.push_str(&value(name, default, lookup)?);
             rest = &body[end + 1..];
         } else {
             out.push('$');
@@ -49,6 +37,32 @@ pub(super) fn expand_str(text: &str, lookup: &dyn Fn(&str) -> Option<String>) ->
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The name and default of a `${...}` body (`NAME` or `NAME:-default`); `None` when the name
+/// is not a variable name.
+pub(super) fn reference(expr: &str) -> Option<(&str, Option<&str>)> {
+    let (name, default) = match expr.split_once(":-") {
+        Some((n, d)) => (n, Some(d)),
+        None => (expr, None),
+    };
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    valid.then_some((name, default))
+}
+
+/// A reference's value: the variable when it is set (and not empty, when there is a
+/// default), else the default. An unset variable without one is an error naming it, never
+/// a value.
+pub(super) fn value(
+    name: &str,
+    default: Option<&str>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+        (Some(v), _) => Ok(v),
+        (None, Some(d)) => Ok(d.to_owned()),
+        (None, None) => Err(format!("environment variable {name} is not set (use ${{{name}:-default}})")),
+    }
 }
 
 /// Expands every string value under `value` (mapping keys are left alone).

@@ -350,22 +350,10 @@ fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> std::result::R
             return Ok(out);
         };
         let expr = &body[..end];
-        let expr = expr.strip_prefix("env:").unwrap_or(expr);
-        let (name, default) = match expr.split_once(":-") {
-            Some((n, d)) => (n, Some(d)),
-            None => (expr, None),
-        };
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        match super::env::reference(expr.strip_prefix("env:").unwrap_or(expr)) {
+            Some((name, default)) => out.push_str(&super::env::value(name, default, lookup)?),
             // Not a variable reference a host would expand: keep it.
-            out.push_str(&rest[pos..pos + 2 + end + 1]);
-        } else {
-            match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
-                (Some(v), _) => out.push_str(&v),
-                (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    return Err(format!("environment variable {name} is not set (use ${{{name}:-default}})"));
-                }
-            }
+            None => out.push_str(&rest[pos..pos + 2 + end + 1]),
         }
         rest = &body[end + 1..];
     }
