@@ -168,18 +168,13 @@ enum ListError {
     Failed(String),
 }
 
-/// A snapshot of the backend for status and routing: its state, what the handshake told
-/// us, and what went wrong last.
+/// A snapshot of the backend for status and routing: its state, its process, and the facts
+/// the handshake told us (with `last_error` the reason of a `Failed` phase).
 #[derive(Debug, Clone)]
 pub(crate) struct Info {
     pub state: State,
-    pub protocol_version: Option<String>,
-    pub server_info: Option<Value>,
-    pub capabilities: Value,
-    pub instructions: Option<String>,
-    pub last_error: Option<String>,
-    pub handshake: Option<Duration>,
     pub pid: Option<u32>,
+    pub facts: life::Facts,
 }
 
 pub(crate) struct Backend {
@@ -278,21 +273,11 @@ impl Backend {
 
     pub(crate) fn info(&self) -> Info {
         let life = self.life.lock();
-        let f = &life.facts;
-        let last_error = match &life.phase {
-            Phase::Failed { why, .. } => Some(why.clone()),
-            _ => f.last_error.clone(),
-        };
-        Info {
-            state: life.phase.state(),
-            protocol_version: f.protocol_version.clone(),
-            server_info: f.server_info.clone(),
-            capabilities: f.capabilities.clone(),
-            instructions: f.instructions.clone(),
-            last_error,
-            handshake: f.handshake,
-            pid: life.phase.conn().and_then(Connection::pid),
+        let mut facts = life.facts.clone();
+        if let Phase::Failed { why, .. } = &life.phase {
+            facts.last_error = Some(why.clone());
         }
+        Info { state: life.phase.state(), pid: life.phase.conn().and_then(Connection::pid), facts }
     }
 
     pub(crate) fn queue_depth(&self) -> usize {

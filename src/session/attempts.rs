@@ -56,7 +56,7 @@ impl Endpoint for Arc<Backend> {
         let info = self.info();
         let up = self.is_ready() && self.health.lock().is_healthy();
         let why = if !self.is_ready() {
-            info.last_error.unwrap_or_else(|| format!("it is {}", info.state.as_str()))
+            info.facts.last_error.unwrap_or_else(|| format!("it is {}", info.state.as_str()))
         } else if !up {
             "it failed its health checks".to_owned()
         } else {

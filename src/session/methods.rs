@@ -80,7 +80,7 @@ impl Session {
         }
         let infos: Vec<_> =
             core.backends.iter().filter(|b| b.is_ready()).map(|b| (b.name().to_owned(), b.info())).collect();
-        let any = |f: &dyn Fn(&Value) -> bool| infos.iter().any(|(_, i)| f(&i.capabilities));
+        let any = |f: &dyn Fn(&Value) -> bool| infos.iter().any(|(_, i)| f(&i.facts.capabilities));
         // What the backends offer, so a client sees the capabilities it would see directly.
         // A backend that is not ready has unknown capabilities and may come back with any of
         // them, so then every kind the router can merge is declared. `listChanged` always:
@@ -106,7 +106,7 @@ impl Session {
         // Labelled by backend only when several contribute, as names are prefixed only on a
         // collision: one server's instructions reach the client as that server wrote them.
         let with_text: Vec<(&String, &String)> =
-            infos.iter().filter_map(|(n, i)| i.instructions.as_ref().map(|t| (n, t))).collect();
+            infos.iter().filter_map(|(n, i)| i.facts.instructions.as_ref().map(|t| (n, t))).collect();
         let instructions: Vec<String> = match with_text.as_slice() {
             [(_, t)] => vec![(*t).clone()],
             several => several.iter().map(|(n, t)| format!("[{n}] {t}")).collect(),
@@ -145,7 +145,7 @@ impl Session {
         let tickets: Vec<_> = v
             .backends
             .iter()
-            .filter(|b| b.is_ready() && b.info().capabilities.get("logging").is_some())
+            .filter(|b| b.is_ready() && b.info().facts.capabilities.get("logging").is_some())
             .filter_map(|b| b.start_call("logging/setLevel", Some(p.get()), self.shared.id).ok().map(|t| (b, t)))
             .collect();
         for (b, t) in tickets {
