@@ -8,24 +8,30 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use schemars::JsonSchema;
+use serde::Deserialize;
+
 use crate::clock::{Clock, SystemClock};
 use crate::sync::{Arc, Mutex};
 
-/// Tuning for a [`Breaker`].
-#[derive(Debug, Clone, PartialEq)]
+/// Tuning for a [`Breaker`]: the `router.breaker` section of the config, read as it is (so
+/// the config and the breaker cannot disagree on a field or a default).
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
-    /// Consecutive failures that open a closed breaker; `0` disables this rule.
+    /// Consecutive failures that open the breaker, 1 to 10 000 (`0` disables this rule
+    /// when built in code).
     pub failure_threshold: u32,
-    /// Open when the failure rate within `window` reaches this fraction
-    /// (0.0..=1.0) over at least `min_calls` calls; `None` disables this rule.
+    /// Failure rate in the window (0.0 to 1.0) that opens it, with at least `min_calls`;
+    /// none = off.
     pub failure_rate: Option<f64>,
-    /// Length of the sliding window the failure rate is measured over.
-    pub window: Duration,
-    /// Calls needed in the window before the failure rate is trusted.
+    /// Length of the sliding window the rate is measured over; at most 24 h.
+    pub window_ms: u64,
+    /// Calls needed in the window before the rate counts, at most 1 000 000.
     pub min_calls: u32,
-    /// How long the breaker stays open before it lets probes through.
-    pub open_timeout: Duration,
-    /// Probes admitted at once while half-open (a value of `0` acts as `1`).
+    /// Time open before trial calls are admitted.
+    pub open_timeout_ms: u64,
+    /// Trial calls admitted at once while half-open, 1 to 10 000 (`0` acts as `1`).
     pub half_open_max_probes: u32,
 }
 
@@ -34,11 +40,23 @@ impl Default for BreakerConfig {
         Self {
             failure_threshold: 5,
             failure_rate: None,
-            window: Duration::from_secs(30),
+            window_ms: 30_000,
             min_calls: 10,
-            open_timeout: Duration::from_secs(10),
+            open_timeout_ms: 10_000,
             half_open_max_probes: 1,
         }
+    }
+}
+
+impl BreakerConfig {
+    /// The sliding window of the failure rate.
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.window_ms)
+    }
+
+    /// How long the breaker stays open before it lets probes through.
+    pub fn open_timeout(&self) -> Duration {
+        Duration::from_millis(self.open_timeout_ms)
     }
 }
 
@@ -199,7 +217,7 @@ pub struct Breaker {
 impl Breaker {
     /// A closed breaker.
     pub fn new(config: BreakerConfig) -> Self {
-        let window = Window::new(config.window);
+        let window = Window::new(config.window());
         Self { config, state: BreakerState::Closed, generation: 0, consecutive_failures: 0, window }
     }
 
@@ -252,7 +270,7 @@ impl Breaker {
                     Ok(self.permit())
                 } else {
                     let waited = now.saturating_duration_since(since);
-                    Err(Rejected { retry_after: Some(self.config.open_timeout.saturating_sub(waited)) })
+                    Err(Rejected { retry_after: Some(self.config.open_timeout().saturating_sub(waited)) })
                 }
             }
             BreakerState::HalfOpen { in_flight } => {
@@ -310,7 +328,7 @@ impl Breaker {
     }
 
     fn open_elapsed(&self, since: Instant, now: Instant) -> bool {
-        now.saturating_duration_since(since) >= self.config.open_timeout
+        now.saturating_duration_since(since) >= self.config.open_timeout()
     }
 
     fn should_open(&mut self, now: Instant) -> bool {
@@ -467,7 +485,7 @@ mod tests {
         while !matches!(b.state(), BreakerState::Open { .. }) {
             fail(b, t0);
         }
-        t0 + b.config().open_timeout
+        t0 + b.config().open_timeout()
     }
 
     #[test]
@@ -475,9 +493,9 @@ mod tests {
         let c = BreakerConfig::default();
         assert_eq!(c.failure_threshold, 5);
         assert_eq!(c.failure_rate, None);
-        assert_eq!(c.window, secs(30));
+        assert_eq!(c.window(), secs(30));
         assert_eq!(c.min_calls, 10);
-        assert_eq!(c.open_timeout, secs(10));
+        assert_eq!(c.open_timeout(), secs(10));
         assert_eq!(c.half_open_max_probes, 1);
     }
 
@@ -547,7 +565,7 @@ mod tests {
         b.release(probe, Outcome::Failure, ready);
         assert_eq!(b.state(), BreakerState::Open { since: ready });
 
-        let ready2 = ready + b.config().open_timeout;
+        let ready2 = ready + b.config().open_timeout();
         let probe = b.allow(ready2).expect("probe");
         b.release(probe, Outcome::Success, ready2);
         assert_eq!(b.state(), BreakerState::Closed);
@@ -631,7 +649,7 @@ mod tests {
             failure_threshold: 0,
             failure_rate: Some(0.5),
             min_calls: 4,
-            window: secs(10),
+            window_ms: 10_000,
             ..BreakerConfig::default()
         });
         for _ in 0..3 {
@@ -656,7 +674,7 @@ mod tests {
             failure_threshold: 0,
             failure_rate: Some(1.0),
             min_calls: 1,
-            window: Duration::ZERO,
+            window_ms: 0,
             ..BreakerConfig::default()
         });
         let p = b.allow(t0).expect("closed");

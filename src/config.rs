@@ -28,6 +28,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use crate::balance::Strategy;
+pub use crate::breaker::BreakerConfig;
 use crate::error::{Error, Result};
 pub use gateway::GatewaySettings;
 pub use glob::glob_match;
@@ -268,7 +269,7 @@ pub struct RouterSettings {
     /// Active and passive health checks.
     pub health: HealthPolicy,
     /// Circuit breaker settings, one breaker per backend.
-    pub breaker: BreakerSettings,
+    pub breaker: BreakerConfig,
     /// How much extra traffic retries and fallbacks may add.
     pub retry_budget: RetryBudgetSettings,
     /// The client capabilities the router declares to every backend, fixed. Unset (the
@@ -349,38 +350,6 @@ impl Default for HealthPolicy {
     }
 }
 
-/// Circuit breaker settings (see `breaker.rs`).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-#[non_exhaustive]
-pub struct BreakerSettings {
-    /// Consecutive failures that open the breaker, 1 to 10 000.
-    pub failure_threshold: u32,
-    /// Failure rate in the window that opens it (with at least `min_calls`); none = off.
-    pub failure_rate: Option<f64>,
-    /// Window for the rate; at most 24 h, like every duration here.
-    pub window_ms: u64,
-    /// Calls needed in the window before the rate counts, at most 1 000 000.
-    pub min_calls: u32,
-    /// Time open before trial calls are admitted.
-    pub open_timeout_ms: u64,
-    /// Trial calls admitted at once while half-open, 1 to 10 000.
-    pub half_open_max_probes: u32,
-}
-
-impl Default for BreakerSettings {
-    fn default() -> Self {
-        BreakerSettings {
-            failure_threshold: 5,
-            failure_rate: None,
-            window_ms: 30_000,
-            min_calls: 10,
-            open_timeout_ms: 10_000,
-            half_open_max_probes: 1,
-        }
-    }
-}
-
 /// Retries and fallbacks spend from a budget refilled by real traffic.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -449,7 +418,7 @@ impl Default for RouterSettings {
             fail_mode: FailMode::Open,
             restart: RestartPolicy::default(),
             health: HealthPolicy::default(),
-            breaker: BreakerSettings::default(),
+            breaker: BreakerConfig::default(),
             retry_budget: RetryBudgetSettings::default(),
             client_capabilities: None,
             max_catalog_items: 10_000,
@@ -464,18 +433,6 @@ impl RouterSettings {
         Duration::from_millis(self.request_timeout_ms)
     }
 
-    /// The breaker configuration these settings describe.
-    pub fn breaker_config(&self) -> crate::breaker::BreakerConfig {
-        let b = &self.breaker;
-        crate::breaker::BreakerConfig {
-            failure_threshold: b.failure_threshold,
-            failure_rate: b.failure_rate,
-            window: Duration::from_millis(b.window_ms),
-            min_calls: b.min_calls,
-            open_timeout: Duration::from_millis(b.open_timeout_ms),
-            half_open_max_probes: b.half_open_max_probes,
-        }
-    }
 
     /// The client capabilities declared to backends in their `initialize`: the configured
     /// ones, else everything the router can relay to its sessions. Backends are shared and

@@ -19,7 +19,7 @@ fn half_open_breaker(max_probes: u32) -> (SharedBreaker, ManualClock) {
     let clock = ManualClock::new();
     let config = BreakerConfig {
         failure_threshold: 1,
-        open_timeout: Duration::from_secs(10),
+        open_timeout_ms: 10_000,
         half_open_max_probes: max_probes,
         ..BreakerConfig::default()
     };

@@ -17,7 +17,7 @@ const MAX_PROBES: u32 = 2;
 fn half_open_breaker() -> SharedBreaker {
     let clock = ManualClock::new();
     let config = BreakerConfig { failure_threshold: 1, half_open_max_probes: MAX_PROBES, ..BreakerConfig::default() };
-    let timeout = config.open_timeout;
+    let timeout = config.open_timeout();
     let breaker = SharedBreaker::with_clock(config, clock.clone());
     if let Some(guard) = breaker.try_acquire() {
         guard.failure();

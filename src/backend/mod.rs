@@ -246,7 +246,7 @@ impl Backend {
             refresh_seen: AtomicU64::new(0),
             catalog_error: Mutex::new(None),
             catalog_caps,
-            breaker: SharedBreaker::new(settings.breaker_config()),
+            breaker: SharedBreaker::new(settings.breaker.clone()),
             health: Mutex::new(Health::default()),
             health_policy: settings.health.clone(),
             client_capabilities: settings.declared_client_capabilities(),

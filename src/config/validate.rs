@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::lines::Locator;
 use super::ranges;
 use super::{
-    BackendConfig, BreakerSettings, Config, FallbackConfig, HealthPolicy, PoolConfig, ResourceRoute,
+    BackendConfig, BreakerConfig, Config, FallbackConfig, HealthPolicy, PoolConfig, ResourceRoute,
     RetryBudgetSettings, RouterSettings, Transport,
 };
 use crate::error::{Error, Result};
@@ -285,7 +285,7 @@ pub(super) fn fallbacks(list: &[FallbackConfig], known: &dyn Fn(&str) -> bool, a
 }
 
 /// `router.breaker`: thresholds of at least 1, a failure rate in (0, 1].
-pub(super) fn breaker(b: &BreakerSettings, at: Locator<'_>) -> Result<()> {
+pub(super) fn breaker(b: &BreakerConfig, at: Locator<'_>) -> Result<()> {
     if b.failure_threshold == 0 || b.half_open_max_probes == 0 || b.failure_rate.is_some_and(|x| !(x > 0.0 && x <= 1.0))
     {
         return Err(Error::Config(format!(
@@ -481,13 +481,13 @@ mod tests {
 
     #[test]
     fn breaker_retry_budget_health_and_capabilities() {
-        let mut b = BreakerSettings::default();
+        let mut b = BreakerConfig::default();
         assert!(breaker(&b, Locator(None)).is_ok());
         b.failure_rate = Some(1.5);
         assert!(err(breaker(&b, Locator(None))).starts_with("router.breaker"));
         b.failure_rate = Some(f64::NAN);
         assert!(breaker(&b, Locator(None)).is_err());
-        b = BreakerSettings { half_open_max_probes: 0, ..BreakerSettings::default() };
+        b = BreakerConfig { half_open_max_probes: 0, ..BreakerConfig::default() };
         assert!(breaker(&b, Locator(None)).is_err());
         let rb = RetryBudgetSettings { ratio: f64::NAN, min_per_sec: 1.0 };
         assert!(err(retry_budget(&rb, Locator(None))).starts_with("router.retry_budget"));
