@@ -202,6 +202,23 @@ pub struct BackendConfig {
     /// Overrides `router.max_catalog_bytes` for this backend.
     #[serde(default)]
     pub max_catalog_bytes: Option<usize>,
+    /// `shared` (default): one connection serves every client. `session`: each client
+    /// session gets its own process (or upstream session), started on its first call and
+    /// stopped when the session ends, for servers that keep per-user state.
+    #[serde(default)]
+    pub scope: Scope,
+}
+
+/// Who a backend's connection serves; see [`BackendConfig::scope`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Scope {
+    /// One connection for all sessions.
+    #[default]
+    Shared,
+    /// One connection per client session. The shared one still answers the catalog.
+    Session,
 }
 
 impl BackendConfig {
@@ -280,6 +297,9 @@ pub struct RouterSettings {
     pub max_catalog_items: usize,
     /// Most bytes of list results one backend may send for its whole catalog; same effect.
     pub max_catalog_bytes: usize,
+    /// Most per-session backend connections (`scope: session`) alive at once, over all
+    /// sessions; a session's first call past it gets an error. 1 to 100 000.
+    pub max_session_backends: usize,
 }
 
 /// See [`RouterSettings::fail_mode`].
@@ -423,6 +443,7 @@ impl Default for RouterSettings {
             client_capabilities: None,
             max_catalog_items: 10_000,
             max_catalog_bytes: 16 * 1024 * 1024,
+            max_session_backends: 64,
         }
     }
 }

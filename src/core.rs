@@ -122,6 +122,9 @@ pub(crate) struct Core {
     pub closed: AtomicBool,
     pub metrics: Metrics,
     pub(crate) started: Instant,
+    /// Per-session backend connections alive (`scope: session`), against
+    /// `router.max_session_backends`.
+    session_backends: AtomicUsize,
 }
 
 /// Whether two backend configs need the same connection: everything but what only
@@ -167,6 +170,7 @@ impl Core {
             refreshing: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             started: Instant::now(),
+            session_backends: AtomicUsize::new(0),
         }
     }
 
@@ -184,6 +188,53 @@ impl Core {
     /// A backend that is not stopped yet, by id: in the current view or draining.
     pub(crate) fn backend(&self, id: usize) -> Option<Arc<Backend>> {
         self.live.read().iter().find(|b| b.id == id).cloned()
+    }
+
+    /// A new connection to `template`'s server for one session (`scope: session`), started
+    /// and registered with the live backends (so cancels and relay answers find it); `None`
+    /// when `router.max_session_backends` are alive already or the router is closing.
+    pub(crate) fn start_session_backend(&self, template: &Backend, settings: &RouterSettings) -> Option<Arc<Backend>> {
+        let cap = settings.max_session_backends;
+        let taken = self.session_backends.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1));
+        if taken.is_err() || self.closed.load(Ordering::Acquire) {
+            if taken.is_ok() {
+                self.session_backends.fetch_sub(1, Ordering::AcqRel);
+            }
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let b = Arc::new(Backend::new(id, template.config.clone(), settings, Arc::clone(&self.hub)));
+        self.live.write().push(Arc::clone(&b));
+        b.start(Duration::from_millis(settings.init_timeout_ms));
+        Some(b)
+    }
+
+    /// Stops a session's backend on a thread of its own (joined at shutdown), so closing a
+    /// session never waits for a child's exit grace.
+    pub(crate) fn stop_session_backend(self: &Arc<Self>, b: Arc<Backend>) {
+        let core = Arc::clone(self);
+        let grace = Duration::from_millis(self.view().value().config.router.shutdown_grace_ms);
+        let run = move || {
+            b.stop(grace);
+            core.live.write().retain(|x| x.id != b.id);
+            core.hub.backend_stopped(b.id);
+            core.session_backends.fetch_sub(1, Ordering::AcqRel);
+        };
+        let spawned = std::thread::Builder::new().name("mcprouter-stop".into()).stack_size(256 * 1024).spawn(run);
+        match spawned {
+            Ok(h) => {
+                let mut workers = self.workers.lock();
+                workers.retain(|h| !h.is_finished());
+                workers.push(h);
+            }
+            // It stays in `live`, so shutdown stops it.
+            Err(e) => log::error!(target: "mcprouter", "cannot start a stop thread: {e}; stopping at shutdown"),
+        }
+    }
+
+    /// Per-session backend connections alive.
+    pub(crate) fn session_backends(&self) -> usize {
+        self.session_backends.load(Ordering::Acquire)
     }
 
     /// Backends a reload took out that are still draining.

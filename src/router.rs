@@ -212,6 +212,7 @@ impl Router {
                 "version": env!("CARGO_PKG_VERSION"),
                 "closed": core.closed.load(Ordering::Acquire),
                 "sessions": core.hub.session_count(),
+                "session_backends": core.session_backends(),
                 "uptime_ms": core.started.elapsed().as_millis() as u64,
                 "catalog": {
                     "tools": t, "resources": r, "resource_templates": u, "prompts": p,

@@ -62,9 +62,16 @@ pub(super) fn router_settings(r: &RouterSettings, at: Locator<'_>) -> Result<()>
         ("page_size", r.page_size as u64),
         ("max_catalog_items", r.max_catalog_items as u64),
         ("max_catalog_bytes", r.max_catalog_bytes as u64),
+        ("max_session_backends", r.max_session_backends as u64),
     ];
     if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
         return Err(Error::Config(format!("router.{field}: must be greater than 0{}", at.key(field, "", 0))));
+    }
+    if r.max_session_backends > 100_000 {
+        return Err(Error::Config(format!(
+            "router.max_session_backends: at most 100000{}",
+            at.key("max_session_backends", "", 0)
+        )));
     }
     if r.max_message_bytes < 1024 {
         return Err(Error::Config(format!(

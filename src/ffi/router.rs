@@ -179,8 +179,8 @@ pub unsafe extern "C" fn mcprouter_router_metrics(
 }
 
 /// Writes the router's status as a JSON object to `*json_out` (owned: free it with
-/// `mcprouter_string_free`): `{"router": {name, version, closed, sessions, uptime_ms,
-/// catalog}, "config": {generation, last_reload: null | {at_unix_ms, ok, error},
+/// `mcprouter_string_free`): `{"router": {name, version, closed, sessions, session_backends,
+/// uptime_ms, catalog}, "config": {generation, last_reload: null | {at_unix_ms, ok, error},
 /// draining_backends}, "backends": [{name, transport, state, protocol_version, tools, resources,
 /// prompts, in_flight, queue_depth, handshake_ms, pid, last_error, ...}]}`.
 ///

@@ -289,8 +289,16 @@ impl Session {
             now: &Instant::now,
             extra: &|chain| if chain { core.metrics.fallback() } else { core.metrics.retry() },
         };
+        // The backend each attempt reached (a per-session connection is not in the view).
+        let mut reached = None;
         let mut attempt = |b: usize| {
-            let Some(backend) = v.backends.get(b) else { return Attempt::NotSent(timeout_out()) };
+            reached = None;
+            let Some(template) = v.backends.get(b) else { return Attempt::NotSent(timeout_out()) };
+            let backend = match self.connection_for(v, template) {
+                Ok(c) => c,
+                Err(out) => return Attempt::NotSent(out),
+            };
+            reached = Some(backend.id);
             if let Some((t, _)) = &token {
                 core.hub.bind_progress(t, backend.id);
             }
@@ -311,7 +319,7 @@ impl Session {
         };
         let (out, at) = run(&v.backends, &rules, &mut attempt);
         // Positions are the view's; what leaves this call names the backend by id.
-        let out = (out, at.and_then(|p| v.backends.get(p)).map(|b| b.id));
+        let out = (out, at.and(reached));
         if let Some((t, _)) = token {
             core.hub.unregister_progress(&t);
         }

@@ -12,6 +12,7 @@ mod attempts;
 mod gate;
 mod methods;
 mod routing;
+mod scoped;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ const BATCH_CONCURRENCY: usize = 16;
 pub struct Session {
     router: Arc<RouterInner>,
     shared: Arc<SessionShared>,
+    instances: scoped::Instances,
 }
 
 impl std::fmt::Debug for Session {
@@ -131,7 +133,7 @@ pub(super) struct UriParam<'a> {
 impl Session {
     pub(crate) fn new(router: Arc<RouterInner>, client_id: Option<&str>) -> Session {
         let shared = router.core.hub.open_session(client_id);
-        Session { router, shared }
+        Session { router, shared, instances: scoped::Instances::default() }
     }
 
     fn core(&self) -> &Core {
@@ -233,6 +235,7 @@ impl Session {
             }
         }
         self.leave_subscriptions();
+        self.stop_instances();
         let relays: Vec<_> = self.shared.relays.lock().drain().map(|(_, r)| r).collect();
         for r in relays {
             if let Some(backend) = core.backend(r.backend) {
