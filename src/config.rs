@@ -90,6 +90,31 @@ pub enum Transport {
     Auto,
 }
 
+/// A backend's protocol era setting (see `BackendConfig::era`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EraSetting {
+    /// Probe `server/discover` within the start timeout; any error or silence means legacy.
+    #[default]
+    Auto,
+    /// 2026-07-28: no handshake, the client's facts on every request.
+    Modern,
+    /// The `initialize` handshake (2025-11-25 and earlier).
+    Legacy,
+}
+
+impl EraSetting {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EraSetting::Auto => "auto",
+            EraSetting::Modern => "modern",
+            EraSetting::Legacy => "legacy",
+        }
+    }
+}
+
 impl Transport {
     /// The config spelling of this transport.
     pub fn as_str(self) -> &'static str {
@@ -207,6 +232,11 @@ pub struct BackendConfig {
     /// stopped when the session ends, for servers that keep per-user state.
     #[serde(default)]
     pub scope: Scope,
+    /// Which protocol era to speak to it: `auto` (probe `server/discover`, fall back to
+    /// `initialize`), `modern` (2026-07-28 only) or `legacy` (`initialize` only). Network
+    /// backends speak legacy: `modern` is for stdio backends.
+    #[serde(default)]
+    pub era: EraSetting,
 }
 
 /// Who a backend's connection serves; see [`BackendConfig::scope`].

@@ -61,6 +61,9 @@ pub(crate) struct ClientState {
     pub initialized: bool,
     pub protocol_version: Option<String>,
     pub capabilities: Value,
+    /// `clientInfo` and the `logging/setLevel` level: what a call to a modern backend carries.
+    pub client_info: Option<Value>,
+    pub log_level: Option<String>,
 }
 
 /// A server-to-client request relayed to a session, waiting for the client's answer.

@@ -39,6 +39,7 @@ pub mod breaker;
 mod catalog;
 pub mod config;
 mod core;
+mod era;
 mod error;
 #[allow(unsafe_code)]
 #[allow(non_camel_case_types)]

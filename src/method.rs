@@ -67,13 +67,17 @@ pub enum Method {
     NotificationsTasksStatus,
     /// `notifications/elicitation/complete`
     NotificationsElicitationComplete,
+    /// `server/discover` (2026-07-28)
+    ServerDiscover,
+    /// `subscriptions/listen` (2026-07-28)
+    SubscriptionsListen,
     /// Any other method.
     Other,
 }
 
 impl Method {
     /// Every method, in the order metrics render them; `Other` last.
-    pub const ALL: [Method; 32] = [
+    pub const ALL: [Method; 34] = [
         Method::Initialize,
         Method::Ping,
         Method::ToolsList,
@@ -105,6 +109,8 @@ impl Method {
         Method::NotificationsRootsListChanged,
         Method::NotificationsTasksStatus,
         Method::NotificationsElicitationComplete,
+        Method::ServerDiscover,
+        Method::SubscriptionsListen,
         Method::Other,
     ];
 
@@ -143,6 +149,8 @@ impl Method {
             "notifications/roots/list_changed" => Method::NotificationsRootsListChanged,
             "notifications/tasks/status" => Method::NotificationsTasksStatus,
             "notifications/elicitation/complete" => Method::NotificationsElicitationComplete,
+            "server/discover" => Method::ServerDiscover,
+            "subscriptions/listen" => Method::SubscriptionsListen,
             _ => Method::Other,
         }
     }
@@ -181,6 +189,8 @@ impl Method {
             Method::NotificationsRootsListChanged => "notifications/roots/list_changed",
             Method::NotificationsTasksStatus => "notifications/tasks/status",
             Method::NotificationsElicitationComplete => "notifications/elicitation/complete",
+            Method::ServerDiscover => "server/discover",
+            Method::SubscriptionsListen => "subscriptions/listen",
             Method::Other => "other",
         }
     }

@@ -137,6 +137,8 @@ pub struct BackendFigures {
     pub breaker: u8,
     /// Times the router started it again after it went down.
     pub restarts: u64,
+    /// It speaks the modern (2026-07-28) era, as its last handshake found.
+    pub modern: bool,
 }
 
 /// The `kind` label values of `mcprouter_catalog_items`, in [`Snapshot::catalog_items`] order.
@@ -541,6 +543,11 @@ impl Metrics {
         header(&mut out, "mcprouter_backend_up", "gauge", "1 if the backend is up, 0 otherwise.");
         for &(b, backend) in &configured {
             let _ = writeln!(out, "mcprouter_backend_up{{backend=\"{backend}\"}} {}", u8::from(fig(b).up));
+        }
+
+        header(&mut out, "mcprouter_backend_modern", "gauge", "1 if the backend speaks the 2026-07-28 era, 0 legacy.");
+        for &(b, backend) in &configured {
+            let _ = writeln!(out, "mcprouter_backend_modern{{backend=\"{backend}\"}} {}", u8::from(fig(b).modern));
         }
 
         header(&mut out, "mcprouter_breaker_state", "gauge", "Circuit breaker state: 0 closed, 1 open, 2 half-open.");

@@ -160,6 +160,7 @@ impl Router {
                     "transport": b.transport().as_str(),
                     "state": info.state.as_str(),
                     "protocol_version": info.facts.protocol_version,
+                    "era": info.facts.protocol_version.is_some().then(|| info.facts.era.as_str()),
                     "server_info": info.facts.server_info,
                     "tools": tools,
                     "resources": resources,
@@ -250,6 +251,7 @@ impl Router {
                     crate::breaker::BreakerState::HalfOpen { .. } => 2,
                 },
                 restarts: b.restarts.lock().total,
+                modern: b.era() == crate::era::Era::Modern,
             };
             if let Some(f) = backends.get_mut(slot) {
                 *f = fig;

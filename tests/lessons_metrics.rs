@@ -305,8 +305,8 @@ fn populated() -> Metrics {
 fn snapshot() -> Snapshot {
     Snapshot {
         backends: vec![
-            BackendFigures { up: true, in_flight: 1, queue_depth: 7, breaker: 0, restarts: 0 },
-            BackendFigures { up: false, in_flight: 0, queue_depth: 0, breaker: 2, restarts: 1 },
+            BackendFigures { up: true, in_flight: 1, queue_depth: 7, breaker: 0, restarts: 0, modern: false },
+            BackendFigures { up: false, in_flight: 0, queue_depth: 0, breaker: 2, restarts: 1, modern: false },
         ],
         catalog_items: [42, 0, 0, 3],
         sessions: 1,

@@ -118,6 +118,8 @@ pub(crate) struct Facts {
     pub instructions: Option<String>,
     pub last_error: Option<String>,
     pub handshake: Option<Duration>,
+    /// The era the last handshake settled on (`server/discover` answered: modern).
+    pub era: crate::era::Era,
 }
 
 /// Everything under the backend's `life` lock.

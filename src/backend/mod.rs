@@ -26,7 +26,8 @@ use serde_json::value::RawValue;
 
 use crate::breaker::SharedBreaker;
 use crate::catalog::Lists;
-use crate::config::{BackendConfig, HealthPolicy, RouterSettings, Transport};
+use crate::config::{BackendConfig, EraSetting, HealthPolicy, RouterSettings, Transport};
+use crate::era::{self, Era};
 use crate::hub::{CallerGuard, Hub};
 use crate::jsonrpc::{self, Message};
 use crate::method::Method;
@@ -280,6 +281,11 @@ impl Backend {
         Info { state: life.phase.state(), pid: life.phase.conn().and_then(Connection::pid), facts }
     }
 
+    /// The era its last handshake settled on.
+    pub(crate) fn era(&self) -> Era {
+        self.life.lock().facts.era
+    }
+
     pub(crate) fn queue_depth(&self) -> usize {
         self.life.lock().phase.conn().map_or(0, |c| c.tx.len())
     }
@@ -447,7 +453,55 @@ impl Backend {
         }
     }
 
+    /// Settles the backend's era and learns its facts. `era: auto` on stdio probes
+    /// `server/discover` first, as a dual-era client should (2026-07-28 `versioning.mdx`):
+    /// any error, an unusable answer or silence within half the time left means legacy, so
+    /// the fallback never keys on one error code and `initialize` keeps time to answer.
     fn handshake(&self, deadline: Instant) -> Result<(), String> {
+        let setting = self.config.era;
+        let probe = match setting {
+            EraSetting::Modern => true,
+            EraSetting::Legacy => false,
+            _ => self.transport() == Transport::Stdio,
+        };
+        if probe {
+            let now = Instant::now();
+            let until =
+                if setting == EraSetting::Modern { deadline } else { now + deadline.saturating_duration_since(now) / 2 };
+            match self.discover(until) {
+                Ok(()) => return Ok(()),
+                Err(e) if setting == EraSetting::Modern => return Err(e),
+                Err(e) => log::debug!(target: "mcprouter::backend", "[{}] legacy era: {e}", self.name()),
+            }
+        }
+        self.initialize(deadline)
+    }
+
+    /// The modern handshake: `server/discover`, and the facts its result gives.
+    fn discover(&self, deadline: Instant) -> Result<(), String> {
+        let result = match self.call("server/discover", Some("{}"), 0, deadline) {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(format!("server/discover was refused: {}", e.get())),
+            Err(CallError::Timeout) => return Err("no answer to server/discover in time".into()),
+            Err(e) => return Err(format!("server/discover failed: {e:?}")),
+        };
+        let v: Value = serde_json::from_str(result.get()).map_err(|e| format!("bad server/discover result: {e}"))?;
+        let speaks = |s: &Value| s.as_array().is_some_and(|a| a.iter().any(|x| x == era::MODERN));
+        if !v.get("supportedVersions").is_some_and(speaks) {
+            return Err(format!("server/discover names no version the router speaks ({})", era::MODERN));
+        }
+        let mut life = self.life.lock();
+        let f = &mut life.facts;
+        f.era = Era::Modern;
+        f.protocol_version = Some(era::MODERN.to_owned());
+        f.server_info = v.pointer("/_meta").and_then(|m| m.get(era::KEY_SERVER_INFO)).cloned();
+        f.capabilities = v.get("capabilities").cloned().unwrap_or(Value::Null);
+        f.instructions = v.get("instructions").and_then(Value::as_str).map(str::to_owned);
+        Ok(())
+    }
+
+    /// The legacy handshake: `initialize`, then `notifications/initialized`.
+    fn initialize(&self, deadline: Instant) -> Result<(), String> {
         let params = serde_json::json!({
             "protocolVersion": SUPPORTED_VERSIONS[0],
             "capabilities": self.client_capabilities,
@@ -468,6 +522,7 @@ impl Backend {
         {
             let mut life = self.life.lock();
             let f = &mut life.facts;
+            f.era = Era::Legacy;
             f.protocol_version = Some(version);
             f.server_info = v.get("serverInfo").cloned();
             f.capabilities = v.get("capabilities").cloned().unwrap_or(Value::Null);
@@ -621,17 +676,24 @@ impl Backend {
         // Calls in flight are bounded per backend as well as queued ones (a backend that
         // stops reading holds at most this many callers); the router's own calls are not.
         let max = if session != 0 { self.queue_capacity } else { usize::MAX };
-        let (tx, id) = {
+        let (tx, id, era) = {
             let life = self.life.lock();
             let tx = match &life.phase {
                 Phase::Ready { conn, .. } => conn.tx.clone(),
-                Phase::Starting { conn: Some(conn), .. } if method == "initialize" => conn.tx.clone(),
+                Phase::Starting { conn: Some(conn), .. } if method == "initialize" || method == "server/discover" => {
+                    conn.tx.clone()
+                }
                 Phase::Stopped => return Err(CallError::Unavailable("the router is shutting down".into())),
                 Phase::Failed { why, .. } => return Err(CallError::Unavailable(why.clone())),
                 Phase::Starting { .. } => return Err(CallError::Unavailable("it is starting".into())),
             };
             match self.pending.try_insert_bounded(PendingCall { reply }, max) {
-                Ok(id) => (tx, id),
+                // The handshakes name their era; a restart's facts are the previous life's.
+                Ok(id) => (tx, id, match method {
+                    "server/discover" => Era::Modern,
+                    "initialize" => Era::Legacy,
+                    _ => life.facts.era,
+                }),
                 Err((_, true)) => return Err(CallError::Overloaded),
                 Err((_, false)) => return Err(CallError::Unavailable("it is down".into())),
             }
@@ -639,7 +701,9 @@ impl Backend {
         // Counted before the line goes out, so a request the backend sends about this call
         // finds the call in flight.
         let caller = (session != 0).then(|| Hub::call_started(&self.hub, self.id, session));
-        let line = jsonrpc::request(&id.to_string(), method, params);
+        // Each era gets the envelope it needs (a modern backend: the caller's facts).
+        let params = era::params_for(era, params, &self.client_capabilities);
+        let line = jsonrpc::request(&id.to_string(), method, params.as_deref());
         // The router's own calls (handshake, discovery) wait for room; a client's call is
         // refused at once when the queue is full, so overload is visible, never a hang.
         let wait = (session == 0).then(|| Instant::now() + self.timeout);

@@ -119,6 +119,13 @@ pub(super) fn backend(path: &str, b: &BackendConfig, here: &dyn Fn() -> String, 
     } else {
         stdio_backend(path, b, here, at)?;
     }
+    if t.is_network() && b.era == crate::config::EraSetting::Modern {
+        return Err(Error::Config(format!(
+            "{path}.era: modern is for stdio backends; a {} backend speaks the legacy era{}",
+            t.as_str(),
+            here()
+        )));
+    }
     if b.weight == 0 {
         return Err(Error::Config(format!("{path}.weight: must be at least 1{}", here())));
     }
@@ -410,6 +417,10 @@ mod tests {
         assert!(err(check("backends:\n  - {name: a, command: x, pass_headers: [a]}\n")).contains("only network"));
         assert!(err(check("backends:\n  - {name: h, url: \"http://h/\", cwd: /}\n")).contains("only stdio"));
         assert!(err(check("backends:\n  - {name: h, transport: sse}\n")).contains("needs a url"));
+        let e = err(check("backends:\n  - {name: h, url: \"http://h/\", era: modern}\n"));
+        assert!(e.contains("era: modern is for stdio backends"), "{e}");
+        assert!(check("backends:\n  - {name: s, command: x, era: modern}\n").is_ok());
+        assert!(check("backends:\n  - {name: s, command: x, era: legacy}\n").is_ok());
         assert!(err(check("backends:\n  - {name: a, command: x, weight: 0}\n")).contains("weight"));
         assert!(err(check("backends:\n  - {name: a, command: x, timeout_ms: 0}\n")).contains("timeout_ms"));
         assert!(

@@ -69,13 +69,32 @@ impl Session {
             c.initialized = true;
             c.protocol_version = Some(version.to_owned());
             c.capabilities = v.get("capabilities").cloned().unwrap_or_else(|| json!({}));
+            c.client_info = v.get("clientInfo").filter(|i| i.is_object()).cloned();
         }
+        let (caps, instructions) = match self.merged(view) {
+            Ok(m) => m,
+            Err(out) => return out,
+        };
+        let mut result = json!({
+            "protocolVersion": version,
+            "capabilities": caps,
+            "serverInfo": server_info(view),
+        });
+        if let Some(text) = instructions {
+            result["instructions"] = Value::String(text);
+        }
+        Out::Ok(result.to_string())
+    }
+
+    /// What `initialize` and `server/discover` both announce: the merged capabilities and
+    /// instructions of the ready backends. Refused while `fail_mode: closed` has a backend down.
+    pub(super) fn merged(&self, view: &View) -> Result<(Value, Option<String>), Out> {
         let core = view;
         if core.config.router.fail_mode == crate::config::FailMode::Closed {
             let down: Vec<&str> = core.backends.iter().filter(|b| !b.is_ready()).map(|b| b.name()).collect();
             if !down.is_empty() {
                 let msg = format!("fail_mode is closed and these backends are not ready: {}", down.join(", "));
-                return Out::error(jsonrpc::BACKEND_UNAVAILABLE, &msg);
+                return Err(Out::error(jsonrpc::BACKEND_UNAVAILABLE, &msg));
             }
         }
         let infos: Vec<_> =
@@ -111,17 +130,16 @@ impl Session {
             [(_, t)] => vec![(*t).clone()],
             several => several.iter().map(|(n, t)| format!("[{n}] {t}")).collect(),
         };
-        let mut result = json!({
-            "protocolVersion": version,
-            "capabilities": caps,
-            "serverInfo": {"name": core.config.router.name, "version": env!("CARGO_PKG_VERSION")},
-        });
-        if !instructions.is_empty() {
-            result["instructions"] = Value::String(instructions.join("\n\n"));
-        }
-        Out::Ok(result.to_string())
+        Ok((caps, (!instructions.is_empty()).then(|| instructions.join("\n\n"))))
     }
+}
 
+/// The router's `serverInfo`.
+pub(super) fn server_info(view: &View) -> Value {
+    json!({"name": view.config.router.name, "version": env!("CARGO_PKG_VERSION")})
+}
+
+impl Session {
     pub(super) fn list(&self, v: &View, kind: Kind, params: Option<&RawValue>) -> Out {
         #[derive(Deserialize)]
         struct Cursor<'a> {
@@ -142,10 +160,17 @@ impl Session {
     /// Sends the level to every ready backend that logs, all in flight at once.
     pub(super) fn set_level(&self, v: &View, params: Option<&RawValue>) -> Out {
         let Some(p) = params else { return invalid("logging/setLevel needs params.level") };
+        // Calls to modern backends carry it per request.
+        let level = serde_json::from_str::<Value>(p.get()).ok().and_then(|v| v.get("level")?.as_str().map(str::to_owned));
+        self.shared.client.lock().log_level = level;
         let tickets: Vec<_> = v
             .backends
             .iter()
-            .filter(|b| b.is_ready() && b.info().facts.capabilities.get("logging").is_some())
+            // A modern backend takes the level per request (`_meta`), not as a method.
+            .filter(|b| {
+                let info = b.info();
+                b.is_ready() && info.facts.era == crate::era::Era::Legacy && info.facts.capabilities.get("logging").is_some()
+            })
             .filter_map(|b| b.start_call("logging/setLevel", Some(p.get()), self.shared.id).ok().map(|t| (b, t)))
             .collect();
         for (b, t) in tickets {

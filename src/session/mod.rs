@@ -9,6 +9,7 @@
 
 mod access;
 mod attempts;
+mod eras;
 mod gate;
 mod methods;
 mod routing;
@@ -24,6 +25,7 @@ use serde_json::value::RawValue;
 
 use crate::backend::CallError;
 use crate::core::{Core, RouterInner};
+use crate::era;
 use crate::error::{Error, Result};
 use crate::hub::SessionShared;
 use crate::jsonrpc::{self, INVALID_PARAMS, Message};
@@ -110,7 +112,7 @@ pub(super) fn named_param<'a>(method: &str, params: Option<&'a RawValue>) -> Opt
 }
 
 /// At most 128 bytes of an untrusted string, cut at a character boundary.
-pub(super) fn clip(s: &str) -> &str {
+pub(crate) fn clip(s: &str) -> &str {
     let mut end = s.len().min(128);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -289,14 +291,25 @@ impl Session {
                     let msg = format!("Invalid params: {} takes its params as an object", clip(&method));
                     return Some(jsonrpc::error(Some(id.get()), INVALID_PARAMS, &msg));
                 }
+                // A modern request speaks for itself; a legacy one through the session's handshake.
+                let declared = match era::read(params) {
+                    era::Envelope::Legacy => None,
+                    era::Envelope::Modern(d) => Some(Arc::new(d)),
+                    era::Envelope::Bad(e) => return Some(jsonrpc::error_raw(id.get(), &e)),
+                };
+                let _caller = era::enter(match &declared {
+                    Some(d) => era::Caller::Modern(Arc::clone(d)),
+                    None => era::Caller::Session(Arc::clone(&self.shared)),
+                });
                 // Parsed once: routing and the access record both need it.
                 let named = named_param(&method, params);
                 // The view this request routes with, from start to reply: a reload meanwhile
                 // neither changes it halfway nor stops a backend it may use.
                 let view = self.core().enter();
                 // A bug on this path must still answer the caller, never lose the reply.
-                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.request(&view, id, &method, params, named.clone())
+                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &declared {
+                    Some(d) => self.modern_request(&view, id, &method, params, named.clone(), d),
+                    None => self.legacy_request(&view, id, &method, params, named.clone()),
                 }));
                 let (out, backend) = caught.unwrap_or_else(|_| {
                     log::error!(target: "mcprouter::session", "internal error handling {}", clip(&method));

@@ -1,0 +1,149 @@
+//! Both protocol eras through the library `Session`: the modern (2026-07-28) front
+//! (`server/discover`, the per-request `_meta` envelope, -32602 / -32022, `resultType`,
+//! caching fields), the backend era probe, and the era in status and metrics.
+//!
+//! The modern backend is `tests/interop/fixtures/modern_server.py` (the Python SDK's
+//! `MCPServer`, dual-era), run by `MCPROUTER_PYTHON` or the `.deps` venv; the legacy one is
+//! the project's test server. A missing interpreter fails the test.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use mcprouter::{Router, Session};
+use serde_json::{Value, json};
+
+const MODERN_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/fixtures/modern_server.py");
+
+fn python() -> String {
+    let python = std::env::var("MCPROUTER_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/.deps/venv/bin/python").to_owned());
+    let ok = Command::new(&python)
+        .args(["-c", "import mcp.server.mcpserver"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "{python} cannot import the Python MCP SDK: run scripts/deps.sh (or set MCPROUTER_PYTHON)");
+    python
+}
+
+fn modern_backend(name: &str, era: &str) -> String {
+    format!(
+        "  - name: {name}\n    command: {}\n    args: {}\n    era: {era}\n",
+        serde_json::to_string(&python()).unwrap(),
+        serde_json::to_string(&[MODERN_SERVER, name]).unwrap()
+    )
+}
+
+fn envelope() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "eras-test", "version": "1"},
+    })
+}
+
+/// `params` with the modern envelope added to its `_meta`.
+fn modern(mut params: Value) -> Value {
+    params["_meta"] = envelope();
+    params
+}
+
+fn both() -> (Router, Session) {
+    let r = common::router("", &[modern_backend("modern", "auto"), common::backend("alpha", &[])]);
+    let s = r.session(None).expect("session");
+    (r, s)
+}
+
+#[test]
+fn server_discover_answers_what_initialize_would_and_every_version() {
+    let (r, s) = both();
+    let v = common::call(&s, 1, "server/discover", json!({"_meta": envelope()}));
+    let res = &v["result"];
+    assert_eq!(res["resultType"], "complete", "{v}");
+    assert_eq!(res["supportedVersions"][0], "2026-07-28");
+    assert!(res["supportedVersions"].as_array().unwrap().iter().any(|x| x == "2025-11-25"));
+    assert_eq!((res["ttlMs"].as_i64(), res["cacheScope"].as_str()), (Some(0), Some("public")));
+    assert_eq!(res["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "mcprouter");
+    assert!(res["instructions"].as_str().unwrap().contains("modern speaks both eras"));
+    let legacy = common::initialize(&r.session(None).unwrap(), json!({}));
+    assert_eq!(res["capabilities"], legacy["result"]["capabilities"], "the same merge as initialize");
+}
+
+#[test]
+fn a_modern_request_needs_its_envelope_and_a_version_the_router_speaks() {
+    let (_r, s) = both();
+    let v = common::call(&s, 1, "server/discover", json!({}));
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    let v = common::call(
+        &s,
+        2,
+        "tools/list",
+        json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
+    );
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("clientCapabilities"));
+    let v = common::call(
+        &s,
+        3,
+        "tools/list",
+        json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2031-01-01", "io.modelcontextprotocol/clientCapabilities": {}}}),
+    );
+    assert_eq!(v["error"]["code"], -32022, "{v}");
+    assert_eq!(v["error"]["data"]["requested"], "2031-01-01");
+    assert_eq!(v["error"]["data"]["supported"][0], "2026-07-28");
+}
+
+#[test]
+fn modern_results_carry_their_type_and_caching_and_legacy_ones_stay_as_they_were() {
+    let (r, s) = both();
+    let v = common::call(&s, 1, "tools/list", modern(json!({})));
+    let res = &v["result"];
+    assert_eq!((res["resultType"].as_str(), res["ttlMs"].as_i64()), (Some("complete"), Some(0)), "{v}");
+    assert_eq!(res["cacheScope"], "public");
+    // A legacy backend's answer to a modern client gets its resultType.
+    let v = common::call(&s, 2, "tools/call", modern(json!({"name": "echo", "arguments": {"message": "x"}})));
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
+    assert!(v["result"].get("ttlMs").is_none(), "a call result is not cacheable: {v}");
+    // The modern backend saw a modern request: the envelope reached it.
+    let v = common::call(&s, 3, "tools/call", modern(json!({"name": "era-echo", "arguments": {"message": "m"}})));
+    let text = v["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("version 2026-07-28"), "{v}");
+    // A legacy client on another session: no modern fields added, and the modern backend
+    // is reached with the router's envelope on its behalf.
+    let l = r.session(None).unwrap();
+    common::initialize(&l, json!({}));
+    let v = common::call(&l, 4, "tools/list", json!({}));
+    assert!(v["result"].get("resultType").is_none(), "{v}");
+    let text = common::tool_text(&l, "era-echo", json!({"message": "l"})).expect("call");
+    assert!(text.contains("version 2026-07-28"), "{text}");
+}
+
+#[test]
+fn status_and_metrics_show_each_backends_era_and_a_pin_is_obeyed() {
+    let r = common::router(
+        "",
+        &[modern_backend("modern", "auto"), modern_backend("pinned", "legacy"), common::backend("alpha", &[])],
+    );
+    let st = r.status();
+    let era = |n: &str| {
+        st["backends"].as_array().unwrap().iter().find(|b| b["name"] == n).map(|b| b["era"].clone()).unwrap()
+    };
+    assert_eq!((era("modern"), era("pinned"), era("alpha")), (json!("modern"), json!("legacy"), json!("legacy")), "{st}");
+    let m = r.metrics();
+    assert!(m.contains("mcprouter_backend_modern{backend=\"modern\"} 1"), "{m}");
+    assert!(m.contains("mcprouter_backend_modern{backend=\"pinned\"} 0"));
+    assert!(m.contains("mcprouter_backend_modern{backend=\"alpha\"} 0"));
+}
+
+#[test]
+fn a_backend_pinned_modern_that_is_not_fails_to_start_with_the_reason() {
+    let r = common::router("init_timeout_ms: 3000", &[common::backend("alpha", &[]).replace("\n    command", "\n    era: modern\n    command")]);
+    let st = r.status();
+    let b = &st["backends"][0];
+    assert_ne!(b["state"], "ready", "{st}");
+    assert!(b["last_error"].as_str().unwrap_or_default().contains("server/discover"), "{st}");
+}

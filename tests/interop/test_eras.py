@@ -1,0 +1,170 @@
+"""Interop: both protocol eras, on both sides of ``mcprouter serve``.
+
+The Python SDK 2.3 ``mcp.client.Client`` is the client: ``mode="auto"`` probes
+``server/discover`` and, when the router answers it, speaks 2026-07-28 (each request carries
+its ``_meta`` envelope, results carry ``resultType``); ``mode="legacy"`` does the
+``initialize`` handshake. Behind the router:
+
+* ``modern``: ``tests/interop/fixtures/modern_server.py``, a dual-era server built with the
+  SDK's ``MCPServer``; the router's ``server/discover`` probe finds it modern.
+* ``everything``: ``@modelcontextprotocol/server-everything`` (legacy only: it answers the
+  probe -32601, so the router falls back to ``initialize``).
+
+Each test names the cell of the README's era table it backs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp.client import Client, ClientRequestContext
+from mcp.client.stdio import StdioServerParameters
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_python_sdk import everything_command, router_binary, yaml_str  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+MODERN_SERVER = Path(__file__).resolve().parent / "fixtures" / "modern_server.py"
+REQUEST_TIMEOUT_S = 30
+TEST_TIMEOUT_S = 90
+SAMPLED = "sampled by the client"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def write_config(path: Path, *, modern_era: str = "auto") -> None:
+    node_cmd, node_args = everything_command()
+    path.write_text(
+        "router:\n"
+        "  name: mcprouter\n"
+        "  request_timeout_ms: 30000\n"
+        "backends:\n"
+        "  - name: modern\n"
+        f"    command: {yaml_str(sys.executable)}\n"
+        f"    args: [{yaml_str(str(MODERN_SERVER))}, modern]\n"
+        f"    era: {modern_era}\n"
+        "  - name: everything\n"
+        f"    command: {yaml_str(node_cmd)}\n"
+        f"    args: [{', '.join(map(yaml_str, node_args))}]\n"
+    )
+
+
+class Callbacks:
+    """What the router asks of the client: sampling, elicitation, roots, each counted."""
+
+    def __init__(self) -> None:
+        self.sampling: list[Any] = []
+        self.elicitation: list[Any] = []
+        self.roots = 0
+
+    async def sampling_callback(self, context: ClientRequestContext, params: types.CreateMessageRequestParams):
+        self.sampling.append(params)
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=SAMPLED), model="test-model"
+        )
+
+    async def elicitation_callback(self, context: ClientRequestContext, params: Any):
+        self.elicitation.append(params)
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    async def list_roots_callback(self, context: ClientRequestContext):
+        self.roots += 1
+        return types.ListRootsResult(roots=[types.Root(uri="file:///tmp/eras-root", name="eras")])
+
+
+@asynccontextmanager
+async def router_client(tmp_path: Path, mode: str, calls: Callbacks, **config: str) -> AsyncIterator[Client]:
+    cfg = tmp_path / "router.yaml"
+    write_config(cfg, **config)
+    params = StdioServerParameters(
+        command=str(router_binary()), args=["serve", "--config", str(cfg)], env=dict(os.environ)
+    )
+    client = Client(
+        params,
+        mode=mode,
+        read_timeout_seconds=REQUEST_TIMEOUT_S,
+        sampling_callback=calls.sampling_callback,
+        elicitation_callback=calls.elicitation_callback,
+        list_roots_callback=calls.list_roots_callback,
+        client_info=types.Implementation(name="eras-test", version="0"),
+        cache=None,
+    )
+    async with client:
+        yield client
+
+
+def text_of(result: Any) -> str:
+    return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+async def status_of(client: Client) -> None:
+    """Nothing: the router's status is read by the Rust tests; here the facts are behavioural."""
+
+
+# ------------------------------------------------------------------ modern client (auto mode)
+
+
+@pytest.mark.anyio
+async def test_modern_client_discovers_the_router_and_lists_both_eras(tmp_path: Path) -> None:
+    """Cells: discover / lists — modern client × modern and legacy backends."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "auto", calls) as c:
+            assert c.protocol_version == "2026-07-28", c.protocol_version
+            assert c.server_info is not None and c.server_info.name == "mcprouter"
+            assert c.server_capabilities.tools is not None
+            assert "modern speaks both eras" in (c.instructions or "")
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert {"era-echo", "era-sample", "echo", "get-sum"} <= names, names
+            # A modern backend sees a modern request (the router forwards the envelope).
+            r = await c.call_tool("era-echo", {"message": "hi"})
+            assert "version 2026-07-28" in text_of(r), text_of(r)
+            # A legacy backend answers a modern client.
+            r = await c.call_tool("get-sum", {"a": 2, "b": 3})
+            assert "5" in text_of(r), text_of(r)
+            contents = (await c.read_resource("era://static")).contents
+            assert any("static text of modern" in getattr(x, "text", "") for x in contents)
+            prompt = await c.get_prompt("era-greet", {"who": "Ada"})
+            assert "Ada" in json.dumps(prompt.model_dump(mode="json"))
+
+
+# ------------------------------------------------------------------ legacy client
+
+
+@pytest.mark.anyio
+async def test_legacy_client_reaches_a_modern_backend(tmp_path: Path) -> None:
+    """Cells: lists / calls / read / prompt — legacy client × modern backend."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "legacy", calls) as c:
+            assert c.protocol_version == "2025-11-25", c.protocol_version
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert {"era-echo", "echo"} <= names, names
+            r = await c.call_tool("era-echo", {"message": "hi"})
+            # The router speaks 2026-07-28 to the modern backend on the legacy client's behalf.
+            assert "version 2026-07-28" in text_of(r), text_of(r)
+            r = await c.call_tool("echo", {"message": "legacy"})
+            assert "legacy" in text_of(r)
+            contents = (await c.read_resource("era://static")).contents
+            assert any("static text of modern" in getattr(x, "text", "") for x in contents)
+
+
+@pytest.mark.anyio
+async def test_a_backend_pinned_legacy_is_not_probed(tmp_path: Path) -> None:
+    """Config `era: legacy`: the dual-era fixture is reached through `initialize`."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "auto", calls, modern_era="legacy") as c:
+            r = await c.call_tool("era-echo", {"message": "hi"})
+            assert "version 2025-11-25" in text_of(r), text_of(r)
