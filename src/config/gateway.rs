@@ -72,6 +72,20 @@ pub struct GatewaySettings {
     pub listen: Option<String>,
     /// The MCP endpoint's path. `--path` overrides it. Default `/mcp`.
     pub path: String,
+    /// Serve the legacy HTTP+SSE transport (2024-11-05) too, for clients that still use
+    /// it: `GET sse_path` opens a session's event stream, whose first event names the URL
+    /// to POST messages to (`messages_path?sessionId=...`). Default true.
+    pub legacy_sse: bool,
+    /// The legacy transport's stream path. `--sse-path` overrides it. Default `/sse`.
+    pub sse_path: String,
+    /// The legacy transport's message path. `--messages-path` overrides it. Default
+    /// `/messages`.
+    pub messages_path: String,
+    /// Legacy SSE streams open at once (each is a session, and holds a connection thread
+    /// for as long as it is open); past it, `GET sse_path` gets 503. At most
+    /// `max_connections - 1`, so POSTs always find a thread. Default: half of
+    /// `max_connections`.
+    pub max_sse_streams: Option<usize>,
     /// `Host` header names accepted (with or without a port); `*` accepts any. Empty: the
     /// loopback names `localhost`, `127.0.0.1`, `[::1]`.
     pub allowed_hosts: Vec<String>,
@@ -114,6 +128,10 @@ impl Default for GatewaySettings {
         GatewaySettings {
             listen: None,
             path: "/mcp".into(),
+            legacy_sse: true,
+            sse_path: "/sse".into(),
+            messages_path: "/messages".into(),
+            max_sse_streams: None,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             cors_origins: Vec::new(),
@@ -154,6 +172,14 @@ impl GatewaySettings {
     pub fn validate(&self) -> Result<()> {
         validate(self, Locator(None))
     }
+
+    /// The cap on open legacy SSE streams (0 when the legacy transport is off).
+    pub fn sse_stream_cap(&self) -> usize {
+        if !self.legacy_sse {
+            return 0;
+        }
+        self.max_sse_streams.unwrap_or(self.max_connections / 2).min(self.max_connections.saturating_sub(1))
+    }
 }
 
 /// The checks of the `gateway` section; called from `Config::validate`.
@@ -161,8 +187,22 @@ pub(super) fn validate(g: &GatewaySettings, at: Locator<'_>) -> Result<()> {
     let err = |field: &str, why: &str| {
         Error::Config(format!("gateway.{field}: {why}{}", at.path(&format!("gateway.{field}"))))
     };
-    if !g.path.starts_with('/') || g.path.bytes().any(|b| b.is_ascii_whitespace() || b == b'?' || b == b'#') {
-        return Err(err("path", "must start with / and hold no spaces, ? or #"));
+    let bad_path = |p: &str| !p.starts_with('/') || p.bytes().any(|b| b.is_ascii_whitespace() || b == b'?' || b == b'#');
+    for (field, p) in [("path", &g.path), ("sse_path", &g.sse_path), ("messages_path", &g.messages_path)] {
+        if bad_path(p) {
+            return Err(err(field, "must start with / and hold no spaces, ? or #"));
+        }
+    }
+    if g.legacy_sse {
+        let paths = [&g.path, &g.sse_path, &g.messages_path];
+        if paths[0] == paths[1] || paths[0] == paths[2] || paths[1] == paths[2] {
+            return Err(err("sse_path", "path, sse_path and messages_path must differ"));
+        }
+        if let Some(n) = g.max_sse_streams
+            && (n == 0 || n >= g.max_connections)
+        {
+            return Err(err("max_sse_streams", "must be between 1 and max_connections - 1 (POSTs need a thread too)"));
+        }
     }
     if let Some(listen) = &g.listen
         && listen.parse::<std::net::SocketAddr>().is_err()
@@ -230,6 +270,9 @@ mod tests {
             "tokens: [{env: A, file: /b}]",
             "tokens: [{}]",
             "path: mcp",
+            "sse_path: /mcp",
+            "messages_path: sse",
+            "max_sse_streams: 256",
             "listen: nowhere",
             "max_connections: 0",
             "max_body_bytes: 10",

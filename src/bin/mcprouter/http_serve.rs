@@ -28,6 +28,12 @@ pub fn run<M>(
     if let Some(p) = &o.path {
         settings.path = p.clone();
     }
+    if let Some(p) = &o.sse_path {
+        settings.sse_path = p.clone();
+    }
+    if let Some(p) = &o.messages_path {
+        settings.messages_path = p.clone();
+    }
     if let Err(e) = settings.validate() {
         log::error!(target: "mcprouter", "mcprouter serve: {e}");
         return 2;
@@ -54,6 +60,9 @@ pub fn run<M>(
     let reloader = crate::reload::start(router.clone(), o.config.clone().into(), o.watch, |_| {});
     // Always shown: with port 0 it is the only way to learn the address.
     eprintln!("mcprouter: serving MCP on {}", gateway.url());
+    if let Some(sse) = gateway.sse_url() {
+        eprintln!("mcprouter: legacy HTTP+SSE clients: {sse}");
+    }
     #[allow(unsafe_code)]
     // SAFETY: the handler only stores to an atomic.
     unsafe {

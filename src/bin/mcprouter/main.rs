@@ -25,6 +25,7 @@ commands:
         [--metrics-listen-any]              allow a non-loopback --metrics-listen address
         [--http 127.0.0.1:PORT [--path /mcp]]  serve Streamable HTTP (gateway mode) instead
                                             of stdio; see the config's gateway: section
+        [--sse-path /sse] [--messages-path /messages]  the legacy HTTP+SSE endpoints' paths
         [--watch]                           reload when FILE changes (SIGHUP always reloads)
         [--client NAME]                     on stdio, serve as this configured client
   check --config FILE     start every backend, print a status table, exit 1 if any failed

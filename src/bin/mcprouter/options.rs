@@ -27,6 +27,10 @@ pub struct Options {
     pub http: Option<String>,
     /// `serve --http` only: the MCP endpoint's path (default: the config's, else `/mcp`).
     pub path: Option<String>,
+    /// `serve --http` only: the legacy SSE stream's path (default: the config's, else `/sse`).
+    pub sse_path: Option<String>,
+    /// `serve --http` only: the legacy SSE message path (default: the config's, else `/messages`).
+    pub messages_path: Option<String>,
     /// `serve` only: reload when the config file changes (SIGHUP always reloads).
     pub watch: bool,
     /// `serve` on stdio only: the client identity to serve as (overrides `serve_client`).
@@ -44,6 +48,8 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
         json: false,
         http: None,
         path: None,
+        sse_path: None,
+        messages_path: None,
         watch: false,
         client: None,
     };
@@ -64,14 +70,16 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
             ("--json", "check") if inline.is_none() => o.json = true,
             ("--http", "serve") => o.http = Some(value()?),
             ("--path", "serve") => o.path = Some(value()?),
+            ("--sse-path", "serve") => o.sse_path = Some(value()?),
+            ("--messages-path", "serve") => o.messages_path = Some(value()?),
             ("--watch", "serve") if inline.is_none() => o.watch = true,
             ("--client", "serve") => o.client = Some(value()?),
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }
     o.config = config.ok_or("--config FILE is required")?;
-    if o.path.is_some() && o.http.is_none() {
-        return Err("--path needs --http".into());
+    if (o.path.is_some() || o.sse_path.is_some() || o.messages_path.is_some()) && o.http.is_none() {
+        return Err("--path, --sse-path and --messages-path need --http".into());
     }
     if o.client.is_some() && o.http.is_some() {
         return Err("--client is for stdio: the gateway knows its clients by their credentials".into());
@@ -194,6 +202,9 @@ mod tests {
         let o = parse("serve", &args(&["-c", "f", "--http", "127.0.0.1:0", "--path=/x"])).unwrap();
         assert_eq!((o.http.as_deref(), o.path.as_deref()), (Some("127.0.0.1:0"), Some("/x")));
         assert!(parse("serve", &args(&["-c", "f", "--path", "/x"])).is_err());
+        assert!(parse("serve", &args(&["-c", "f", "--sse-path", "/x"])).is_err());
+        let o = parse("serve", &args(&["-c", "f", "--http", "h:1", "--sse-path", "/e", "--messages-path=/m"])).unwrap();
+        assert_eq!((o.sse_path.as_deref(), o.messages_path.as_deref()), (Some("/e"), Some("/m")));
         assert!(parse("check", &args(&["-c", "f", "--http", "127.0.0.1:0"])).is_err());
     }
 }

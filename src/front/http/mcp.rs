@@ -21,23 +21,24 @@ pub(crate) fn error_body(code: i64, message: &str) -> String {
     jsonrpc::error(None, code, message)
 }
 
-struct Ctx<'a> {
-    shared: &'a Arc<Shared>,
-    stream: &'a mut TcpStream,
-    req: &'a Request,
+/// One request being answered, past the checks every endpoint shares.
+pub(crate) struct Ctx<'a> {
+    pub shared: &'a Arc<Shared>,
+    pub stream: &'a mut TcpStream,
+    pub req: &'a Request,
     /// CORS headers, when the request's origin gets them.
-    cors: Headers,
+    pub cors: Headers,
     /// The configured client the bearer token identifies (`clients:`), if any.
-    client: Option<String>,
+    pub client: Option<String>,
 }
 
 impl Ctx<'_> {
     /// Writes an error answer; true when the connection may go on.
-    fn fail(&mut self, status: u16, code: i64, message: &str) -> bool {
+    pub fn fail(&mut self, status: u16, code: i64, message: &str) -> bool {
         self.reply(status, vec![], Some(&error_body(code, message)))
     }
 
-    fn reply(&mut self, status: u16, mut headers: Headers, json: Option<&str>) -> bool {
+    pub fn reply(&mut self, status: u16, mut headers: Headers, json: Option<&str>) -> bool {
         headers.extend(self.cors.iter().cloned());
         let ct = json.map(|_| "application/json");
         write_full(self.stream, status, &headers, ct, json.unwrap_or_default().as_bytes(), false).is_ok()
@@ -70,7 +71,7 @@ impl Ctx<'_> {
         Ok(s)
     }
 
-    fn owns(&self, s: &HttpSession) -> bool {
+    pub fn owns(&self, s: &HttpSession) -> bool {
         let opened_by = s.session.client_id();
         match &self.client {
             Some(c) => opened_by == c,
@@ -93,7 +94,7 @@ fn finish(sink: &Sink, reply: &str) -> bool {
     sink.finish(reply)
 }
 
-fn accepts(req: &Request, types: &[&str]) -> bool {
+pub(crate) fn accepts(req: &Request, types: &[&str]) -> bool {
     let accept = req.header("accept").unwrap_or_default().to_ascii_lowercase();
     let listed = |t: &str| accept.split(',').any(|a| a.split(';').next().is_some_and(|m| m.trim() == t));
     listed("*/*") || types.iter().all(|t| listed(t))
@@ -112,7 +113,8 @@ pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut TcpStream, req: &Request
         None => Vec::new(),
     };
     let mut cx = Ctx { shared, stream, req, cors, client: None };
-    if req.path != shared.settings.path {
+    let legacy = super::legacy_sse::endpoint(&shared.settings, &req.path);
+    if req.path != shared.settings.path && legacy.is_none() {
         return cx.fail(404, -32000, "Not Found: no MCP endpoint at this path");
     }
     // DNS rebinding: a page on another site must not reach a local server through a name
@@ -148,6 +150,9 @@ pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut TcpStream, req: &Request
         let body = error_body(-32000, "Unauthorized: a valid bearer token is required");
         return cx.reply(401, vec![("WWW-Authenticate", challenge.into())], Some(&body));
     }
+    if let Some(endpoint) = legacy {
+        return super::legacy_sse::handle(&mut cx, endpoint);
+    }
     match req.method.as_str() {
         "POST" => post(&mut cx),
         "GET" => get(&mut cx),
@@ -160,14 +165,14 @@ pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut TcpStream, req: &Request
 }
 
 /// What the gateway needs to know of a POSTed body.
-struct Body {
+pub(crate) struct Body {
     /// Requests (method and id): the POST gets an answer.
-    request_ids: Vec<String>,
+    pub request_ids: Vec<String>,
     progress_tokens: Vec<Value>,
     initialize: bool,
 }
 
-fn inspect(text: &str) -> Option<Body> {
+pub(crate) fn inspect(text: &str) -> Option<Body> {
     let v: Value = serde_json::from_str(text).ok()?;
     let items = match &v {
         Value::Array(a) => a.iter().collect(),

@@ -1,5 +1,5 @@
 //! Gateway mode: the router as one Streamable HTTP MCP server (2025-11-25 shape) for many
-//! clients at once. Each HTTP session (`Mcp-Session-Id`) is one router [`Session`] whose
+//! clients at once, with the legacy HTTP+SSE endpoints (2024-11-05, `legacy_sse.rs`) beside. Each HTTP session (`Mcp-Session-Id`) is one router [`Session`] whose
 //! client id is the session id, so balancing is sticky per session and what the router
 //! sends a client reaches only that client.
 //!
@@ -11,6 +11,7 @@
 //! [`Session`]: crate::Session
 
 mod checks;
+mod legacy_sse;
 mod mcp;
 mod request;
 mod response;
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     settings: GatewaySettings,
     checks: checks::Checks,
     sessions: sessions::Table,
+    /// Legacy HTTP+SSE sessions (`legacy_sse.rs`), one per open stream.
+    legacy: sessions::Table,
     shutting: AtomicBool,
     /// Disconnected at shutdown: wakes every GET stream.
     shutdown_rx: Receiver<()>,
@@ -92,6 +95,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             router,
             sessions: sessions::Table::new(settings.max_sessions),
+            legacy: sessions::Table::new(settings.sse_stream_cap()),
             settings,
             checks,
             shutting: AtomicBool::new(false),
@@ -116,6 +120,10 @@ impl Gateway {
             Err(e) => log::error!(target: "mcprouter::gateway", "cannot start the session reaper: {e}"),
         }
         log::info!(target: "mcprouter::gateway", "serving MCP on http://{addr}{}", shared.settings.path);
+        if shared.settings.legacy_sse {
+            let s = &shared.settings;
+            log::info!(target: "mcprouter::gateway", "legacy HTTP+SSE on http://{addr}{} (messages: {})", s.sse_path, s.messages_path);
+        }
         Ok(Gateway {
             shared,
             addr,
@@ -135,9 +143,15 @@ impl Gateway {
         format!("http://{}{}", self.addr, self.shared.settings.path)
     }
 
-    /// Sessions open now.
+    /// The legacy HTTP+SSE stream's URL, `http://ADDR/SSE_PATH`, when that transport is on.
+    pub fn sse_url(&self) -> Option<String> {
+        let s = &self.shared.settings;
+        s.legacy_sse.then(|| format!("http://{}{}", self.addr, s.sse_path))
+    }
+
+    /// Sessions open now (Streamable HTTP and legacy SSE).
     pub fn session_count(&self) -> usize {
-        self.shared.sessions.len()
+        self.shared.sessions.len() + self.shared.legacy.len()
     }
 
     /// Connections open now.
@@ -163,7 +177,7 @@ impl Gateway {
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
         self.shared.conns.cut_idle();
         self.shared.conns.wait_empty(deadline);
-        for s in self.shared.sessions.take_all() {
+        for s in self.shared.sessions.take_all().into_iter().chain(self.shared.legacy.take_all()) {
             s.close();
             s.abort_streams();
         }

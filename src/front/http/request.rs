@@ -16,6 +16,8 @@ pub(crate) struct Request {
     pub method: String,
     /// The path, without the query.
     pub path: String,
+    /// The query, without the `?` (empty when there is none).
+    pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     /// HTTP/1.0, or `Connection: close`: the connection ends after the response.
@@ -26,6 +28,11 @@ impl Request {
     /// The first value of header `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The raw value of query parameter `name` (the first one), not percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
     }
 }
 
@@ -126,13 +133,15 @@ pub(crate) fn read_request(
 fn to_request(p: &httparse::Request<'_, '_>) -> Result<Request, ReadError> {
     let method = p.method.ok_or(ReadError::Bad("no method"))?.to_owned();
     let target = p.path.ok_or(ReadError::Bad("no target"))?;
-    let path = target.split(['?', '#']).next().unwrap_or_default().to_owned();
+    let target = target.split('#').next().unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let (path, query) = (path.to_owned(), query.to_owned());
     let mut headers = Vec::with_capacity(p.headers.len());
     for h in p.headers.iter() {
         let value = std::str::from_utf8(h.value).map_err(|_| ReadError::Bad("a header value is not UTF-8"))?;
         headers.push((h.name.to_ascii_lowercase(), value.trim().to_owned()));
     }
-    let mut req = Request { method, path, headers, body: Vec::new(), close: p.version == Some(0) };
+    let mut req = Request { method, path, query, headers, body: Vec::new(), close: p.version == Some(0) };
     if let Some(c) = req.header("connection") {
         if c.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")) {
             req.close = true;

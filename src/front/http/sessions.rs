@@ -84,6 +84,9 @@ pub(crate) struct HttpSession {
     last_used: Mutex<Instant>,
     replay_cap: usize,
     closed: AtomicBool,
+    /// A legacy HTTP+SSE session (`legacy_sse.rs`): every event, and every reply, goes on
+    /// its one stream.
+    legacy: bool,
 }
 
 /// Keeps a session busy (pump on, no expiry) while held.
@@ -98,6 +101,15 @@ impl Drop for Busy {
 
 impl HttpSession {
     pub fn new(id: String, session: Session, version: String, replay_cap: usize) -> Arc<HttpSession> {
+        Self::build(id, session, version, replay_cap, false)
+    }
+
+    /// A legacy HTTP+SSE session: no replay (the transport has no resumption).
+    pub fn new_legacy(id: String, session: Session) -> Arc<HttpSession> {
+        Self::build(id, session, "2024-11-05".into(), 0, true)
+    }
+
+    fn build(id: String, session: Session, version: String, replay_cap: usize, legacy: bool) -> Arc<HttpSession> {
         Arc::new(HttpSession {
             id,
             session,
@@ -109,6 +121,7 @@ impl HttpSession {
             last_used: Mutex::new(Instant::now()),
             replay_cap,
             closed: AtomicBool::new(false),
+            legacy,
         })
     }
 
@@ -163,6 +176,10 @@ impl HttpSession {
     }
 
     fn route(&self, ev: &str) {
+        if self.legacy {
+            self.legacy_send(ev);
+            return;
+        }
         let v: Value = serde_json::from_str(ev).unwrap_or(Value::Null);
         let method = v.get("method").and_then(Value::as_str).unwrap_or_default();
         let is_request = v.get("id").is_some() && !method.is_empty();
@@ -286,6 +303,37 @@ impl HttpSession {
             r.standalone = None;
         }
         stop_rx
+    }
+
+    /// Writes `message` on a legacy session's stream; a failed write forgets the stream
+    /// (its thread sees it closed and ends the session).
+    fn legacy_send(&self, message: &str) -> bool {
+        let sink = self.routing.lock().standalone.as_ref().map(|s| Arc::clone(&s.sink));
+        let Some(sink) = sink else { return false };
+        if sink.send(&sse_event(None, None, message)) {
+            return true;
+        }
+        self.close_standalone(&sink);
+        false
+    }
+
+    /// Installs a legacy session's stream and sends its first event, `first` (the
+    /// `endpoint`). False when the client is already gone.
+    pub fn open_legacy(&self, sink: &Arc<Sink>, first: &str) -> bool {
+        let (stop, _) = crossbeam_channel::bounded(1);
+        let _order = self.order.lock();
+        self.routing.lock().standalone = Some(Standalone { sink: Arc::clone(sink), stop });
+        sink.open_stream(Some(first))
+    }
+
+    /// Sends the reply of a legacy session's POST on its stream, after the events queued
+    /// before it. False when the stream is gone.
+    pub fn legacy_reply(&self, reply: &str) -> bool {
+        let _order = self.order.lock();
+        while let Ok(Some(ev)) = self.session.next_event(Duration::ZERO) {
+            self.route(&ev);
+        }
+        self.legacy_send(reply)
     }
 
     /// Forgets the GET stream `sink` if it is still the current one.
