@@ -192,8 +192,14 @@ impl Core {
 
     /// A new connection to `template`'s server for one session (`scope: session`), started
     /// and registered with the live backends (so cancels and relay answers find it); `None`
-    /// when `router.max_session_backends` are alive already or the router is closing.
-    pub(crate) fn start_session_backend(&self, template: &Backend, settings: &RouterSettings) -> Option<Arc<Backend>> {
+    /// when `router.max_session_backends` are alive already or the router is closing. What
+    /// it sends on its own goes to `session` (the hub knows it as its owner).
+    pub(crate) fn start_session_backend(
+        &self,
+        template: &Backend,
+        settings: &RouterSettings,
+        session: u64,
+    ) -> Option<Arc<Backend>> {
         let cap = settings.max_session_backends;
         let taken = self.session_backends.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1));
         if taken.is_err() || self.closed.load(Ordering::Acquire) {
@@ -204,6 +210,7 @@ impl Core {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let b = Arc::new(Backend::new(id, template.config.clone(), settings, Arc::clone(&self.hub)));
+        self.hub.own(id, session);
         self.live.write().push(Arc::clone(&b));
         b.start(Duration::from_millis(settings.init_timeout_ms));
         Some(b)

@@ -269,6 +269,9 @@ pub(crate) struct Hub {
     /// named by id here and everywhere in the hub: ids are never reused, so an entry made
     /// before a reload can never be taken for another backend after it.
     callers: Mutex<HashMap<(usize, u64), usize>>,
+    /// Backend id → the session it serves alone (`scope: session`): what such a backend
+    /// sends on its own can only be meant for that session.
+    owned: RwLock<HashMap<usize, u64>>,
     /// URI → backend the subscription went through → subscribed sessions. Exact URIs only.
     subscriptions: Mutex<HashMap<String, HashMap<usize, HashSet<u64>>>>,
     /// URIs whose subscription is being changed; see `subscription_gate`.
@@ -289,6 +292,7 @@ impl Hub {
             sessions: RwLock::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
             callers: Mutex::new(HashMap::new()),
+            owned: RwLock::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
             gates: Mutex::new(HashSet::new()),
             gate_free: Condvar::new(),
@@ -398,6 +402,9 @@ impl Hub {
     /// under `mcprouter serve`): nobody else could be meant, so nothing is withheld from it
     /// that a direct connection would have delivered.
     fn attribute(&self, backend: usize) -> Attribution {
+        if let Some(s) = self.owned.read().get(&backend) {
+            return Attribution::One(*s);
+        }
         match self.sole_caller(backend) {
             Attribution::Nobody => {
                 let sessions = self.sessions.read();
@@ -476,15 +483,21 @@ impl Hub {
         subs.iter().filter(|(_, m)| m.values().any(|s| s.contains(&session))).map(|(u, _)| u.clone()).collect()
     }
 
-    /// A reload removed `backend` and it has stopped: subscriptions made through it are
+    /// A reload removed `backend` (or its session ended) and it has stopped: subscriptions made through it are
     /// forgotten (its id is never reused, so they could only go stale), and the next
     /// subscriber to such a URI goes to whoever serves it now.
     pub(crate) fn backend_stopped(&self, backend: usize) {
+        self.owned.write().remove(&backend);
         let mut subs = self.subscriptions.lock();
         for per_backend in subs.values_mut() {
             per_backend.remove(&backend);
         }
         subs.retain(|_, m| !m.is_empty());
+    }
+
+    /// `backend` serves `session` alone (see `owned`), until it stops.
+    pub(crate) fn own(&self, backend: usize, session: u64) {
+        self.owned.write().insert(backend, session);
     }
 
     pub(crate) fn backend_down(&self, backend: usize) {

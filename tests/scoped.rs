@@ -146,3 +146,18 @@ fn the_config_rejects_an_unknown_scope_and_a_zero_cap() {
     let zero = config("max_session_backends: 0", &[scoped("x")]);
     assert!(Router::from_yaml(&zero).unwrap_err().to_string().contains("max_session_backends"));
 }
+
+/// What a per-session process sends with no call in flight is its session's alone: here a
+/// sampling request sent after its call returned, with a second session open (to which a
+/// shared backend's traffic could not be attributed either way).
+#[test]
+fn what_a_sessions_process_sends_on_its_own_reaches_that_session() {
+    let r = router("", &[format!("{}    scope: session\n", backend("mine", &["--hostile-tools"]))]);
+    let (a, b) = (r.session(Some("a")).unwrap(), r.session(Some("b")).unwrap());
+    initialize(&a, json!({"sampling": {}}));
+    initialize(&b, json!({"sampling": {}}));
+    tool_text(&a, "sample_later", json!({"prompt": "for a", "ms": 50})).expect("the call returns at once");
+    let asked = wait_event(&a, "sampling/createMessage", Duration::from_secs(30)).expect("a is asked");
+    assert!(asked.to_string().contains("for a"), "{asked}");
+    assert!(b.next_event(Duration::from_millis(0)).unwrap().is_none(), "b hears nothing of it");
+}

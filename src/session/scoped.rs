@@ -39,7 +39,7 @@ impl Session {
             }
         }
         // Under the session's lock: two calls of one session must not start two.
-        let Some(b) = self.router.core.start_session_backend(template, &v.config.router) else {
+        let Some(b) = self.router.core.start_session_backend(template, &v.config.router, self.shared.id) else {
             return Err(Out::error(
                 jsonrpc::BACKEND_UNAVAILABLE,
                 &format!(
