@@ -241,3 +241,21 @@ fn many_concurrent_sessions_with_a_bounded_thread_count() {
     g.shutdown(Duration::from_secs(1));
     router.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn tls_files_that_cannot_be_read_stop_the_start() {
+    let router = common::router("", &[common::backend("alpha", &[])]);
+    let mut s = GatewaySettings::default();
+    s.listen = Some("127.0.0.1:0".into());
+    s.tls = Some(mcprouter::config::gateway::TlsFiles::new("/nonexistent/cert.pem", "/nonexistent/key.pem"));
+    let e = Gateway::start(router.clone(), s.clone()).unwrap_err().to_string();
+    assert!(e.contains("gateway.tls.cert"), "{e}");
+    // A file that holds no certificate.
+    let empty = std::env::temp_dir().join(format!("mcprouter-gw-empty-{}.pem", std::process::id()));
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    s.tls = Some(mcprouter::config::gateway::TlsFiles::new(&empty, &empty));
+    let e = Gateway::start(router.clone(), s).unwrap_err().to_string();
+    assert!(e.contains("gateway.tls.cert") && e.contains("no certificate"), "{e}");
+    let _ = std::fs::remove_file(&empty);
+    router.shutdown(Duration::from_secs(1));
+}

@@ -2,13 +2,13 @@
 //! stream), DELETE (end the session), OPTIONS (CORS preflight), with the Streamable HTTP
 //! rules on headers, sessions and versions.
 
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::Shared;
+use super::conn::Conn;
 use super::request::Request;
 use super::response::{Headers, Sink, write_full};
 use super::sessions::{CallStream, HttpSession, SUPPORTED_VERSIONS, batches_allowed, new_session_id};
@@ -24,7 +24,7 @@ pub(crate) fn error_body(code: i64, message: &str) -> String {
 /// One request being answered, past the checks every endpoint shares.
 pub(crate) struct Ctx<'a> {
     pub shared: &'a Arc<Shared>,
-    pub stream: &'a mut TcpStream,
+    pub stream: &'a mut Conn,
     pub req: &'a Request,
     /// CORS headers, when the request's origin gets them.
     pub cors: Headers,
@@ -101,7 +101,7 @@ pub(crate) fn accepts(req: &Request, types: &[&str]) -> bool {
 }
 
 /// Answers one request on the connection; true when the connection may carry another.
-pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut TcpStream, req: &Request) -> bool {
+pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut Conn, req: &Request) -> bool {
     let checks = &shared.checks;
     let origin = req.header("origin");
     let cors = match checks.cors_for(origin) {

@@ -11,6 +11,7 @@
 //! [`Session`]: crate::Session
 
 mod checks;
+mod conn;
 mod legacy_sse;
 mod mcp;
 mod request;
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     router: Router,
     settings: GatewaySettings,
     checks: checks::Checks,
+    /// The TLS server config, when `settings.tls` is set.
+    tls: Option<Arc<rustls::ServerConfig>>,
     sessions: sessions::Table,
     /// Legacy HTTP+SSE sessions (`legacy_sse.rs`), one per open stream.
     legacy: sessions::Table,
@@ -77,6 +80,7 @@ impl Gateway {
             .clone()
             .ok_or_else(|| Error::Config("gateway.listen: an address to listen on is required".into()))?;
         let checks = checks::Checks::new(&settings, &router.config().clients)?;
+        let tls = settings.tls.as_ref().map(conn::server_config).transpose()?;
         let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&listen)
             .map_err(|e| Error::Config(format!("gateway.listen: cannot resolve {listen}: {e}")))?
             .collect();
@@ -98,6 +102,7 @@ impl Gateway {
             legacy: sessions::Table::new(settings.sse_stream_cap()),
             settings,
             checks,
+            tls,
             shutting: AtomicBool::new(false),
             shutdown_rx,
             conns: server::Connections::default(),
@@ -119,10 +124,11 @@ impl Gateway {
             Ok(h) => threads.push(h),
             Err(e) => log::error!(target: "mcprouter::gateway", "cannot start the session reaper: {e}"),
         }
-        log::info!(target: "mcprouter::gateway", "serving MCP on http://{addr}{}", shared.settings.path);
+        let scheme = if shared.tls.is_some() { "https" } else { "http" };
+        log::info!(target: "mcprouter::gateway", "serving MCP on {scheme}://{addr}{}", shared.settings.path);
         if shared.settings.legacy_sse {
             let s = &shared.settings;
-            log::info!(target: "mcprouter::gateway", "legacy HTTP+SSE on http://{addr}{} (messages: {})", s.sse_path, s.messages_path);
+            log::info!(target: "mcprouter::gateway", "legacy HTTP+SSE on {scheme}://{addr}{} (messages: {})", s.sse_path, s.messages_path);
         }
         Ok(Gateway {
             shared,
@@ -138,15 +144,20 @@ impl Gateway {
         self.addr
     }
 
-    /// The endpoint's URL, `http://ADDR/PATH`.
-    pub fn url(&self) -> String {
-        format!("http://{}{}", self.addr, self.shared.settings.path)
+    fn scheme(&self) -> &'static str {
+        if self.shared.tls.is_some() { "https" } else { "http" }
     }
 
-    /// The legacy HTTP+SSE stream's URL, `http://ADDR/SSE_PATH`, when that transport is on.
+    /// The endpoint's URL, `http://ADDR/PATH` (`https` with TLS).
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme(), self.addr, self.shared.settings.path)
+    }
+
+    /// The legacy HTTP+SSE stream's URL, `http://ADDR/SSE_PATH` (`https` with TLS), when
+    /// that transport is on.
     pub fn sse_url(&self) -> Option<String> {
         let s = &self.shared.settings;
-        s.legacy_sse.then(|| format!("http://{}{}", self.addr, s.sse_path))
+        s.legacy_sse.then(|| format!("{}://{}{}", self.scheme(), self.addr, s.sse_path))
     }
 
     /// Sessions open now (Streamable HTTP and legacy SSE).
