@@ -21,13 +21,16 @@ use crate::error::{Error, Result};
 type Tls = Arc<Mutex<StreamOwned<ServerConnection, TcpStream>>>;
 
 pub(crate) struct Conn {
-    tcp: TcpStream,
+    /// Shared by the clones: cloning costs no descriptor (`dup`) per response.
+    tcp: Arc<TcpStream>,
     tls: Option<Tls>,
+    /// The read timeout last set through this handle, so a read sets it only on a change.
+    read_timeout: Option<Duration>,
 }
 
 impl Conn {
     pub fn plain(tcp: TcpStream) -> Conn {
-        Conn { tcp, tls: None }
+        Conn { tcp: Arc::new(tcp), tls: None, read_timeout: None }
     }
 
     /// A TLS server connection over `tcp`; the handshake runs on the first read or write
@@ -35,11 +38,12 @@ impl Conn {
     pub fn tls(tcp: TcpStream, config: &Arc<ServerConfig>) -> io::Result<Conn> {
         let server = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
         let raw = tcp.try_clone()?;
-        Ok(Conn { tcp, tls: Some(Arc::new(Mutex::new(StreamOwned::new(server, raw)))) })
+        let tls = Some(Arc::new(Mutex::new(StreamOwned::new(server, raw))));
+        Ok(Conn { tcp: Arc::new(tcp), tls, read_timeout: None })
     }
 
     pub fn try_clone(&self) -> io::Result<Conn> {
-        Ok(Conn { tcp: self.tcp.try_clone()?, tls: self.tls.clone() })
+        Ok(Conn { tcp: Arc::clone(&self.tcp), tls: self.tls.clone(), read_timeout: None })
     }
 
     /// The TCP socket (timeouts, `peek`, shutdown).
@@ -47,8 +51,17 @@ impl Conn {
         &self.tcp
     }
 
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.tcp.set_read_timeout(t)
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        // Only whole milliseconds matter to a read deadline; a change below that is noise.
+        let same = match (self.read_timeout, t) {
+            (Some(a), Some(b)) => a.as_millis() == b.as_millis(),
+            _ => false,
+        };
+        if !same {
+            self.tcp.set_read_timeout(t)?;
+            self.read_timeout = t;
+        }
+        Ok(())
     }
 
     /// Closes both directions (after a TLS `close_notify`, when it can be sent at once).
@@ -76,7 +89,7 @@ impl Conn {
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &self.tls {
-            None => self.tcp.read(buf),
+            None => (&*self.tcp).read(buf),
             Some(t) => t.lock().read(buf),
         }
     }
@@ -85,14 +98,14 @@ impl Read for Conn {
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &self.tls {
-            None => self.tcp.write(buf),
+            None => (&*self.tcp).write(buf),
             Some(t) => t.lock().write(buf),
         }
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match &self.tls {
-            None => self.tcp.write_all(buf),
+            None => (&*self.tcp).write_all(buf),
             // One lock for the whole buffer and its flush: no other writer slips in.
             Some(t) => {
                 let mut s = t.lock();
@@ -104,7 +117,7 @@ impl Write for Conn {
 
     fn flush(&mut self) -> io::Result<()> {
         match &self.tls {
-            None => self.tcp.flush(),
+            None => (&*self.tcp).flush(),
             Some(t) => t.lock().flush(),
         }
     }

@@ -83,7 +83,12 @@ impl Ctx<'_> {
 /// A rate-limited reply (one request, refused with -32006) as HTTP 429 with
 /// `Retry-After` in whole seconds, when nothing was streamed yet; else the usual answer.
 fn finish(sink: &Sink, reply: &str) -> bool {
-    let limited = serde_json::from_str::<Value>(reply).ok().filter(|v| v["error"]["code"] == jsonrpc::RATE_LIMITED);
+    // Most replies are not refusals: look for the code before parsing anything.
+    let maybe = reply.contains("-32006");
+    let limited = maybe
+        .then(|| serde_json::from_str::<Value>(reply).ok())
+        .flatten()
+        .filter(|v| v["error"]["code"] == jsonrpc::RATE_LIMITED);
     if let Some(v) = limited {
         let ms = v["error"]["data"]["retryAfterMs"].as_u64().unwrap_or(1000);
         let secs = ms.div_ceil(1000).max(1);
