@@ -5,8 +5,9 @@
 //!
 //! Threads: `mcprouter-gw-accept` (the listener), at most `max_connections`
 //! `mcprouter-gw` connection workers (`server.rs`), one `mcprouter-gw-pump` per session
-//! with a request in flight or a GET stream open (`sessions.rs`), and `mcprouter-gw-reaper`
-//! (idle sessions). No thread per client beyond those caps.
+//! with a request in flight or a stream open, at most `max_connections` of them
+//! (`sessions.rs`), and `mcprouter-gw-reaper` (idle sessions). No thread per client beyond
+//! those caps.
 //!
 //! [`Session`]: crate::Session
 
@@ -41,6 +42,8 @@ pub(crate) struct Shared {
     sessions: sessions::Table,
     /// Legacy HTTP+SSE sessions (`legacy_sse.rs`), one per open stream.
     legacy: sessions::Table,
+    /// The cap on event pump threads, shared by both tables.
+    pumps: Arc<sessions::PumpSlots>,
     shutting: AtomicBool,
     /// Disconnected at shutdown: wakes every GET stream.
     shutdown_rx: Receiver<()>,
@@ -96,10 +99,12 @@ impl Gateway {
             TcpListener::bind(&addrs[..]).map_err(|e| Error::Io(format!("cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
+        let pumps = sessions::PumpSlots::new(settings.max_connections);
         let shared = Arc::new(Shared {
             router,
-            sessions: sessions::Table::new(settings.max_sessions),
-            legacy: sessions::Table::new(settings.sse_stream_cap()),
+            sessions: sessions::Table::new(settings.max_sessions, Arc::clone(&pumps)),
+            legacy: sessions::Table::new(settings.sse_stream_cap(), Arc::clone(&pumps)),
+            pumps,
             settings,
             checks,
             tls,
@@ -173,6 +178,11 @@ impl Gateway {
     /// Connection worker threads alive now (at most `max_connections`).
     pub fn worker_threads(&self) -> usize {
         self.shared.workers.load(Ordering::Acquire)
+    }
+
+    /// Event pump threads alive now (at most `max_connections`).
+    pub fn pump_threads(&self) -> usize {
+        self.shared.pumps.alive()
     }
 
     /// Stops accepting, ends the GET streams, lets calls in flight finish for up to

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 
 use super::response::{Sink, sse_event};
@@ -33,6 +33,41 @@ pub(crate) fn batches_allowed(version: &str) -> bool {
 
 /// How long the pump waits for an event before it looks at its calls' connections.
 const PUMP_TICK: Duration = Duration::from_millis(200);
+
+/// The gateway's cap on pump threads. A session's pump runs while the session is busy,
+/// and every busy session holds a connection thread (a POST in flight or a stream open),
+/// so `max_connections` pumps are enough; past the cap, a new pump waits for one that is
+/// only lingering (its session no longer busy; it ends within a tick). Without the cap a
+/// burst of short requests over many sessions would leave a pump per session behind.
+pub(crate) struct PumpSlots {
+    alive: Mutex<usize>,
+    cap: usize,
+    freed: Condvar,
+}
+
+impl PumpSlots {
+    pub fn new(cap: usize) -> Arc<PumpSlots> {
+        Arc::new(PumpSlots { alive: Mutex::new(0), cap: cap.max(1), freed: Condvar::new() })
+    }
+
+    fn take(&self) {
+        let mut alive = self.alive.lock();
+        while *alive >= self.cap {
+            self.freed.wait_for(&mut alive, PUMP_TICK);
+        }
+        *alive += 1;
+    }
+
+    fn give_back(&self) {
+        *self.alive.lock() -= 1;
+        self.freed.notify_one();
+    }
+
+    /// Pump threads alive now.
+    pub fn alive(&self) -> usize {
+        *self.alive.lock()
+    }
+}
 
 /// One POST whose request is in flight.
 pub(crate) struct CallStream {
@@ -87,6 +122,8 @@ pub(crate) struct HttpSession {
     /// A legacy HTTP+SSE session (`legacy_sse.rs`): every event, and every reply, goes on
     /// its one stream.
     legacy: bool,
+    /// The gateway's pump cap, given by the table the session joins.
+    slots: std::sync::OnceLock<Arc<PumpSlots>>,
 }
 
 /// Keeps a session busy (pump on, no expiry) while held.
@@ -122,6 +159,7 @@ impl HttpSession {
             replay_cap,
             closed: AtomicBool::new(false),
             legacy,
+            slots: std::sync::OnceLock::new(),
         })
     }
 
@@ -134,14 +172,26 @@ impl HttpSession {
         *self.last_used.lock() = Instant::now();
         self.interest.fetch_add(1, Ordering::AcqRel);
         if !self.pump_running.swap(true, Ordering::AcqRel) {
+            let slots = self.slots.get().cloned();
+            if let Some(s) = &slots {
+                s.take();
+            }
             let me = Arc::clone(self);
             let spawned = std::thread::Builder::new()
                 .name("mcprouter-gw-pump".into())
                 .stack_size(256 * 1024)
-                .spawn(move || me.pump());
+                .spawn(move || {
+                    me.pump();
+                    if let Some(s) = slots {
+                        s.give_back();
+                    }
+                });
             if spawned.is_err() {
                 // Events wait in the router's queue until a later request starts a pump.
                 self.pump_running.store(false, Ordering::Release);
+                if let Some(s) = self.slots.get() {
+                    s.give_back();
+                }
             }
         }
         Busy(Arc::clone(self))
@@ -377,15 +427,17 @@ impl HttpSession {
 pub(crate) struct Table {
     map: RwLock<HashMap<String, Arc<HttpSession>>>,
     max: usize,
+    slots: Arc<PumpSlots>,
 }
 
 impl Table {
-    pub fn new(max: usize) -> Table {
-        Table { map: RwLock::new(HashMap::new()), max }
+    pub fn new(max: usize, slots: Arc<PumpSlots>) -> Table {
+        Table { map: RwLock::new(HashMap::new()), max, slots }
     }
 
-    /// Adds a session; false when the table is full.
+    /// Adds a session (under the table's pump cap); false when the table is full.
     pub fn insert(&self, s: Arc<HttpSession>) -> bool {
+        let _ = s.slots.set(Arc::clone(&self.slots));
         let mut m = self.map.write();
         if m.len() >= self.max {
             return false;
