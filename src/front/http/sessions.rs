@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
 use super::response::{Sink, sse_event};
@@ -36,36 +36,66 @@ const PUMP_TICK: Duration = Duration::from_millis(200);
 
 /// The gateway's cap on pump threads. A session's pump runs while the session is busy,
 /// and every busy session holds a connection thread (a POST in flight or a stream open),
-/// so `max_connections` pumps are enough; past the cap, a new pump waits for one that is
-/// only lingering (its session no longer busy; it ends within a tick). Without the cap a
-/// burst of short requests over many sessions would leave a pump per session behind.
+/// so `max_connections` pumps are enough. A pump lingers up to a tick after its session's
+/// last request; past the cap, a session that needs one is queued, and the next pump to
+/// find its own session idle takes it over instead of ending. Nobody blocks on the cap:
+/// a call is answered without its pump (its result is written after the events queued
+/// before it, by the thread that ran it), so only events during a call (progress,
+/// sampling) may wait up to a tick, and only when the cap is reached.
 pub(crate) struct PumpSlots {
-    alive: Mutex<usize>,
+    state: Mutex<Slots>,
     cap: usize,
-    freed: Condvar,
+}
+
+#[derive(Default)]
+struct Slots {
+    alive: usize,
+    queued: VecDeque<Arc<HttpSession>>,
 }
 
 impl PumpSlots {
     pub fn new(cap: usize) -> Arc<PumpSlots> {
-        Arc::new(PumpSlots { alive: Mutex::new(0), cap: cap.max(1), freed: Condvar::new() })
+        Arc::new(PumpSlots { state: Mutex::new(Slots::default()), cap: cap.max(1) })
     }
 
-    fn take(&self) {
-        let mut alive = self.alive.lock();
-        while *alive >= self.cap {
-            self.freed.wait_for(&mut alive, PUMP_TICK);
+    /// Runs `session`'s pump: on a new thread while under the cap, else later on the next
+    /// pump thread that frees up.
+    fn start(self: &Arc<Self>, session: Arc<HttpSession>) {
+        {
+            let mut st = self.state.lock();
+            if st.alive >= self.cap {
+                st.queued.push_back(session);
+                return;
+            }
+            st.alive += 1;
         }
-        *alive += 1;
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("mcprouter-gw-pump".into())
+            .stack_size(256 * 1024)
+            .spawn(move || me.run(session));
+        if let Err(e) = spawned {
+            log::error!(target: "mcprouter::gateway", "cannot start an event pump: {e}");
+            self.state.lock().alive -= 1;
+        }
     }
 
-    fn give_back(&self) {
-        *self.alive.lock() -= 1;
-        self.freed.notify_one();
+    /// A pump thread: pumps its session until idle, then the queued ones.
+    fn run(&self, first: Arc<HttpSession>) {
+        let mut next = Some(first);
+        while let Some(session) = next {
+            session.pump();
+            let mut st = self.state.lock();
+            next = st.queued.pop_front();
+            if next.is_none() {
+                st.alive -= 1;
+            }
+        }
     }
 
     /// Pump threads alive now.
     pub fn alive(&self) -> usize {
-        *self.alive.lock()
+        self.state.lock().alive
     }
 }
 
@@ -172,26 +202,10 @@ impl HttpSession {
         *self.last_used.lock() = Instant::now();
         self.interest.fetch_add(1, Ordering::AcqRel);
         if !self.pump_running.swap(true, Ordering::AcqRel) {
-            let slots = self.slots.get().cloned();
-            if let Some(s) = &slots {
-                s.take();
-            }
-            let me = Arc::clone(self);
-            let spawned = std::thread::Builder::new()
-                .name("mcprouter-gw-pump".into())
-                .stack_size(256 * 1024)
-                .spawn(move || {
-                    me.pump();
-                    if let Some(s) = slots {
-                        s.give_back();
-                    }
-                });
-            if spawned.is_err() {
-                // Events wait in the router's queue until a later request starts a pump.
-                self.pump_running.store(false, Ordering::Release);
-                if let Some(s) = self.slots.get() {
-                    s.give_back();
-                }
+            match self.slots.get() {
+                Some(slots) => slots.start(Arc::clone(self)),
+                // Not in a table (cannot happen for a served session): a pump of its own.
+                None => PumpSlots::new(1).start(Arc::clone(self)),
             }
         }
         Busy(Arc::clone(self))
