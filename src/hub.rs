@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -148,8 +148,12 @@ impl SessionShared {
         if self.closed.load(Ordering::Acquire) {
             return false;
         }
-        let room = !log || self.events_tx.len() < LOG_SHARE;
-        if room && self.events_tx.try_send(event).is_ok() {
+        // The channel is unbounded so an idle session costs no preallocated queue (a
+        // bounded one holds all EVENT_QUEUE slots from the start: 128 KiB per session);
+        // this check is the bound. Concurrent pushers may pass it together, which
+        // overshoots by at most one event each.
+        let room = self.events_tx.len() < if log { LOG_SHARE } else { EVENT_QUEUE };
+        if room && self.events_tx.send(event).is_ok() {
             return true;
         }
         let report = self.drops.lock().note(log, Instant::now());
@@ -306,7 +310,7 @@ impl Hub {
 
     pub(crate) fn open_session(&self, client_id: Option<&str>) -> Arc<SessionShared> {
         let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let (events_tx, events_rx) = bounded(EVENT_QUEUE);
+        let (events_tx, events_rx) = unbounded();
         let s = Arc::new(SessionShared {
             id,
             client_id: client_id.map_or_else(|| format!("session-{id}"), str::to_owned),
@@ -717,7 +721,7 @@ mod tests {
     use serde_json::json;
 
     fn hub() -> Arc<Hub> {
-        let (tx, _rx) = bounded(4);
+        let (tx, _rx) = crossbeam_channel::bounded(4);
         Arc::new(Hub::new(tx))
     }
 

@@ -241,3 +241,51 @@ fn many_concurrent_sessions_with_a_bounded_thread_count() {
     g.shutdown(Duration::from_secs(1));
     router.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn tls_files_that_cannot_be_read_stop_the_start() {
+    let router = common::router("", &[common::backend("alpha", &[])]);
+    let mut s = GatewaySettings::default();
+    s.listen = Some("127.0.0.1:0".into());
+    s.tls = Some(mcprouter::config::gateway::TlsFiles::new("/nonexistent/cert.pem", "/nonexistent/key.pem"));
+    let e = Gateway::start(router.clone(), s.clone()).unwrap_err().to_string();
+    assert!(e.contains("gateway.tls.cert"), "{e}");
+    // A file that holds no certificate.
+    let empty = std::env::temp_dir().join(format!("mcprouter-gw-empty-{}.pem", std::process::id()));
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    s.tls = Some(mcprouter::config::gateway::TlsFiles::new(&empty, &empty));
+    let e = Gateway::start(router.clone(), s).unwrap_err().to_string();
+    assert!(e.contains("gateway.tls.cert") && e.contains("no certificate"), "{e}");
+    let _ = std::fs::remove_file(&empty);
+    router.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_client_that_does_not_read_is_cut_off_and_others_go_on() {
+    let (router, g) = gateway("write_timeout_ms: 300\n");
+    let a = g.addr();
+    let slow = initialize(a);
+    // A 12 MB result to a client that never reads: more than the sockets' buffers hold.
+    let call = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"huge","arguments":{"bytes":12000000}}}"#;
+    let mut stalled = TcpStream::connect(a).unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {a}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMcp-Session-Id: {slow}\r\nContent-Length: {}\r\n\r\n{call}",
+        call.len()
+    );
+    stalled.write_all(head.as_bytes()).unwrap();
+    // Another session is served meanwhile.
+    let other = initialize(a);
+    assert_eq!(post(a, Some(&other), r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#).status, 200);
+    // The write makes no progress for write_timeout_ms: the gateway drops that connection
+    // (the helpers' own connections close after each answer).
+    while g.connection_count() > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut got = Vec::new();
+    let _ = stalled.read_to_end(&mut got);
+    assert!(got.len() < 12_000_000, "the answer was cut ({} bytes arrived)", got.len());
+    // The slow client's session itself is still there for its next request.
+    assert_eq!(post(a, Some(&slow), r#"{"jsonrpc":"2.0","id":6,"method":"ping"}"#).status, 200);
+    g.shutdown(Duration::from_secs(1));
+    router.shutdown(Duration::from_secs(1));
+}

@@ -62,6 +62,24 @@ impl TokenRef {
     }
 }
 
+/// The gateway's certificate and key (`gateway.tls`): it serves HTTPS with them.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TlsFiles {
+    /// The certificate chain, PEM, the server's own certificate first.
+    pub cert: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The files at `cert` and `key`.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> TlsFiles {
+        TlsFiles { cert: cert.into(), key: key.into() }
+    }
+}
+
 /// Settings of the HTTP front door. Every field has a default, so `gateway: {}` serves
 /// loopback on `/mcp` once a listen address is given (here or on the command line).
 #[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -95,6 +113,9 @@ pub struct GatewaySettings {
     pub allowed_origins: Vec<String>,
     /// Origins given CORS headers (browser clients). Empty: CORS is off.
     pub cors_origins: Vec<String>,
+    /// Serve HTTPS with this certificate and key (`--tls-cert`, `--tls-key`). Absent:
+    /// plain HTTP.
+    pub tls: Option<TlsFiles>,
     /// Bearer tokens, as references. Empty: no authentication, and only a loopback
     /// address may be bound.
     pub tokens: Vec<TokenRef>,
@@ -135,6 +156,7 @@ impl Default for GatewaySettings {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             cors_origins: Vec::new(),
+            tls: None,
             tokens: Vec::new(),
             max_connections: 256,
             max_sessions: 1024,
@@ -210,6 +232,14 @@ pub(super) fn validate(g: &GatewaySettings, at: Locator<'_>) -> Result<()> {
     {
         return Err(err("listen", "must be HOST:PORT"));
     }
+    if let Some(t) = &g.tls {
+        if t.cert.as_os_str().is_empty() {
+            return Err(err("tls.cert", "must name a PEM file"));
+        }
+        if t.key.as_os_str().is_empty() {
+            return Err(err("tls.key", "must name a PEM file"));
+        }
+    }
     for (i, t) in g.tokens.iter().enumerate() {
         match (&t.env, &t.file) {
             (Some(n), None) if !n.is_empty() => {}
@@ -269,6 +299,8 @@ mod tests {
             "tokens: [{token: abc}]",
             "tokens: [{env: A, file: /b}]",
             "tokens: [{}]",
+            "tls: {cert: /c}",
+            "tls: {cert: '', key: /k}",
             "path: mcp",
             "sse_path: /mcp",
             "messages_path: sse",

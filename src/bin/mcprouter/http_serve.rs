@@ -34,6 +34,9 @@ pub fn run<M>(
     if let Some(p) = &o.messages_path {
         settings.messages_path = p.clone();
     }
+    if let (Some(cert), Some(key)) = (&o.tls_cert, &o.tls_key) {
+        settings.tls = Some(mcprouter::config::gateway::TlsFiles::new(cert, key));
+    }
     if let Err(e) = settings.validate() {
         log::error!(target: "mcprouter", "mcprouter serve: {e}");
         return 2;

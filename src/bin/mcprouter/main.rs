@@ -26,6 +26,7 @@ commands:
         [--http 127.0.0.1:PORT [--path /mcp]]  serve Streamable HTTP (gateway mode) instead
                                             of stdio; see the config's gateway: section
         [--sse-path /sse] [--messages-path /messages]  the legacy HTTP+SSE endpoints' paths
+        [--tls-cert CERT.pem --tls-key KEY.pem]       serve HTTPS
         [--watch]                           reload when FILE changes (SIGHUP always reloads)
         [--client NAME]                     on stdio, serve as this configured client
   check --config FILE     start every backend, print a status table, exit 1 if any failed

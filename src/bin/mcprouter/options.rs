@@ -31,6 +31,10 @@ pub struct Options {
     pub sse_path: Option<String>,
     /// `serve --http` only: the legacy SSE message path (default: the config's, else `/messages`).
     pub messages_path: Option<String>,
+    /// `serve --http` only: serve HTTPS with this certificate chain (PEM); needs `--tls-key`.
+    pub tls_cert: Option<String>,
+    /// `serve --http` only: the private key (PEM) of `--tls-cert`.
+    pub tls_key: Option<String>,
     /// `serve` only: reload when the config file changes (SIGHUP always reloads).
     pub watch: bool,
     /// `serve` on stdio only: the client identity to serve as (overrides `serve_client`).
@@ -50,6 +54,8 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
         path: None,
         sse_path: None,
         messages_path: None,
+        tls_cert: None,
+        tls_key: None,
         watch: false,
         client: None,
     };
@@ -72,14 +78,20 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Options, String> {
             ("--path", "serve") => o.path = Some(value()?),
             ("--sse-path", "serve") => o.sse_path = Some(value()?),
             ("--messages-path", "serve") => o.messages_path = Some(value()?),
+            ("--tls-cert", "serve") => o.tls_cert = Some(value()?),
+            ("--tls-key", "serve") => o.tls_key = Some(value()?),
             ("--watch", "serve") if inline.is_none() => o.watch = true,
             ("--client", "serve") => o.client = Some(value()?),
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }
     o.config = config.ok_or("--config FILE is required")?;
-    if (o.path.is_some() || o.sse_path.is_some() || o.messages_path.is_some()) && o.http.is_none() {
-        return Err("--path, --sse-path and --messages-path need --http".into());
+    let http_only = [&o.path, &o.sse_path, &o.messages_path, &o.tls_cert, &o.tls_key];
+    if http_only.iter().any(|f| f.is_some()) && o.http.is_none() {
+        return Err("--path, --sse-path, --messages-path, --tls-cert and --tls-key need --http".into());
+    }
+    if o.tls_cert.is_some() != o.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
     }
     if o.client.is_some() && o.http.is_some() {
         return Err("--client is for stdio: the gateway knows its clients by their credentials".into());
@@ -205,6 +217,10 @@ mod tests {
         assert!(parse("serve", &args(&["-c", "f", "--sse-path", "/x"])).is_err());
         let o = parse("serve", &args(&["-c", "f", "--http", "h:1", "--sse-path", "/e", "--messages-path=/m"])).unwrap();
         assert_eq!((o.sse_path.as_deref(), o.messages_path.as_deref()), (Some("/e"), Some("/m")));
+        assert!(parse("serve", &args(&["-c", "f", "--http", "h:1", "--tls-cert", "c.pem"])).is_err());
+        assert!(parse("serve", &args(&["-c", "f", "--tls-cert", "c.pem", "--tls-key", "k.pem"])).is_err());
+        let o = parse("serve", &args(&["-c", "f", "--http", "h:1", "--tls-cert", "c", "--tls-key", "k"])).unwrap();
+        assert_eq!((o.tls_cert.as_deref(), o.tls_key.as_deref()), (Some("c"), Some("k")));
         assert!(parse("check", &args(&["-c", "f", "--http", "127.0.0.1:0"])).is_err());
     }
 }

@@ -16,7 +16,6 @@
 //! answer) before that reply exists, and must not queue that POST on a connection whose
 //! thread is waiting.
 
-use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -163,7 +162,7 @@ fn message(cx: &mut Ctx<'_>) -> bool {
         return false;
     }
     // The client has its whole answer: free its connection now (see the module doc).
-    let _ = cx.stream.shutdown(Shutdown::Both);
+    cx.stream.shutdown();
     if let Ok(Some(reply)) = hs.session.handle(text) {
         hs.legacy_reply(&reply);
     }

@@ -2,13 +2,13 @@
 //! stream), DELETE (end the session), OPTIONS (CORS preflight), with the Streamable HTTP
 //! rules on headers, sessions and versions.
 
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::Shared;
+use super::conn::Conn;
 use super::request::Request;
 use super::response::{Headers, Sink, write_full};
 use super::sessions::{CallStream, HttpSession, SUPPORTED_VERSIONS, batches_allowed, new_session_id};
@@ -24,7 +24,7 @@ pub(crate) fn error_body(code: i64, message: &str) -> String {
 /// One request being answered, past the checks every endpoint shares.
 pub(crate) struct Ctx<'a> {
     pub shared: &'a Arc<Shared>,
-    pub stream: &'a mut TcpStream,
+    pub stream: &'a mut Conn,
     pub req: &'a Request,
     /// CORS headers, when the request's origin gets them.
     pub cors: Headers,
@@ -83,7 +83,12 @@ impl Ctx<'_> {
 /// A rate-limited reply (one request, refused with -32006) as HTTP 429 with
 /// `Retry-After` in whole seconds, when nothing was streamed yet; else the usual answer.
 fn finish(sink: &Sink, reply: &str) -> bool {
-    let limited = serde_json::from_str::<Value>(reply).ok().filter(|v| v["error"]["code"] == jsonrpc::RATE_LIMITED);
+    // Most replies are not refusals: look for the code before parsing anything.
+    let maybe = reply.contains("-32006");
+    let limited = maybe
+        .then(|| serde_json::from_str::<Value>(reply).ok())
+        .flatten()
+        .filter(|v| v["error"]["code"] == jsonrpc::RATE_LIMITED);
     if let Some(v) = limited {
         let ms = v["error"]["data"]["retryAfterMs"].as_u64().unwrap_or(1000);
         let secs = ms.div_ceil(1000).max(1);
@@ -101,7 +106,7 @@ pub(crate) fn accepts(req: &Request, types: &[&str]) -> bool {
 }
 
 /// Answers one request on the connection; true when the connection may carry another.
-pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut TcpStream, req: &Request) -> bool {
+pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut Conn, req: &Request) -> bool {
     let checks = &shared.checks;
     let origin = req.header("origin");
     let cors = match checks.cors_for(origin) {

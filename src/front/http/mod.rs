@@ -5,12 +5,14 @@
 //!
 //! Threads: `mcprouter-gw-accept` (the listener), at most `max_connections`
 //! `mcprouter-gw` connection workers (`server.rs`), one `mcprouter-gw-pump` per session
-//! with a request in flight or a GET stream open (`sessions.rs`), and `mcprouter-gw-reaper`
-//! (idle sessions). No thread per client beyond those caps.
+//! with a request in flight or a stream open, at most `max_connections` of them
+//! (`sessions.rs`), and `mcprouter-gw-reaper` (idle sessions). No thread per client beyond
+//! those caps.
 //!
 //! [`Session`]: crate::Session
 
 mod checks;
+mod conn;
 mod legacy_sse;
 mod mcp;
 mod request;
@@ -35,9 +37,13 @@ pub(crate) struct Shared {
     router: Router,
     settings: GatewaySettings,
     checks: checks::Checks,
+    /// The TLS server config, when `settings.tls` is set.
+    tls: Option<Arc<rustls::ServerConfig>>,
     sessions: sessions::Table,
     /// Legacy HTTP+SSE sessions (`legacy_sse.rs`), one per open stream.
     legacy: sessions::Table,
+    /// The cap on event pump threads, shared by both tables.
+    pumps: Arc<sessions::PumpSlots>,
     shutting: AtomicBool,
     /// Disconnected at shutdown: wakes every GET stream.
     shutdown_rx: Receiver<()>,
@@ -77,6 +83,7 @@ impl Gateway {
             .clone()
             .ok_or_else(|| Error::Config("gateway.listen: an address to listen on is required".into()))?;
         let checks = checks::Checks::new(&settings, &router.config().clients)?;
+        let tls = settings.tls.as_ref().map(conn::server_config).transpose()?;
         let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&listen)
             .map_err(|e| Error::Config(format!("gateway.listen: cannot resolve {listen}: {e}")))?
             .collect();
@@ -92,12 +99,15 @@ impl Gateway {
             TcpListener::bind(&addrs[..]).map_err(|e| Error::Io(format!("cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
+        let pumps = sessions::PumpSlots::new(settings.max_connections);
         let shared = Arc::new(Shared {
             router,
-            sessions: sessions::Table::new(settings.max_sessions),
-            legacy: sessions::Table::new(settings.sse_stream_cap()),
+            sessions: sessions::Table::new(settings.max_sessions, Arc::clone(&pumps)),
+            legacy: sessions::Table::new(settings.sse_stream_cap(), Arc::clone(&pumps)),
+            pumps,
             settings,
             checks,
+            tls,
             shutting: AtomicBool::new(false),
             shutdown_rx,
             conns: server::Connections::default(),
@@ -119,10 +129,11 @@ impl Gateway {
             Ok(h) => threads.push(h),
             Err(e) => log::error!(target: "mcprouter::gateway", "cannot start the session reaper: {e}"),
         }
-        log::info!(target: "mcprouter::gateway", "serving MCP on http://{addr}{}", shared.settings.path);
+        let scheme = if shared.tls.is_some() { "https" } else { "http" };
+        log::info!(target: "mcprouter::gateway", "serving MCP on {scheme}://{addr}{}", shared.settings.path);
         if shared.settings.legacy_sse {
             let s = &shared.settings;
-            log::info!(target: "mcprouter::gateway", "legacy HTTP+SSE on http://{addr}{} (messages: {})", s.sse_path, s.messages_path);
+            log::info!(target: "mcprouter::gateway", "legacy HTTP+SSE on {scheme}://{addr}{} (messages: {})", s.sse_path, s.messages_path);
         }
         Ok(Gateway {
             shared,
@@ -138,15 +149,20 @@ impl Gateway {
         self.addr
     }
 
-    /// The endpoint's URL, `http://ADDR/PATH`.
-    pub fn url(&self) -> String {
-        format!("http://{}{}", self.addr, self.shared.settings.path)
+    fn scheme(&self) -> &'static str {
+        if self.shared.tls.is_some() { "https" } else { "http" }
     }
 
-    /// The legacy HTTP+SSE stream's URL, `http://ADDR/SSE_PATH`, when that transport is on.
+    /// The endpoint's URL, `http://ADDR/PATH` (`https` with TLS).
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme(), self.addr, self.shared.settings.path)
+    }
+
+    /// The legacy HTTP+SSE stream's URL, `http://ADDR/SSE_PATH` (`https` with TLS), when
+    /// that transport is on.
     pub fn sse_url(&self) -> Option<String> {
         let s = &self.shared.settings;
-        s.legacy_sse.then(|| format!("http://{}{}", self.addr, s.sse_path))
+        s.legacy_sse.then(|| format!("{}://{}{}", self.scheme(), self.addr, s.sse_path))
     }
 
     /// Sessions open now (Streamable HTTP and legacy SSE).
@@ -162,6 +178,11 @@ impl Gateway {
     /// Connection worker threads alive now (at most `max_connections`).
     pub fn worker_threads(&self) -> usize {
         self.shared.workers.load(Ordering::Acquire)
+    }
+
+    /// Event pump threads alive now (at most `max_connections`).
+    pub fn pump_threads(&self) -> usize {
+        self.shared.pumps.alive()
     }
 
     /// Stops accepting, ends the GET streams, lets calls in flight finish for up to

@@ -2,7 +2,7 @@
 //! by `Content-Length` or chunked, both under one deadline and one size cap.
 
 use std::io::{self, Read};
-use std::net::TcpStream;
+use super::conn::Conn;
 use std::time::{Duration, Instant};
 
 /// Largest request head (request line and headers).
@@ -61,7 +61,7 @@ pub(crate) struct Carry(Vec<u8>);
 /// Reads one request. `first_wait` bounds the wait for its first byte (keep-alive idle);
 /// from then on the whole request must arrive within `read_timeout`.
 pub(crate) fn read_request(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     carry: &mut Carry,
     first_wait: Duration,
     read_timeout: Duration,
@@ -153,7 +153,7 @@ fn to_request(p: &httparse::Request<'_, '_>) -> Result<Request, ReadError> {
 }
 
 /// Reads what is available (at most up to `limit` bytes in `buf`) within `wait`; 0 at EOF.
-fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>, wait: Duration, limit: usize) -> Result<usize, ReadError> {
+fn read_some(stream: &mut Conn, buf: &mut Vec<u8>, wait: Duration, limit: usize) -> Result<usize, ReadError> {
     if wait.is_zero() {
         return Err(ReadError::Timeout);
     }
@@ -177,14 +177,14 @@ fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>, wait: Duration, limit: u
 
 /// Decodes a chunked body; returns it and the bytes after it.
 fn read_chunked(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     mut buf: Vec<u8>,
     deadline: Instant,
     max_body: usize,
 ) -> Result<(Vec<u8>, Vec<u8>), ReadError> {
     let mut body = Vec::new();
     let mut pos = 0;
-    let more = |stream: &mut TcpStream, buf: &mut Vec<u8>| -> Result<(), ReadError> {
+    let more = |stream: &mut Conn, buf: &mut Vec<u8>| -> Result<(), ReadError> {
         let left = deadline.saturating_duration_since(Instant::now());
         let cap = buf.len() + 64 * 1024;
         if read_some(stream, buf, left, cap)? == 0 {

@@ -4,9 +4,11 @@
 //! next request once the stream ends.
 
 use std::io::{self, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 
 use parking_lot::Mutex;
+
+use super::conn::Conn;
 
 /// Headers added to a response beyond the fixed ones (session id, CORS, `Allow`, ...).
 pub(crate) type Headers = Vec<(&'static str, String)>;
@@ -59,7 +61,7 @@ fn head(status: u16, headers: &Headers, content_type: Option<&str>, length: Opti
 
 /// Writes a whole response.
 pub(crate) fn write_full(
-    stream: &mut TcpStream,
+    stream: &mut impl Write,
     status: u16,
     headers: &Headers,
     content_type: Option<&str>,
@@ -111,7 +113,7 @@ enum Mode {
 }
 
 struct State {
-    stream: TcpStream,
+    stream: Conn,
     mode: Mode,
 }
 
@@ -126,7 +128,7 @@ pub(crate) struct Sink {
 
 impl Sink {
     /// `stream` is a clone of the connection's socket; `headers` go on the response head.
-    pub fn new(stream: TcpStream, headers: Headers) -> Sink {
+    pub fn new(stream: Conn, headers: Headers) -> Sink {
         Sink { state: Mutex::new(State { stream, mode: Mode::Pending }), headers }
     }
 
@@ -134,7 +136,7 @@ impl Sink {
         if st.stream.write_all(bytes).and_then(|()| st.stream.flush()).is_err() {
             st.mode = Mode::Broken;
             // Unblocks a reader of the same connection too.
-            let _ = st.stream.shutdown(Shutdown::Both);
+            let _ = st.stream.tcp().shutdown(Shutdown::Both);
             return false;
         }
         true
@@ -271,16 +273,17 @@ impl Sink {
         if st.mode == Mode::Broken {
             return true;
         }
-        if st.stream.set_nonblocking(true).is_err() {
+        let tcp = st.stream.tcp();
+        if tcp.set_nonblocking(true).is_err() {
             return false;
         }
         let mut b = [0u8; 1];
-        let gone = match st.stream.peek(&mut b) {
+        let gone = match tcp.peek(&mut b) {
             Ok(0) => true,
             Ok(_) => false,
             Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted),
         };
-        let _ = st.stream.set_nonblocking(false);
+        let _ = tcp.set_nonblocking(false);
         if gone {
             st.mode = Mode::Broken;
         }
@@ -291,6 +294,6 @@ impl Sink {
     pub fn abort(&self) {
         let mut st = self.state.lock();
         st.mode = Mode::Broken;
-        let _ = st.stream.shutdown(Shutdown::Both);
+        st.stream.shutdown();
     }
 }

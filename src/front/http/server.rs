@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use super::Shared;
+use super::conn::Conn;
 use super::request::{Carry, ReadError, read_request};
 use super::response::{Headers, write_full};
 
@@ -117,13 +118,13 @@ impl Pool {
         if reserved {
             if let Err(e) = self.tx.send(s) {
                 self.idle.fetch_add(1, Ordering::AcqRel);
-                refuse(e.into_inner());
+                refuse(self.shared.tls.is_some(), e.into_inner());
             }
             return;
         }
         self.workers.retain(|w| !w.is_finished());
         if self.workers.len() >= self.shared.settings.max_connections {
-            refuse(s);
+            refuse(self.shared.tls.is_some(), s);
             return;
         }
         let (shared, rx, idle) = (Arc::clone(&self.shared), self.rx.clone(), Arc::clone(&self.idle));
@@ -135,10 +136,10 @@ impl Pool {
                 self.workers.push(h);
                 // The new worker takes this connection (or an idle one does; either way one does).
                 if let Err(e) = self.tx.send(s) {
-                    refuse(e.into_inner());
+                    refuse(self.shared.tls.is_some(), e.into_inner());
                 }
             }
-            Err(_) => refuse(s),
+            Err(_) => refuse(self.shared.tls.is_some(), s),
         }
     }
 }
@@ -172,8 +173,13 @@ fn worker(shared: &Arc<Shared>, rx: &Receiver<TcpStream>, idle: &AtomicUsize) {
 }
 
 /// 503 for a connection no worker can take. Small enough for the socket's buffer, so a
-/// client that never reads cannot block the accept loop.
-fn refuse(mut s: TcpStream) {
+/// client that never reads cannot block the accept loop. Under TLS the connection is
+/// only closed: a handshake here would hold up the accept loop.
+fn refuse(tls: bool, mut s: TcpStream) {
+    if tls {
+        let _ = s.shutdown(Shutdown::Both);
+        return;
+    }
     let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
     let body =
         br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"gateway overloaded: too many connections"}}"#;
@@ -182,11 +188,21 @@ fn refuse(mut s: TcpStream) {
     let _ = s.shutdown(Shutdown::Both);
 }
 
-fn serve_connection(shared: &Arc<Shared>, mut s: TcpStream) {
+fn serve_connection(shared: &Arc<Shared>, tcp: TcpStream) {
     let busy = Arc::new(AtomicBool::new(false));
-    let Some(id) = shared.conns.add(&s, &busy) else { return };
+    let Some(id) = shared.conns.add(&tcp, &busy) else { return };
     let g = &shared.settings;
-    let _ = s.set_write_timeout(Some(Duration::from_millis(g.write_timeout_ms)));
+    let _ = tcp.set_write_timeout(Some(Duration::from_millis(g.write_timeout_ms)));
+    let mut s = match &shared.tls {
+        None => Conn::plain(tcp),
+        Some(config) => match Conn::tls(tcp, config) {
+            Ok(c) => c,
+            Err(_) => {
+                shared.conns.remove(id);
+                return;
+            }
+        },
+    };
     let read_timeout = Duration::from_millis(g.read_timeout_ms);
     let keep_alive = Duration::from_millis(g.keep_alive_ms);
     let mut carry = Carry::default();
@@ -218,15 +234,15 @@ fn serve_connection(shared: &Arc<Shared>, mut s: TcpStream) {
             break;
         }
     }
-    let _ = s.shutdown(Shutdown::Both);
+    s.shutdown();
     shared.conns.remove(id);
 }
 
 /// After an error answer, reads (and drops) what the client is still sending for a while,
 /// so closing does not reset the connection before it has read the answer.
-fn linger(s: &mut TcpStream, timeout: Duration, max_body: usize) {
+fn linger(s: &mut Conn, timeout: Duration, max_body: usize) {
     let _ = s.flush();
-    let _ = s.shutdown(Shutdown::Write);
+    s.shutdown_write();
     let end = Instant::now() + timeout;
     let mut budget = max_body.saturating_mul(4).max(16 << 20);
     let mut buf = [0u8; 16 * 1024];

@@ -34,6 +34,71 @@ pub(crate) fn batches_allowed(version: &str) -> bool {
 /// How long the pump waits for an event before it looks at its calls' connections.
 const PUMP_TICK: Duration = Duration::from_millis(200);
 
+/// The gateway's cap on pump threads. A session's pump runs while the session is busy,
+/// and every busy session holds a connection thread (a POST in flight or a stream open),
+/// so `max_connections` pumps are enough. A pump lingers up to a tick after its session's
+/// last request; past the cap, a session that needs one is queued, and the next pump to
+/// find its own session idle takes it over instead of ending. Nobody blocks on the cap:
+/// a call is answered without its pump (its result is written after the events queued
+/// before it, by the thread that ran it), so only events during a call (progress,
+/// sampling) may wait up to a tick, and only when the cap is reached.
+pub(crate) struct PumpSlots {
+    state: Mutex<Slots>,
+    cap: usize,
+}
+
+#[derive(Default)]
+struct Slots {
+    alive: usize,
+    queued: VecDeque<Arc<HttpSession>>,
+}
+
+impl PumpSlots {
+    pub fn new(cap: usize) -> Arc<PumpSlots> {
+        Arc::new(PumpSlots { state: Mutex::new(Slots::default()), cap: cap.max(1) })
+    }
+
+    /// Runs `session`'s pump: on a new thread while under the cap, else later on the next
+    /// pump thread that frees up.
+    fn start(self: &Arc<Self>, session: Arc<HttpSession>) {
+        {
+            let mut st = self.state.lock();
+            if st.alive >= self.cap {
+                st.queued.push_back(session);
+                return;
+            }
+            st.alive += 1;
+        }
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("mcprouter-gw-pump".into())
+            .stack_size(256 * 1024)
+            .spawn(move || me.run(session));
+        if let Err(e) = spawned {
+            log::error!(target: "mcprouter::gateway", "cannot start an event pump: {e}");
+            self.state.lock().alive -= 1;
+        }
+    }
+
+    /// A pump thread: pumps its session until idle, then the queued ones.
+    fn run(&self, first: Arc<HttpSession>) {
+        let mut next = Some(first);
+        while let Some(session) = next {
+            session.pump();
+            let mut st = self.state.lock();
+            next = st.queued.pop_front();
+            if next.is_none() {
+                st.alive -= 1;
+            }
+        }
+    }
+
+    /// Pump threads alive now.
+    pub fn alive(&self) -> usize {
+        self.state.lock().alive
+    }
+}
+
 /// One POST whose request is in flight.
 pub(crate) struct CallStream {
     pub sink: Arc<Sink>,
@@ -87,6 +152,8 @@ pub(crate) struct HttpSession {
     /// A legacy HTTP+SSE session (`legacy_sse.rs`): every event, and every reply, goes on
     /// its one stream.
     legacy: bool,
+    /// The gateway's pump cap, given by the table the session joins.
+    slots: std::sync::OnceLock<Arc<PumpSlots>>,
 }
 
 /// Keeps a session busy (pump on, no expiry) while held.
@@ -122,6 +189,7 @@ impl HttpSession {
             replay_cap,
             closed: AtomicBool::new(false),
             legacy,
+            slots: std::sync::OnceLock::new(),
         })
     }
 
@@ -134,14 +202,10 @@ impl HttpSession {
         *self.last_used.lock() = Instant::now();
         self.interest.fetch_add(1, Ordering::AcqRel);
         if !self.pump_running.swap(true, Ordering::AcqRel) {
-            let me = Arc::clone(self);
-            let spawned = std::thread::Builder::new()
-                .name("mcprouter-gw-pump".into())
-                .stack_size(256 * 1024)
-                .spawn(move || me.pump());
-            if spawned.is_err() {
-                // Events wait in the router's queue until a later request starts a pump.
-                self.pump_running.store(false, Ordering::Release);
+            match self.slots.get() {
+                Some(slots) => slots.start(Arc::clone(self)),
+                // Not in a table (cannot happen for a served session): a pump of its own.
+                None => PumpSlots::new(1).start(Arc::clone(self)),
             }
         }
         Busy(Arc::clone(self))
@@ -377,15 +441,17 @@ impl HttpSession {
 pub(crate) struct Table {
     map: RwLock<HashMap<String, Arc<HttpSession>>>,
     max: usize,
+    slots: Arc<PumpSlots>,
 }
 
 impl Table {
-    pub fn new(max: usize) -> Table {
-        Table { map: RwLock::new(HashMap::new()), max }
+    pub fn new(max: usize, slots: Arc<PumpSlots>) -> Table {
+        Table { map: RwLock::new(HashMap::new()), max, slots }
     }
 
-    /// Adds a session; false when the table is full.
+    /// Adds a session (under the table's pump cap); false when the table is full.
     pub fn insert(&self, s: Arc<HttpSession>) -> bool {
+        let _ = s.slots.set(Arc::clone(&self.slots));
         let mut m = self.map.write();
         if m.len() >= self.max {
             return false;
