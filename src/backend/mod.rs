@@ -466,15 +466,25 @@ impl Backend {
         };
         if probe {
             let now = Instant::now();
-            let until =
-                if setting == EraSetting::Modern { deadline } else { now + deadline.saturating_duration_since(now) / 2 };
+            let until = if setting == EraSetting::Modern {
+                deadline
+            } else {
+                now + deadline.saturating_duration_since(now) / 2
+            };
             match self.discover(until) {
                 Ok(()) => return Ok(()),
                 Err(e) if setting == EraSetting::Modern => return Err(e),
                 Err(e) => log::debug!(target: "mcprouter::backend", "[{}] legacy era: {e}", self.name()),
             }
         }
-        self.initialize(deadline)
+        match self.initialize(deadline) {
+            // A server that answered the probe after it timed out here may have settled on
+            // the modern era, and says so with -32022: ask once more.
+            Err(e) if probe && setting == EraSetting::Auto && e.contains(&era::UNSUPPORTED_VERSION.to_string()) => {
+                self.discover(deadline).map_err(|d| format!("{e}; {d}"))
+            }
+            other => other,
+        }
     }
 
     /// The modern handshake: `server/discover`, and the facts its result gives.
@@ -689,11 +699,15 @@ impl Backend {
             };
             match self.pending.try_insert_bounded(PendingCall { reply }, max) {
                 // The handshakes name their era; a restart's facts are the previous life's.
-                Ok(id) => (tx, id, match method {
-                    "server/discover" => Era::Modern,
-                    "initialize" => Era::Legacy,
-                    _ => life.facts.era,
-                }),
+                Ok(id) => (
+                    tx,
+                    id,
+                    match method {
+                        "server/discover" => Era::Modern,
+                        "initialize" => Era::Legacy,
+                        _ => life.facts.era,
+                    },
+                ),
                 Err((_, true)) => return Err(CallError::Overloaded),
                 Err((_, false)) => return Err(CallError::Unavailable("it is down".into())),
             }

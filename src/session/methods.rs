@@ -161,7 +161,8 @@ impl Session {
     pub(super) fn set_level(&self, v: &View, params: Option<&RawValue>) -> Out {
         let Some(p) = params else { return invalid("logging/setLevel needs params.level") };
         // Calls to modern backends carry it per request.
-        let level = serde_json::from_str::<Value>(p.get()).ok().and_then(|v| v.get("level")?.as_str().map(str::to_owned));
+        let level =
+            serde_json::from_str::<Value>(p.get()).ok().and_then(|v| v.get("level")?.as_str().map(str::to_owned));
         self.shared.client.lock().log_level = level;
         let tickets: Vec<_> = v
             .backends
@@ -169,7 +170,9 @@ impl Session {
             // A modern backend takes the level per request (`_meta`), not as a method.
             .filter(|b| {
                 let info = b.info();
-                b.is_ready() && info.facts.era == crate::era::Era::Legacy && info.facts.capabilities.get("logging").is_some()
+                b.is_ready()
+                    && info.facts.era == crate::era::Era::Legacy
+                    && info.facts.capabilities.get("logging").is_some()
             })
             .filter_map(|b| b.start_call("logging/setLevel", Some(p.get()), self.shared.id).ok().map(|t| (b, t)))
             .collect();
@@ -222,6 +225,11 @@ impl Session {
     /// The client's answer to a request a backend sent it: back to that backend, under the
     /// backend's own id.
     pub(super) fn client_response(&self, id: &RawValue, outcome: std::result::Result<&RawValue, &RawValue>) {
+        // An answer to an input request a modern backend made (`mrtr.rs`).
+        let answer = outcome.map(ToOwned::to_owned).map_err(ToOwned::to_owned);
+        if self.core().hub.mrtr.answer(self.shared.id, id.get(), answer) {
+            return;
+        }
         let Some(relay) = self.shared.relays.lock().remove(id.get()) else {
             log::debug!(target: "mcprouter::session", "response to unknown id {} dropped", id.get());
             return;

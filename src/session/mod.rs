@@ -12,6 +12,7 @@ mod attempts;
 mod eras;
 mod gate;
 mod methods;
+mod mrtr;
 mod routing;
 
 use std::borrow::Cow;
@@ -41,6 +42,9 @@ const BATCH_CONCURRENCY: usize = 16;
 pub struct Session {
     router: Arc<RouterInner>,
     shared: Arc<SessionShared>,
+    /// A second handle on the same session, running one call on a helper thread
+    /// (`mrtr.rs`): dropping it does not close the session.
+    twin: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -49,8 +53,11 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// What a finished call hands back: its outcome and the backend that served it.
+pub(crate) type Done = (Out, Option<usize>);
+
 /// What handling one request produced.
-pub(super) enum Out {
+pub(crate) enum Out {
     /// A raw `result` value.
     Ok(String),
     /// A raw `error` object, and how the request ended for metrics: decided where the error
@@ -133,7 +140,7 @@ pub(super) struct UriParam<'a> {
 impl Session {
     pub(crate) fn new(router: Arc<RouterInner>, client_id: Option<&str>) -> Session {
         let shared = router.core.hub.open_session(client_id);
-        Session { router, shared }
+        Session { router, shared, twin: false }
     }
 
     fn core(&self) -> &Core {
@@ -336,7 +343,9 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.close();
+        if !self.twin {
+            self.close();
+        }
     }
 }
 

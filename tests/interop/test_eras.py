@@ -49,6 +49,7 @@ def write_config(path: Path, *, modern_era: str = "auto") -> None:
         "router:\n"
         "  name: mcprouter\n"
         "  request_timeout_ms: 30000\n"
+        "  init_timeout_ms: 60000\n"
         "backends:\n"
         "  - name: modern\n"
         f"    command: {yaml_str(sys.executable)}\n"
@@ -168,3 +169,76 @@ async def test_a_backend_pinned_legacy_is_not_probed(tmp_path: Path) -> None:
         async with router_client(tmp_path, "auto", calls, modern_era="legacy") as c:
             r = await c.call_tool("era-echo", {"message": "hi"})
             assert "version 2025-11-25" in text_of(r), text_of(r)
+
+
+# ------------------------------------------------------------------ sampling / elicitation / roots across eras
+
+
+@pytest.mark.anyio
+async def test_legacy_client_answers_a_modern_backends_input_requests(tmp_path: Path) -> None:
+    """Cells: sampling / elicitation / roots — legacy client × modern backend.
+
+    The modern backend answers `input_required`; the router asks the legacy client with
+    JSON-RPC requests and retries the call with the answers and the backend's requestState."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "legacy", calls) as c:
+            r = await c.call_tool("era-sample", {"prompt": "legacy asks"})
+            assert f"sampled: {SAMPLED}" in text_of(r), text_of(r)
+            assert len(calls.sampling) == 1
+            first = calls.sampling[0].messages[0].content
+            assert isinstance(first, types.TextContent) and first.text == "legacy asks"
+            r = await c.call_tool("era-elicit", {})
+            assert "hello Ada" in text_of(r), text_of(r)
+            assert len(calls.elicitation) == 1
+            r = await c.call_tool("era-roots", {})
+            assert "file:///tmp/eras-root" in text_of(r), text_of(r)
+
+
+@pytest.mark.anyio
+async def test_modern_client_answers_a_legacy_backends_requests_through_input_required(tmp_path: Path) -> None:
+    """Cells: sampling / elicitation — modern client × legacy backend.
+
+    server-everything sends sampling/createMessage and elicitation/create mid-call; the
+    router answers the modern client's call `input_required` with a requestState of its own,
+    keeps the backend's call waiting, and delivers the client's inputResponses to it."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "auto", calls) as c:
+            assert c.protocol_version == "2026-07-28"
+            r = await c.call_tool("trigger-sampling-request", {"prompt": "modern asks", "maxTokens": 16})
+            assert SAMPLED in text_of(r), text_of(r)
+            assert len(calls.sampling) == 1
+            first = calls.sampling[0].messages[0].content
+            assert isinstance(first, types.TextContent) and "modern asks" in first.text
+            r = await c.call_tool("trigger-elicitation-request", {})
+            assert "Ada" in text_of(r), text_of(r)
+            assert len(calls.elicitation) == 1
+
+
+@pytest.mark.anyio
+async def test_modern_client_and_modern_backend_pass_input_required_through(tmp_path: Path) -> None:
+    """Cells: sampling / elicitation / roots — modern client × modern backend (the backend's
+    own requestState travels verbatim)."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "auto", calls) as c:
+            r = await c.call_tool("era-sample", {"prompt": "modern to modern"})
+            assert f"sampled: {SAMPLED}" in text_of(r), text_of(r)
+            r = await c.call_tool("era-elicit", {})
+            assert "hello Ada" in text_of(r), text_of(r)
+            r = await c.call_tool("era-roots", {})
+            assert "file:///tmp/eras-root" in text_of(r), text_of(r)
+            assert (len(calls.sampling), len(calls.elicitation), calls.roots) == (1, 1, 1)
+
+
+@pytest.mark.anyio
+async def test_legacy_client_and_legacy_backend_keep_the_relay(tmp_path: Path) -> None:
+    """Cells: sampling / elicitation — legacy client × legacy backend (the existing relay)."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "legacy", calls) as c:
+            r = await c.call_tool("trigger-sampling-request", {"prompt": "legacy to legacy", "maxTokens": 16})
+            assert SAMPLED in text_of(r), text_of(r)
+            r = await c.call_tool("trigger-elicitation-request", {})
+            assert "Ada" in text_of(r), text_of(r)
