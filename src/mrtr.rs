@@ -81,14 +81,31 @@ pub(crate) struct Parked<T> {
     pub asked: Vec<(String, Inbound)>,
     pub expires: Instant,
     pub guard: WaiterGuard,
+    /// The id the helper's call runs under (raw), for cancellations.
+    pub call: String,
+}
+
+/// Removes a cancellation alias when dropped.
+pub(crate) struct AliasGuard {
+    mrtr: Arc<Mrtr>,
+    key: (u64, String),
+}
+
+impl Drop for AliasGuard {
+    fn drop(&mut self) {
+        self.mrtr.aliases.lock().remove(&self.key);
+    }
 }
 
 /// See the module docs. `T` is what a finished call hands back (the session's `Out`).
 pub(crate) struct Mrtr {
     waiters: Mutex<Vec<Waiter>>,
-    parked: Mutex<HashMap<String, ParkedAny>>,
+    parked: Mutex<HashMap<String, Box<ParkedAny>>>,
     /// By (session, id the client saw).
     asks: Mutex<HashMap<(u64, String), Ask>>,
+    /// (session, the client's id of the request waiting) → the id its call runs under, so
+    /// `notifications/cancelled` for the one reaches the other.
+    aliases: Mutex<HashMap<(u64, String), String>>,
     next: AtomicU64,
     pub helpers: AtomicUsize,
 }
@@ -101,6 +118,7 @@ impl Mrtr {
             waiters: Mutex::new(Vec::new()),
             parked: Mutex::new(HashMap::new()),
             asks: Mutex::new(HashMap::new()),
+            aliases: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
             helpers: AtomicUsize::new(0),
         }
@@ -157,8 +175,20 @@ impl Mrtr {
         Some(tx.send(inbound).map_err(|_| "the client's call has ended".into()))
     }
 
+    /// While the guard lives, a cancellation of `client_id` in `session` names `call`.
+    pub(crate) fn alias(self: &Arc<Self>, session: u64, client_id: &str, call: &str) -> AliasGuard {
+        let key = (session, client_id.to_owned());
+        self.aliases.lock().insert(key.clone(), call.to_owned());
+        AliasGuard { mrtr: Arc::clone(self), key }
+    }
+
+    /// The call a cancelled client id stands for, if any.
+    pub(crate) fn aliased(&self, session: u64, client_id: &str) -> Option<String> {
+        self.aliases.lock().get(&(session, client_id.to_owned())).cloned()
+    }
+
     /// Parks a call under a fresh state; `Err` gives it back when too many wait.
-    pub(crate) fn park(&self, parked: ParkedAny) -> Result<String, ParkedAny> {
+    pub(crate) fn park(&self, parked: Box<ParkedAny>) -> Result<String, Box<ParkedAny>> {
         let mut map = self.parked.lock();
         if map.len() >= MAX_PARKED {
             return Err(parked);
@@ -169,7 +199,7 @@ impl Mrtr {
     }
 
     /// Takes the call parked under `state` if `binding` matches and it has not expired.
-    pub(crate) fn resume(&self, state: &str, binding: &str) -> Option<ParkedAny> {
+    pub(crate) fn resume(&self, state: &str, binding: &str) -> Option<Box<ParkedAny>> {
         let mut map = self.parked.lock();
         let p = map.remove(state)?;
         if p.binding != binding || p.expires <= Instant::now() {
@@ -183,7 +213,7 @@ impl Mrtr {
     pub(crate) fn expired(&self, now: Instant) -> Vec<ParkedAny> {
         let mut map = self.parked.lock();
         let keys: Vec<String> = map.iter().filter(|(_, p)| p.expires <= now).map(|(k, _)| k.clone()).collect();
-        keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+        keys.into_iter().filter_map(|k| map.remove(&k)).map(|p| *p).collect()
     }
 
     /// Registers an input request relayed to a legacy client under a fresh id; its answer

@@ -219,3 +219,40 @@ fn a_modern_backends_input_required_is_asked_of_a_legacy_client_and_retried() {
     let text = call.join().unwrap().expect("the call's result");
     assert_eq!(text, "sampled: yes");
 }
+
+/// Sends `tools/call` on a thread, cancels it by the client's id, and returns what the
+/// call's `handle` gave back (no reply: None).
+fn cancelled_call(s: &std::sync::Arc<Session>, params: Value, ready: impl Fn() -> bool) -> Option<String> {
+    let caller = std::sync::Arc::clone(s);
+    let msg = json!({"jsonrpc": "2.0", "id": "to-cancel", "method": "tools/call", "params": params}).to_string();
+    let call = std::thread::spawn(move || caller.handle(&msg).expect("open"));
+    while !ready() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "to-cancel", "reason": "test"}});
+    assert!(s.handle(&cancel.to_string()).unwrap().is_none());
+    call.join().unwrap()
+}
+
+#[test]
+fn a_modern_clients_cancellation_reaches_a_legacy_backend() {
+    let r = common::router("", &[common::backend("alpha", &[])]);
+    let s = std::sync::Arc::new(r.session(None).unwrap());
+    let params = modern_with(json!({"sampling": {}}), json!({"name": "slow", "arguments": {"ms": 600000}}));
+    let in_flight = || r.status()["backends"][0]["in_flight"].as_u64() == Some(1);
+    assert_eq!(cancelled_call(&s, params, in_flight), None, "a cancelled call gets no reply");
+    assert_eq!(r.status()["backends"][0]["in_flight"], 0);
+}
+
+#[test]
+fn a_legacy_clients_cancellation_reaches_a_modern_backend() {
+    let r = common::router(SLOW_START, &[modern_backend("modern", "auto")]);
+    let s = std::sync::Arc::new(r.session(None).unwrap());
+    common::initialize(&s, json!({}));
+    let params = json!({"name": "era-wait", "arguments": {"ms": 600000}});
+    let in_flight = || r.status()["backends"][0]["in_flight"].as_u64() == Some(1);
+    assert_eq!(cancelled_call(&s, params, in_flight), None);
+    assert_eq!(r.status()["backends"][0]["in_flight"], 0);
+    // The backend is still usable: it took the cancellation, not the connection down.
+    assert!(common::tool_text(&s, "era-echo", json!({"message": "after"})).unwrap().contains("after"));
+}

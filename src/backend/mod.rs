@@ -507,7 +507,54 @@ impl Backend {
         f.server_info = v.pointer("/_meta").and_then(|m| m.get(era::KEY_SERVER_INFO)).cloned();
         f.capabilities = v.get("capabilities").cloned().unwrap_or(Value::Null);
         f.instructions = v.get("instructions").and_then(Value::as_str).map(str::to_owned);
+        drop(life);
+        self.listen_for_changes(&v);
         Ok(())
+    }
+
+    /// 2026-07-28 has no `resources/subscribe`: the router's subscription to `uri` on a
+    /// modern server is a `subscriptions/listen` of its own, named after the URI, opened on the
+    /// first subscriber and cancelled after the last.
+    pub(crate) fn listen_resource(&self, uri: &str, on: bool) -> Result<(), String> {
+        let id = jsonrpc::quote(&format!("mcprouter-sub:{uri}"));
+        let cmd = if on {
+            let wanted = serde_json::json!({"notifications": {"resourceSubscriptions": [uri]}}).to_string();
+            let params = era::params_for(Era::Modern, Some(&wanted), &self.client_capabilities);
+            Command::Notify {
+                method: Method::SubscriptionsListen,
+                line: jsonrpc::request(&id, "subscriptions/listen", params.as_deref()),
+            }
+        } else {
+            let params = format!("{{\"requestId\":{id}}}");
+            let line = jsonrpc::notification("notifications/cancelled", Some(&params));
+            Command::Notify { method: Method::NotificationsCancelled, line }
+        };
+        self.send(cmd, Some(Instant::now() + Duration::from_millis(500))).map_err(|e| format!("{e:?}"))
+    }
+
+    /// A modern server says a list changed only on a `subscriptions/listen` stream: one is
+    /// opened for the lists it offers, for the connection's life, so the catalog follows
+    /// them as it follows a legacy server's `list_changed`. Its notifications reach the hub
+    /// like any others; its final answer (when the connection ends) is dropped.
+    fn listen_for_changes(&self, discovered: &Value) {
+        let changes =
+            |kind: &str| discovered.pointer(&format!("/capabilities/{kind}/listChanged")) == Some(&Value::Bool(true));
+        let wanted = serde_json::json!({"notifications": {
+            "toolsListChanged": changes("tools"),
+            "promptsListChanged": changes("prompts"),
+            "resourcesListChanged": changes("resources"),
+        }});
+        if !(changes("tools") || changes("prompts") || changes("resources")) {
+            return;
+        }
+        let wanted = wanted.to_string();
+        let params = era::params_for(Era::Modern, Some(&wanted), &self.client_capabilities);
+        let line = jsonrpc::request("\"mcprouter-listen\"", "subscriptions/listen", params.as_deref());
+        // Not a pending call (it never completes while the connection lives): written as is.
+        let cmd = Command::Notify { method: Method::SubscriptionsListen, line };
+        if let Err(e) = self.send(cmd, Some(Instant::now() + Duration::from_millis(500))) {
+            log::warn!(target: "mcprouter::backend", "[{}] could not listen for list changes: {e:?}", self.name());
+        }
     }
 
     /// The legacy handshake: `initialize`, then `notifications/initialized`.

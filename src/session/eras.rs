@@ -14,7 +14,6 @@ use super::mrtr::takes_input;
 use super::{Out, Session, invalid};
 use crate::core::View;
 use crate::era::{self, Declared, KEY_SERVER_INFO, MODERN};
-use crate::jsonrpc::METHOD_NOT_FOUND;
 use crate::method::Method;
 
 type Named<'a> = Option<Result<Cow<'a, str>, String>>;
@@ -44,9 +43,7 @@ impl Session {
         }
         let (out, backend) = match m {
             Method::ServerDiscover => (self.discover(v), None),
-            Method::SubscriptionsListen => {
-                (Out::error(METHOD_NOT_FOUND, "Method not found: subscriptions/listen"), None)
-            }
+            Method::SubscriptionsListen => self.listen(v, id, params),
             _ if takes_input(m) => self.modern_call(v, id, method, params, named, declared),
             _ => {
                 // No input can be taken here: what a backend asks meanwhile is refused.

@@ -11,6 +11,7 @@ mod access;
 mod attempts;
 mod eras;
 mod gate;
+mod listen;
 mod methods;
 mod mrtr;
 mod routing;
@@ -45,6 +46,8 @@ pub struct Session {
     /// A second handle on the same session, running one call on a helper thread
     /// (`mrtr.rs`): dropping it does not close the session.
     twin: bool,
+    /// Open `subscriptions/listen` requests (`listen.rs`).
+    listeners: parking_lot::Mutex<Vec<listen::Listener>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -140,7 +143,7 @@ pub(super) struct UriParam<'a> {
 impl Session {
     pub(crate) fn new(router: Arc<RouterInner>, client_id: Option<&str>) -> Session {
         let shared = router.core.hub.open_session(client_id);
-        Session { router, shared, twin: false }
+        Session { router, shared, twin: false, listeners: parking_lot::Mutex::new(Vec::new()) }
     }
 
     fn core(&self) -> &Core {
@@ -201,7 +204,10 @@ impl Session {
         let end = Instant::now() + timeout;
         loop {
             if let Ok(ev) = self.shared.events_rx.try_recv() {
-                return Ok(Some(ev));
+                match self.for_client(ev) {
+                    Some(ev) => return Ok(Some(ev)),
+                    None => continue,
+                }
             }
             if self.is_closed() {
                 return Err(Error::Closed);
@@ -210,7 +216,11 @@ impl Session {
             // to notice a close.
             let slice = end.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
             match self.shared.events_rx.recv_timeout(slice) {
-                Ok(ev) => return Ok(Some(ev)),
+                Ok(ev) => {
+                    if let Some(ev) = self.for_client(ev) {
+                        return Ok(Some(ev));
+                    }
+                }
                 Err(_) if Instant::now() >= end => return Ok(None),
                 Err(_) => {}
             }

@@ -31,6 +31,15 @@ pub(super) fn takes_input(m: Method) -> bool {
 
 type Named<'a> = Option<Result<std::borrow::Cow<'a, str>, String>>;
 
+/// A modern client's call running on a helper thread, as its waiting caller holds it.
+struct Waiting {
+    binding: String,
+    done: Receiver<Done>,
+    inbox: Receiver<Inbound>,
+    guard: WaiterGuard,
+    call: String,
+}
+
 impl Session {
     /// A modern client's call that may need its input. It runs on a helper thread, so that
     /// when a legacy backend asks something the client can be answered `input_required`
@@ -46,7 +55,7 @@ impl Session {
     ) -> Done {
         // A modern backend's own state is not the router's: that retry is routed as it is.
         if let Some(state) = request_state(params).filter(|s| s.starts_with(STATE_PREFIX)) {
-            return self.resume(v, method, params, &state);
+            return self.resume(v, id, method, params, &state);
         }
         let mrtr = Arc::clone(&self.core().hub.mrtr);
         let call_id = RawValue::from_string(format!("\"mcprouter-call-{}\"", mrtr.next_id()));
@@ -56,8 +65,14 @@ impl Session {
             return self.request(v, id, method, params, named);
         };
         let (guard, inbox) = mrtr.wait(self.shared.id, Arc::clone(declared), false);
+        let call = call_id.get().to_owned();
         let (tx, done) = bounded::<Done>(1);
-        let twin = Session { router: Arc::clone(&self.router), shared: Arc::clone(&self.shared), twin: true };
+        let twin = Session {
+            router: Arc::clone(&self.router),
+            shared: Arc::clone(&self.shared),
+            twin: true,
+            listeners: parking_lot::Mutex::new(Vec::new()),
+        };
         let view = self.core().enter();
         let (owned_method, owned_params) = (method.to_owned(), params.map(ToOwned::to_owned));
         let (moved, helpers) = (Arc::clone(declared), Arc::clone(&mrtr));
@@ -79,39 +94,34 @@ impl Session {
             let _inline = mrtr.wait(self.shared.id, Arc::clone(declared), true);
             return self.request(v, id, method, params, named_param(method, params));
         }
-        self.await_input(v, self.binding(method, params), done, inbox, Vec::new(), guard)
+        let waiting = Waiting { binding: self.binding(method, params), done, inbox, guard, call };
+        self.await_input(v, id, waiting, Vec::new())
     }
 
-    /// Waits for the call to finish or to ask something; asked, it is parked.
-    fn await_input(
-        &self,
-        v: &View,
-        binding: String,
-        done: Receiver<Done>,
-        inbox: Receiver<Inbound>,
-        mut asked: Vec<(String, Inbound)>,
-        guard: WaiterGuard,
-    ) -> Done {
+    /// Waits for the call to finish or to ask something; asked, it is parked. `client_id` is
+    /// the id of the request waiting (its cancellation cancels the call).
+    fn await_input(&self, v: &View, client_id: &RawValue, w: Waiting, mut asked: Vec<(String, Inbound)>) -> Done {
+        let mrtr = &self.core().hub.mrtr;
+        let _alias = mrtr.alias(self.shared.id, client_id.get(), &w.call);
         loop {
             // A finished call wins over a question it asked on its way out.
-            if let Ok(d) = done.try_recv() {
+            if let Ok(d) = w.done.try_recv() {
                 return d;
             }
             if !asked.is_empty() {
-                let mrtr = &self.core().hub.mrtr;
-                while let Ok(more) = inbox.try_recv() {
+                while let Ok(more) = w.inbox.try_recv() {
                     asked.push((format!("r{}", mrtr.next_id()), more));
                 }
-                return self.park(v, binding, done, inbox, asked, guard);
+                return self.park(v, client_id, w, asked);
             }
             select! {
-                recv(done) -> d => {
+                recv(w.done) -> d => {
                     return d.unwrap_or_else(|_| (Out::error(INTERNAL_ERROR, "the call ended without an answer"), None));
                 }
-                recv(inbox) -> m => match m {
-                    Ok(first) => asked.push((format!("r{}", self.core().hub.mrtr.next_id()), first)),
+                recv(w.inbox) -> m => match m {
+                    Ok(first) => asked.push((format!("r{}", mrtr.next_id()), first)),
                     Err(_) => {
-                        return done.recv().unwrap_or_else(|_| (Out::error(INTERNAL_ERROR, "the call ended without an answer"), None));
+                        return w.done.recv().unwrap_or_else(|_| (Out::error(INTERNAL_ERROR, "the call ended without an answer"), None));
                     }
                 },
             }
@@ -119,15 +129,7 @@ impl Session {
     }
 
     /// Answers the client `input_required` and keeps the call waiting under a fresh state.
-    fn park(
-        &self,
-        v: &View,
-        binding: String,
-        done: Receiver<Done>,
-        inbox: Receiver<Inbound>,
-        asked: Vec<(String, Inbound)>,
-        guard: WaiterGuard,
-    ) -> Done {
+    fn park(&self, v: &View, client_id: &RawValue, w: Waiting, asked: Vec<(String, Inbound)>) -> Done {
         self.expire_parked();
         let requests: Map<String, Value> = asked
             .iter()
@@ -138,25 +140,29 @@ impl Session {
             .collect();
         let expires = Instant::now() + Duration::from_millis(v.config.router.request_timeout_ms);
         let mrtr = &self.core().hub.mrtr;
-        match mrtr.park(Parked { binding, done, inbox, asked, expires, guard }) {
+        let parked =
+            Parked { binding: w.binding, done: w.done, inbox: w.inbox, asked, expires, guard: w.guard, call: w.call };
+        match mrtr.park(Box::new(parked)) {
             Ok(state) => {
                 let r = json!({"resultType": "input_required", "inputRequests": requests, "requestState": state});
                 (Out::Ok(r.to_string()), None)
             }
             Err(p) => {
+                let p = *p;
                 let why = format!("{} calls already wait for their clients' input", mrtr::MAX_PARKED);
                 self.refuse_asked(p.asked, INTERNAL_ERROR, &why);
-                self.await_input(v, p.binding, p.done, p.inbox, Vec::new(), p.guard)
+                let w = Waiting { binding: p.binding, done: p.done, inbox: p.inbox, guard: p.guard, call: p.call };
+                self.await_input(v, client_id, w, Vec::new())
             }
         }
     }
 
     /// A retry carrying the router's `requestState`: the answers go to the backend as its
     /// requests' responses, and the call goes on.
-    fn resume(&self, v: &View, method: &str, params: Option<&RawValue>, state: &str) -> Done {
+    fn resume(&self, v: &View, id: &RawValue, method: &str, params: Option<&RawValue>, state: &str) -> Done {
         self.expire_parked();
         let binding = self.binding(method, params);
-        let Some(mut p) = self.core().hub.mrtr.resume(state, &binding) else {
+        let Some(p) = self.core().hub.mrtr.resume(state, &binding) else {
             let msg = "requestState is unknown, expired or not this call's: send the call again without it";
             return (invalid(msg), None);
         };
@@ -169,8 +175,9 @@ impl Session {
             .and_then(|p| serde_json::from_str::<Retry>(p.get()).ok())
             .map(|r| r.input_responses)
             .unwrap_or_default();
+        let p = *p;
         let mut still = Vec::new();
-        for (key, inbound) in p.asked.drain(..) {
+        for (key, inbound) in p.asked {
             match responses.get(&key) {
                 Some(r) => {
                     if let Some(b) = self.core().backend(inbound.backend) {
@@ -180,7 +187,8 @@ impl Session {
                 None => still.push((key, inbound)),
             }
         }
-        self.await_input(v, p.binding, p.done, p.inbox, still, p.guard)
+        let w = Waiting { binding: p.binding, done: p.done, inbox: p.inbox, guard: p.guard, call: p.call };
+        self.await_input(v, id, w, still)
     }
 
     /// Parked calls whose client did not come back: their backends' requests are refused,

@@ -85,7 +85,9 @@ class Callbacks:
 
 
 @asynccontextmanager
-async def router_client(tmp_path: Path, mode: str, calls: Callbacks, **config: str) -> AsyncIterator[Client]:
+async def router_client(
+    tmp_path: Path, mode: str, calls: Callbacks, message_handler: Any = None, **config: str
+) -> AsyncIterator[Client]:
     cfg = tmp_path / "router.yaml"
     write_config(cfg, **config)
     params = StdioServerParameters(
@@ -99,6 +101,7 @@ async def router_client(tmp_path: Path, mode: str, calls: Callbacks, **config: s
         elicitation_callback=calls.elicitation_callback,
         list_roots_callback=calls.list_roots_callback,
         client_info=types.Implementation(name="eras-test", version="0"),
+        message_handler=message_handler,
         cache=None,
     )
     async with client:
@@ -107,10 +110,6 @@ async def router_client(tmp_path: Path, mode: str, calls: Callbacks, **config: s
 
 def text_of(result: Any) -> str:
     return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
-
-
-async def status_of(client: Client) -> None:
-    """Nothing: the router's status is read by the Rust tests; here the facts are behavioural."""
 
 
 # ------------------------------------------------------------------ modern client (auto mode)
@@ -242,3 +241,95 @@ async def test_legacy_client_and_legacy_backend_keep_the_relay(tmp_path: Path) -
             assert SAMPLED in text_of(r), text_of(r)
             r = await c.call_tool("trigger-elicitation-request", {})
             assert "Ada" in text_of(r), text_of(r)
+
+
+# ------------------------------------------------------------------ progress and subscriptions across eras
+
+EVERYTHING_DOC = "demo://resource/static/document/features.md"
+
+
+class ProgressSeen:
+    def __init__(self) -> None:
+        self.updates: list[tuple[float, float | None]] = []
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self.updates.append((progress, total))
+
+
+async def wait_for(predicate, what: str, timeout: float = 20) -> None:
+    with anyio.move_on_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.05)
+    assert predicate(), f"timed out waiting for {what}"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_progress_reaches_either_client_from_either_backend(tmp_path: Path, mode: str) -> None:
+    """Cells: progress — {modern, legacy} client × {modern, legacy} backend."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, mode, calls) as c:
+            seen = ProgressSeen()
+            r = await c.call_tool("era-progress", {"steps": 3}, progress_callback=seen)
+            assert "3 steps done" in text_of(r)
+            await wait_for(lambda: len(seen.updates) == 3, "3 progress updates from the modern backend")
+            assert [p for p, _ in seen.updates] == [1, 2, 3]
+            seen = ProgressSeen()
+            r = await c.call_tool("trigger-long-running-operation", {"duration": 1, "steps": 2}, progress_callback=seen)
+            assert not r.is_error, text_of(r)
+            await wait_for(lambda: len(seen.updates) == 2, "2 progress updates from server-everything")
+
+
+@pytest.mark.anyio
+async def test_modern_client_listens_to_both_eras(tmp_path: Path) -> None:
+    """Cells: subscriptions — modern client × modern backend (a listen of the router's own on
+    it) and × legacy backend (resources/subscribe on it); list changes through the merged catalog."""
+    from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
+
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "auto", calls) as c:
+            async with c.listen(tools_list_changed=True, resource_subscriptions=["era://static", EVERYTHING_DOC]) as sub:
+                assert set(sub.honored.resource_subscriptions or []) == {"era://static", EVERYTHING_DOC}, sub.honored
+                await c.call_tool("era-touch", {})
+                event = await sub.__anext__()
+                assert event == ResourceUpdated(uri="era://static"), event
+                await c.call_tool("toggle-subscriber-updates", {})
+                event = await sub.__anext__()
+                while event != ResourceUpdated(uri=EVERYTHING_DOC):
+                    event = await sub.__anext__()
+                await c.call_tool("era-grow", {})
+                event = await sub.__anext__()
+                while not isinstance(event, ToolsListChanged):
+                    event = await sub.__anext__()
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "era-grown" in names, names
+
+
+@pytest.mark.anyio
+async def test_legacy_client_subscribes_to_a_modern_backend(tmp_path: Path) -> None:
+    """Cells: subscriptions — legacy client × modern backend (resources/subscribe becomes a
+    subscriptions/listen on the backend), and list_changed from a modern backend."""
+    seen: list[Any] = []
+
+    async def handler(message: Any) -> None:
+        seen.append(message)
+
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "legacy", calls, message_handler=handler) as c:
+            await c.session.subscribe_resource("era://static")
+            await c.call_tool("era-touch", {})
+
+            def updated() -> bool:
+                return any(
+                    isinstance(m, types.ResourceUpdatedNotification) and str(m.params.uri) == "era://static" for m in seen
+                )
+
+            await wait_for(updated, "resources/updated for era://static")
+            await c.session.unsubscribe_resource("era://static")
+            await c.call_tool("era-grow", {})
+            await wait_for(lambda: any(isinstance(m, types.ToolListChangedNotification) for m in seen), "tools/list_changed")
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "era-grown" in names, names
