@@ -81,8 +81,9 @@ pub(crate) struct Parked<T> {
     pub asked: Vec<(String, Inbound)>,
     pub expires: Instant,
     pub guard: WaiterGuard,
-    /// The id the helper's call runs under (raw), for cancellations.
+    /// The id the helper's call runs under (raw), for cancellations, and its session.
     pub call: String,
+    pub helper: Arc<SessionShared>,
 }
 
 /// Removes a cancellation alias when dropped.
@@ -105,7 +106,7 @@ pub(crate) struct Mrtr {
     asks: Mutex<HashMap<(u64, String), Ask>>,
     /// (session, the client's id of the request waiting) → the id its call runs under, so
     /// `notifications/cancelled` for the one reaches the other.
-    aliases: Mutex<HashMap<(u64, String), String>>,
+    aliases: Mutex<HashMap<(u64, String), (Arc<SessionShared>, String)>>,
     next: AtomicU64,
     pub helpers: AtomicUsize,
 }
@@ -176,14 +177,20 @@ impl Mrtr {
     }
 
     /// While the guard lives, a cancellation of `client_id` in `session` names `call`.
-    pub(crate) fn alias(self: &Arc<Self>, session: u64, client_id: &str, call: &str) -> AliasGuard {
+    pub(crate) fn alias(
+        self: &Arc<Self>,
+        session: u64,
+        client_id: &str,
+        helper: &Arc<SessionShared>,
+        call: &str,
+    ) -> AliasGuard {
         let key = (session, client_id.to_owned());
-        self.aliases.lock().insert(key.clone(), call.to_owned());
+        self.aliases.lock().insert(key.clone(), (Arc::clone(helper), call.to_owned()));
         AliasGuard { mrtr: Arc::clone(self), key }
     }
 
-    /// The call a cancelled client id stands for, if any.
-    pub(crate) fn aliased(&self, session: u64, client_id: &str) -> Option<String> {
+    /// The call (its session, its id) a cancelled client id stands for, if any.
+    pub(crate) fn aliased(&self, session: u64, client_id: &str) -> Option<(Arc<SessionShared>, String)> {
         self.aliases.lock().get(&(session, client_id.to_owned())).cloned()
     }
 

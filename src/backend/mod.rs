@@ -413,6 +413,11 @@ impl Backend {
         match jsonrpc::parse(text) {
             Ok(Message::Response { id, outcome }) => {
                 let Ok(n) = id.get().parse::<u64>() else {
+                    // The end of a listen the router opened on a modern server (it ends with the connection).
+                    if id.get().starts_with("\"mcprouter-listen") || id.get().starts_with("\"mcprouter-sub:") {
+                        log::debug!(target: "mcprouter::backend", "[{}] listen {} ended", self.name(), id.get());
+                        return None;
+                    }
                     log::warn!(target: "mcprouter::backend", "[{}] reply to an id the router never sent: {}", self.name(), id.get());
                     return None;
                 };

@@ -209,13 +209,10 @@ impl Session {
                     return;
                 }
                 // A modern client's call may run under the router's own id (`mrtr.rs`).
-                let target = {
-                    let mut inflight = self.shared.inflight.lock();
-                    inflight.remove(c.request_id.get()).or_else(|| {
-                        let call = core.hub.mrtr.aliased(self.shared.id, c.request_id.get())?;
-                        inflight.remove(&call)
-                    })
-                };
+                let target = self.shared.inflight.lock().remove(c.request_id.get()).or_else(|| {
+                    let (helper, call) = core.hub.mrtr.aliased(self.shared.id, c.request_id.get())?;
+                    helper.inflight.lock().remove(&call)
+                });
                 if let Some((b, id)) = target {
                     let reason = c.reason.as_deref().unwrap_or("cancelled by the client");
                     if let Some(backend) = core.backend(b) {

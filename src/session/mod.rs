@@ -43,9 +43,6 @@ const BATCH_CONCURRENCY: usize = 16;
 pub struct Session {
     router: Arc<RouterInner>,
     shared: Arc<SessionShared>,
-    /// A second handle on the same session, running one call on a helper thread
-    /// (`mrtr.rs`): dropping it does not close the session.
-    twin: bool,
     /// Open `subscriptions/listen` requests (`listen.rs`).
     listeners: parking_lot::Mutex<Vec<listen::Listener>>,
 }
@@ -143,7 +140,7 @@ pub(super) struct UriParam<'a> {
 impl Session {
     pub(crate) fn new(router: Arc<RouterInner>, client_id: Option<&str>) -> Session {
         let shared = router.core.hub.open_session(client_id);
-        Session { router, shared, twin: false, listeners: parking_lot::Mutex::new(Vec::new()) }
+        Session { router, shared, listeners: parking_lot::Mutex::new(Vec::new()) }
     }
 
     fn core(&self) -> &Core {
@@ -353,9 +350,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if !self.twin {
-            self.close();
-        }
+        self.close();
     }
 }
 

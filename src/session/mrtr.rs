@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use super::{Done, Out, Session, invalid, named_param};
 use crate::core::View;
 use crate::era::{self, Caller, Declared};
+use crate::hub::SessionShared;
 use crate::jsonrpc::{self, INTERNAL_ERROR, REQUEST_TIMEOUT};
 use crate::method::Method;
 use crate::mrtr::{self, Inbound, MAX_HELPERS, Parked, STATE_PREFIX, WaiterGuard};
@@ -38,6 +39,7 @@ struct Waiting {
     inbox: Receiver<Inbound>,
     guard: WaiterGuard,
     call: String,
+    helper: Arc<SessionShared>,
 }
 
 impl Session {
@@ -64,15 +66,15 @@ impl Session {
             let _inline = mrtr.wait(self.shared.id, Arc::clone(declared), true);
             return self.request(v, id, method, params, named);
         };
-        let (guard, inbox) = mrtr.wait(self.shared.id, Arc::clone(declared), false);
+        // The call runs in a session of its own (same client): it outlives this request (a
+        // stateless front closes its session after each), its server-to-client requests are
+        // attributed to it alone, and its events are forwarded by whoever waits for it.
+        let helper = Session::new(Arc::clone(&self.router), Some(&self.shared.client_id));
+        helper.shared.client.lock().protocol_version = Some(era::MODERN.to_owned());
+        let helper_shared = Arc::clone(&helper.shared);
+        let (guard, inbox) = mrtr.wait(helper_shared.id, Arc::clone(declared), false);
         let call = call_id.get().to_owned();
         let (tx, done) = bounded::<Done>(1);
-        let twin = Session {
-            router: Arc::clone(&self.router),
-            shared: Arc::clone(&self.shared),
-            twin: true,
-            listeners: parking_lot::Mutex::new(Vec::new()),
-        };
         let view = self.core().enter();
         let (owned_method, owned_params) = (method.to_owned(), params.map(ToOwned::to_owned));
         let (moved, helpers) = (Arc::clone(declared), Arc::clone(&mrtr));
@@ -81,11 +83,12 @@ impl Session {
             let p = owned_params.as_deref();
             let named = named_param(&owned_method, p);
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                twin.request(&view, &call_id, &owned_method, p, named)
+                helper.request(&view, &call_id, &owned_method, p, named)
             }))
             .unwrap_or_else(|_| (Out::error(INTERNAL_ERROR, "Internal error"), None));
             drop(view);
             let _ = tx.send(out);
+            drop(helper);
             helpers.helpers.fetch_sub(1, Ordering::AcqRel);
         });
         if spawned.is_err() {
@@ -94,7 +97,8 @@ impl Session {
             let _inline = mrtr.wait(self.shared.id, Arc::clone(declared), true);
             return self.request(v, id, method, params, named_param(method, params));
         }
-        let waiting = Waiting { binding: self.binding(method, params), done, inbox, guard, call };
+        let waiting =
+            Waiting { binding: self.binding(method, params), done, inbox, guard, call, helper: helper_shared };
         self.await_input(v, id, waiting, Vec::new())
     }
 
@@ -102,21 +106,36 @@ impl Session {
     /// the id of the request waiting (its cancellation cancels the call).
     fn await_input(&self, v: &View, client_id: &RawValue, w: Waiting, mut asked: Vec<(String, Inbound)>) -> Done {
         let mrtr = &self.core().hub.mrtr;
-        let _alias = mrtr.alias(self.shared.id, client_id.get(), &w.call);
+        let _alias = mrtr.alias(self.shared.id, client_id.get(), &w.helper, &w.call);
+        // What the call's session got (progress, logs) goes to the client waiting now; all of
+        // it before the result, as the backend sent it before the result.
+        let forward = |w: &Waiting| {
+            while let Ok(ev) = w.helper.events_rx.try_recv() {
+                self.shared.push(ev);
+            }
+        };
         loop {
             // A finished call wins over a question it asked on its way out.
             if let Ok(d) = w.done.try_recv() {
+                forward(&w);
                 return d;
             }
             if !asked.is_empty() {
                 while let Ok(more) = w.inbox.try_recv() {
                     asked.push((format!("r{}", mrtr.next_id()), more));
                 }
+                forward(&w);
                 return self.park(v, client_id, w, asked);
             }
             select! {
                 recv(w.done) -> d => {
+                    forward(&w);
                     return d.unwrap_or_else(|_| (Out::error(INTERNAL_ERROR, "the call ended without an answer"), None));
+                }
+                recv(w.helper.events_rx) -> ev => {
+                    if let Ok(ev) = ev {
+                        self.shared.push(ev);
+                    }
                 }
                 recv(w.inbox) -> m => match m {
                     Ok(first) => asked.push((format!("r{}", mrtr.next_id()), first)),
@@ -140,8 +159,16 @@ impl Session {
             .collect();
         let expires = Instant::now() + Duration::from_millis(v.config.router.request_timeout_ms);
         let mrtr = &self.core().hub.mrtr;
-        let parked =
-            Parked { binding: w.binding, done: w.done, inbox: w.inbox, asked, expires, guard: w.guard, call: w.call };
+        let parked = Parked {
+            binding: w.binding,
+            done: w.done,
+            inbox: w.inbox,
+            asked,
+            expires,
+            guard: w.guard,
+            call: w.call,
+            helper: w.helper,
+        };
         match mrtr.park(Box::new(parked)) {
             Ok(state) => {
                 let r = json!({"resultType": "input_required", "inputRequests": requests, "requestState": state});
@@ -151,7 +178,14 @@ impl Session {
                 let p = *p;
                 let why = format!("{} calls already wait for their clients' input", mrtr::MAX_PARKED);
                 self.refuse_asked(p.asked, INTERNAL_ERROR, &why);
-                let w = Waiting { binding: p.binding, done: p.done, inbox: p.inbox, guard: p.guard, call: p.call };
+                let w = Waiting {
+                    binding: p.binding,
+                    done: p.done,
+                    inbox: p.inbox,
+                    guard: p.guard,
+                    call: p.call,
+                    helper: p.helper,
+                };
                 self.await_input(v, client_id, w, Vec::new())
             }
         }
@@ -187,7 +221,14 @@ impl Session {
                 None => still.push((key, inbound)),
             }
         }
-        let w = Waiting { binding: p.binding, done: p.done, inbox: p.inbox, guard: p.guard, call: p.call };
+        let w = Waiting {
+            binding: p.binding,
+            done: p.done,
+            inbox: p.inbox,
+            guard: p.guard,
+            call: p.call,
+            helper: p.helper,
+        };
         self.await_input(v, id, w, still)
     }
 
@@ -196,6 +237,10 @@ impl Session {
     fn expire_parked(&self) {
         for p in self.core().hub.mrtr.expired(Instant::now()) {
             self.refuse_asked(p.asked, REQUEST_TIMEOUT, "the client did not answer in time");
+            let call = p.helper.inflight.lock().remove(&p.call);
+            if let Some(b) = call.and_then(|(b, id)| self.core().backend(b).map(|b| (b, id))) {
+                b.0.cancel(b.1, "the client did not come back with its input");
+            }
         }
     }
 
