@@ -27,6 +27,8 @@ pub(crate) const KEY_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 pub(crate) const KEY_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 pub(crate) const KEY_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 /// Modern error codes (2026-07-28 schema).
+pub(crate) const HEADER_MISMATCH: i64 = -32020;
+pub(crate) const MISSING_CAPABILITY: i64 = -32021;
 pub(crate) const UNSUPPORTED_VERSION: i64 = -32022;
 
 /// Which era a backend speaks: learned by the `server/discover` probe, or pinned by config.

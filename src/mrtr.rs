@@ -48,6 +48,8 @@ pub(crate) struct Inbound {
 pub(crate) type Answer = Result<Box<RawValue>, Box<RawValue>>;
 /// An answer tagged with the key of the input request it answers.
 pub(crate) type Keyed = (String, Answer);
+/// A modern client's call on its helper session: that session, and the call's id there.
+pub(crate) type HelperCall = (Arc<SessionShared>, String);
 /// An ask waiting for a legacy client's answer: its key, and where the answer goes.
 type Ask = (String, Sender<Keyed>);
 
@@ -106,7 +108,7 @@ pub(crate) struct Mrtr {
     asks: Mutex<HashMap<(u64, String), Ask>>,
     /// (session, the client's id of the request waiting) → the id its call runs under, so
     /// `notifications/cancelled` for the one reaches the other.
-    aliases: Mutex<HashMap<(u64, String), (Arc<SessionShared>, String)>>,
+    aliases: Mutex<HashMap<(u64, String), HelperCall>>,
     next: AtomicU64,
     pub helpers: AtomicUsize,
 }
@@ -190,7 +192,7 @@ impl Mrtr {
     }
 
     /// The call (its session, its id) a cancelled client id stands for, if any.
-    pub(crate) fn aliased(&self, session: u64, client_id: &str) -> Option<(Arc<SessionShared>, String)> {
+    pub(crate) fn aliased(&self, session: u64, client_id: &str) -> Option<HelperCall> {
         self.aliases.lock().get(&(session, client_id.to_owned())).cloned()
     }
 

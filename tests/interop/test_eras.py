@@ -333,3 +333,81 @@ async def test_legacy_client_subscribes_to_a_modern_backend(tmp_path: Path) -> N
             await wait_for(lambda: any(isinstance(m, types.ToolListChangedNotification) for m in seen), "tools/list_changed")
             names = {t.name for t in (await c.list_tools()).tools}
             assert "era-grown" in names, names
+
+
+# ------------------------------------------------------------------ the HTTP gateway, 2026-07-28 shape
+
+
+@asynccontextmanager
+async def gateway(tmp_path: Path) -> AsyncIterator[str]:
+    import re
+    import subprocess
+
+    cfg = tmp_path / "router.yaml"
+    write_config(cfg)
+    proc = subprocess.Popen(
+        [str(router_binary()), "serve", "--config", str(cfg), "--http", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        url = None
+        for line in proc.stderr:
+            m = re.search(r"serving MCP on (http://\S+)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, f"the gateway exited with {proc.wait()} before listening"
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.anyio
+async def test_modern_client_over_http_is_served_statelessly(tmp_path: Path) -> None:
+    """Cells (HTTP front): discover, calls to both eras, sampling modern client × legacy
+    backend across stateless requests (the retry is a new POST on a new connection's session)."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with gateway(tmp_path) as url:
+            client = Client(
+                url,
+                mode="auto",
+                read_timeout_seconds=REQUEST_TIMEOUT_S,
+                sampling_callback=calls.sampling_callback,
+                elicitation_callback=calls.elicitation_callback,
+                list_roots_callback=calls.list_roots_callback,
+                cache=None,
+            )
+            async with client as c:
+                assert c.protocol_version == "2026-07-28", c.protocol_version
+                names = {t.name for t in (await c.list_tools()).tools}
+                assert {"era-echo", "get-sum"} <= names, names
+                r = await c.call_tool("era-echo", {"message": "über http"})
+                assert "version 2026-07-28" in text_of(r), text_of(r)
+                r = await c.call_tool("get-sum", {"a": 1, "b": 2})
+                assert "3" in text_of(r), text_of(r)
+                r = await c.call_tool("trigger-sampling-request", {"prompt": "over http", "maxTokens": 16})
+                assert SAMPLED in text_of(r), text_of(r)
+                r = await c.call_tool("era-sample", {"prompt": "over http"})
+                assert f"sampled: {SAMPLED}" in text_of(r), text_of(r)
+                seen = ProgressSeen()
+                await c.call_tool("era-progress", {"steps": 2}, progress_callback=seen)
+                await wait_for(lambda: len(seen.updates) == 2, "progress over the request's SSE stream")
+
+
+@pytest.mark.anyio
+async def test_legacy_client_over_http_keeps_its_session(tmp_path: Path) -> None:
+    """Cells (HTTP front): a legacy client still gets the session-based shape, and reaches the
+    modern backend."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with gateway(tmp_path) as url:
+            async with Client(url, mode="legacy", read_timeout_seconds=REQUEST_TIMEOUT_S, cache=None) as c:
+                assert c.protocol_version == "2025-11-25"
+                r = await c.call_tool("era-echo", {"message": "legacy http"})
+                assert "version 2026-07-28" in text_of(r), text_of(r)

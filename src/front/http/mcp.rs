@@ -148,6 +148,10 @@ pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut TcpStream, req: &Request
         let body = error_body(-32000, "Unauthorized: a valid bearer token is required");
         return cx.reply(401, vec![("WWW-Authenticate", challenge.into())], Some(&body));
     }
+    // A 2026-07-28 request is stateless: its own shape (modern.rs).
+    if super::modern::is_modern(req) {
+        return super::modern::handle(shared, cx.stream, req, std::mem::take(&mut cx.cors), cx.client.take());
+    }
     match req.method.as_str() {
         "POST" => post(&mut cx),
         "GET" => get(&mut cx),

@@ -12,6 +12,7 @@
 
 mod checks;
 mod mcp;
+mod modern;
 mod request;
 mod response;
 mod server;
