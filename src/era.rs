@@ -28,6 +28,7 @@ pub(crate) const KEY_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 pub(crate) const KEY_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 /// Modern error codes (2026-07-28 schema).
 pub(crate) const HEADER_MISMATCH: i64 = -32020;
+pub(crate) const MISSING_CAPABILITY: i64 = -32021;
 pub(crate) const UNSUPPORTED_VERSION: i64 = -32022;
 
 /// Which era a backend speaks: learned by the `server/discover` probe, or pinned by config.
@@ -245,14 +246,18 @@ mod tests {
     fn an_envelope_is_modern_legacy_or_refused() {
         assert!(matches!(read(None), Envelope::Legacy));
         assert!(matches!(read(Some(&raw(r#"{"_meta":{"progressToken":1}}"#))), Envelope::Legacy));
-        let ok = raw(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/logLevel":"info"}}"#);
+        let ok = raw(
+            r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/logLevel":"info"}}"#,
+        );
         let Envelope::Modern(d) = read(Some(&ok)) else { panic!("modern") };
         assert!(d.declares("sampling") && !d.declares("roots"));
         assert_eq!(d.log_level.as_deref(), Some("info"));
         let no_caps = raw(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#);
         let Envelope::Bad(e) = read(Some(&no_caps)) else { panic!("bad") };
         assert!(e.contains("-32602") && e.contains("clientCapabilities"), "{e}");
-        let old = raw(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2030-01-01","io.modelcontextprotocol/clientCapabilities":{}}}"#);
+        let old = raw(
+            r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2030-01-01","io.modelcontextprotocol/clientCapabilities":{}}}"#,
+        );
         let Envelope::Bad(e) = read(Some(&old)) else { panic!("bad") };
         let v: Value = serde_json::from_str(&e).expect("json");
         assert_eq!(v["code"], -32022);
@@ -280,11 +285,16 @@ mod tests {
     #[test]
     fn modern_results_say_their_type_and_cacheability() {
         let info = json!({"name":"r","version":"1"});
-        let v: Value = serde_json::from_str(&complete(r#"{"tools":[]}"#, Method::ToolsList, "public", &info)).expect("json");
-        assert_eq!((v["resultType"].as_str(), v["ttlMs"].as_i64(), v["cacheScope"].as_str()), (Some("complete"), Some(0), Some("public")));
+        let v: Value =
+            serde_json::from_str(&complete(r#"{"tools":[]}"#, Method::ToolsList, "public", &info)).expect("json");
+        assert_eq!(
+            (v["resultType"].as_str(), v["ttlMs"].as_i64(), v["cacheScope"].as_str()),
+            (Some("complete"), Some(0), Some("public"))
+        );
         assert_eq!(v["_meta"][KEY_SERVER_INFO], info);
         let v: Value =
-            serde_json::from_str(&complete(r#"{"content":[],"ttlMs":5}"#, Method::ToolsCall, "private", &info)).expect("json");
+            serde_json::from_str(&complete(r#"{"content":[],"ttlMs":5}"#, Method::ToolsCall, "private", &info))
+                .expect("json");
         assert!(v.get("cacheScope").is_none());
         let kept = r#"{"contents":[],"ttlMs":5000,"cacheScope":"public","resultType":"complete"}"#;
         let v: Value = serde_json::from_str(&complete(kept, Method::ResourcesRead, "private", &info)).expect("json");

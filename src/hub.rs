@@ -288,6 +288,8 @@ pub(crate) struct Hub {
     next_relay: AtomicU64,
     next_session: AtomicU64,
     events: Sender<Event>,
+    /// Server-to-client requests across eras.
+    pub mrtr: Arc<crate::mrtr::Mrtr>,
 }
 
 impl Hub {
@@ -305,6 +307,7 @@ impl Hub {
             next_relay: AtomicU64::new(1),
             next_session: AtomicU64::new(1),
             events,
+            mrtr: Arc::new(crate::mrtr::Mrtr::new()),
         }
     }
 
@@ -646,6 +649,18 @@ impl Hub {
         let Some(session) = self.sessions.read().get(&session).cloned() else {
             return refuse("the calling client has gone");
         };
+        // A 2026-07-28 call takes it as an input request (`mrtr.rs`).
+        let inbound = crate::mrtr::Inbound {
+            backend: backend.id,
+            backend_id: id.to_owned(),
+            method: method.to_owned(),
+            params: params.map(ToOwned::to_owned),
+        };
+        match self.mrtr.offer(&session, inbound) {
+            Some(Ok(())) => return,
+            Some(Err(why)) => return refuse(&why),
+            None => {}
+        }
         if !session.accepts_request(method, params) {
             let msg = format!("the calling client does not support {method}");
             let _ = backend.respond(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));

@@ -50,6 +50,7 @@ mod guard;
 mod hub;
 pub mod logging;
 mod method;
+mod mrtr;
 pub mod redact;
 mod router;
 mod session;

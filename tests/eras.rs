@@ -38,6 +38,10 @@ fn modern_backend(name: &str, era: &str) -> String {
     )
 }
 
+/// A Python interpreter importing the SDK can take seconds on a loaded machine, and the
+/// era probe gets half the start time: enough either way.
+const SLOW_START: &str = "init_timeout_ms: 60000";
+
 fn envelope() -> Value {
     json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -53,7 +57,7 @@ fn modern(mut params: Value) -> Value {
 }
 
 fn both() -> (Router, Session) {
-    let r = common::router("", &[modern_backend("modern", "auto"), common::backend("alpha", &[])]);
+    let r = common::router(SLOW_START, &[modern_backend("modern", "auto"), common::backend("alpha", &[])]);
     let s = r.session(None).expect("session");
     (r, s)
 }
@@ -78,12 +82,8 @@ fn a_modern_request_needs_its_envelope_and_a_version_the_router_speaks() {
     let (_r, s) = both();
     let v = common::call(&s, 1, "server/discover", json!({}));
     assert_eq!(v["error"]["code"], -32602, "{v}");
-    let v = common::call(
-        &s,
-        2,
-        "tools/list",
-        json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
-    );
+    let v =
+        common::call(&s, 2, "tools/list", json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}));
     assert_eq!(v["error"]["code"], -32602, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("clientCapabilities"));
     let v = common::call(
@@ -125,14 +125,17 @@ fn modern_results_carry_their_type_and_caching_and_legacy_ones_stay_as_they_were
 #[test]
 fn status_and_metrics_show_each_backends_era_and_a_pin_is_obeyed() {
     let r = common::router(
-        "",
+        SLOW_START,
         &[modern_backend("modern", "auto"), modern_backend("pinned", "legacy"), common::backend("alpha", &[])],
     );
     let st = r.status();
-    let era = |n: &str| {
-        st["backends"].as_array().unwrap().iter().find(|b| b["name"] == n).map(|b| b["era"].clone()).unwrap()
-    };
-    assert_eq!((era("modern"), era("pinned"), era("alpha")), (json!("modern"), json!("legacy"), json!("legacy")), "{st}");
+    let era =
+        |n: &str| st["backends"].as_array().unwrap().iter().find(|b| b["name"] == n).map(|b| b["era"].clone()).unwrap();
+    assert_eq!(
+        (era("modern"), era("pinned"), era("alpha")),
+        (json!("modern"), json!("legacy"), json!("legacy")),
+        "{st}"
+    );
     let m = r.metrics();
     assert!(m.contains("mcprouter_backend_modern{backend=\"modern\"} 1"), "{m}");
     assert!(m.contains("mcprouter_backend_modern{backend=\"pinned\"} 0"));
@@ -141,9 +144,115 @@ fn status_and_metrics_show_each_backends_era_and_a_pin_is_obeyed() {
 
 #[test]
 fn a_backend_pinned_modern_that_is_not_fails_to_start_with_the_reason() {
-    let r = common::router("init_timeout_ms: 3000", &[common::backend("alpha", &[]).replace("\n    command", "\n    era: modern\n    command")]);
+    let r = common::router(
+        "init_timeout_ms: 3000",
+        &[common::backend("alpha", &[]).replace("\n    command", "\n    era: modern\n    command")],
+    );
     let st = r.status();
     let b = &st["backends"][0];
     assert_ne!(b["state"], "ready", "{st}");
     assert!(b["last_error"].as_str().unwrap_or_default().contains("server/discover"), "{st}");
+}
+
+fn modern_with(capabilities: Value, mut params: Value) -> Value {
+    params["_meta"] = envelope();
+    params["_meta"]["io.modelcontextprotocol/clientCapabilities"] = capabilities;
+    params
+}
+
+#[test]
+fn a_legacy_backends_question_becomes_input_required_and_the_retry_delivers_the_answer() {
+    let r = common::router("", &[common::backend("alpha", &[])]);
+    let s = r.session(None).unwrap();
+    let call = json!({"name": "sample", "arguments": {"prompt": "q?"}});
+    let v = common::call(&s, 1, "tools/call", modern_with(json!({"sampling": {}}), call.clone()));
+    let res = &v["result"];
+    assert_eq!(res["resultType"], "input_required", "{v}");
+    let state = res["requestState"].as_str().expect("a requestState");
+    assert!(state.starts_with("mcprouter-mrtr-") && state.len() >= 15 + 32, "{state}");
+    let asks = res["inputRequests"].as_object().expect("inputRequests");
+    assert_eq!(asks.len(), 1, "{v}");
+    let (key, ask) = asks.iter().next().unwrap();
+    assert_eq!(ask["method"], "sampling/createMessage");
+    assert_eq!(ask["params"]["messages"][0]["content"]["text"], "q?");
+    // The state is bound to this call: another tool's retry, or a forged state, is refused.
+    let mut wrong = modern_with(json!({"sampling": {}}), json!({"name": "echo", "arguments": {"text": "x"}}));
+    wrong["requestState"] = json!(state);
+    let e = common::call(&s, 2, "tools/call", wrong);
+    assert_eq!(e["error"]["code"], -32602, "{e}");
+    let mut forged = modern_with(json!({"sampling": {}}), call.clone());
+    forged["requestState"] = json!("mcprouter-mrtr-00000000000000000000000000000000");
+    assert_eq!(common::call(&s, 3, "tools/call", forged)["error"]["code"], -32602);
+    // The retry, under a new id, answers and gets the real result.
+    let mut retry = modern_with(json!({"sampling": {}}), call);
+    retry["requestState"] = json!(state);
+    retry["inputResponses"] =
+        json!({key: {"role": "assistant", "content": {"type": "text", "text": "the answer"}, "model": "m"}});
+    let v = common::call(&s, 4, "tools/call", retry.clone());
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
+    assert_eq!(v["result"]["content"][0]["text"], "the answer", "{v}");
+    // Spent: the same state again is unknown.
+    assert_eq!(common::call(&s, 5, "tools/call", retry)["error"]["code"], -32602);
+}
+
+#[test]
+fn a_modern_client_that_did_not_declare_the_capability_is_not_asked() {
+    let r = common::router("", &[common::backend("alpha", &[])]);
+    let s = r.session(None).unwrap();
+    let v = common::call(&s, 1, "tools/call", modern(json!({"name": "sample", "arguments": {"prompt": "q"}})));
+    assert_eq!(v["result"]["isError"], true, "{v}");
+    let text = v["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("did not declare the sampling capability"), "{v}");
+}
+
+#[test]
+fn a_modern_backends_input_required_is_asked_of_a_legacy_client_and_retried() {
+    let r = common::router(SLOW_START, &[modern_backend("modern", "auto")]);
+    let s = std::sync::Arc::new(r.session(None).unwrap());
+    common::initialize(&s, json!({"sampling": {}}));
+    let caller = std::sync::Arc::clone(&s);
+    let call = std::thread::spawn(move || common::tool_text(&caller, "era-sample", json!({"prompt": "p"})));
+    let ask = common::wait_event(&s, "sampling/createMessage", std::time::Duration::from_secs(30)).expect("asked");
+    assert!(ask["id"].as_str().unwrap().starts_with("mcprouter-ask-"), "{ask}");
+    let answer = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "yes"}, "model": "m"}});
+    assert!(s.handle(&answer.to_string()).unwrap().is_none());
+    let text = call.join().unwrap().expect("the call's result");
+    assert_eq!(text, "sampled: yes");
+}
+
+/// Sends `tools/call` on a thread, cancels it by the client's id, and returns what the
+/// call's `handle` gave back (no reply: None).
+fn cancelled_call(s: &std::sync::Arc<Session>, params: Value, ready: impl Fn() -> bool) -> Option<String> {
+    let caller = std::sync::Arc::clone(s);
+    let msg = json!({"jsonrpc": "2.0", "id": "to-cancel", "method": "tools/call", "params": params}).to_string();
+    let call = std::thread::spawn(move || caller.handle(&msg).expect("open"));
+    while !ready() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "to-cancel", "reason": "test"}});
+    assert!(s.handle(&cancel.to_string()).unwrap().is_none());
+    call.join().unwrap()
+}
+
+#[test]
+fn a_modern_clients_cancellation_reaches_a_legacy_backend() {
+    let r = common::router("", &[common::backend("alpha", &[])]);
+    let s = std::sync::Arc::new(r.session(None).unwrap());
+    let params = modern_with(json!({"sampling": {}}), json!({"name": "slow", "arguments": {"ms": 600000}}));
+    let in_flight = || r.status()["backends"][0]["in_flight"].as_u64() == Some(1);
+    assert_eq!(cancelled_call(&s, params, in_flight), None, "a cancelled call gets no reply");
+    assert_eq!(r.status()["backends"][0]["in_flight"], 0);
+}
+
+#[test]
+fn a_legacy_clients_cancellation_reaches_a_modern_backend() {
+    let r = common::router(SLOW_START, &[modern_backend("modern", "auto")]);
+    let s = std::sync::Arc::new(r.session(None).unwrap());
+    common::initialize(&s, json!({}));
+    let params = json!({"name": "era-wait", "arguments": {"ms": 600000}});
+    let in_flight = || r.status()["backends"][0]["in_flight"].as_u64() == Some(1);
+    assert_eq!(cancelled_call(&s, params, in_flight), None);
+    assert_eq!(r.status()["backends"][0]["in_flight"], 0);
+    // The backend is still usable: it took the cancellation, not the connection down.
+    assert!(common::tool_text(&s, "era-echo", json!({"message": "after"})).unwrap().contains("after"));
 }

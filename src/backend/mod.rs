@@ -413,6 +413,11 @@ impl Backend {
         match jsonrpc::parse(text) {
             Ok(Message::Response { id, outcome }) => {
                 let Ok(n) = id.get().parse::<u64>() else {
+                    // The end of a listen the router opened on a modern server (it ends with the connection).
+                    if id.get().starts_with("\"mcprouter-listen") || id.get().starts_with("\"mcprouter-sub:") {
+                        log::debug!(target: "mcprouter::backend", "[{}] listen {} ended", self.name(), id.get());
+                        return None;
+                    }
                     log::warn!(target: "mcprouter::backend", "[{}] reply to an id the router never sent: {}", self.name(), id.get());
                     return None;
                 };
@@ -466,15 +471,25 @@ impl Backend {
         };
         if probe {
             let now = Instant::now();
-            let until =
-                if setting == EraSetting::Modern { deadline } else { now + deadline.saturating_duration_since(now) / 2 };
+            let until = if setting == EraSetting::Modern {
+                deadline
+            } else {
+                now + deadline.saturating_duration_since(now) / 2
+            };
             match self.discover(until) {
                 Ok(()) => return Ok(()),
                 Err(e) if setting == EraSetting::Modern => return Err(e),
                 Err(e) => log::debug!(target: "mcprouter::backend", "[{}] legacy era: {e}", self.name()),
             }
         }
-        self.initialize(deadline)
+        match self.initialize(deadline) {
+            // A server that answered the probe after it timed out here may have settled on
+            // the modern era, and says so with -32022: ask once more.
+            Err(e) if probe && setting == EraSetting::Auto && e.contains(&era::UNSUPPORTED_VERSION.to_string()) => {
+                self.discover(deadline).map_err(|d| format!("{e}; {d}"))
+            }
+            other => other,
+        }
     }
 
     /// The modern handshake: `server/discover`, and the facts its result gives.
@@ -497,7 +512,54 @@ impl Backend {
         f.server_info = v.pointer("/_meta").and_then(|m| m.get(era::KEY_SERVER_INFO)).cloned();
         f.capabilities = v.get("capabilities").cloned().unwrap_or(Value::Null);
         f.instructions = v.get("instructions").and_then(Value::as_str).map(str::to_owned);
+        drop(life);
+        self.listen_for_changes(&v);
         Ok(())
+    }
+
+    /// 2026-07-28 has no `resources/subscribe`: the router's subscription to `uri` on a
+    /// modern server is a `subscriptions/listen` of its own, named after the URI, opened on the
+    /// first subscriber and cancelled after the last.
+    pub(crate) fn listen_resource(&self, uri: &str, on: bool) -> Result<(), String> {
+        let id = jsonrpc::quote(&format!("mcprouter-sub:{uri}"));
+        let cmd = if on {
+            let wanted = serde_json::json!({"notifications": {"resourceSubscriptions": [uri]}}).to_string();
+            let params = era::params_for(Era::Modern, Some(&wanted), &self.client_capabilities);
+            Command::Notify {
+                method: Method::SubscriptionsListen,
+                line: jsonrpc::request(&id, "subscriptions/listen", params.as_deref()),
+            }
+        } else {
+            let params = format!("{{\"requestId\":{id}}}");
+            let line = jsonrpc::notification("notifications/cancelled", Some(&params));
+            Command::Notify { method: Method::NotificationsCancelled, line }
+        };
+        self.send(cmd, Some(Instant::now() + Duration::from_millis(500))).map_err(|e| format!("{e:?}"))
+    }
+
+    /// A modern server says a list changed only on a `subscriptions/listen` stream: one is
+    /// opened for the lists it offers, for the connection's life, so the catalog follows
+    /// them as it follows a legacy server's `list_changed`. Its notifications reach the hub
+    /// like any others; its final answer (when the connection ends) is dropped.
+    fn listen_for_changes(&self, discovered: &Value) {
+        let changes =
+            |kind: &str| discovered.pointer(&format!("/capabilities/{kind}/listChanged")) == Some(&Value::Bool(true));
+        let wanted = serde_json::json!({"notifications": {
+            "toolsListChanged": changes("tools"),
+            "promptsListChanged": changes("prompts"),
+            "resourcesListChanged": changes("resources"),
+        }});
+        if !(changes("tools") || changes("prompts") || changes("resources")) {
+            return;
+        }
+        let wanted = wanted.to_string();
+        let params = era::params_for(Era::Modern, Some(&wanted), &self.client_capabilities);
+        let line = jsonrpc::request("\"mcprouter-listen\"", "subscriptions/listen", params.as_deref());
+        // Not a pending call (it never completes while the connection lives): written as is.
+        let cmd = Command::Notify { method: Method::SubscriptionsListen, line };
+        if let Err(e) = self.send(cmd, Some(Instant::now() + Duration::from_millis(500))) {
+            log::warn!(target: "mcprouter::backend", "[{}] could not listen for list changes: {e:?}", self.name());
+        }
     }
 
     /// The legacy handshake: `initialize`, then `notifications/initialized`.
@@ -689,11 +751,15 @@ impl Backend {
             };
             match self.pending.try_insert_bounded(PendingCall { reply }, max) {
                 // The handshakes name their era; a restart's facts are the previous life's.
-                Ok(id) => (tx, id, match method {
-                    "server/discover" => Era::Modern,
-                    "initialize" => Era::Legacy,
-                    _ => life.facts.era,
-                }),
+                Ok(id) => (
+                    tx,
+                    id,
+                    match method {
+                        "server/discover" => Era::Modern,
+                        "initialize" => Era::Legacy,
+                        _ => life.facts.era,
+                    },
+                ),
                 Err((_, true)) => return Err(CallError::Overloaded),
                 Err((_, false)) => return Err(CallError::Unavailable("it is down".into())),
             }

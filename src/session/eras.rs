@@ -4,15 +4,16 @@
 //! server-to-client requests are translated (`mrtr.rs`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::methods::server_info;
+use super::mrtr::takes_input;
 use super::{Out, Session, invalid};
 use crate::core::View;
 use crate::era::{self, Declared, KEY_SERVER_INFO, MODERN};
-use crate::jsonrpc::METHOD_NOT_FOUND;
 use crate::method::Method;
 
 type Named<'a> = Option<Result<Cow<'a, str>, String>>;
@@ -26,16 +27,29 @@ impl Session {
         method: &str,
         params: Option<&RawValue>,
         named: Named<'_>,
-        _declared: &Declared,
+        declared: &Arc<Declared>,
     ) -> (Out, Option<usize>) {
         let m = Method::parse(method);
+        if m == Method::Initialize {
+            return self.request(v, id, method, params, named);
+        }
+        {
+            // A client that never sent initialize speaks 2026-07-28 only: the hub must never
+            // relay a JSON-RPC request to it.
+            let mut c = self.shared.client.lock();
+            if !c.initialized && c.protocol_version.is_none() {
+                c.protocol_version = Some(MODERN.to_owned());
+            }
+        }
         let (out, backend) = match m {
             Method::ServerDiscover => (self.discover(v), None),
-            Method::Initialize => return self.request(v, id, method, params, named),
-            Method::SubscriptionsListen => {
-                (Out::error(METHOD_NOT_FOUND, "Method not found: subscriptions/listen"), None)
+            Method::SubscriptionsListen => self.listen(v, id, params),
+            _ if takes_input(m) => self.modern_call(v, id, method, params, named, declared),
+            _ => {
+                // No input can be taken here: what a backend asks meanwhile is refused.
+                let _inline = self.core().hub.mrtr.wait(self.shared.id, Arc::clone(declared), true);
+                self.request(v, id, method, params, named)
             }
-            _ => self.request(v, id, method, params, named),
         };
         let out = match out {
             Out::Ok(r) => Out::Ok(era::complete(&r, m, cache_scope(v), &server_info(v))),
@@ -59,7 +73,8 @@ impl Session {
             );
             return (invalid(msg), None);
         }
-        self.request(v, id, method, params, named)
+        let done = self.request(v, id, method, params, named);
+        if takes_input(Method::parse(method)) { self.legacy_rounds(v, id, method, params, done) } else { done }
     }
 
     /// `server/discover`: what `initialize` would announce, plus every version served.

@@ -161,7 +161,8 @@ impl Session {
     pub(super) fn set_level(&self, v: &View, params: Option<&RawValue>) -> Out {
         let Some(p) = params else { return invalid("logging/setLevel needs params.level") };
         // Calls to modern backends carry it per request.
-        let level = serde_json::from_str::<Value>(p.get()).ok().and_then(|v| v.get("level")?.as_str().map(str::to_owned));
+        let level =
+            serde_json::from_str::<Value>(p.get()).ok().and_then(|v| v.get("level")?.as_str().map(str::to_owned));
         self.shared.client.lock().log_level = level;
         let tickets: Vec<_> = v
             .backends
@@ -169,7 +170,9 @@ impl Session {
             // A modern backend takes the level per request (`_meta`), not as a method.
             .filter(|b| {
                 let info = b.info();
-                b.is_ready() && info.facts.era == crate::era::Era::Legacy && info.facts.capabilities.get("logging").is_some()
+                b.is_ready()
+                    && info.facts.era == crate::era::Era::Legacy
+                    && info.facts.capabilities.get("logging").is_some()
             })
             .filter_map(|b| b.start_call("logging/setLevel", Some(p.get()), self.shared.id).ok().map(|t| (b, t)))
             .collect();
@@ -202,7 +205,14 @@ impl Session {
                     reason: Option<Cow<'a, str>>,
                 }
                 let Some(c) = params.and_then(|p| serde_json::from_str::<Cancel<'_>>(p.get()).ok()) else { return };
-                let target = self.shared.inflight.lock().remove(c.request_id.get());
+                if self.stop_listen(c.request_id.get()) {
+                    return;
+                }
+                // A modern client's call may run under the router's own id (`mrtr.rs`).
+                let target = self.shared.inflight.lock().remove(c.request_id.get()).or_else(|| {
+                    let (helper, call) = core.hub.mrtr.aliased(self.shared.id, c.request_id.get())?;
+                    helper.inflight.lock().remove(&call)
+                });
                 if let Some((b, id)) = target {
                     let reason = c.reason.as_deref().unwrap_or("cancelled by the client");
                     if let Some(backend) = core.backend(b) {
@@ -222,6 +232,11 @@ impl Session {
     /// The client's answer to a request a backend sent it: back to that backend, under the
     /// backend's own id.
     pub(super) fn client_response(&self, id: &RawValue, outcome: std::result::Result<&RawValue, &RawValue>) {
+        // An answer to an input request a modern backend made (`mrtr.rs`).
+        let answer = outcome.map(ToOwned::to_owned).map_err(ToOwned::to_owned);
+        if self.core().hub.mrtr.answer(self.shared.id, id.get(), answer) {
+            return;
+        }
         let Some(relay) = self.shared.relays.lock().remove(id.get()) else {
             log::debug!(target: "mcprouter::session", "response to unknown id {} dropped", id.get());
             return;

@@ -11,7 +11,9 @@ mod access;
 mod attempts;
 mod eras;
 mod gate;
+mod listen;
 mod methods;
+mod mrtr;
 mod routing;
 mod scoped;
 
@@ -43,6 +45,8 @@ pub struct Session {
     router: Arc<RouterInner>,
     shared: Arc<SessionShared>,
     instances: scoped::Instances,
+    /// Open `subscriptions/listen` requests (`listen.rs`).
+    listeners: parking_lot::Mutex<Vec<listen::Listener>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -51,8 +55,11 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// What a finished call hands back: its outcome and the backend that served it.
+pub(crate) type Done = (Out, Option<usize>);
+
 /// What handling one request produced.
-pub(super) enum Out {
+pub(crate) enum Out {
     /// A raw `result` value.
     Ok(String),
     /// A raw `error` object, and how the request ended for metrics: decided where the error
@@ -135,7 +142,12 @@ pub(super) struct UriParam<'a> {
 impl Session {
     pub(crate) fn new(router: Arc<RouterInner>, client_id: Option<&str>) -> Session {
         let shared = router.core.hub.open_session(client_id);
-        Session { router, shared, instances: scoped::Instances::default() }
+        Session {
+            router,
+            shared,
+            instances: scoped::Instances::default(),
+            listeners: parking_lot::Mutex::new(Vec::new()),
+        }
     }
 
     fn core(&self) -> &Core {
@@ -196,7 +208,10 @@ impl Session {
         let end = Instant::now() + timeout;
         loop {
             if let Ok(ev) = self.shared.events_rx.try_recv() {
-                return Ok(Some(ev));
+                match self.for_client(ev) {
+                    Some(ev) => return Ok(Some(ev)),
+                    None => continue,
+                }
             }
             if self.is_closed() {
                 return Err(Error::Closed);
@@ -205,7 +220,11 @@ impl Session {
             // to notice a close.
             let slice = end.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
             match self.shared.events_rx.recv_timeout(slice) {
-                Ok(ev) => return Ok(Some(ev)),
+                Ok(ev) => {
+                    if let Some(ev) = self.for_client(ev) {
+                        return Ok(Some(ev));
+                    }
+                }
                 Err(_) if Instant::now() >= end => return Ok(None),
                 Err(_) => {}
             }

@@ -13,6 +13,7 @@ use super::{Out, Session, UriParam, bad};
 use crate::backend::{CallError, Deadline};
 use crate::catalog::Lookup;
 use crate::core::View;
+use crate::era::Era;
 use crate::jsonrpc;
 
 /// Where a routed call goes, and what the catalog says about repeating it.
@@ -98,6 +99,10 @@ impl Session {
         let gate = (method != "resources/read").then(|| hub.subscription_gate(&uri));
         if method == "resources/unsubscribe" {
             return match hub.remove_subscriber(&uri, self.shared.id) {
+                Some((b, true)) if self.core().backend(b).is_some_and(|b| b.era() == Era::Modern) => {
+                    let _ = self.core().backend(b).map(|m| m.listen_resource(&uri, false));
+                    (Out::Ok("{}".into()), Some(b))
+                }
                 Some((b, true)) => self.call_backend(id, b, method, params),
                 Some((b, false)) => (Out::Ok("{}".into()), Some(b)),
                 // Nothing of ours to undo; the backend's subscription belongs to others.
@@ -123,6 +128,19 @@ impl Session {
             if let Some(b) = hub.subscribed_backend(&uri, &members) {
                 hub.add_subscriber(&uri, b, self.shared.id);
                 return (Out::Ok("{}".into()), Some(b));
+            }
+            // A modern member is subscribed to with a listen of its own (`listen_resource`).
+            let modern = v.owners.get(owner).and_then(|o| {
+                o.members.iter().filter_map(|m| v.backends.get(*m)).find(|b| b.is_ready() && b.era() == Era::Modern)
+            });
+            if let Some(b) = modern {
+                return match b.listen_resource(&uri, true) {
+                    Ok(()) => {
+                        hub.add_subscriber(&uri, b.id, self.shared.id);
+                        (Out::Ok("{}".into()), Some(b.id))
+                    }
+                    Err(e) => (Out::error(jsonrpc::BACKEND_UNAVAILABLE, &format!("cannot subscribe: {e}")), Some(b.id)),
+                };
             }
         }
         // Reading is safe to repeat; subscribing is not worth a second try.
@@ -175,6 +193,10 @@ impl Session {
             let _gate = core.hub.subscription_gate(&uri);
             let Some((b, true)) = core.hub.remove_subscriber(&uri, self.shared.id) else { continue };
             let Some(backend) = core.backend(b) else { continue };
+            if backend.era() == Era::Modern {
+                let _ = backend.listen_resource(&uri, false);
+                continue;
+            }
             let params = format!("{{\"uri\":{}}}", jsonrpc::quote(&uri));
             if let Ok(t) = backend.start_call("resources/unsubscribe", Some(&params), self.shared.id) {
                 tickets.push((backend, t));

@@ -49,6 +49,7 @@ def write_config(path: Path, *, modern_era: str = "auto") -> None:
         "router:\n"
         "  name: mcprouter\n"
         "  request_timeout_ms: 30000\n"
+        "  init_timeout_ms: 60000\n"
         "backends:\n"
         "  - name: modern\n"
         f"    command: {yaml_str(sys.executable)}\n"
@@ -84,7 +85,9 @@ class Callbacks:
 
 
 @asynccontextmanager
-async def router_client(tmp_path: Path, mode: str, calls: Callbacks, **config: str) -> AsyncIterator[Client]:
+async def router_client(
+    tmp_path: Path, mode: str, calls: Callbacks, message_handler: Any = None, **config: str
+) -> AsyncIterator[Client]:
     cfg = tmp_path / "router.yaml"
     write_config(cfg, **config)
     params = StdioServerParameters(
@@ -98,6 +101,7 @@ async def router_client(tmp_path: Path, mode: str, calls: Callbacks, **config: s
         elicitation_callback=calls.elicitation_callback,
         list_roots_callback=calls.list_roots_callback,
         client_info=types.Implementation(name="eras-test", version="0"),
+        message_handler=message_handler,
         cache=None,
     )
     async with client:
@@ -106,10 +110,6 @@ async def router_client(tmp_path: Path, mode: str, calls: Callbacks, **config: s
 
 def text_of(result: Any) -> str:
     return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
-
-
-async def status_of(client: Client) -> None:
-    """Nothing: the router's status is read by the Rust tests; here the facts are behavioural."""
 
 
 # ------------------------------------------------------------------ modern client (auto mode)
@@ -168,3 +168,246 @@ async def test_a_backend_pinned_legacy_is_not_probed(tmp_path: Path) -> None:
         async with router_client(tmp_path, "auto", calls, modern_era="legacy") as c:
             r = await c.call_tool("era-echo", {"message": "hi"})
             assert "version 2025-11-25" in text_of(r), text_of(r)
+
+
+# ------------------------------------------------------------------ sampling / elicitation / roots across eras
+
+
+@pytest.mark.anyio
+async def test_legacy_client_answers_a_modern_backends_input_requests(tmp_path: Path) -> None:
+    """Cells: sampling / elicitation / roots — legacy client × modern backend.
+
+    The modern backend answers `input_required`; the router asks the legacy client with
+    JSON-RPC requests and retries the call with the answers and the backend's requestState."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "legacy", calls) as c:
+            r = await c.call_tool("era-sample", {"prompt": "legacy asks"})
+            assert f"sampled: {SAMPLED}" in text_of(r), text_of(r)
+            assert len(calls.sampling) == 1
+            first = calls.sampling[0].messages[0].content
+            assert isinstance(first, types.TextContent) and first.text == "legacy asks"
+            r = await c.call_tool("era-elicit", {})
+            assert "hello Ada" in text_of(r), text_of(r)
+            assert len(calls.elicitation) == 1
+            r = await c.call_tool("era-roots", {})
+            assert "file:///tmp/eras-root" in text_of(r), text_of(r)
+
+
+@pytest.mark.anyio
+async def test_modern_client_answers_a_legacy_backends_requests_through_input_required(tmp_path: Path) -> None:
+    """Cells: sampling / elicitation — modern client × legacy backend.
+
+    server-everything sends sampling/createMessage and elicitation/create mid-call; the
+    router answers the modern client's call `input_required` with a requestState of its own,
+    keeps the backend's call waiting, and delivers the client's inputResponses to it."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "auto", calls) as c:
+            assert c.protocol_version == "2026-07-28"
+            r = await c.call_tool("trigger-sampling-request", {"prompt": "modern asks", "maxTokens": 16})
+            assert SAMPLED in text_of(r), text_of(r)
+            assert len(calls.sampling) == 1
+            first = calls.sampling[0].messages[0].content
+            assert isinstance(first, types.TextContent) and "modern asks" in first.text
+            r = await c.call_tool("trigger-elicitation-request", {})
+            assert "Ada" in text_of(r), text_of(r)
+            assert len(calls.elicitation) == 1
+
+
+@pytest.mark.anyio
+async def test_modern_client_and_modern_backend_pass_input_required_through(tmp_path: Path) -> None:
+    """Cells: sampling / elicitation / roots — modern client × modern backend (the backend's
+    own requestState travels verbatim)."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "auto", calls) as c:
+            r = await c.call_tool("era-sample", {"prompt": "modern to modern"})
+            assert f"sampled: {SAMPLED}" in text_of(r), text_of(r)
+            r = await c.call_tool("era-elicit", {})
+            assert "hello Ada" in text_of(r), text_of(r)
+            r = await c.call_tool("era-roots", {})
+            assert "file:///tmp/eras-root" in text_of(r), text_of(r)
+            assert (len(calls.sampling), len(calls.elicitation), calls.roots) == (1, 1, 1)
+
+
+@pytest.mark.anyio
+async def test_legacy_client_and_legacy_backend_keep_the_relay(tmp_path: Path) -> None:
+    """Cells: sampling / elicitation — legacy client × legacy backend (the existing relay)."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "legacy", calls) as c:
+            r = await c.call_tool("trigger-sampling-request", {"prompt": "legacy to legacy", "maxTokens": 16})
+            assert SAMPLED in text_of(r), text_of(r)
+            r = await c.call_tool("trigger-elicitation-request", {})
+            assert "Ada" in text_of(r), text_of(r)
+
+
+# ------------------------------------------------------------------ progress and subscriptions across eras
+
+EVERYTHING_DOC = "demo://resource/static/document/features.md"
+
+
+class ProgressSeen:
+    def __init__(self) -> None:
+        self.updates: list[tuple[float, float | None]] = []
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        self.updates.append((progress, total))
+
+
+async def wait_for(predicate, what: str, timeout: float = 20) -> None:
+    with anyio.move_on_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.05)
+    assert predicate(), f"timed out waiting for {what}"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_progress_reaches_either_client_from_either_backend(tmp_path: Path, mode: str) -> None:
+    """Cells: progress — {modern, legacy} client × {modern, legacy} backend."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, mode, calls) as c:
+            seen = ProgressSeen()
+            r = await c.call_tool("era-progress", {"steps": 3}, progress_callback=seen)
+            assert "3 steps done" in text_of(r)
+            await wait_for(lambda: len(seen.updates) == 3, "3 progress updates from the modern backend")
+            assert [p for p, _ in seen.updates] == [1, 2, 3]
+            seen = ProgressSeen()
+            r = await c.call_tool("trigger-long-running-operation", {"duration": 1, "steps": 2}, progress_callback=seen)
+            assert not r.is_error, text_of(r)
+            await wait_for(lambda: len(seen.updates) == 2, "2 progress updates from server-everything")
+
+
+@pytest.mark.anyio
+async def test_modern_client_listens_to_both_eras(tmp_path: Path) -> None:
+    """Cells: subscriptions — modern client × modern backend (a listen of the router's own on
+    it) and × legacy backend (resources/subscribe on it); list changes through the merged catalog."""
+    from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
+
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "auto", calls) as c:
+            async with c.listen(tools_list_changed=True, resource_subscriptions=["era://static", EVERYTHING_DOC]) as sub:
+                assert set(sub.honored.resource_subscriptions or []) == {"era://static", EVERYTHING_DOC}, sub.honored
+                await c.call_tool("era-touch", {})
+                event = await sub.__anext__()
+                assert event == ResourceUpdated(uri="era://static"), event
+                await c.call_tool("toggle-subscriber-updates", {})
+                event = await sub.__anext__()
+                while event != ResourceUpdated(uri=EVERYTHING_DOC):
+                    event = await sub.__anext__()
+                await c.call_tool("era-grow", {})
+                event = await sub.__anext__()
+                while not isinstance(event, ToolsListChanged):
+                    event = await sub.__anext__()
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "era-grown" in names, names
+
+
+@pytest.mark.anyio
+async def test_legacy_client_subscribes_to_a_modern_backend(tmp_path: Path) -> None:
+    """Cells: subscriptions — legacy client × modern backend (resources/subscribe becomes a
+    subscriptions/listen on the backend), and list_changed from a modern backend."""
+    seen: list[Any] = []
+
+    async def handler(message: Any) -> None:
+        seen.append(message)
+
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "legacy", calls, message_handler=handler) as c:
+            await c.session.subscribe_resource("era://static")
+            await c.call_tool("era-touch", {})
+
+            def updated() -> bool:
+                return any(
+                    isinstance(m, types.ResourceUpdatedNotification) and str(m.params.uri) == "era://static" for m in seen
+                )
+
+            await wait_for(updated, "resources/updated for era://static")
+            await c.session.unsubscribe_resource("era://static")
+            await c.call_tool("era-grow", {})
+            await wait_for(lambda: any(isinstance(m, types.ToolListChangedNotification) for m in seen), "tools/list_changed")
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "era-grown" in names, names
+
+
+# ------------------------------------------------------------------ the HTTP gateway, 2026-07-28 shape
+
+
+@asynccontextmanager
+async def gateway(tmp_path: Path) -> AsyncIterator[str]:
+    import re
+    import subprocess
+
+    cfg = tmp_path / "router.yaml"
+    write_config(cfg)
+    proc = subprocess.Popen(
+        [str(router_binary()), "serve", "--config", str(cfg), "--http", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        url = None
+        for line in proc.stderr:
+            m = re.search(r"serving MCP on (http://\S+)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, f"the gateway exited with {proc.wait()} before listening"
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.anyio
+async def test_modern_client_over_http_is_served_statelessly(tmp_path: Path) -> None:
+    """Cells (HTTP front): discover, calls to both eras, sampling modern client × legacy
+    backend across stateless requests (the retry is a new POST on a new connection's session)."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with gateway(tmp_path) as url:
+            client = Client(
+                url,
+                mode="auto",
+                read_timeout_seconds=REQUEST_TIMEOUT_S,
+                sampling_callback=calls.sampling_callback,
+                elicitation_callback=calls.elicitation_callback,
+                list_roots_callback=calls.list_roots_callback,
+                cache=None,
+            )
+            async with client as c:
+                assert c.protocol_version == "2026-07-28", c.protocol_version
+                names = {t.name for t in (await c.list_tools()).tools}
+                assert {"era-echo", "get-sum"} <= names, names
+                r = await c.call_tool("era-echo", {"message": "über http"})
+                assert "version 2026-07-28" in text_of(r), text_of(r)
+                r = await c.call_tool("get-sum", {"a": 1, "b": 2})
+                assert "3" in text_of(r), text_of(r)
+                r = await c.call_tool("trigger-sampling-request", {"prompt": "over http", "maxTokens": 16})
+                assert SAMPLED in text_of(r), text_of(r)
+                r = await c.call_tool("era-sample", {"prompt": "over http"})
+                assert f"sampled: {SAMPLED}" in text_of(r), text_of(r)
+                seen = ProgressSeen()
+                await c.call_tool("era-progress", {"steps": 2}, progress_callback=seen)
+                await wait_for(lambda: len(seen.updates) == 2, "progress over the request's SSE stream")
+
+
+@pytest.mark.anyio
+async def test_legacy_client_over_http_keeps_its_session(tmp_path: Path) -> None:
+    """Cells (HTTP front): a legacy client still gets the session-based shape, and reaches the
+    modern backend."""
+    calls = Callbacks()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with gateway(tmp_path) as url:
+            async with Client(url, mode="legacy", read_timeout_seconds=REQUEST_TIMEOUT_S, cache=None) as c:
+                assert c.protocol_version == "2025-11-25"
+                r = await c.call_tool("era-echo", {"message": "legacy http"})
+                assert "version 2026-07-28" in text_of(r), text_of(r)

@@ -158,6 +158,10 @@ pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut Conn, req: &Request) -> 
     if let Some(endpoint) = legacy {
         return super::legacy_sse::handle(&mut cx, endpoint);
     }
+    // A 2026-07-28 request is stateless: its own shape (modern.rs).
+    if super::modern::is_modern(req) {
+        return super::modern::handle(shared, cx.stream, req, std::mem::take(&mut cx.cors), cx.client.take());
+    }
     match req.method.as_str() {
         "POST" => post(&mut cx),
         "GET" => get(&mut cx),

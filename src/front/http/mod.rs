@@ -15,6 +15,7 @@ mod checks;
 mod conn;
 mod legacy_sse;
 mod mcp;
+mod modern;
 mod request;
 mod response;
 mod server;
