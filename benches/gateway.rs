@@ -461,7 +461,7 @@ fn measure(front: &Front, clients: usize, seconds: f64) -> Cell {
                             Err(e) => {
                                 errors += 1;
                                 if errors == 1 {
-                                    eprintln!("  {}: {e}", front_name_hint(i));
+                                    eprintln!("  {} client {i}: {e}", front.name);
                                 }
                             }
                         }
@@ -481,10 +481,6 @@ fn measure(front: &Front, clients: usize, seconds: f64) -> Cell {
             .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
     };
     Cell { calls_per_s: all.len() as f64 / elapsed.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99), errors }
-}
-
-fn front_name_hint(client: usize) -> String {
-    format!("client {client}")
 }
 
 const FRONTS: [&str; 5] = ["everything-http", "mcprouter-http", "supergateway", "mcp-proxy", "mcprouter-stdio"];
