@@ -109,9 +109,16 @@ impl Session {
         let _alias = mrtr.alias(self.shared.id, client_id.get(), &w.helper, &w.call);
         // What the call's session got (progress, logs) goes to the client waiting now; all of
         // it before the result, as the backend sent it before the result.
+        // Log messages only when the waiting request asked for them (`logLevel`).
+        let logs = matches!(era::current(), Some(Caller::Modern(d)) if d.log_level.is_some());
+        let pass = |ev: String| {
+            if logs || !ev.contains("\"notifications/message\"") {
+                self.shared.push(ev);
+            }
+        };
         let forward = |w: &Waiting| {
             while let Ok(ev) = w.helper.events_rx.try_recv() {
-                self.shared.push(ev);
+                pass(ev);
             }
         };
         loop {
@@ -134,7 +141,7 @@ impl Session {
                 }
                 recv(w.helper.events_rx) -> ev => {
                     if let Ok(ev) = ev {
-                        self.shared.push(ev);
+                        pass(ev);
                     }
                 }
                 recv(w.inbox) -> m => match m {
