@@ -59,6 +59,8 @@ impl Session {
         if let Some(state) = request_state(params).filter(|s| s.starts_with(STATE_PREFIX)) {
             return self.resume(v, id, method, params, &state);
         }
+        // Parked calls whose clients never came back are swept whenever a call may park.
+        self.expire_parked();
         let mrtr = Arc::clone(&self.core().hub.mrtr);
         let call_id = RawValue::from_string(format!("\"mcprouter-call-{}\"", mrtr.next_id()));
         let (Ok(call_id), true) = (call_id, mrtr.helpers.fetch_add(1, Ordering::AcqRel) < MAX_HELPERS) else {
@@ -243,7 +245,11 @@ impl Session {
     /// so the calls end.
     fn expire_parked(&self) {
         for p in self.core().hub.mrtr.expired(Instant::now()) {
-            self.refuse_asked(p.asked, REQUEST_TIMEOUT, "the client did not answer in time");
+            let why = "the client did not answer in time";
+            self.refuse_asked(p.asked, REQUEST_TIMEOUT, why);
+            // Asked after the client was answered: nobody will see these either.
+            let later: Vec<(String, Inbound)> = p.inbox.try_iter().map(|i| (String::new(), i)).collect();
+            self.refuse_asked(later, REQUEST_TIMEOUT, why);
             let call = p.helper.inflight.lock().remove(&p.call);
             if let Some(b) = call.and_then(|(b, id)| self.core().backend(b).map(|b| (b, id))) {
                 b.0.cancel(b.1, "the client did not come back with its input");
