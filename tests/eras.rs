@@ -41,6 +41,8 @@ fn modern_backend(name: &str, era: &str) -> String {
 /// A Python interpreter importing the SDK can take seconds on a loaded machine, and the
 /// era probe gets half the start time: enough either way.
 const SLOW_START: &str = "init_timeout_ms: 60000";
+/// Calls to cancel must not time out first, however slow the machine.
+const LONG_CALLS: &str = "init_timeout_ms: 60000\nrequest_timeout_ms: 600000";
 
 fn envelope() -> Value {
     json!({
@@ -229,14 +231,19 @@ fn cancelled_call(s: &std::sync::Arc<Session>, params: Value, ready: impl Fn() -
     while !ready() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // A cancellation that lands between the call's registration and its send is ignored
+    // (a cancellation of an unknown id is): sent again until the call has ended.
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "to-cancel", "reason": "test"}});
-    assert!(s.handle(&cancel.to_string()).unwrap().is_none());
+    while !call.is_finished() {
+        assert!(s.handle(&cancel.to_string()).unwrap().is_none());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     call.join().unwrap()
 }
 
 #[test]
 fn a_modern_clients_cancellation_reaches_a_legacy_backend() {
-    let r = common::router("", &[common::backend("alpha", &[])]);
+    let r = common::router(LONG_CALLS, &[common::backend("alpha", &[])]);
     let s = std::sync::Arc::new(r.session(None).unwrap());
     let params = modern_with(json!({"sampling": {}}), json!({"name": "slow", "arguments": {"ms": 600000}}));
     let in_flight = || r.status()["backends"][0]["in_flight"].as_u64() == Some(1);
@@ -246,7 +253,7 @@ fn a_modern_clients_cancellation_reaches_a_legacy_backend() {
 
 #[test]
 fn a_legacy_clients_cancellation_reaches_a_modern_backend() {
-    let r = common::router(SLOW_START, &[modern_backend("modern", "auto")]);
+    let r = common::router(LONG_CALLS, &[modern_backend("modern", "auto")]);
     let s = std::sync::Arc::new(r.session(None).unwrap());
     common::initialize(&s, json!({}));
     let params = json!({"name": "era-wait", "arguments": {"ms": 600000}});
@@ -255,4 +262,65 @@ fn a_legacy_clients_cancellation_reaches_a_modern_backend() {
     assert_eq!(r.status()["backends"][0]["in_flight"], 0);
     // The backend is still usable: it took the cancellation, not the connection down.
     assert!(common::tool_text(&s, "era-echo", json!({"message": "after"})).unwrap().contains("after"));
+}
+
+#[test]
+fn a_legacy_backends_roots_request_reaches_a_modern_client_as_input_required() {
+    let r = common::router("", &[common::backend("alpha", &[])]);
+    let s = r.session(None).unwrap();
+    let call = modern_with(json!({"roots": {}}), json!({"name": "roots", "arguments": {}}));
+    let v = common::call(&s, 1, "tools/call", call.clone());
+    let (key, ask) = v["result"]["inputRequests"].as_object().expect("input requests").iter().next().unwrap();
+    assert_eq!(ask["method"], "roots/list", "{v}");
+    let mut retry = call;
+    retry["requestState"] = v["result"]["requestState"].clone();
+    retry["inputResponses"] = json!({key: {"roots": [{"uri": "file:///modern-root"}]}});
+    let v = common::call(&s, 2, "tools/call", retry);
+    assert!(v["result"]["content"][0]["text"].as_str().unwrap_or_default().contains("file:///modern-root"), "{v}");
+}
+
+#[test]
+fn a_modern_clients_listen_gets_list_changes_tagged_and_ends_on_cancel() {
+    let r = common::router("", &[common::backend("alpha", &[])]);
+    let s = std::sync::Arc::new(r.session(None).unwrap());
+    let listener = std::sync::Arc::clone(&s);
+    let listen = json!({"jsonrpc": "2.0", "id": "L1", "method": "subscriptions/listen",
+        "params": modern(json!({"notifications": {"toolsListChanged": true}}))});
+    let held = std::thread::spawn(move || listener.handle(&listen.to_string()).expect("open"));
+    let ack = common::wait_event(&s, "notifications/subscriptions/acknowledged", std::time::Duration::from_secs(20))
+        .expect("acknowledged");
+    assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "L1", "{ack}");
+    assert_eq!(ack["params"]["notifications"]["toolsListChanged"], true);
+    let v = common::call(&s, 2, "tools/call", modern(json!({"name": "notify_changed", "arguments": {}})));
+    assert_eq!(v["result"]["content"][0]["text"], "changed", "{v}");
+    let changed = common::wait_event(&s, "notifications/tools/list_changed", std::time::Duration::from_secs(20))
+        .expect("tools/list_changed");
+    assert_eq!(changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "L1", "{changed}");
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "L1"}});
+    assert!(s.handle(&cancel.to_string()).unwrap().is_none());
+    assert_eq!(held.join().unwrap(), None, "a cancelled listen gets no answer");
+}
+
+#[test]
+fn a_modern_clients_cancellation_reaches_a_modern_backend() {
+    let r = common::router(LONG_CALLS, &[modern_backend("modern", "auto")]);
+    let s = std::sync::Arc::new(r.session(None).unwrap());
+    let params = modern(json!({"name": "era-wait", "arguments": {"ms": 600000}}));
+    let in_flight = || r.status()["backends"][0]["in_flight"].as_u64() == Some(1);
+    assert_eq!(cancelled_call(&s, params, in_flight), None);
+    assert_eq!(r.status()["backends"][0]["in_flight"], 0);
+}
+
+#[test]
+fn a_modern_client_gets_log_messages_only_when_its_request_asks() {
+    let r = common::router("", &[common::backend("alpha", &[])]);
+    let s = r.session(None).unwrap();
+    let v = common::call(&s, 1, "tools/call", modern(json!({"name": "log", "arguments": {"message": "quiet"}})));
+    assert_eq!(v["result"]["content"][0]["text"], "logged", "{v}");
+    let mut asks = modern(json!({"name": "log", "arguments": {"message": "loud"}}));
+    asks["_meta"]["io.modelcontextprotocol/logLevel"] = json!("debug");
+    common::call(&s, 2, "tools/call", asks);
+    // Events keep their order: the first log message delivered is the second call's.
+    let m = common::wait_event(&s, "notifications/message", std::time::Duration::from_secs(20)).expect("a log message");
+    assert_eq!(m["params"]["data"], "loud", "{m}");
 }

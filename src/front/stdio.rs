@@ -31,7 +31,8 @@ pub type Output = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// flight finish and shuts the router down.
 ///
 /// The router is built from `config` once the client's first message is read: when it is
-/// `initialize`, the backends are told the client's own capabilities, so a server offers
+/// `initialize` (or a 2026-07-28 request, whose `_meta` declares them), the backends are
+/// told the client's own capabilities, so a server offers
 /// through the router what it would offer this client directly (see
 /// [`RouterSettings::declare_for_single_client`](crate::config::RouterSettings::declare_for_single_client)).
 /// `started` is then called with the router and those capabilities, if the first message was
@@ -134,7 +135,8 @@ pub fn serve<T>(
     Ok(())
 }
 
-/// The capabilities in `line` when it is an `initialize` request.
+/// The capabilities in `line` when it is an `initialize` request, or a 2026-07-28 client's
+/// first request (its `server/discover` probe): what it declares in its `_meta`.
 fn initialize_capabilities(line: &[u8]) -> Option<serde_json::Value> {
     let text = std::str::from_utf8(line).ok()?;
     match jsonrpc::parse(text) {
@@ -142,6 +144,10 @@ fn initialize_capabilities(line: &[u8]) -> Option<serde_json::Value> {
             let v: serde_json::Value = serde_json::from_str(p.get()).ok()?;
             v.get("capabilities").filter(|c| c.is_object()).cloned()
         }
+        Ok(Message::Request { params: Some(p), .. }) => match crate::era::read(Some(p)) {
+            crate::era::Envelope::Modern(d) => Some(d.capabilities),
+            _ => None,
+        },
         _ => None,
     }
 }

@@ -37,8 +37,10 @@ impl Session {
             // A client that never sent initialize speaks 2026-07-28 only: the hub must never
             // relay a JSON-RPC request to it.
             let mut c = self.shared.client.lock();
-            if !c.initialized && c.protocol_version.is_none() {
+            if !c.initialized {
                 c.protocol_version = Some(MODERN.to_owned());
+                // Log messages reach it only while its requests ask for them (`listen.rs`).
+                c.log_level.clone_from(&declared.log_level);
             }
         }
         let (out, backend) = match m {

@@ -113,14 +113,23 @@ impl Session {
     }
 
     /// What the client gets of an event. A client that speaks only 2026-07-28 gets change
-    /// notifications only through a listen that asked for them, tagged with its id; the rest
-    /// (progress, logging it opted in to, cancellations) as it came.
+    /// notifications only through a listen that asked for them, tagged with its id, and log
+    /// messages only while its requests carry a `logLevel` (the level itself is the
+    /// backend's to apply: a modern one gets it per request, a legacy one keeps its own);
+    /// the rest (progress, cancellations) as it came.
     pub(super) fn for_client(&self, event: String) -> Option<String> {
-        let modern_only = {
+        let (modern_only, logs) = {
             let c = self.shared.client.lock();
-            !c.initialized && c.protocol_version.as_deref() == Some(MODERN)
+            (!c.initialized && c.protocol_version.as_deref() == Some(MODERN), c.log_level.is_some())
         };
-        if !modern_only || !(event.contains("list_changed") || event.contains("resources/updated")) {
+        if !modern_only {
+            return Some(event);
+        }
+        // A request without `logLevel` opts out of log messages (2026-07-28).
+        if !logs && event.contains("\"notifications/message\"") {
+            return None;
+        }
+        if !(event.contains("list_changed") || event.contains("resources/updated")) {
             return Some(event);
         }
         let mut v: Value = serde_json::from_str(&event).ok()?;

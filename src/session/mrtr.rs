@@ -59,6 +59,8 @@ impl Session {
         if let Some(state) = request_state(params).filter(|s| s.starts_with(STATE_PREFIX)) {
             return self.resume(v, id, method, params, &state);
         }
+        // Parked calls whose clients never came back are swept whenever a call may park.
+        self.expire_parked();
         let mrtr = Arc::clone(&self.core().hub.mrtr);
         let call_id = RawValue::from_string(format!("\"mcprouter-call-{}\"", mrtr.next_id()));
         let (Ok(call_id), true) = (call_id, mrtr.helpers.fetch_add(1, Ordering::AcqRel) < MAX_HELPERS) else {
@@ -109,9 +111,16 @@ impl Session {
         let _alias = mrtr.alias(self.shared.id, client_id.get(), &w.helper, &w.call);
         // What the call's session got (progress, logs) goes to the client waiting now; all of
         // it before the result, as the backend sent it before the result.
+        // Log messages only when the waiting request asked for them (`logLevel`).
+        let logs = matches!(era::current(), Some(Caller::Modern(d)) if d.log_level.is_some());
+        let pass = |ev: String| {
+            if logs || !ev.contains("\"notifications/message\"") {
+                self.shared.push(ev);
+            }
+        };
         let forward = |w: &Waiting| {
             while let Ok(ev) = w.helper.events_rx.try_recv() {
-                self.shared.push(ev);
+                pass(ev);
             }
         };
         loop {
@@ -134,7 +143,7 @@ impl Session {
                 }
                 recv(w.helper.events_rx) -> ev => {
                     if let Ok(ev) = ev {
-                        self.shared.push(ev);
+                        pass(ev);
                     }
                 }
                 recv(w.inbox) -> m => match m {
@@ -236,7 +245,11 @@ impl Session {
     /// so the calls end.
     fn expire_parked(&self) {
         for p in self.core().hub.mrtr.expired(Instant::now()) {
-            self.refuse_asked(p.asked, REQUEST_TIMEOUT, "the client did not answer in time");
+            let why = "the client did not answer in time";
+            self.refuse_asked(p.asked, REQUEST_TIMEOUT, why);
+            // Asked after the client was answered: nobody will see these either.
+            let later: Vec<(String, Inbound)> = p.inbox.try_iter().map(|i| (String::new(), i)).collect();
+            self.refuse_asked(later, REQUEST_TIMEOUT, why);
             let call = p.helper.inflight.lock().remove(&p.call);
             if let Some(b) = call.and_then(|(b, id)| self.core().backend(b).map(|b| (b, id))) {
                 b.0.cancel(b.1, "the client did not come back with its input");
