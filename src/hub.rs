@@ -15,8 +15,24 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::backend::Backend;
 use crate::jsonrpc::{self, Message};
+
+
+/// What the hub needs of a backend that sent it something: who it is, a way to answer
+/// it, and its catalog-refresh count. `Backend` implements it; the hub never names the
+/// backend type, so the two modules do not import each other.
+pub(crate) trait Peer {
+    /// The backend's id (never reused; see `Hub::callers`).
+    fn id(&self) -> usize;
+    fn name(&self) -> &str;
+    /// How long a request it relays may wait for the client.
+    fn timeout(&self) -> Duration;
+    /// Sends a response line to the backend.
+    fn respond(&self, line: String) -> Result<(), String>;
+    /// Counts one `list_changed`; true when it is the first since the dispatcher last
+    /// looked (only that one needs to wake it).
+    fn ask_refresh(&self) -> bool;
+}
 
 /// Work for the dispatcher thread.
 pub(crate) enum Event {
@@ -512,7 +528,7 @@ impl Hub {
     }
 
     /// Routes a request or notification a backend sent on its own.
-    pub(crate) fn received(&self, backend: &Backend, msg: Message<'_>) {
+    pub(crate) fn received(&self, backend: &dyn Peer, msg: Message<'_>) {
         match msg {
             Message::Request { id, method, params } => match &*method {
                 "ping" => {
@@ -531,12 +547,12 @@ impl Hub {
         }
     }
 
-    fn route_notification(&self, backend: &Backend, method: &str, params: Option<&RawValue>) {
+    fn route_notification(&self, backend: &dyn Peer, method: &str, params: Option<&RawValue>) {
         match method {
             "notifications/progress" => {
                 let Some(mut v) = params.and_then(|p| serde_json::from_str::<Value>(p.get()).ok()) else { return };
                 let key = v.get("progressToken").map(Value::to_string).unwrap_or_default();
-                let target = self.progress.lock().get(&key).filter(|p| p.backend == Some(backend.id)).map(|p| {
+                let target = self.progress.lock().get(&key).filter(|p| p.backend == Some(backend.id())).map(|p| {
                     let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1);
                     p.last.store(nanos, Ordering::Release);
                     (p.session, p.client_token.get().to_owned())
@@ -557,8 +573,7 @@ impl Hub {
             | "notifications/resources/list_changed" => {
                 // Only the first ask since the dispatcher last looked wakes it; the rest are
                 // counted, and a lost wake-up is caught by its housekeeping tick.
-                let before = backend.refresh_asked.fetch_add(1, Ordering::AcqRel);
-                if before == backend.refresh_seen.load(Ordering::Acquire) {
+                if backend.ask_refresh() {
                     let _ = self.events.try_send(Event::Refresh);
                 }
             }
@@ -573,7 +588,7 @@ impl Hub {
                     .subscriptions
                     .lock()
                     .get(&uri)
-                    .and_then(|m| m.get(&backend.id))
+                    .and_then(|m| m.get(&backend.id()))
                     .map(|s| s.iter().copied().collect())
                     .unwrap_or_default();
                 if targets.is_empty() {
@@ -593,7 +608,7 @@ impl Hub {
                     let mut relays = s.relays.lock();
                     let key = relays
                         .iter()
-                        .find(|(_, r)| r.backend == backend.id && r.backend_id.get() == req)
+                        .find(|(_, r)| r.backend == backend.id() && r.backend_id.get() == req)
                         .map(|(k, _)| k.clone());
                     if let Some(k) = key {
                         relays.remove(&k);
@@ -612,7 +627,7 @@ impl Hub {
                 // Same rule as server-to-client requests: a log line may carry what a
                 // client's call revealed, so it never goes to a client that cannot be the
                 // one concerned. Unattributable lines are dropped, not broadcast.
-                let Attribution::One(session) = self.attribute(backend.id) else {
+                let Attribution::One(session) = self.attribute(backend.id()) else {
                     log::debug!(target: "mcprouter::hub", "[{}] log message with no single calling client; dropped", backend.name());
                     return;
                 };
@@ -628,13 +643,13 @@ impl Hub {
     /// backend. Stdio carries no link between such a request and the call that caused it,
     /// so with no caller, or several, the request cannot be attributed and is refused:
     /// guessing would hand one client's sampling prompt to another.
-    fn relay_request(&self, backend: &Backend, id: &RawValue, method: &str, params: Option<&RawValue>) {
+    fn relay_request(&self, backend: &dyn Peer, id: &RawValue, method: &str, params: Option<&RawValue>) {
         let refuse = |why: &str| {
             let msg = format!("{method} cannot be attributed to a client: {why}");
             log::info!(target: "mcprouter::hub", "[{}] {msg}", backend.name());
             let _ = backend.respond(jsonrpc::error(Some(id.get()), jsonrpc::INTERNAL_ERROR, &msg));
         };
-        let session = match self.attribute(backend.id) {
+        let session = match self.attribute(backend.id()) {
             Attribution::One(s) => s,
             // Roots belong to a client, not to a call: a server asks for them when it starts
             // or after `roots/list_changed`. With exactly one client that declared roots, they
@@ -651,7 +666,7 @@ impl Hub {
         };
         // A 2026-07-28 call takes it as an input request (`mrtr.rs`).
         let inbound = crate::mrtr::Inbound {
-            backend: backend.id,
+            backend: backend.id(),
             backend_id: id.to_owned(),
             method: method.to_owned(),
             params: params.map(ToOwned::to_owned),
@@ -677,7 +692,7 @@ impl Hub {
                 return;
             }
             let relay =
-                Relay { backend: backend.id, backend_id: id.to_owned(), expires: Instant::now() + backend.timeout };
+                Relay { backend: backend.id(), backend_id: id.to_owned(), expires: Instant::now() + backend.timeout() };
             relays.insert(client_id.clone(), relay);
             self.relays_waiting.fetch_add(1, Ordering::Relaxed);
         }
@@ -705,7 +720,7 @@ impl Hub {
     /// gets an error (it would otherwise wait forever) and the client a cancellation.
     /// Called by the dispatcher's housekeeping tick.
     /// `backend` finds a backend by id (it may be draining after a reload).
-    pub(crate) fn expire_relays(&self, now: Instant, backend: &dyn Fn(usize) -> Option<Arc<Backend>>) {
+    pub(crate) fn expire_relays(&self, now: Instant, backend: &dyn Fn(usize) -> Option<Arc<dyn Peer>>) {
         if self.relays_waiting.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -720,7 +735,7 @@ impl Hub {
             for (client_id, r) in expired {
                 self.relays_gone(1);
                 if let Some(b) = backend(r.backend) {
-                    let msg = format!("the client did not answer within {} ms", b.timeout.as_millis());
+                    let msg = format!("the client did not answer within {} ms", b.timeout().as_millis());
                     let _ = b.respond(jsonrpc::error(Some(r.backend_id.get()), jsonrpc::REQUEST_TIMEOUT, &msg));
                 }
                 let params = format!("{{\"requestId\":{client_id},\"reason\":\"timed out\"}}");

@@ -31,7 +31,7 @@ pub(crate) fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Rece
                 }
                 core.take_refresh_asks();
                 core.run_due_restarts();
-                core.hub.expire_relays(Instant::now(), &|id| core.backend(id));
+                core.hub.expire_relays(Instant::now(), &|id| core.backend(id).map(|b| b as Arc<dyn crate::hub::Peer>));
             },
             recv(events) -> ev => {
                 let Ok(ev) = ev else { return };

@@ -955,6 +955,30 @@ impl Backend {
     }
 }
 
+/// The hub's view of a backend (see `hub::Peer`).
+impl crate::hub::Peer for Backend {
+    fn id(&self) -> usize {
+        self.id
+    }
+
+    fn name(&self) -> &str {
+        Backend::name(self)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn respond(&self, line: String) -> Result<(), String> {
+        Backend::respond(self, line)
+    }
+
+    fn ask_refresh(&self) -> bool {
+        let before = self.refresh_asked.fetch_add(1, Ordering::AcqRel);
+        before == self.refresh_seen.load(Ordering::Acquire)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
