@@ -131,8 +131,11 @@ pub(crate) struct SessionShared {
     /// Client request id (raw JSON) → (backend, router id), for `notifications/cancelled`.
     pub inflight: Mutex<HashMap<String, (usize, u64)>>,
     /// Raw ids of the client's requests being handled: a second request under an id still in
-    /// flight is refused, or finishing one would erase the other's cancellation entry.
-    ids: Mutex<HashSet<String>>,
+    /// flight is refused, or finishing one would erase the other's cancellation entry. The
+    /// flag marks one the client cancelled while it had no entry in `inflight` (before it
+    /// was sent, or between two attempts), so its next send is cancelled at once. Locked
+    /// after `inflight` when both are held.
+    ids: Mutex<HashMap<String, bool>>,
     drops: Mutex<Drops>,
     pub closed: AtomicBool,
 }
@@ -185,7 +188,35 @@ impl SessionShared {
 
     /// Marks a client request id as in flight; `None` if it already is.
     pub(crate) fn claim_id(&self, id: &str) -> Option<IdClaim<'_>> {
-        self.ids.lock().insert(id.to_owned()).then(|| IdClaim { session: self, id: id.to_owned() })
+        let mut ids = self.ids.lock();
+        if ids.contains_key(id) {
+            return None;
+        }
+        ids.insert(id.to_owned(), false);
+        Some(IdClaim { session: self, id: id.to_owned() })
+    }
+
+    /// The client cancelled request `id`, which has no entry in `inflight` now; false when
+    /// no request of that id is being handled. Call it holding `inflight`, so a send that
+    /// enters `inflight` meanwhile sees the mark (see [`enter_inflight`](Self::enter_inflight)).
+    pub(crate) fn mark_cancelled(&self, id: &str) -> bool {
+        self.ids.lock().get_mut(id).map(|c| *c = true).is_some()
+    }
+
+    /// Whether request `id` was cancelled before it could be sent.
+    pub(crate) fn is_cancelled(&self, id: &str) -> bool {
+        self.ids.lock().get(id).copied().unwrap_or(false)
+    }
+
+    /// Enters a sent call in `inflight` for cancellation; false when the client had
+    /// cancelled it already, in which case it is not entered and the caller cancels it.
+    pub(crate) fn enter_inflight(&self, id: &str, backend: usize, call: u64) -> bool {
+        let mut inflight = self.inflight.lock();
+        if self.is_cancelled(id) {
+            return false;
+        }
+        inflight.insert(id.to_owned(), (backend, call));
+        true
     }
 
     /// Whether this client can answer a server-to-client request needing `capability`.
@@ -338,7 +369,7 @@ impl Hub {
             client: Mutex::new(ClientState::default()),
             relays: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
-            ids: Mutex::new(HashSet::new()),
+            ids: Mutex::new(HashMap::new()),
             drops: Mutex::new(Drops::default()),
             closed: AtomicBool::new(false),
         });

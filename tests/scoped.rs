@@ -161,3 +161,33 @@ fn what_a_sessions_process_sends_on_its_own_reaches_that_session() {
     assert!(asked.to_string().contains("for a"), "{asked}");
     assert!(b.next_event(Duration::from_millis(0)).unwrap().is_none(), "b hears nothing of it");
 }
+
+/// A cancellation that arrives before its call is sent (here while the session's process
+/// is still starting) cancels the send: the client gets no reply and the backend never
+/// sees the call.
+#[test]
+fn a_call_cancelled_before_it_is_sent_is_never_sent() {
+    let dir = std::env::temp_dir().join(format!("mcprouter-scoped-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("requests.log");
+    let _ = std::fs::remove_file(&record);
+    let flags = ["--delay-ms", "300", "--record-requests", record.to_str().unwrap()];
+    let r = router("", &[format!("{}    scope: session\n", backend("mine", &flags))]);
+    let a = r.session(Some("a")).unwrap();
+    initialize(&a, json!({}));
+    let call = json!({"jsonrpc": "2.0", "id": 77, "method": "tools/call", "params": {"name": "pid", "arguments": {}}});
+    std::thread::scope(|sc| {
+        let caller = sc.spawn(|| a.handle(&call.to_string()).unwrap());
+        // The session's process is being started for this call: it has not been sent.
+        wait_status(&r, "the session's process starting", |st| session_backends(st) == 1);
+        let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 77}});
+        assert!(a.handle(&cancel.to_string()).unwrap().is_none());
+        assert_eq!(caller.join().unwrap(), None, "a cancelled request gets no reply");
+    });
+    // The process did start (its initialize is recorded) but never got the call.
+    let seen = std::fs::read_to_string(&record).unwrap_or_default();
+    assert_eq!(seen.matches("\"initialize\"").count(), 2, "the shared and the session's process: {seen}");
+    assert!(!seen.contains("tools/call"), "the cancelled call was sent: {seen}");
+    assert!(pid(&a, "pid") > 0, "the session goes on");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -302,11 +302,17 @@ impl Session {
             if let Some((t, _)) = &token {
                 core.hub.bind_progress(t, backend.id);
             }
+            if self.shared.is_cancelled(id.get()) {
+                return Attempt::Cancelled;
+            }
             let ticket = match backend.start_call(method, send, self.shared.id) {
                 Ok(t) => t,
                 Err(e) => return Attempt::NotSent(Out::call_failed(&e, backend.name())),
             };
-            self.shared.inflight.lock().insert(id.get().to_owned(), (backend.id, ticket.id));
+            if !self.shared.enter_inflight(id.get(), backend.id, ticket.id) {
+                // Cancelled between the check above and the send: the backend hears of it.
+                backend.cancel(ticket.id, "cancelled by the client");
+            }
             let r = backend.finish_call(ticket, &attempt_deadline(backend.timeout));
             self.shared.inflight.lock().remove(id.get());
             match r {

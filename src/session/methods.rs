@@ -209,7 +209,16 @@ impl Session {
                     return;
                 }
                 // A modern client's call may run under the router's own id (`mrtr.rs`).
-                let target = self.shared.inflight.lock().remove(c.request_id.get()).or_else(|| {
+                let sent = {
+                    let mut inflight = self.shared.inflight.lock();
+                    let sent = inflight.remove(c.request_id.get());
+                    if sent.is_none() {
+                        // Not sent yet (or between attempts): its send is cancelled instead.
+                        self.shared.mark_cancelled(c.request_id.get());
+                    }
+                    sent
+                };
+                let target = sent.or_else(|| {
                     let (helper, call) = core.hub.mrtr.aliased(self.shared.id, c.request_id.get())?;
                     helper.inflight.lock().remove(&call)
                 });

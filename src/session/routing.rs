@@ -172,7 +172,9 @@ impl Session {
             Ok(t) => t,
             Err(e) => return (Out::call_failed(&e, backend.name()), Some(b)),
         };
-        self.shared.inflight.lock().insert(id.get().to_owned(), (b, ticket.id));
+        if !self.shared.enter_inflight(id.get(), b, ticket.id) {
+            backend.cancel(ticket.id, "cancelled by the client");
+        }
         let r = backend.finish_call(ticket, &Deadline::fixed(Instant::now() + backend.timeout));
         self.shared.inflight.lock().remove(id.get());
         let out = match r {
