@@ -122,6 +122,11 @@ fn modern_results_carry_their_type_and_caching_and_legacy_ones_stay_as_they_were
     assert!(v["result"].get("resultType").is_none(), "{v}");
     let text = common::tool_text(&l, "era-echo", json!({"message": "l"})).expect("call");
     assert!(text.contains("version 2026-07-28"), "{text}");
+    // What a modern backend's own result carries passes through to a legacy client, which
+    // ignores what it does not know.
+    let v = common::call(&l, 5, "resources/read", json!({"uri": "era://static"}));
+    assert!(v["result"]["contents"][0]["text"].as_str().unwrap_or_default().contains("static text"), "{v}");
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
 }
 
 #[test]
@@ -323,4 +328,46 @@ fn a_modern_client_gets_log_messages_only_when_its_request_asks() {
     // Events keep their order: the first log message delivered is the second call's.
     let m = common::wait_event(&s, "notifications/message", std::time::Duration::from_secs(20)).expect("a log message");
     assert_eq!(m["params"]["data"], "loud", "{m}");
+}
+
+#[test]
+fn a_modern_backend_asking_a_legacy_client_for_what_it_did_not_declare_gets_32021() {
+    let r = common::router(SLOW_START, &[modern_backend("modern", "auto")]);
+    // The backend asks whatever the client declared (`era-ask-anyway`): the router does
+    // not relay it to a client that did not declare sampling, and answers the call the way
+    // a modern server would.
+    let s = r.session(None).unwrap();
+    common::initialize(&s, json!({"roots": {}}));
+    let v = common::call(&s, 1, "tools/call", json!({"name": "era-ask-anyway", "arguments": {"prompt": "p"}}));
+    assert_eq!(v["error"]["code"], -32021, "{v}");
+    assert_eq!(v["error"]["data"], json!({"requiredCapabilities": {"sampling": {}}}), "{v}");
+    // Declared, the same call is asked of the client and retried with its answer.
+    let s = std::sync::Arc::new(r.session(None).unwrap());
+    common::initialize(&s, json!({"sampling": {}}));
+    let caller = std::sync::Arc::clone(&s);
+    let call = std::thread::spawn(move || common::tool_text(&caller, "era-ask-anyway", json!({"prompt": "p"})));
+    let ask = common::wait_event(&s, "sampling/createMessage", std::time::Duration::from_secs(30)).expect("asked");
+    let answer = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "ok"}, "model": "m"}});
+    assert!(s.handle(&answer.to_string()).unwrap().is_none());
+    let text = call.join().unwrap().expect("the call's result");
+    assert!(text.starts_with("answered:") && text.contains("ok"), "{text}");
+}
+
+#[test]
+fn ping_and_set_level_are_answered_in_either_era_and_the_level_reaches_a_modern_backend_per_call() {
+    let r = common::router(SLOW_START, &[modern_backend("modern", "auto"), common::backend("alpha", &[])]);
+    let s = r.session(None).unwrap();
+    // Not 2026-07-28 methods, but the router answers them on stdio and in the library.
+    let v = common::call(&s, 1, "ping", modern(json!({})));
+    assert!(v["result"].is_object(), "{v}");
+    let v = common::call(&s, 2, "logging/setLevel", modern(json!({"level": "info"})));
+    assert!(v["result"].is_object(), "{v}");
+    // A legacy client's level goes to the legacy backend as logging/setLevel, and to the
+    // modern one with each call (a modern server has no such method).
+    let l = r.session(None).unwrap();
+    common::initialize(&l, json!({}));
+    assert!(common::call(&l, 3, "ping", json!({}))["result"].is_object());
+    assert!(common::call(&l, 4, "logging/setLevel", json!({"level": "error"}))["result"].is_object());
+    let text = common::tool_text(&l, "era-log", json!({"message": "x"})).expect("call");
+    assert!(text.contains("logLevel error"), "{text}");
 }

@@ -16,6 +16,7 @@ use crate::era::{self, Caller, Declared};
 use crate::hub::SessionShared;
 use crate::jsonrpc::{self, INTERNAL_ERROR, REQUEST_TIMEOUT};
 use crate::method::Method;
+use crate::metrics::Outcome;
 use crate::mrtr::{self, Inbound, MAX_HELPERS, Parked, STATE_PREFIX, WaiterGuard};
 
 /// Rounds of input one legacy client's call may be asked for before the router gives up.
@@ -346,8 +347,11 @@ impl Session {
                 !c.initialized || c.capabilities.get(capability).is_some()
             };
             if !declared {
+                // What a modern server answers itself in this case (2026-07-28 -32021).
                 let msg = format!("the server needs the client's {capability} capability, which it did not declare");
-                return give_up(&ids, Out::error(INTERNAL_ERROR, &msg));
+                let e = json!({"code": era::MISSING_CAPABILITY, "message": msg,
+                    "data": {"requiredCapabilities": {capability: {}}}});
+                return give_up(&ids, Out::Err(e.to_string(), Outcome::Error));
             }
             let cid = mrtr.ask(self.shared.id, key, &tx);
             ids.push(cid.clone());
