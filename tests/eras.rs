@@ -371,3 +371,96 @@ fn ping_and_set_level_are_answered_in_either_era_and_the_level_reaches_a_modern_
     let text = common::tool_text(&l, "era-log", json!({"message": "x"})).expect("call");
     assert!(text.contains("logLevel error"), "{text}");
 }
+
+/// A router whose legacy backend records what it receives, whose 2026-07-28 parked calls
+/// expire after 400 ms (`request_timeout_ms`) while the backend call itself has ten minutes,
+/// and whose client `bot` may have one call in flight.
+fn short_parking(record: &std::path::Path) -> Router {
+    let backend = common::backend("alpha", &["--record-requests", record.to_str().unwrap()]) + "    timeout_ms: 600000\n";
+    let mut yaml = common::config("request_timeout_ms: 400\nmax_call_ms: 600000", &[backend]);
+    yaml.push_str("clients:\n  - name: bot\nlimits:\n  clients:\n    - {client: bot, concurrency: 1}\n");
+    common::watchdog(240);
+    Router::from_yaml(&yaml).expect("router starts")
+}
+
+fn record_path(name: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("mcprouter-eras-{name}-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// The lines the backend received, parsed.
+fn received(record: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(record).unwrap_or_default();
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn wait_until(what: &str, fact: impl Fn() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !fact() {
+        assert!(std::time::Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Parks `bot`'s `sample` call: the parked call's facts, checked, and its state.
+fn park_one(r: &Router, s: &Session) -> (String, String) {
+    let call = modern_with(json!({"sampling": {}}), json!({"name": "sample", "arguments": {"prompt": "q?"}}));
+    let v = common::call(s, 1, "tools/call", call);
+    assert_eq!(v["result"]["resultType"], "input_required", "{v}");
+    let state = v["result"]["requestState"].as_str().unwrap().to_owned();
+    let key = v["result"]["inputRequests"].as_object().unwrap().keys().next().unwrap().clone();
+    let st = r.status();
+    assert_eq!(st["router"]["mrtr"], json!({"parked": 1, "helpers": 1}), "{st}");
+    assert_eq!(st["backends"][0]["in_flight"], 1, "{st}");
+    assert_eq!(st["limits"]["clients"][0]["in_flight"], 1, "{st}");
+    (state, key)
+}
+
+/// Everything the parked call held is given back: the parked slot, its helper thread, the
+/// client's concurrency slot and the backend's pending call; and the backend was told, both
+/// of the call (cancelled) and of its question (answered -32001).
+fn freed(r: &Router, record: &std::path::Path) {
+    wait_until("the parked call to be let go", || {
+        let st = r.status();
+        st["router"]["mrtr"] == json!({"parked": 0, "helpers": 0})
+            && st["limits"]["clients"][0]["in_flight"] == 0
+            && st["backends"][0]["in_flight"] == 0
+    });
+    wait_until("the backend to hear of it", || {
+        let lines = received(record);
+        let call_id = lines.iter().find(|l| l["method"] == "tools/call").map(|l| l["id"].clone());
+        let cancelled = lines
+            .iter()
+            .any(|l| l["method"] == "notifications/cancelled" && Some(&l["params"]["requestId"]) == call_id.as_ref());
+        let refused = lines.iter().any(|l| l["id"] == "s-1" && l["error"]["code"] == -32001);
+        cancelled && refused
+    });
+}
+
+#[test]
+fn a_parked_call_whose_client_never_comes_back_expires_and_gives_back_what_it_held() {
+    let record = record_path("expiry");
+    let r = short_parking(&record);
+    let s = r.session(Some("bot")).unwrap();
+    let (state, key) = park_one(&r, &s);
+    // It expires no later than request_timeout_ms after the client was answered.
+    let expired_by = std::time::Instant::now() + std::time::Duration::from_millis(400);
+    // Meanwhile the parked call holds the client's one concurrency slot.
+    let v = common::call(&s, 2, "tools/call", modern(json!({"name": "echo", "arguments": {"message": "x"}})));
+    assert_eq!(v["error"]["data"]["limit"], "concurrency", "{v}");
+    while std::time::Instant::now() < expired_by {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The client comes back too late: its state is unknown now (-32602), and the call is over.
+    let mut retry = modern_with(json!({"sampling": {}}), json!({"name": "sample", "arguments": {"prompt": "q?"}}));
+    retry["requestState"] = json!(state);
+    retry["inputResponses"] = json!({key: {"role": "assistant", "content": {"type": "text", "text": "late"}, "model": "m"}});
+    let v = common::call(&s, 3, "tools/call", retry);
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("unknown, expired"), "{v}");
+    freed(&r, &record);
+    // The slot is back: the client's next call goes through.
+    let v = common::call(&s, 4, "tools/call", modern(json!({"name": "echo", "arguments": {"message": "after"}})));
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
+}

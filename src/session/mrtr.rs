@@ -242,20 +242,10 @@ impl Session {
         self.await_input(v, id, w, still)
     }
 
-    /// Parked calls whose client did not come back: their backends' requests are refused,
-    /// so the calls end.
+    /// Parked calls whose client did not come back end (`Mrtr::sweep`).
     fn expire_parked(&self) {
-        for p in self.core().hub.mrtr.expired(Instant::now()) {
-            let why = "the client did not answer in time";
-            self.refuse_asked(p.asked, REQUEST_TIMEOUT, why);
-            // Asked after the client was answered: nobody will see these either.
-            let later: Vec<(String, Inbound)> = p.inbox.try_iter().map(|i| (String::new(), i)).collect();
-            self.refuse_asked(later, REQUEST_TIMEOUT, why);
-            let call = p.helper.inflight.lock().remove(&p.call);
-            if let Some(b) = call.and_then(|(b, id)| self.core().backend(b).map(|b| (b, id))) {
-                b.0.cancel(b.1, "the client did not come back with its input");
-            }
-        }
+        let core = self.core();
+        core.hub.mrtr.sweep(Instant::now(), &|id| core.backend(id));
     }
 
     fn refuse_asked(&self, asked: Vec<(String, Inbound)>, code: i64, why: &str) {
