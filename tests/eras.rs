@@ -464,3 +464,17 @@ fn a_parked_call_whose_client_never_comes_back_expires_and_gives_back_what_it_he
     let v = common::call(&s, 4, "tools/call", modern(json!({"name": "echo", "arguments": {"message": "after"}})));
     assert_eq!(v["result"]["resultType"], "complete", "{v}");
 }
+
+#[test]
+fn an_idle_router_lets_a_parked_call_go_by_itself() {
+    let record = record_path("idle");
+    let r = short_parking(&record);
+    let s = r.session(Some("bot")).unwrap();
+    let (state, key) = park_one(&r, &s);
+    // No request of any client comes: the dispatcher's tick alone ends the call.
+    freed(&r, &record);
+    let mut retry = modern_with(json!({"sampling": {}}), json!({"name": "sample", "arguments": {"prompt": "q?"}}));
+    retry["requestState"] = json!(state);
+    retry["inputResponses"] = json!({key: {"role": "assistant", "content": {"type": "text", "text": "late"}, "model": "m"}});
+    assert_eq!(common::call(&s, 2, "tools/call", retry)["error"]["code"], -32602);
+}
