@@ -88,6 +88,8 @@ pub(crate) struct Parked<T> {
     /// The id the helper's call runs under (raw), for cancellations, and its session.
     pub call: String,
     pub helper: Arc<SessionShared>,
+    /// The `progressToken` of the request that started the call.
+    pub token: Option<serde_json::Value>,
 }
 
 /// Removes a cancellation alias when dropped.

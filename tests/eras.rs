@@ -376,7 +376,8 @@ fn ping_and_set_level_are_answered_in_either_era_and_the_level_reaches_a_modern_
 /// expire after 400 ms (`request_timeout_ms`) while the backend call itself has ten minutes,
 /// and whose client `bot` may have one call in flight.
 fn short_parking(record: &std::path::Path) -> Router {
-    let backend = common::backend("alpha", &["--record-requests", record.to_str().unwrap()]) + "    timeout_ms: 600000\n";
+    let backend =
+        common::backend("alpha", &["--record-requests", record.to_str().unwrap()]) + "    timeout_ms: 600000\n";
     let mut yaml = common::config("request_timeout_ms: 400\nmax_call_ms: 600000", &[backend]);
     yaml.push_str("clients:\n  - name: bot\nlimits:\n  clients:\n    - {client: bot, concurrency: 1}\n");
     common::watchdog(240);
@@ -455,7 +456,8 @@ fn a_parked_call_whose_client_never_comes_back_expires_and_gives_back_what_it_he
     // The client comes back too late: its state is unknown now (-32602), and the call is over.
     let mut retry = modern_with(json!({"sampling": {}}), json!({"name": "sample", "arguments": {"prompt": "q?"}}));
     retry["requestState"] = json!(state);
-    retry["inputResponses"] = json!({key: {"role": "assistant", "content": {"type": "text", "text": "late"}, "model": "m"}});
+    retry["inputResponses"] =
+        json!({key: {"role": "assistant", "content": {"type": "text", "text": "late"}, "model": "m"}});
     let v = common::call(&s, 3, "tools/call", retry);
     assert_eq!(v["error"]["code"], -32602, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("unknown, expired"), "{v}");
@@ -475,6 +477,62 @@ fn an_idle_router_lets_a_parked_call_go_by_itself() {
     freed(&r, &record);
     let mut retry = modern_with(json!({"sampling": {}}), json!({"name": "sample", "arguments": {"prompt": "q?"}}));
     retry["requestState"] = json!(state);
-    retry["inputResponses"] = json!({key: {"role": "assistant", "content": {"type": "text", "text": "late"}, "model": "m"}});
+    retry["inputResponses"] =
+        json!({key: {"role": "assistant", "content": {"type": "text", "text": "late"}, "model": "m"}});
     assert_eq!(common::call(&s, 2, "tools/call", retry)["error"]["code"], -32602);
+}
+
+/// Every event the session holds now (pushed before the reply that was just returned).
+fn events_now(s: &Session) -> Vec<Value> {
+    std::iter::from_fn(|| s.next_event(std::time::Duration::ZERO).ok().flatten())
+        .filter_map(|e| serde_json::from_str(&e).ok())
+        .collect()
+}
+
+fn progress_of(events: &[Value]) -> Vec<(Value, Value)> {
+    events
+        .iter()
+        .filter(|e| e["method"] == "notifications/progress")
+        .map(|e| (e["params"]["progressToken"].clone(), e["params"]["progress"].clone()))
+        .collect()
+}
+
+#[test]
+fn a_parked_calls_progress_goes_to_the_retry_under_its_own_token_and_never_to_the_completed_request() {
+    // The dual-era fixture pinned legacy: it asks mid-call, with progress before and after.
+    let r = common::router(SLOW_START, &[modern_backend("legacy", "legacy")]);
+    let s = r.session(None).unwrap();
+    let mut call =
+        modern_with(json!({"sampling": {}}), json!({"name": "era-progress-sample", "arguments": {"prompt": "q"}}));
+    call["_meta"]["progressToken"] = json!("first");
+    let v = common::call(&s, 1, "tools/call", call.clone());
+    assert_eq!(v["result"]["resultType"], "input_required", "{v}");
+    // What the backend reported before it asked reaches the first request, under its token.
+    assert_eq!(progress_of(&events_now(&s)), [(json!("first"), json!(1))]);
+    // The first request is complete now; the retry is a request of its own, with its token.
+    let key = v["result"]["inputRequests"].as_object().unwrap().keys().next().unwrap().clone();
+    let mut retry = call.clone();
+    retry["_meta"]["progressToken"] = json!("second");
+    retry["requestState"] = v["result"]["requestState"].clone();
+    retry["inputResponses"] =
+        json!({key: {"role": "assistant", "content": {"type": "text", "text": "a"}, "model": "m"}});
+    let v = common::call(&s, 2, "tools/call", retry);
+    assert_eq!(v["result"]["content"][0]["text"], "sampled: a", "{v}");
+    assert_eq!(
+        progress_of(&events_now(&s)),
+        [(json!("second"), json!(2))],
+        "the completed request's token hears no more"
+    );
+    // A retry without a token gets no progress at all.
+    let v = common::call(&s, 3, "tools/call", call);
+    assert_eq!(progress_of(&events_now(&s)), [(json!("first"), json!(1))]);
+    let key = v["result"]["inputRequests"].as_object().unwrap().keys().next().unwrap().clone();
+    let mut retry =
+        modern_with(json!({"sampling": {}}), json!({"name": "era-progress-sample", "arguments": {"prompt": "q"}}));
+    retry["requestState"] = v["result"]["requestState"].clone();
+    retry["inputResponses"] =
+        json!({key: {"role": "assistant", "content": {"type": "text", "text": "b"}, "model": "m"}});
+    let v = common::call(&s, 4, "tools/call", retry);
+    assert_eq!(v["result"]["content"][0]["text"], "sampled: b", "{v}");
+    assert_eq!(progress_of(&events_now(&s)), []);
 }
