@@ -23,8 +23,10 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use parking_lot::Mutex;
 use serde_json::value::RawValue;
 
+use crate::backend::Backend;
 use crate::era::{Declared, MODERN};
 use crate::hub::SessionShared;
+use crate::jsonrpc;
 
 /// Calls parked waiting for a modern client's answers, router-wide; past it a backend's
 /// further requests are refused (the call itself goes on).
@@ -86,6 +88,8 @@ pub(crate) struct Parked<T> {
     /// The id the helper's call runs under (raw), for cancellations, and its session.
     pub call: String,
     pub helper: Arc<SessionShared>,
+    /// The `progressToken` of the request that started the call.
+    pub token: Option<serde_json::Value>,
 }
 
 /// Removes a cancellation alias when dropped.
@@ -218,11 +222,39 @@ impl Mrtr {
         Some(p)
     }
 
-    /// Parked calls whose client did not come back in time.
-    pub(crate) fn expired(&self, now: Instant) -> Vec<ParkedAny> {
-        let mut map = self.parked.lock();
-        let keys: Vec<String> = map.iter().filter(|(_, p)| p.expires <= now).map(|(k, _)| k.clone()).collect();
-        keys.into_iter().filter_map(|k| map.remove(&k)).map(|p| *p).collect()
+    /// Calls parked now (status: `mrtr.parked`).
+    pub(crate) fn parked(&self) -> usize {
+        self.parked.lock().len()
+    }
+
+    /// Ends the parked calls whose client did not come back by `now`: each backend call is
+    /// cancelled (so it stops, and frees its helper thread and the client's concurrency
+    /// slot), then what it asked, before or after the client was answered, is refused
+    /// (the backend would otherwise wait on it). Their states are forgotten, so a late retry
+    /// gets -32602. Run by the dispatcher's housekeeping tick, and by modern calls as they
+    /// start or park. `backend` finds a backend by id (it may be draining after a reload).
+    pub(crate) fn sweep(&self, now: Instant, backend: &dyn Fn(usize) -> Option<Arc<Backend>>) {
+        let expired: Vec<ParkedAny> = {
+            let mut map = self.parked.lock();
+            if map.is_empty() {
+                return;
+            }
+            let keys: Vec<String> = map.iter().filter(|(_, p)| p.expires <= now).map(|(k, _)| k.clone()).collect();
+            keys.into_iter().filter_map(|k| map.remove(&k)).map(|p| *p).collect()
+        };
+        let why = "the client did not come back with its input in time";
+        for p in expired {
+            let call = p.helper.inflight.lock().remove(&p.call);
+            if let Some((b, id)) = call.and_then(|(b, id)| backend(b).map(|b| (b, id))) {
+                b.cancel(id, why);
+            }
+            let later = p.inbox.try_iter().map(|i| (String::new(), i));
+            for (_, i) in p.asked.into_iter().chain(later) {
+                if let Some(b) = backend(i.backend) {
+                    let _ = b.respond(jsonrpc::error(Some(i.backend_id.get()), jsonrpc::REQUEST_TIMEOUT, why));
+                }
+            }
+        }
     }
 
     /// Registers an input request relayed to a legacy client under a fresh id; its answer

@@ -214,6 +214,8 @@ impl Router {
                 "closed": core.closed.load(Ordering::Acquire),
                 "sessions": core.hub.session_count(),
                 "session_backends": core.session_backends(),
+                // 2026-07-28 calls waiting for their clients' input, and their helper threads.
+                "mrtr": {"parked": core.hub.mrtr.parked(), "helpers": core.hub.mrtr.helpers.load(Ordering::Acquire)},
                 "uptime_ms": core.started.elapsed().as_millis() as u64,
                 "catalog": {
                     "tools": t, "resources": r, "resource_templates": u, "prompts": p,

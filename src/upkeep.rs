@@ -1,5 +1,5 @@
-//! The router's background threads: the dispatcher (restarts, catalog refreshes, relay
-//! expiry) and the active health checks.
+//! The router's background threads: the dispatcher (restarts, catalog refreshes, expiry of
+//! relays and of parked 2026-07-28 calls) and the active health checks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +32,8 @@ pub(crate) fn dispatcher(core: &Arc<Core>, events: &Receiver<Event>, stop: &Rece
                 core.take_refresh_asks();
                 core.run_due_restarts();
                 core.hub.expire_relays(Instant::now(), &|id| core.backend(id).map(|b| b as Arc<dyn crate::hub::Peer>));
+                // Here too, not only when modern calls come: an idle router frees them.
+                core.hub.mrtr.sweep(Instant::now(), &|id| core.backend(id));
             },
             recv(events) -> ev => {
                 let Ok(ev) = ev else { return };

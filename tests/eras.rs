@@ -122,6 +122,11 @@ fn modern_results_carry_their_type_and_caching_and_legacy_ones_stay_as_they_were
     assert!(v["result"].get("resultType").is_none(), "{v}");
     let text = common::tool_text(&l, "era-echo", json!({"message": "l"})).expect("call");
     assert!(text.contains("version 2026-07-28"), "{text}");
+    // What a modern backend's own result carries passes through to a legacy client, which
+    // ignores what it does not know.
+    let v = common::call(&l, 5, "resources/read", json!({"uri": "era://static"}));
+    assert!(v["result"]["contents"][0]["text"].as_str().unwrap_or_default().contains("static text"), "{v}");
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
 }
 
 #[test]
@@ -323,4 +328,211 @@ fn a_modern_client_gets_log_messages_only_when_its_request_asks() {
     // Events keep their order: the first log message delivered is the second call's.
     let m = common::wait_event(&s, "notifications/message", std::time::Duration::from_secs(20)).expect("a log message");
     assert_eq!(m["params"]["data"], "loud", "{m}");
+}
+
+#[test]
+fn a_modern_backend_asking_a_legacy_client_for_what_it_did_not_declare_gets_32021() {
+    let r = common::router(SLOW_START, &[modern_backend("modern", "auto")]);
+    // The backend asks whatever the client declared (`era-ask-anyway`): the router does
+    // not relay it to a client that did not declare sampling, and answers the call the way
+    // a modern server would.
+    let s = r.session(None).unwrap();
+    common::initialize(&s, json!({"roots": {}}));
+    let v = common::call(&s, 1, "tools/call", json!({"name": "era-ask-anyway", "arguments": {"prompt": "p"}}));
+    assert_eq!(v["error"]["code"], -32021, "{v}");
+    assert_eq!(v["error"]["data"], json!({"requiredCapabilities": {"sampling": {}}}), "{v}");
+    // Declared, the same call is asked of the client and retried with its answer.
+    let s = std::sync::Arc::new(r.session(None).unwrap());
+    common::initialize(&s, json!({"sampling": {}}));
+    let caller = std::sync::Arc::clone(&s);
+    let call = std::thread::spawn(move || common::tool_text(&caller, "era-ask-anyway", json!({"prompt": "p"})));
+    let ask = common::wait_event(&s, "sampling/createMessage", std::time::Duration::from_secs(30)).expect("asked");
+    let answer = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant", "content": {"type": "text", "text": "ok"}, "model": "m"}});
+    assert!(s.handle(&answer.to_string()).unwrap().is_none());
+    let text = call.join().unwrap().expect("the call's result");
+    assert!(text.starts_with("answered:") && text.contains("ok"), "{text}");
+}
+
+#[test]
+fn ping_and_set_level_are_answered_in_either_era_and_the_level_reaches_a_modern_backend_per_call() {
+    let r = common::router(SLOW_START, &[modern_backend("modern", "auto"), common::backend("alpha", &[])]);
+    let s = r.session(None).unwrap();
+    // Not 2026-07-28 methods, but the router answers them on stdio and in the library.
+    let v = common::call(&s, 1, "ping", modern(json!({})));
+    assert!(v["result"].is_object(), "{v}");
+    let v = common::call(&s, 2, "logging/setLevel", modern(json!({"level": "info"})));
+    assert!(v["result"].is_object(), "{v}");
+    // A legacy client's level goes to the legacy backend as logging/setLevel, and to the
+    // modern one with each call (a modern server has no such method).
+    let l = r.session(None).unwrap();
+    common::initialize(&l, json!({}));
+    assert!(common::call(&l, 3, "ping", json!({}))["result"].is_object());
+    assert!(common::call(&l, 4, "logging/setLevel", json!({"level": "error"}))["result"].is_object());
+    let text = common::tool_text(&l, "era-log", json!({"message": "x"})).expect("call");
+    assert!(text.contains("logLevel error"), "{text}");
+}
+
+/// A router whose legacy backend records what it receives, whose 2026-07-28 parked calls
+/// expire after 400 ms (`request_timeout_ms`) while the backend call itself has ten minutes,
+/// and whose client `bot` may have one call in flight.
+fn short_parking(record: &std::path::Path) -> Router {
+    let backend =
+        common::backend("alpha", &["--record-requests", record.to_str().unwrap()]) + "    timeout_ms: 600000\n";
+    let mut yaml = common::config("request_timeout_ms: 400\nmax_call_ms: 600000", &[backend]);
+    yaml.push_str("clients:\n  - name: bot\nlimits:\n  clients:\n    - {client: bot, concurrency: 1}\n");
+    common::watchdog(240);
+    Router::from_yaml(&yaml).expect("router starts")
+}
+
+fn record_path(name: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("mcprouter-eras-{name}-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// The lines the backend received, parsed.
+fn received(record: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(record).unwrap_or_default();
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn wait_until(what: &str, fact: impl Fn() -> bool) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !fact() {
+        assert!(std::time::Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Parks `bot`'s `sample` call: the parked call's facts, checked, and its state.
+fn park_one(r: &Router, s: &Session) -> (String, String) {
+    let call = modern_with(json!({"sampling": {}}), json!({"name": "sample", "arguments": {"prompt": "q?"}}));
+    let v = common::call(s, 1, "tools/call", call);
+    assert_eq!(v["result"]["resultType"], "input_required", "{v}");
+    let state = v["result"]["requestState"].as_str().unwrap().to_owned();
+    let key = v["result"]["inputRequests"].as_object().unwrap().keys().next().unwrap().clone();
+    let st = r.status();
+    assert_eq!(st["router"]["mrtr"], json!({"parked": 1, "helpers": 1}), "{st}");
+    assert_eq!(st["backends"][0]["in_flight"], 1, "{st}");
+    assert_eq!(st["limits"]["clients"][0]["in_flight"], 1, "{st}");
+    (state, key)
+}
+
+/// Everything the parked call held is given back: the parked slot, its helper thread, the
+/// client's concurrency slot and the backend's pending call; and the backend was told, both
+/// of the call (cancelled) and of its question (answered -32001).
+fn freed(r: &Router, record: &std::path::Path) {
+    wait_until("the parked call to be let go", || {
+        let st = r.status();
+        st["router"]["mrtr"] == json!({"parked": 0, "helpers": 0})
+            && st["limits"]["clients"][0]["in_flight"] == 0
+            && st["backends"][0]["in_flight"] == 0
+    });
+    wait_until("the backend to hear of it", || {
+        let lines = received(record);
+        let call_id = lines.iter().find(|l| l["method"] == "tools/call").map(|l| l["id"].clone());
+        let cancelled = lines
+            .iter()
+            .any(|l| l["method"] == "notifications/cancelled" && Some(&l["params"]["requestId"]) == call_id.as_ref());
+        let refused = lines.iter().any(|l| l["id"] == "s-1" && l["error"]["code"] == -32001);
+        cancelled && refused
+    });
+}
+
+#[test]
+fn a_parked_call_whose_client_never_comes_back_expires_and_gives_back_what_it_held() {
+    let record = record_path("expiry");
+    let r = short_parking(&record);
+    let s = r.session(Some("bot")).unwrap();
+    let (state, key) = park_one(&r, &s);
+    // It expires no later than request_timeout_ms after the client was answered.
+    let expired_by = std::time::Instant::now() + std::time::Duration::from_millis(400);
+    // Meanwhile the parked call holds the client's one concurrency slot.
+    let v = common::call(&s, 2, "tools/call", modern(json!({"name": "echo", "arguments": {"message": "x"}})));
+    assert_eq!(v["error"]["data"]["limit"], "concurrency", "{v}");
+    while std::time::Instant::now() < expired_by {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The client comes back too late: its state is unknown now (-32602), and the call is over.
+    let mut retry = modern_with(json!({"sampling": {}}), json!({"name": "sample", "arguments": {"prompt": "q?"}}));
+    retry["requestState"] = json!(state);
+    retry["inputResponses"] =
+        json!({key: {"role": "assistant", "content": {"type": "text", "text": "late"}, "model": "m"}});
+    let v = common::call(&s, 3, "tools/call", retry);
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("unknown, expired"), "{v}");
+    freed(&r, &record);
+    // The slot is back: the client's next call goes through.
+    let v = common::call(&s, 4, "tools/call", modern(json!({"name": "echo", "arguments": {"message": "after"}})));
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
+}
+
+#[test]
+fn an_idle_router_lets_a_parked_call_go_by_itself() {
+    let record = record_path("idle");
+    let r = short_parking(&record);
+    let s = r.session(Some("bot")).unwrap();
+    let (state, key) = park_one(&r, &s);
+    // No request of any client comes: the dispatcher's tick alone ends the call.
+    freed(&r, &record);
+    let mut retry = modern_with(json!({"sampling": {}}), json!({"name": "sample", "arguments": {"prompt": "q?"}}));
+    retry["requestState"] = json!(state);
+    retry["inputResponses"] =
+        json!({key: {"role": "assistant", "content": {"type": "text", "text": "late"}, "model": "m"}});
+    assert_eq!(common::call(&s, 2, "tools/call", retry)["error"]["code"], -32602);
+}
+
+/// Every event the session holds now (pushed before the reply that was just returned).
+fn events_now(s: &Session) -> Vec<Value> {
+    std::iter::from_fn(|| s.next_event(std::time::Duration::ZERO).ok().flatten())
+        .filter_map(|e| serde_json::from_str(&e).ok())
+        .collect()
+}
+
+fn progress_of(events: &[Value]) -> Vec<(Value, Value)> {
+    events
+        .iter()
+        .filter(|e| e["method"] == "notifications/progress")
+        .map(|e| (e["params"]["progressToken"].clone(), e["params"]["progress"].clone()))
+        .collect()
+}
+
+#[test]
+fn a_parked_calls_progress_goes_to_the_retry_under_its_own_token_and_never_to_the_completed_request() {
+    // The dual-era fixture pinned legacy: it asks mid-call, with progress before and after.
+    let r = common::router(SLOW_START, &[modern_backend("legacy", "legacy")]);
+    let s = r.session(None).unwrap();
+    let mut call =
+        modern_with(json!({"sampling": {}}), json!({"name": "era-progress-sample", "arguments": {"prompt": "q"}}));
+    call["_meta"]["progressToken"] = json!("first");
+    let v = common::call(&s, 1, "tools/call", call.clone());
+    assert_eq!(v["result"]["resultType"], "input_required", "{v}");
+    // What the backend reported before it asked reaches the first request, under its token.
+    assert_eq!(progress_of(&events_now(&s)), [(json!("first"), json!(1))]);
+    // The first request is complete now; the retry is a request of its own, with its token.
+    let key = v["result"]["inputRequests"].as_object().unwrap().keys().next().unwrap().clone();
+    let mut retry = call.clone();
+    retry["_meta"]["progressToken"] = json!("second");
+    retry["requestState"] = v["result"]["requestState"].clone();
+    retry["inputResponses"] =
+        json!({key: {"role": "assistant", "content": {"type": "text", "text": "a"}, "model": "m"}});
+    let v = common::call(&s, 2, "tools/call", retry);
+    assert_eq!(v["result"]["content"][0]["text"], "sampled: a", "{v}");
+    assert_eq!(
+        progress_of(&events_now(&s)),
+        [(json!("second"), json!(2))],
+        "the completed request's token hears no more"
+    );
+    // A retry without a token gets no progress at all.
+    let v = common::call(&s, 3, "tools/call", call);
+    assert_eq!(progress_of(&events_now(&s)), [(json!("first"), json!(1))]);
+    let key = v["result"]["inputRequests"].as_object().unwrap().keys().next().unwrap().clone();
+    let mut retry =
+        modern_with(json!({"sampling": {}}), json!({"name": "era-progress-sample", "arguments": {"prompt": "q"}}));
+    retry["requestState"] = v["result"]["requestState"].clone();
+    retry["inputResponses"] =
+        json!({key: {"role": "assistant", "content": {"type": "text", "text": "b"}, "model": "m"}});
+    let v = common::call(&s, 4, "tools/call", retry);
+    assert_eq!(v["result"]["content"][0]["text"], "sampled: b", "{v}");
+    assert_eq!(progress_of(&events_now(&s)), []);
 }

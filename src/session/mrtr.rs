@@ -16,6 +16,7 @@ use crate::era::{self, Caller, Declared};
 use crate::hub::SessionShared;
 use crate::jsonrpc::{self, INTERNAL_ERROR, REQUEST_TIMEOUT};
 use crate::method::Method;
+use crate::metrics::Outcome;
 use crate::mrtr::{self, Inbound, MAX_HELPERS, Parked, STATE_PREFIX, WaiterGuard};
 
 /// Rounds of input one legacy client's call may be asked for before the router gives up.
@@ -40,6 +41,10 @@ struct Waiting {
     guard: WaiterGuard,
     call: String,
     helper: Arc<SessionShared>,
+    /// The `progressToken` of the request that started the call (what its progress carries).
+    token: Option<Value>,
+    /// The `progressToken` of the request waiting now (a retry may carry another, or none).
+    now: Option<Value>,
 }
 
 impl Session {
@@ -99,8 +104,17 @@ impl Session {
             let _inline = mrtr.wait(self.shared.id, Arc::clone(declared), true);
             return self.request(v, id, method, params, named_param(method, params));
         }
-        let waiting =
-            Waiting { binding: self.binding(method, params), done, inbox, guard, call, helper: helper_shared };
+        let token = progress_token(params);
+        let waiting = Waiting {
+            binding: self.binding(method, params),
+            done,
+            inbox,
+            guard,
+            call,
+            helper: helper_shared,
+            now: token.clone(),
+            token,
+        };
         self.await_input(v, id, waiting, Vec::new())
     }
 
@@ -113,8 +127,12 @@ impl Session {
         // it before the result, as the backend sent it before the result.
         // Log messages only when the waiting request asked for them (`logLevel`).
         let logs = matches!(era::current(), Some(Caller::Modern(d)) if d.log_level.is_some());
+        let (call_token, now_token) = (w.token.clone(), w.now.clone());
         let pass = |ev: String| {
-            if logs || !ev.contains("\"notifications/message\"") {
+            if !logs && ev.contains("\"notifications/message\"") {
+                return;
+            }
+            if let Some(ev) = retoken(ev, call_token.as_ref(), now_token.as_ref()) {
                 self.shared.push(ev);
             }
         };
@@ -177,7 +195,9 @@ impl Session {
             guard: w.guard,
             call: w.call,
             helper: w.helper,
+            token: w.token,
         };
+        let now = w.now;
         match mrtr.park(Box::new(parked)) {
             Ok(state) => {
                 let r = json!({"resultType": "input_required", "inputRequests": requests, "requestState": state});
@@ -194,6 +214,8 @@ impl Session {
                     guard: p.guard,
                     call: p.call,
                     helper: p.helper,
+                    token: p.token,
+                    now,
                 };
                 self.await_input(v, client_id, w, Vec::new())
             }
@@ -237,24 +259,16 @@ impl Session {
             guard: p.guard,
             call: p.call,
             helper: p.helper,
+            token: p.token,
+            now: progress_token(params),
         };
         self.await_input(v, id, w, still)
     }
 
-    /// Parked calls whose client did not come back: their backends' requests are refused,
-    /// so the calls end.
+    /// Parked calls whose client did not come back end (`Mrtr::sweep`).
     fn expire_parked(&self) {
-        for p in self.core().hub.mrtr.expired(Instant::now()) {
-            let why = "the client did not answer in time";
-            self.refuse_asked(p.asked, REQUEST_TIMEOUT, why);
-            // Asked after the client was answered: nobody will see these either.
-            let later: Vec<(String, Inbound)> = p.inbox.try_iter().map(|i| (String::new(), i)).collect();
-            self.refuse_asked(later, REQUEST_TIMEOUT, why);
-            let call = p.helper.inflight.lock().remove(&p.call);
-            if let Some(b) = call.and_then(|(b, id)| self.core().backend(b).map(|b| (b, id))) {
-                b.0.cancel(b.1, "the client did not come back with its input");
-            }
-        }
+        let core = self.core();
+        core.hub.mrtr.sweep(Instant::now(), &|id| core.backend(id));
     }
 
     fn refuse_asked(&self, asked: Vec<(String, Inbound)>, code: i64, why: &str) {
@@ -346,8 +360,11 @@ impl Session {
                 !c.initialized || c.capabilities.get(capability).is_some()
             };
             if !declared {
+                // What a modern server answers itself in this case (2026-07-28 -32021).
                 let msg = format!("the server needs the client's {capability} capability, which it did not declare");
-                return give_up(&ids, Out::error(INTERNAL_ERROR, &msg));
+                let e = json!({"code": era::MISSING_CAPABILITY, "message": msg,
+                    "data": {"requiredCapabilities": {capability: {}}}});
+                return give_up(&ids, Out::Err(e.to_string(), Outcome::Error));
             }
             let cid = mrtr.ask(self.shared.id, key, &tx);
             ids.push(cid.clone());
@@ -377,6 +394,30 @@ impl Session {
         }
         Ok(answers)
     }
+}
+
+/// The `progressToken` in a request's `params._meta`.
+fn progress_token(params: Option<&RawValue>) -> Option<Value> {
+    let p = params.filter(|p| p.get().contains("\"progressToken\""))?;
+    let v: Value = serde_json::from_str(p.get()).ok()?;
+    v.pointer("/_meta/progressToken").cloned()
+}
+
+/// A call's progress as the request waiting now must get it. A retry is a request of its
+/// own, and the one that started the call was completed by its `input_required` answer, so
+/// that request's token must hear no more (progress stops at completion); the call's
+/// progress goes out under the waiting request's token, or not at all when it has none
+/// (the client may have given the old token to another request since).
+fn retoken(ev: String, call: Option<&Value>, now: Option<&Value>) -> Option<String> {
+    if call == now || !ev.contains("\"notifications/progress\"") {
+        return Some(ev);
+    }
+    let Ok(mut v) = serde_json::from_str::<Value>(&ev) else { return Some(ev) };
+    if v["method"] != "notifications/progress" || v.pointer("/params/progressToken") != call {
+        return Some(ev);
+    }
+    v["params"]["progressToken"] = now?.clone();
+    Some(v.to_string())
 }
 
 /// The `requestState` a retry carries.

@@ -86,23 +86,36 @@ class Callbacks:
 
 @asynccontextmanager
 async def router_client(
-    tmp_path: Path, mode: str, calls: Callbacks, message_handler: Any = None, **config: str
+    tmp_path: Path,
+    mode: str,
+    calls: Callbacks | None,
+    message_handler: Any = None,
+    client_args: dict[str, Any] | None = None,
+    **config: str,
 ) -> AsyncIterator[Client]:
+    """The router over stdio and an SDK client of it; `calls=None`: a client that declares
+    no sampling, elicitation or roots."""
     cfg = tmp_path / "router.yaml"
     write_config(cfg, **config)
     params = StdioServerParameters(
         command=str(router_binary()), args=["serve", "--config", str(cfg)], env=dict(os.environ)
     )
+    callbacks: dict[str, Any] = {}
+    if calls is not None:
+        callbacks = {
+            "sampling_callback": calls.sampling_callback,
+            "elicitation_callback": calls.elicitation_callback,
+            "list_roots_callback": calls.list_roots_callback,
+        }
     client = Client(
         params,
         mode=mode,
         read_timeout_seconds=REQUEST_TIMEOUT_S,
-        sampling_callback=calls.sampling_callback,
-        elicitation_callback=calls.elicitation_callback,
-        list_roots_callback=calls.list_roots_callback,
         client_info=types.Implementation(name="eras-test", version="0"),
         message_handler=message_handler,
         cache=None,
+        **callbacks,
+        **(client_args or {}),
     )
     async with client:
         yield client
@@ -241,6 +254,69 @@ async def test_legacy_client_and_legacy_backend_keep_the_relay(tmp_path: Path) -
             assert SAMPLED in text_of(r), text_of(r)
             r = await c.call_tool("trigger-elicitation-request", {})
             assert "Ada" in text_of(r), text_of(r)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_capability_the_client_did_not_declare_is_refused_with_32021(tmp_path: Path, mode: str) -> None:
+    """Cells: a capability the client did not declare — {modern, legacy} client × modern
+    backend. The client declares no sampling: the modern backend (told so by the envelope
+    the router sends, the client's own or its handshake's) answers -32021 with
+    `requiredCapabilities`, and the client gets exactly that."""
+    from mcp.shared.exceptions import MCPError
+
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, mode, None) as c:
+            with pytest.raises(MCPError) as raised:
+                await c.call_tool("era-sample", {"prompt": "nobody to ask"})
+            assert raised.value.code == -32021, raised.value.error
+            assert raised.value.data == {"requiredCapabilities": {"sampling": {}}}, raised.value.error
+            # The router keeps serving the client.
+            r = await c.call_tool("era-echo", {"message": "still here"})
+            assert "still here" in text_of(r)
+
+
+# ------------------------------------------------------------------ logging across eras
+
+
+class LogSeen:
+    def __init__(self) -> None:
+        self.data: list[str] = []
+
+    async def __call__(self, params: types.LoggingMessageNotificationParams) -> None:
+        self.data.append(str(params.data))
+
+
+@pytest.mark.anyio
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_a_legacy_clients_log_level_reaches_a_modern_backend(tmp_path: Path) -> None:
+    """Cell: logging — legacy client × modern backend. `logging/setLevel` is not a 2026-07-28
+    method: the router keeps the level and sends it with each call as `_meta` `logLevel`, so
+    the backend logs at the client's level and its messages reach the client."""
+    seen = LogSeen()
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "legacy", Callbacks(), client_args={"logging_callback": seen}) as c:
+            await c.set_logging_level("warning")
+            r = await c.call_tool("era-log", {"message": "L"})
+            assert "logLevel warning" in text_of(r), text_of(r)
+            await wait_for(lambda: "warning L" in seen.data, "the warning the modern backend logged")
+            # The backend sent the info line before the warning, had it sent it at all.
+            assert "info L" not in seen.data, seen.data
+
+
+@pytest.mark.anyio
+async def test_a_modern_clients_log_level_reaches_a_modern_backend(tmp_path: Path) -> None:
+    """Cell: logging — modern client × modern backend. The request's `logLevel` passes
+    through; the backend's messages at that level reach the client."""
+    seen = LogSeen()
+    args = {"logging_callback": seen, "log_level": "warning"}
+    with anyio.fail_after(TEST_TIMEOUT_S):
+        async with router_client(tmp_path, "auto", Callbacks(), client_args=args) as c:
+            assert c.protocol_version == "2026-07-28"
+            r = await c.call_tool("era-log", {"message": "M"})
+            assert "logLevel warning" in text_of(r), text_of(r)
+            await wait_for(lambda: "warning M" in seen.data, "the warning the modern backend logged")
+            assert "info M" not in seen.data, seen.data
 
 
 # ------------------------------------------------------------------ progress and subscriptions across eras
