@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -30,7 +30,7 @@ use crate::config::{BackendConfig, HealthPolicy, RouterSettings, Transport};
 use crate::hub::{CallerGuard, Hub};
 use crate::jsonrpc::{self, Message};
 use crate::method::Method;
-use crate::pending::PendingMap;
+use crate::pending::{Filler, PendingMap, Waited, Waiter, slot};
 use crate::redact::Redactor;
 use crate::supervisor::{Health, Restarts};
 
@@ -80,7 +80,7 @@ pub(crate) trait Net: Send + Sync {
 
 /// A call waiting for its reply.
 pub(crate) struct PendingCall {
-    reply: Sender<Reply>,
+    reply: Filler<Reply>,
 }
 
 /// How a pending call ended, as seen by the thread that completes it.
@@ -149,7 +149,7 @@ impl Deadline {
 /// A call in flight: its id towards the backend and where its reply arrives.
 pub(crate) struct Ticket {
     pub id: u64,
-    rx: Receiver<Reply>,
+    rx: Waiter<Reply>,
     /// Counts the call towards its session until the ticket is done with.
     _caller: Option<CallerGuard>,
 }
@@ -617,7 +617,7 @@ impl Backend {
         // a restart goes to the old, stopped writer and fails, rather than reaching the new
         // process before its `initialize`; one that races the connection's end is failed by
         // it, never left waiting out its deadline.
-        let (reply, rx) = bounded(1);
+        let (reply, rx) = slot();
         // Calls in flight are bounded per backend as well as queued ones (a backend that
         // stops reading holds at most this many callers); the router's own calls are not.
         let max = if session != 0 { self.queue_capacity } else { usize::MAX };
@@ -662,25 +662,24 @@ impl Backend {
         deadline: &Deadline,
     ) -> Result<Result<Box<RawValue>, Box<RawValue>>, CallError> {
         let reply = loop {
-            let wait = deadline.current().saturating_duration_since(Instant::now());
-            match ticket.rx.recv_timeout(wait) {
+            match ticket.rx.wait(Some(deadline.current())) {
                 Ok(r) => break r,
                 // Progress moved the deadline: keep waiting.
-                Err(RecvTimeoutError::Timeout) if deadline.current() > Instant::now() => continue,
-                Err(RecvTimeoutError::Timeout) => {
+                Err(Waited::TimedOut) if deadline.current() > Instant::now() => continue,
+                Err(Waited::TimedOut) => {
                     if self.pending.take(ticket.id).is_some() {
                         self.cancel_on_backend(ticket.id, "timed out");
                         return Err(CallError::Timeout);
                     }
                     // Taken by another path between the timeout and the take (the reader, a
-                    // cancellation, the connection's end): whoever took the entry sends the
-                    // reply or drops the sender, so this wait ends at once either way.
-                    match ticket.rx.recv() {
+                    // cancellation, the connection's end): whoever took the entry fills the
+                    // slot or drops its filler, so this wait ends at once either way.
+                    match ticket.rx.wait(None) {
                         Ok(r) => break r,
                         Err(_) => return Err(CallError::Cancelled),
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => return Err(CallError::Cancelled),
+                Err(Waited::Abandoned) => return Err(CallError::Cancelled),
             }
         };
         match reply {
@@ -745,7 +744,7 @@ impl Backend {
     /// Completes the pending call `id` (called by the reader).
     pub(crate) fn complete(&self, id: u64, reply: Reply) {
         if let Some(p) = self.pending.take(id) {
-            let _ = p.reply.try_send(reply);
+            let _ = p.reply.fill(reply);
         }
     }
 
@@ -780,7 +779,7 @@ impl Backend {
     /// Fails every call in flight: their connection is gone.
     fn pending_failed(&self, why: &str) {
         for (_, p) in self.pending.drain() {
-            let _ = p.reply.try_send(Reply::Failed(why.to_owned()));
+            let _ = p.reply.fill(Reply::Failed(why.to_owned()));
         }
     }
 
@@ -916,13 +915,13 @@ mod tests {
         let (events, got) = crossbeam_channel::unbounded();
         let hub = Arc::new(Hub::new(events));
         let b = Arc::new(Backend::new(0, config.backends[0].clone(), &config.router, hub));
-        let (tx, _rx) = bounded(1);
+        let (tx, _rx) = crossbeam_channel::bounded(1);
         b.life.lock().phase = Phase::Ready { generation: 7, conn: Connection::new(tx) };
-        let (reply, rx) = bounded(1);
+        let (reply, rx) = slot();
         b.pending.try_insert(PendingCall { reply }).ok().expect("open map");
         let t = Link::new(Arc::clone(&b), 7).spawn_thread("-t", |_| panic!("a bug in a reader")).expect("thread");
         t.join().expect("the panic was caught in the thread");
-        assert!(matches!(rx.try_recv(), Ok(Reply::Failed(_))), "the pending call failed at once");
+        assert!(matches!(rx.try_take(), Some(Reply::Failed(_))), "the pending call failed at once");
         assert_eq!(b.info().state, State::Failed);
         assert!(!b.is_ready());
         assert!(got.try_iter().any(|e| matches!(e, crate::hub::Event::Down(0))), "the supervisor hears of it");
