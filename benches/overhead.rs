@@ -925,20 +925,25 @@ fn catalog(o: Opts) {
     );
     println!("    {:<58} {:>9.1} KiB", "  per backend in the heap and the rest", per(split1.1, split2.1));
     println!("    {:<58} {:>9.1} KiB", format!("delta / {FLEET}"), per_backend);
+    // What the target allows beyond: each backend's share of the listed JSON (its tools
+    // pages as served; the test server's few resources and prompts are left out).
+    let catalog_json = bytes as f64 / 1024.0 / FLEET as f64;
+    let beyond = per_backend - catalog_json;
+    println!("    {:<58} {:>9.1} KiB", "  of which its catalog's JSON (tools pages / backends)", catalog_json);
     let init_s = init200.as_secs_f64();
-    target("init200", "200 backends initialized ≤ 2 s", &format!("{init_s:.2} s"), Verdict::met_if(init_s <= 2.0));
+    target("init200", "200 backends initialized ≤ 0.6 s", &format!("{init_s:.2} s"), Verdict::met_if(init_s <= 0.6));
     target(
         "rss",
-        "RSS ≤ 64 KiB per idle backend",
-        &format!("{per_backend:.0} KiB"),
-        Verdict::met_if(per_backend <= 64.0),
+        "RSS ≤ 64 KiB per idle backend beyond its catalog's JSON",
+        &format!("{beyond:.0} KiB"),
+        Verdict::met_if(beyond <= 64.0),
     );
     let list_ms = router_only.p50 / 1e3;
     target(
         "list",
-        &format!("tools/list over {listed} tools ≤ 5 ms"),
+        &format!("tools/list over {listed} tools ≤ 2 ms"),
         &format!("{list_ms:.2} ms"),
-        Verdict::met_if(list_ms <= 5.0),
+        Verdict::met_if(list_ms <= 2.0),
     );
 }
 

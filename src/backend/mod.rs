@@ -25,7 +25,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::breaker::SharedBreaker;
-use crate::catalog::Lists;
+use crate::catalog::{self, Item, Lists};
 use crate::config::{BackendConfig, HealthPolicy, RouterSettings, Transport};
 use crate::hub::{CallerGuard, Hub};
 use crate::jsonrpc::{self, Message};
@@ -523,12 +523,13 @@ impl Backend {
     }
 
     /// Drops templates over the matcher's bounds, with one log record for all of them.
-    fn bound_templates(&self, templates: &mut Vec<Value>) {
+    fn bound_templates(&self, templates: &mut Vec<Item>) {
         use crate::catalog::{MAX_TEMPLATES_PER_BACKEND, template_out_of_bounds};
         let before = templates.len();
         let mut first: Option<String> = None;
         templates.retain(|t| {
-            let raw = t.get("uriTemplate").and_then(Value::as_str).unwrap_or_default();
+            let raw = catalog::head(t).uri_template.unwrap_or_default();
+            let raw: &str = &raw;
             match template_out_of_bounds(raw) {
                 None => true,
                 Some(why) => {
@@ -559,7 +560,7 @@ impl Backend {
         field: &str,
         deadline: Instant,
         budget: &mut Budget,
-    ) -> Result<Vec<Value>, ListError> {
+    ) -> Result<Vec<Item>, ListError> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         // A backend that hands back the same cursor forever must not hang discovery.
@@ -578,20 +579,28 @@ impl Backend {
                 )));
             };
             budget.bytes_left = left;
-            let mut v: Value =
-                serde_json::from_str(raw.get()).map_err(|e| ListError::Failed(format!("{method}: {e}")))?;
-            drop(raw);
-            if let Some(Value::Array(items)) = v.get_mut(field).map(Value::take) {
+            // The page is read as raw fields and its items one at a time: a whole page as
+            // one tree would be a transient peak per backend, and parallel start-ups leave
+            // such peaks behind in the allocator.
+            let page: std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue> =
+                if raw.get().starts_with('{') { serde_json::from_str(raw.get()).unwrap_or_default() } else { Default::default() };
+            let items = page.get(field).and_then(|r| serde_json::from_str::<Vec<&RawValue>>(r.get()).ok());
+            if let Some(items) = items {
                 if out.len() + items.len() > budget.max_items {
                     return Err(ListError::OverCap(format!(
                         "{method} lists more than {} items (max_catalog_items)",
                         budget.max_items
                     )));
                 }
-                out.extend(items);
+                for i in items {
+                    let v: Value =
+                        serde_json::from_str(i.get()).map_err(|e| ListError::Failed(format!("{method}: {e}")))?;
+                    out.push(catalog::item(&v));
+                }
             }
-            match v.get("nextCursor").and_then(Value::as_str) {
-                Some(next) if cursor.as_deref() != Some(next) && !next.is_empty() => cursor = Some(next.to_owned()),
+            let next = page.get("nextCursor").and_then(|c| serde_json::from_str::<String>(c.get()).ok());
+            match next {
+                Some(next) if cursor.as_deref() != Some(next.as_str()) && !next.is_empty() => cursor = Some(next),
                 _ => return Ok(out),
             }
         }

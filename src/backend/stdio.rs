@@ -43,7 +43,7 @@ pub(super) fn spawn(backend: &Link) -> Result<Connection, String> {
 fn writer(backend: &Link, stdin: std::process::ChildStdin, rx: Receiver<Command>) {
     // Small buffers: they are allocated per backend up front, and a long line simply takes
     // several reads or writes.
-    let mut out = BufWriter::with_capacity(8 * 1024, stdin);
+    let mut out = BufWriter::with_capacity(4 * 1024, stdin);
     while let Ok(cmd) = rx.recv() {
         let Some(mut line) = cmd.into_line() else { break };
         // Coalesce what is already queued into one flush: one syscall under load.
@@ -87,8 +87,8 @@ fn write_failed(backend: &Link) {
 }
 
 fn reader(backend: &Link, stdout: std::process::ChildStdout) {
-    let mut input = BufReader::with_capacity(16 * 1024, stdout);
-    let mut buf = Vec::with_capacity(4096);
+    let mut input = BufReader::with_capacity(LINE, stdout);
+    let mut buf = Vec::with_capacity(LINE);
     loop {
         match read_line_limited(&mut input, &mut buf, backend.max_message_bytes) {
             Ok(Line::Eof) => break,
@@ -114,6 +114,11 @@ fn reader(backend: &Link, stdout: std::process::ChildStdout) {
                 break;
             }
         }
+        // A long message (a list page, a big result) is not worth keeping room for while the
+        // backend idles: every idle backend would hold its largest message's buffer.
+        if buf.capacity() > 2 * LINE {
+            buf = Vec::with_capacity(LINE);
+        }
     }
     let why = match backend.exit_status() {
         Some(st) => format!("the process exited ({st})"),
@@ -122,11 +127,17 @@ fn reader(backend: &Link, stdout: std::process::ChildStdout) {
     backend.on_exit(why);
 }
 
+/// The reader's line buffer, kept between messages.
+const LINE: usize = 4 * 1024;
+
 fn drain_stderr(name: &str, stderr: std::process::ChildStderr, max: usize) {
     let mut input = BufReader::with_capacity(2 * 1024, stderr);
     let mut buf = Vec::new();
     // Never stop reading: a child blocked on a full stderr pipe stops answering.
     while let Ok(l) = read_line_limited(&mut input, &mut buf, max.min(64 * 1024)) {
+        if buf.capacity() > 4 * LINE {
+            buf.shrink_to(LINE);
+        }
         match l {
             Line::Eof => break,
             Line::TooLong(_) => log::info!(target: "mcprouter::backend::stderr", "[{name}] (long stderr line skipped)"),
