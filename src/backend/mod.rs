@@ -648,7 +648,7 @@ impl Backend {
         // Counted before the line goes out, so a request the backend sends about this call
         // finds the call in flight.
         let caller = (session != 0).then(|| Hub::call_started(&self.hub, self.id, session));
-        let line = jsonrpc::request(&id.to_string(), method, params);
+        let line = jsonrpc::request_numbered(id, method, params);
         // The router's own calls (handshake, discovery) wait for room; a client's call is
         // refused at once when the queue is full, so overload is visible, never a hang.
         let wait = (session == 0).then(|| Instant::now() + self.timeout);
