@@ -1159,6 +1159,9 @@ fn gateway(o: Opts) {
     println!("  32 requests in flight (pipelined), {} ms per side in 3 alternating slices:", win.as_millis());
     println!("    {:<34} {:>10.0} calls/s", "test server direct (baseline)", dr);
     println!("    {:<34} {:>10.0} calls/s   {:.2}x", "mcprouter serve", gr, gr / dr);
+    let added = st[1].p50 - st[0].p50;
+    target("serve_p50", "mcprouter serve: added p50 ≤ 30 µs sequentially", &format!("{added:.1} µs"), Verdict::met_if(added <= 30.0));
+    target("serve32", "mcprouter serve: ≥ 0.95× direct at 32 in flight", &format!("{:.2}×", gr / dr), Verdict::met_if(gr / dr >= 0.95));
     drop(gw);
     drop(direct);
     let _ = std::fs::remove_dir_all(&dir);
