@@ -2,8 +2,9 @@
 //!
 //! Threads per stdio backend (see `stdio.rs`): a writer fed by a bounded channel, a reader
 //! of stdout that completes pending calls and hands everything unsolicited to the hub, and a
-//! drain of stderr into the log. Callers never touch the pipes: they register a pending
-//! entry, `try_send` the line, and wait on their own reply channel until the deadline.
+//! drain of stderr into the log. Callers register a pending entry, then either write their
+//! own line (stdio, when nothing is queued and the write cannot block: `life::Inline`) or
+//! `try_send` it to the writer, and wait on their own one-shot slot until the deadline.
 
 mod http;
 mod legacy;
@@ -630,11 +631,13 @@ impl Backend {
         // Calls in flight are bounded per backend as well as queued ones (a backend that
         // stops reading holds at most this many callers); the router's own calls are not.
         let max = if session != 0 { self.queue_capacity } else { usize::MAX };
-        let (tx, id) = {
+        let ((tx, inline), id) = {
             let life = self.life.lock();
             let tx = match &life.phase {
-                Phase::Ready { conn, .. } => conn.tx.clone(),
-                Phase::Starting { conn: Some(conn), .. } if method == "initialize" => conn.tx.clone(),
+                Phase::Ready { conn, .. } => (conn.tx.clone(), conn.inline.clone()),
+                Phase::Starting { conn: Some(conn), .. } if method == "initialize" => {
+                    (conn.tx.clone(), conn.inline.clone())
+                }
                 Phase::Stopped => return Err(CallError::Unavailable("the router is shutting down".into())),
                 Phase::Failed { why, .. } => return Err(CallError::Unavailable(why.clone())),
                 Phase::Starting { .. } => return Err(CallError::Unavailable("it is starting".into())),
@@ -649,11 +652,19 @@ impl Backend {
         // finds the call in flight.
         let caller = (session != 0).then(|| Hub::call_started(&self.hub, self.id, session));
         let line = jsonrpc::request_numbered(id, method, params);
+        // With nothing queued and the pipe free, the caller writes its own line: one thread
+        // hand-off fewer per call. Otherwise (contention, a long line, a child that has not
+        // read what it was sent) the writer thread takes it.
+        if let Some(inline) = &inline
+            && inline.try_write(id, &line)
+        {
+            return Ok(Ticket { id, rx, _caller: caller });
+        }
         // The router's own calls (handshake, discovery) wait for room; a client's call is
         // refused at once when the queue is full, so overload is visible, never a hang.
         let wait = (session == 0).then(|| Instant::now() + self.timeout);
         let cmd = Command::Call { id, method: Method::parse(method), line };
-        match Self::send_on(Some(&tx), cmd, wait) {
+        match Self::send_on(Some(&tx), inline.as_deref(), cmd, wait) {
             Ok(()) => Ok(Ticket { id, rx, _caller: caller }),
             Err(e) => {
                 self.pending.take(id);
@@ -727,14 +738,31 @@ impl Backend {
     }
 
     fn send(&self, cmd: Command, wait_until: Option<Instant>) -> Result<(), CallError> {
-        let tx = self.life.lock().phase.conn().map(|c| c.tx.clone());
-        Self::send_on(tx.as_ref(), cmd, wait_until)
+        let (tx, inline) = self.life.lock().phase.conn().map(|c| (c.tx.clone(), c.inline.clone())).unzip();
+        Self::send_on(tx.as_ref(), inline.flatten().as_deref(), cmd, wait_until)
     }
 
-    fn send_on(tx: Option<&Sender<Command>>, cmd: Command, wait_until: Option<Instant>) -> Result<(), CallError> {
+    fn send_on(
+        tx: Option<&Sender<Command>>,
+        inline: Option<&dyn life::Inline>,
+        cmd: Command,
+        wait_until: Option<Instant>,
+    ) -> Result<(), CallError> {
         let Some(tx) = tx else {
             return Err(CallError::Unavailable("not running".into()));
         };
+        // Counted before it is queued: a caller writing its own line must see it ahead.
+        if let Some(i) = inline {
+            i.queued(1);
+        }
+        let sent = Self::queue(tx, cmd, wait_until);
+        if let (Err(_), Some(i)) = (&sent, inline) {
+            i.queued(-1);
+        }
+        sent
+    }
+
+    fn queue(tx: &Sender<Command>, cmd: Command, wait_until: Option<Instant>) -> Result<(), CallError> {
         let full = match wait_until {
             None => match tx.try_send(cmd) {
                 Ok(()) => return Ok(()),
