@@ -77,14 +77,18 @@ impl Pipe {
 
     /// Writes one line (making any line break in it a space: a break inside a message can
     /// only be JSON whitespace, but on stdio it would split the message in two).
-    fn put(&self, out: &mut BufWriter<ChildStdin>, mut line: String, call: Option<u64>) -> std::io::Result<()> {
+    fn put(&self, out: &mut BufWriter<ChildStdin>, line: &str, call: Option<u64>) -> std::io::Result<()> {
         // `contains` on bytes is memchr: a scan per message that costs next to nothing.
-        if line.as_bytes().contains(&b'\n') || line.as_bytes().contains(&b'\r') {
-            line = line.replace(['\n', '\r'], " ");
-        }
-        line.push('\n');
+        let bytes = line.as_bytes();
+        let line = if bytes.contains(&b'\n') || bytes.contains(&b'\r') {
+            std::borrow::Cow::Owned(line.replace(['\n', '\r'], " "))
+        } else {
+            std::borrow::Cow::Borrowed(line)
+        };
         out.write_all(line.as_bytes())?;
-        let end = self.written.fetch_add(line.len() as u64, Ordering::AcqRel) + line.len() as u64;
+        out.write_all(b"\n")?;
+        let len = line.len() as u64 + 1;
+        let end = self.written.fetch_add(len, Ordering::AcqRel) + len;
         if let Some(id) = call {
             *self.last_call.lock() = (id, end);
         }
@@ -115,7 +119,7 @@ impl Inline for Pipe {
         let Some(w) = out.as_mut() else { return false };
         // A failed write leaves the pipe broken: the line is lost with it, and the reader's
         // end of file (or the writer's next write) reports the exit and fails this call.
-        let _ = self.put(w, line.to_owned(), Some(id)).and_then(|()| w.flush());
+        let _ = self.put(w, line, Some(id)).and_then(|()| w.flush());
         true
     }
 
@@ -144,7 +148,7 @@ fn writer(backend: &Link, pipe: &Pipe, rx: Receiver<Command>) {
                 break;
             };
             done += 1;
-            if pipe.put(w, line, call).is_err() {
+            if pipe.put(w, &line, call).is_err() {
                 ok = false;
                 break;
             }
