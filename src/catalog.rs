@@ -5,21 +5,121 @@
 //! never waits for a backend. Items are pre-rendered to JSON at build time, so serving a
 //! `*/list` page is string concatenation.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::config::{BackendConfig, PrefixMode, RouterSettings};
 use crate::fnv::{self, fnv1a32};
 
-/// What one backend listed, as it listed it.
+/// What one backend listed, as it listed it: each item is kept as compact JSON text and
+/// parsed only for the few fields the catalog reads ([`head`]). A parsed tree costs about
+/// ten times its text (maps, boxed strings), and an idle backend keeps its lists for good.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Lists {
-    pub tools: Vec<Value>,
-    pub resources: Vec<Value>,
-    pub templates: Vec<Value>,
-    pub prompts: Vec<Value>,
+    pub tools: Vec<Item>,
+    pub resources: Vec<Item>,
+    pub templates: Vec<Item>,
+    pub prompts: Vec<Item>,
+}
+
+/// One listed item, re-encoded compactly (what serving it as is will send).
+pub(crate) type Item = Box<RawValue>;
+
+/// Encodes one parsed item for [`Lists`].
+pub(crate) fn item(v: &Value) -> Item {
+    serde_json::value::to_raw_value(v).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+/// The fields of an item the catalog reads. Each is what `Value::get(key)` then `as_str`
+/// (or the `annotations.idempotentHint == true` test) would give on the parsed item.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Head<'a> {
+    pub name: Option<Cow<'a, str>>,
+    pub uri: Option<Cow<'a, str>>,
+    pub uri_template: Option<Cow<'a, str>>,
+    pub idempotent: bool,
+}
+
+/// Reads an item's [`Head`] without building its tree; an item the quick read cannot take
+/// as is (not an object, a duplicated key) is parsed whole, with the same outcome.
+pub(crate) fn head(item: &RawValue) -> Head<'_> {
+    #[derive(Deserialize)]
+    struct Quick<'a> {
+        #[serde(borrow, default)]
+        name: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        uri: Option<&'a RawValue>,
+        #[serde(borrow, default, rename = "uriTemplate")]
+        uri_template: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        annotations: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Annotations<'a> {
+        #[serde(borrow, default, rename = "idempotentHint")]
+        idempotent_hint: Option<&'a RawValue>,
+    }
+    fn text(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+        let raw = raw?.get();
+        if !raw.starts_with('"') {
+            return None;
+        }
+        match serde_json::from_str::<&str>(raw) {
+            Ok(s) => Some(Cow::Borrowed(s)),
+            Err(_) => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+        }
+    }
+    let quick = item
+        .get()
+        .starts_with('{')
+        .then(|| serde_json::from_str::<Quick<'_>>(item.get()).ok())
+        .flatten()
+        .and_then(|q| {
+            let idempotent = match q.annotations {
+                None => false,
+                Some(a) if !a.get().starts_with('{') => false,
+                Some(a) => serde_json::from_str::<Annotations<'_>>(a.get()).ok()?.idempotent_hint.is_some_and(|h| h.get() == "true"),
+            };
+            Some(Head { name: text(q.name), uri: text(q.uri), uri_template: text(q.uri_template), idempotent })
+        });
+    quick.unwrap_or_else(|| {
+        let v: Value = serde_json::from_str(item.get()).unwrap_or_default();
+        let owned = |k: &str| v.get(k).and_then(Value::as_str).map(|s| Cow::Owned(s.to_owned()));
+        Head {
+            name: owned("name"),
+            uri: owned("uri"),
+            uri_template: owned("uriTemplate"),
+            idempotent: v.pointer("/annotations/idempotentHint") == Some(&Value::Bool(true)),
+        }
+    })
+}
+
+/// The item's JSON with its `name` replaced by `exposed`: the old value's text is swapped
+/// for the new one in place (what setting the field on the parsed tree and encoding it
+/// again would give, key order included), without building the tree.
+fn renamed(item: &RawValue, exposed: &str) -> String {
+    #[derive(Deserialize)]
+    struct Name<'a> {
+        #[serde(borrow)]
+        name: &'a RawValue,
+    }
+    let text = item.get();
+    let quoted = serde_json::to_string(exposed).unwrap_or_default();
+    if text.starts_with('{')
+        && let Ok(Name { name }) = serde_json::from_str::<Name<'_>>(text)
+    {
+        let at = name.get().as_ptr() as usize - text.as_ptr() as usize;
+        let end = at + name.get().len();
+        return [&text[..at], &quoted, &text[end..]].concat();
+    }
+    let mut v: Value = serde_json::from_str(text).unwrap_or_default();
+    v["name"] = Value::String(exposed.to_owned());
+    v.to_string()
 }
 
 /// Who serves a set of items: one backend, or a pool of equivalent backends.
@@ -166,22 +266,23 @@ impl Catalog {
         (c.tools, c.tool_ix) = expose(settings, &names, &spaces, tool_src, "tool", &mut c.warnings);
         (c.prompts, c.prompt_ix) = expose(settings, &names, &spaces, prompt_src, "prompt", &mut c.warnings);
 
-        let mut template_ix: HashMap<&str, usize> = HashMap::new();
+        let mut template_ix: HashMap<String, usize> = HashMap::new();
         for (o, owner) in owners.iter().enumerate() {
             for &m in &owner.members {
                 let Some(l) = lists.get(m).copied().flatten() else { continue };
                 for r in &l.resources {
-                    let Some(uri) = r.get("uri").and_then(Value::as_str) else { continue };
-                    if !backends[m].resources.admits(uri) {
+                    let Some(uri) = head(r).uri else { continue };
+                    if !backends[m].resources.admits(&uri) {
                         continue;
                     }
-                    if let Entry::Vacant(v) = c.resource_ix.entry(uri.to_owned()) {
+                    if let Entry::Vacant(v) = c.resource_ix.entry(uri.clone().into_owned()) {
                         v.insert(o);
-                        c.resources.push((o, r.to_string(), uri.to_owned()));
+                        c.resources.push((o, r.get().to_owned(), uri.into_owned()));
                     }
                 }
                 for t in &l.templates {
-                    let Some(raw) = t.get("uriTemplate").and_then(Value::as_str) else { continue };
+                    let Some(raw) = head(t).uri_template else { continue };
+                    let raw: &str = &raw;
                     // Fetching drops (and logs) oversized templates; this only keeps the
                     // matcher's bounds true whoever built the lists.
                     if !backends[m].resources.admits(raw) || template_out_of_bounds(raw).is_some() {
@@ -189,7 +290,7 @@ impl Catalog {
                     }
                     // The same template from several backends is listed once, like a
                     // resource: the first owner in config order serves it.
-                    match template_ix.entry(raw) {
+                    match template_ix.entry(raw.to_owned()) {
                         Entry::Occupied(first) => {
                             let first = c.templates[*first.get()].owner;
                             if first != o {
@@ -206,7 +307,7 @@ impl Catalog {
                     }
                     let parsed = parse_template(raw);
                     let rank = specificity(&parsed);
-                    c.templates.push(Template { owner: o, raw: raw.to_owned(), parsed, json: t.to_string(), rank });
+                    c.templates.push(Template { owner: o, raw: raw.to_owned(), parsed, json: t.get().to_owned(), rank });
                 }
             }
         }
@@ -362,18 +463,18 @@ fn lookup<'a>(items: &'a [Named], ix: &HashMap<String, Target>, name: &str) -> L
 fn gather<'a>(
     owners: &[Owner],
     lists: &[Option<&'a Lists>],
-    field: impl Fn(&'a Lists) -> &'a Vec<Value>,
+    field: impl Fn(&'a Lists) -> &'a Vec<Item>,
     admits: impl Fn(usize, &str) -> bool,
-) -> Vec<(usize, &'a str, &'a Value)> {
+) -> Vec<(usize, Cow<'a, str>, &'a Item, bool)> {
     let mut out = Vec::new();
     for (o, owner) in owners.iter().enumerate() {
         let mut seen = std::collections::HashSet::new();
         for &m in &owner.members {
             let Some(l) = lists.get(m).copied().flatten() else { continue };
             for item in field(l) {
-                let Some(name) = item.get("name").and_then(Value::as_str) else { continue };
-                if admits(m, name) && seen.insert(name) {
-                    out.push((o, name, item));
+                let Head { name: Some(name), idempotent, .. } = head(item) else { continue };
+                if admits(m, &name) && seen.insert(name.clone()) {
+                    out.push((o, name, item, idempotent));
                 }
             }
         }
@@ -388,17 +489,18 @@ fn expose(
     settings: &RouterSettings,
     backends: &[&str],
     spaces: &[(String, usize)],
-    src: Vec<(usize, &str, &Value)>,
+    src: Vec<(usize, Cow<'_, str>, &Item, bool)>,
     what: &str,
     warnings: &mut Vec<String>,
 ) -> (Vec<Named>, HashMap<String, Target>) {
     let mut owners: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (b, name, _) in &src {
+    for (b, name, _, _) in &src {
         owners.entry(name).or_default().push(*b);
     }
     let mut items = Vec::with_capacity(src.len());
     let mut ix: HashMap<String, Target> = HashMap::with_capacity(src.len());
-    for (b, name, item) in src {
+    for (b, name, item, idempotent) in &src {
+        let (b, name, idempotent) = (*b, name.as_ref(), *idempotent);
         let collides = owners.get(name).is_some_and(|o| o.len() > 1);
         let prefixed = match settings.prefix {
             PrefixMode::Always => true,
@@ -422,32 +524,19 @@ fn expose(
                 continue; // listed once, under the first backend; calling it is ambiguous
             }
             let exposed = unique_name(&normalize(name), &ix);
-            let mut json = item.clone();
-            json["name"] = Value::String(exposed.clone());
+            let json = renamed(item, &exposed);
             ix.insert(exposed.clone(), Target::Ambiguous(o));
-            let idempotent = idempotent_hint(item);
-            items.push(Named { exposed, owner: b, original: name.to_owned(), idempotent, json: json.to_string() });
+            items.push(Named { exposed, owner: b, original: name.to_owned(), idempotent, json });
             continue;
         }
         let candidate =
             if prefixed { format!("{}{}{}", backends[b], settings.separator, name) } else { name.to_owned() };
         let exposed = unique_name(&normalize(&candidate), &ix);
-        let json = if exposed == name {
-            item.to_string()
-        } else {
-            let mut j = item.clone();
-            j["name"] = Value::String(exposed.clone());
-            j.to_string()
-        };
+        let json = if exposed == name { item.get().to_owned() } else { renamed(item, &exposed) };
         ix.insert(exposed.clone(), Target::One(items.len()));
-        let idempotent = idempotent_hint(item);
         items.push(Named { exposed, owner: b, original: name.to_owned(), idempotent, json });
     }
     (items, ix)
-}
-
-fn idempotent_hint(item: &Value) -> bool {
-    item.pointer("/annotations/idempotentHint") == Some(&Value::Bool(true))
 }
 
 const MAX_NAME: usize = 64;
@@ -700,7 +789,7 @@ mod tests {
 
     fn lists(tools: &[&str]) -> Lists {
         Lists {
-            tools: tools.iter().map(|n| json!({"name": n, "inputSchema": {"type": "object"}})).collect(),
+            tools: tools.iter().map(|n| item(&json!({"name": n, "inputSchema": {"type": "object"}}))).collect(),
             ..Default::default()
         }
     }
@@ -863,7 +952,7 @@ mod tests {
         // Whoever built the lists, the catalog never holds one.
         let b = [backend("a")];
         let l = Lists {
-            templates: vec![json!({"uriTemplate": "{v}/".repeat(5_000)}), json!({"uriTemplate": "x://{id}"})],
+            templates: vec![item(&json!({"uriTemplate": "{v}/".repeat(5_000)})), item(&json!({"uriTemplate": "x://{id}"}))],
             ..Default::default()
         };
         let c = Catalog::build(&RouterSettings::default(), &b, &owners(&b), &[Some(&l)]);
@@ -894,8 +983,43 @@ mod tests {
         assert_eq!(t.owner, 1);
     }
 
+    #[test]
+    fn a_renamed_item_reads_like_its_renamed_tree() {
+        for v in [json!({"a": 1, "name": "x", "z": {"name": "inner"}}), json!({"name": "caf\u{e9}"}), json!({"b": []})] {
+            let mut want = v.clone();
+            want["name"] = json!("p__x");
+            assert_eq!(renamed(&item(&v), "p__x"), want.to_string());
+        }
+    }
+
+    #[test]
+    fn an_items_head_reads_like_its_parsed_tree() {
+        let cases = [
+            json!({"name": "a", "uri": "x://1", "uriTemplate": "x://{id}", "annotations": {"idempotentHint": true}}),
+            json!({"name": "caf\u{e9} \"q\"", "annotations": {"idempotentHint": "true"}}),
+            json!({"name": 5, "uri": null, "annotations": [true]}),
+            json!(["name", "a"]),
+            json!("name"),
+        ];
+        for v in cases {
+            let raw = item(&v);
+            let h = head(&raw);
+            let want = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+            assert_eq!(h.name.map(Cow::into_owned), want("name"), "{v}");
+            assert_eq!(h.uri.map(Cow::into_owned), want("uri"), "{v}");
+            assert_eq!(h.uri_template.map(Cow::into_owned), want("uriTemplate"), "{v}");
+            assert_eq!(h.idempotent, v.pointer("/annotations/idempotentHint") == Some(&Value::Bool(true)), "{v}");
+        }
+        // A duplicated key (the last one counts, as in the parsed tree) takes the slow read.
+        let dup = RawValue::from_string(r#"{"name":"first","name":"last"}"#.into()).expect("json");
+        assert_eq!(head(&dup).name.as_deref(), Some("last"));
+    }
+
     fn templates(list: &[&str]) -> Lists {
-        Lists { templates: list.iter().map(|t| json!({"uriTemplate": t, "name": "t"})).collect(), ..Default::default() }
+        Lists {
+            templates: list.iter().map(|t| item(&json!({"uriTemplate": t, "name": "t"}))).collect(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -906,7 +1030,7 @@ mod tests {
         let (la, lb, lc) =
             (templates(&["{+anything}"]), templates(&["x://items/{id}"]), templates(&["x://{kind}/{id}"]));
         let mut la = la;
-        la.resources.push(json!({"uri": "docs://listed", "name": "listed"}));
+        la.resources.push(item(&json!({"uri": "docs://listed", "name": "listed"})));
         let c = Catalog::build(&cfg.router, &cfg.backends, &o, &[Some(&la), Some(&lb), Some(&lc)]);
         assert_eq!(c.resource_owner("docs://anything"), Some(1), "config beats a catch-all");
         assert_eq!(c.resource_owner("docs://listed"), Some(1), "config beats an exact resource");

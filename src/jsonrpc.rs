@@ -273,8 +273,22 @@ pub fn request(id: &str, method: &str, params: Option<&str>) -> String {
     let mut s = String::with_capacity(64 + method.len() + params.map_or(0, str::len));
     s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
     s.push_str(id);
+    request_rest(s, method, params)
+}
+
+/// [`request`] under a numeric id (the router's own ids towards a backend), written
+/// straight into the message.
+pub fn request_numbered(id: u64, method: &str, params: Option<&str>) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(64 + method.len() + params.map_or(0, str::len));
+    s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
+    let _ = write!(s, "{id}");
+    request_rest(s, method, params)
+}
+
+fn request_rest(mut s: String, method: &str, params: Option<&str>) -> String {
     s.push_str(",\"method\":");
-    s.push_str(&quote(method));
+    push_quoted(&mut s, method);
     if let Some(p) = params {
         s.push_str(",\"params\":");
         s.push_str(p);
@@ -287,7 +301,7 @@ pub fn request(id: &str, method: &str, params: Option<&str>) -> String {
 pub fn notification(method: &str, params: Option<&str>) -> String {
     let mut s = String::with_capacity(48 + method.len() + params.map_or(0, str::len));
     s.push_str("{\"jsonrpc\":\"2.0\",\"method\":");
-    s.push_str(&quote(method));
+    push_quoted(&mut s, method);
     if let Some(p) = params {
         s.push_str(",\"params\":");
         s.push_str(p);
@@ -298,15 +312,21 @@ pub fn notification(method: &str, params: Option<&str>) -> String {
 
 /// A JSON string literal.
 pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_quoted(&mut out, s);
+    out
+}
+
+/// Appends `v` as a JSON string.
+fn push_quoted(out: &mut String, v: &str) {
     // Method names and most messages need no escaping: skip the general encoder then.
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f) {
-        let mut out = String::with_capacity(s.len() + 2);
+    if v.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f) {
         out.push('"');
-        out.push_str(s);
+        out.push_str(v);
         out.push('"');
-        return out;
+    } else {
+        out.push_str(&serde_json::Value::from(v).to_string());
     }
-    serde_json::Value::from(s).to_string()
 }
 
 #[cfg(test)]

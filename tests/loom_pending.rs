@@ -2,23 +2,23 @@
 //! `crate::sync`, so loom drives the real code).
 //!
 //! The first models the race at a call's deadline: the backend's reply arrives while the
-//! caller gives up waiting. Both sides follow `src/backend/mod.rs`:
-//! - the reader (`Backend::complete`) takes the entry and `try_send`s the reply on the
-//!   call's one-slot channel, or drops the reply when the entry is gone;
-//! - the waiter (`Backend::finish_call`) first sees whether the reply is already there; at
-//!   its deadline it takes the entry itself (a timeout), and when someone else took it first
-//!   it waits for what that taker sends, or for the sender to go.
+//! caller gives up waiting. Both sides follow `src/backend/mod.rs`, on the shipped one-shot
+//! slot (`pending::slot`, also built on `crate::sync`):
+//! - the reader (`Backend::complete`) takes the entry and fills the call's slot, or drops
+//!   the reply when the entry is gone;
+//! - the waiter (`Backend::finish_call`) waits on the slot with a deadline (under loom a
+//!   deadline passes at once, so the model gives up at every point it could); at its
+//!   deadline it takes the entry itself (a timeout), and when someone else took it first it
+//!   waits for what that taker fills in, or for the filler to go;
 //! - backend death (`Backend::on_exit`) closes the map and fails what it drained.
-//!
-//! The call's channel is a crossbeam `bounded(1)`, which loom cannot see, so the model uses a
-//! one-slot channel made of loom primitives with the same contract (`Oneshot` below).
 #![cfg(loom)]
 
+use std::time::Instant;
+
 use loom::sync::atomic::{AtomicUsize, Ordering};
-use loom::sync::{Condvar, Mutex};
 use loom::thread;
 
-use mcprouter::pending::PendingMap;
+use mcprouter::pending::{Filler, PendingMap, Waited, Waiter, slot};
 use mcprouter::sync::Arc;
 
 /// Counts of what the model created and dropped, to prove nothing leaks or is settled twice.
@@ -26,7 +26,7 @@ use mcprouter::sync::Arc;
 struct Ledger {
     /// Successful removals of the call's entry (`take` returning it, or `close` draining it).
     removed: AtomicUsize,
-    /// Entries dropped: the entry owns the reply sender, so this is also "sender dropped".
+    /// Entries dropped (with the entry goes its filler, filled or not).
     entries_dropped: AtomicUsize,
     /// Replies built (by the reader or by backend death) and replies dropped.
     replies_built: AtomicUsize,
@@ -59,91 +59,19 @@ impl Drop for Reply {
     }
 }
 
-/// `PendingCall`: the pending entry holds the only sender of the call's reply channel.
+/// Counts the drop of the entry it is part of.
+struct Counted(Arc<Ledger>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.entries_dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `PendingCall`: the pending entry holds the call's only filler.
 struct Entry {
-    reply: Sender,
-    ledger: Arc<Ledger>,
-}
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        self.ledger.entries_dropped.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// The contract of a crossbeam `bounded(1)` with one sender and one receiver: `try_send`
-/// fails (handing the value back) once the receiver is gone; `recv` returns the value, or
-/// `None` once the sender is gone and nothing is left; dropping the receiver drops a value
-/// still in the slot.
-struct Oneshot {
-    slot: Mutex<Slot>,
-    changed: Condvar,
-}
-
-struct Slot {
-    value: Option<Reply>,
-    sender_alive: bool,
-    receiver_alive: bool,
-}
-
-struct Sender(Arc<Oneshot>);
-struct Receiver(Arc<Oneshot>);
-
-fn oneshot() -> (Sender, Receiver) {
-    let chan = Arc::new(Oneshot {
-        slot: Mutex::new(Slot { value: None, sender_alive: true, receiver_alive: true }),
-        changed: Condvar::new(),
-    });
-    (Sender(chan.clone()), Receiver(chan))
-}
-
-impl Sender {
-    fn try_send(&self, reply: Reply) -> Result<(), Reply> {
-        let mut slot = self.0.slot.lock().unwrap();
-        if !slot.receiver_alive || slot.value.is_some() {
-            return Err(reply);
-        }
-        slot.value = Some(reply);
-        self.0.changed.notify_all();
-        Ok(())
-    }
-}
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        self.0.slot.lock().unwrap().sender_alive = false;
-        self.0.changed.notify_all();
-    }
-}
-
-impl Receiver {
-    fn try_recv(&self) -> Option<Reply> {
-        self.0.slot.lock().unwrap().value.take()
-    }
-
-    fn recv(&self) -> Option<Reply> {
-        let mut slot = self.0.slot.lock().unwrap();
-        loop {
-            if let Some(reply) = slot.value.take() {
-                return Some(reply);
-            }
-            if !slot.sender_alive {
-                return None;
-            }
-            slot = self.0.changed.wait(slot).unwrap();
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let value = {
-            let mut slot = self.0.slot.lock().unwrap();
-            slot.receiver_alive = false;
-            slot.value.take()
-        };
-        drop(value);
-    }
+    reply: Filler<Reply>,
+    _counted: Counted,
 }
 
 /// How the caller's wait ended.
@@ -164,8 +92,8 @@ fn reply_arrives(map: &PendingMap<Entry>, id: u64, ledger: &Arc<Ledger>) {
     let reply = Reply::new(Kind::Ok, ledger);
     if let Some(entry) = map.take(id) {
         ledger.removed.fetch_add(1, Ordering::SeqCst);
-        // A failed send drops the reply: the caller already gave up.
-        let _ = entry.reply.try_send(reply);
+        // A refused fill hands the reply back, dropped here: the caller already gave up.
+        let _ = entry.reply.fill(reply);
     }
 }
 
@@ -173,21 +101,22 @@ fn reply_arrives(map: &PendingMap<Entry>, id: u64, ledger: &Arc<Ledger>) {
 fn backend_dies(map: &PendingMap<Entry>, ledger: &Arc<Ledger>) {
     for (_, entry) in map.close() {
         ledger.removed.fetch_add(1, Ordering::SeqCst);
-        let _ = entry.reply.try_send(Reply::new(Kind::Failed, ledger));
+        let _ = entry.reply.fill(Reply::new(Kind::Failed, ledger));
     }
 }
 
 /// The waiter (`Backend::finish_call`) whose deadline passes. `fallback_waits`: after losing
-/// the entry to someone else, whether it waits for their send (true) or its short grace
-/// period runs out first (false; the worst case of the real 100 ms `recv_timeout`).
-fn caller_gives_up(map: &PendingMap<Entry>, id: u64, rx: Receiver, ledger: &Ledger, fallback_waits: bool) -> Outcome {
+/// the entry to someone else, whether it waits for their fill (true, as the real code does)
+/// or only looks once (false: the weakest waiter, to show nothing is left in the slot).
+fn caller_gives_up(map: &PendingMap<Entry>, id: u64, rx: Waiter<Reply>, ledger: &Ledger, fallback_waits: bool) -> Outcome {
     let delivered = |reply: Reply| match reply.kind {
         Kind::Ok => Outcome::Delivered,
         Kind::Failed => Outcome::Failed,
     };
-    // The wait before the deadline may already see the reply.
-    if let Some(reply) = rx.try_recv() {
-        return delivered(reply);
+    // The wait before the deadline may already see the reply (or the filler gone).
+    match rx.wait(Some(Instant::now())) {
+        Ok(reply) => return delivered(reply),
+        Err(Waited::TimedOut | Waited::Abandoned) => {}
     }
     // Deadline: whoever removes the entry owns the call.
     if let Some(entry) = map.take(id) {
@@ -195,7 +124,7 @@ fn caller_gives_up(map: &PendingMap<Entry>, id: u64, rx: Receiver, ledger: &Ledg
         drop(entry);
         return Outcome::TimedOut;
     }
-    let reply = if fallback_waits { rx.recv() } else { rx.try_recv() };
+    let reply = if fallback_waits { rx.wait(None).ok() } else { rx.try_take() };
     reply.map_or(Outcome::Cancelled, delivered)
 }
 
@@ -204,8 +133,8 @@ fn deadline_race(with_death: bool, fallback_waits: bool) {
     loom::model(move || {
         let ledger = Arc::new(Ledger::default());
         let map = Arc::new(PendingMap::new());
-        let (tx, rx) = oneshot();
-        let id = map.try_insert(Entry { reply: tx, ledger: ledger.clone() }).ok().expect("open map");
+        let (tx, rx) = slot();
+        let id = map.try_insert(Entry { reply: tx, _counted: Counted(ledger.clone()) }).ok().expect("open map");
 
         let reader = {
             let (map, ledger) = (map.clone(), ledger.clone());
@@ -227,7 +156,7 @@ fn deadline_race(with_death: bool, fallback_waits: bool) {
         assert_eq!(
             count(&ledger.replies_built),
             count(&ledger.replies_dropped),
-            "every reply is delivered and consumed, or dropped: none is left in a channel ({outcome:?})"
+            "every reply is delivered and consumed, or dropped: none is left in a slot ({outcome:?})"
         );
         assert!(map.is_empty(), "nothing is left pending");
         if fallback_waits {

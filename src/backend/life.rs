@@ -142,8 +142,20 @@ impl Life {
 }
 
 /// One running connection to a backend: stopping it stops everything it started.
+/// A transport's way for a caller to write its own message when nothing is queued ahead of
+/// it (stdio), sparing the hand-off to the writer thread; it never blocks.
+pub(crate) trait Inline: Send + Sync {
+    /// Writes the request `id` (`line`, without newline) now, if that cannot block and
+    /// cannot overtake anything queued; false leaves it to the queue.
+    fn try_write(&self, id: u64, line: &str) -> bool;
+    /// Counts commands put on (`1`) or not put on after all (`-1`) the queue.
+    fn queued(&self, n: isize);
+}
+
 pub(crate) struct Connection {
     pub tx: Sender<Command>,
+    /// Stdio: callers may write their own line (see `Inline`).
+    pub inline: Option<Arc<dyn Inline>>,
     /// The child process (stdio).
     pub child: Option<Child>,
     /// The network transport's stop handle.
@@ -153,7 +165,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub(crate) fn new(tx: Sender<Command>) -> Connection {
-        Connection { tx, child: None, net: None, threads: Vec::new() }
+        Connection { tx, inline: None, child: None, net: None, threads: Vec::new() }
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {
@@ -198,6 +210,7 @@ impl Drop for Connection {
             let (tx, _) = crossbeam_channel::bounded(0);
             let me = Connection {
                 tx: std::mem::replace(&mut self.tx, tx),
+                inline: self.inline.take(),
                 child: self.child.take(),
                 net: self.net.take(),
                 threads: std::mem::take(&mut self.threads),

@@ -2,8 +2,9 @@
 //!
 //! Threads per stdio backend (see `stdio.rs`): a writer fed by a bounded channel, a reader
 //! of stdout that completes pending calls and hands everything unsolicited to the hub, and a
-//! drain of stderr into the log. Callers never touch the pipes: they register a pending
-//! entry, `try_send` the line, and wait on their own reply channel until the deadline.
+//! drain of stderr into the log. Callers register a pending entry, then either write their
+//! own line (stdio, when nothing is queued and the write cannot block: `life::Inline`) or
+//! `try_send` it to the writer, and wait on their own one-shot slot until the deadline.
 
 mod http;
 mod legacy;
@@ -19,19 +20,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::breaker::SharedBreaker;
-use crate::catalog::Lists;
+use crate::catalog::{self, Item, Lists};
 use crate::config::{BackendConfig, EraSetting, HealthPolicy, RouterSettings, Transport};
 use crate::era::{self, Era};
 use crate::hub::{CallerGuard, Hub};
 use crate::jsonrpc::{self, Message};
 use crate::method::Method;
-use crate::pending::PendingMap;
+use crate::pending::{Filler, PendingMap, Waited, Waiter, slot};
 use crate::redact::Redactor;
 use crate::supervisor::{Health, Restarts};
 
@@ -81,7 +82,7 @@ pub(crate) trait Net: Send + Sync {
 
 /// A call waiting for its reply.
 pub(crate) struct PendingCall {
-    reply: Sender<Reply>,
+    reply: Filler<Reply>,
 }
 
 /// How a pending call ended, as seen by the thread that completes it.
@@ -150,7 +151,7 @@ impl Deadline {
 /// A call in flight: its id towards the backend and where its reply arrives.
 pub(crate) struct Ticket {
     pub id: u64,
-    rx: Receiver<Reply>,
+    rx: Waiter<Reply>,
     /// Counts the call towards its session until the ticket is done with.
     _caller: Option<CallerGuard>,
 }
@@ -640,12 +641,13 @@ impl Backend {
     }
 
     /// Drops templates over the matcher's bounds, with one log record for all of them.
-    fn bound_templates(&self, templates: &mut Vec<Value>) {
+    fn bound_templates(&self, templates: &mut Vec<Item>) {
         use crate::catalog::{MAX_TEMPLATES_PER_BACKEND, template_out_of_bounds};
         let before = templates.len();
         let mut first: Option<String> = None;
         templates.retain(|t| {
-            let raw = t.get("uriTemplate").and_then(Value::as_str).unwrap_or_default();
+            let raw = catalog::head(t).uri_template.unwrap_or_default();
+            let raw: &str = &raw;
             match template_out_of_bounds(raw) {
                 None => true,
                 Some(why) => {
@@ -676,7 +678,7 @@ impl Backend {
         field: &str,
         deadline: Instant,
         budget: &mut Budget,
-    ) -> Result<Vec<Value>, ListError> {
+    ) -> Result<Vec<Item>, ListError> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         // A backend that hands back the same cursor forever must not hang discovery.
@@ -695,20 +697,28 @@ impl Backend {
                 )));
             };
             budget.bytes_left = left;
-            let mut v: Value =
-                serde_json::from_str(raw.get()).map_err(|e| ListError::Failed(format!("{method}: {e}")))?;
-            drop(raw);
-            if let Some(Value::Array(items)) = v.get_mut(field).map(Value::take) {
+            // The page is read as raw fields and its items one at a time: a whole page as
+            // one tree would be a transient peak per backend, and parallel start-ups leave
+            // such peaks behind in the allocator.
+            let page: std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue> =
+                if raw.get().starts_with('{') { serde_json::from_str(raw.get()).unwrap_or_default() } else { Default::default() };
+            let items = page.get(field).and_then(|r| serde_json::from_str::<Vec<&RawValue>>(r.get()).ok());
+            if let Some(items) = items {
                 if out.len() + items.len() > budget.max_items {
                     return Err(ListError::OverCap(format!(
                         "{method} lists more than {} items (max_catalog_items)",
                         budget.max_items
                     )));
                 }
-                out.extend(items);
+                for i in items {
+                    let v: Value =
+                        serde_json::from_str(i.get()).map_err(|e| ListError::Failed(format!("{method}: {e}")))?;
+                    out.push(catalog::item(&v));
+                }
             }
-            match v.get("nextCursor").and_then(Value::as_str) {
-                Some(next) if cursor.as_deref() != Some(next) && !next.is_empty() => cursor = Some(next.to_owned()),
+            let next = page.get("nextCursor").and_then(|c| serde_json::from_str::<String>(c.get()).ok());
+            match next {
+                Some(next) if cursor.as_deref() != Some(next.as_str()) && !next.is_empty() => cursor = Some(next),
                 _ => return Ok(out),
             }
         }
@@ -734,16 +744,16 @@ impl Backend {
         // a restart goes to the old, stopped writer and fails, rather than reaching the new
         // process before its `initialize`; one that races the connection's end is failed by
         // it, never left waiting out its deadline.
-        let (reply, rx) = bounded(1);
+        let (reply, rx) = slot();
         // Calls in flight are bounded per backend as well as queued ones (a backend that
         // stops reading holds at most this many callers); the router's own calls are not.
         let max = if session != 0 { self.queue_capacity } else { usize::MAX };
-        let (tx, id, era) = {
+        let ((tx, inline), id, era) = {
             let life = self.life.lock();
             let tx = match &life.phase {
-                Phase::Ready { conn, .. } => conn.tx.clone(),
+                Phase::Ready { conn, .. } => (conn.tx.clone(), conn.inline.clone()),
                 Phase::Starting { conn: Some(conn), .. } if method == "initialize" || method == "server/discover" => {
-                    conn.tx.clone()
+                    (conn.tx.clone(), conn.inline.clone())
                 }
                 Phase::Stopped => return Err(CallError::Unavailable("the router is shutting down".into())),
                 Phase::Failed { why, .. } => return Err(CallError::Unavailable(why.clone())),
@@ -769,12 +779,20 @@ impl Backend {
         let caller = (session != 0).then(|| Hub::call_started(&self.hub, self.id, session));
         // Each era gets the envelope it needs (a modern backend: the caller's facts).
         let params = era::params_for(era, params, &self.client_capabilities);
-        let line = jsonrpc::request(&id.to_string(), method, params.as_deref());
+        let line = jsonrpc::request_numbered(id, method, params.as_deref());
+        // With nothing queued and the pipe free, the caller writes its own line: one thread
+        // hand-off fewer per call. Otherwise (contention, a long line, a child that has not
+        // read what it was sent) the writer thread takes it.
+        if let Some(inline) = &inline
+            && inline.try_write(id, &line)
+        {
+            return Ok(Ticket { id, rx, _caller: caller });
+        }
         // The router's own calls (handshake, discovery) wait for room; a client's call is
         // refused at once when the queue is full, so overload is visible, never a hang.
         let wait = (session == 0).then(|| Instant::now() + self.timeout);
         let cmd = Command::Call { id, method: Method::parse(method), line };
-        match Self::send_on(Some(&tx), cmd, wait) {
+        match Self::send_on(Some(&tx), inline.as_deref(), cmd, wait) {
             Ok(()) => Ok(Ticket { id, rx, _caller: caller }),
             Err(e) => {
                 self.pending.take(id);
@@ -792,25 +810,24 @@ impl Backend {
         deadline: &Deadline,
     ) -> Result<Result<Box<RawValue>, Box<RawValue>>, CallError> {
         let reply = loop {
-            let wait = deadline.current().saturating_duration_since(Instant::now());
-            match ticket.rx.recv_timeout(wait) {
+            match ticket.rx.wait(Some(deadline.current())) {
                 Ok(r) => break r,
                 // Progress moved the deadline: keep waiting.
-                Err(RecvTimeoutError::Timeout) if deadline.current() > Instant::now() => continue,
-                Err(RecvTimeoutError::Timeout) => {
+                Err(Waited::TimedOut) if deadline.current() > Instant::now() => continue,
+                Err(Waited::TimedOut) => {
                     if self.pending.take(ticket.id).is_some() {
                         self.cancel_on_backend(ticket.id, "timed out");
                         return Err(CallError::Timeout);
                     }
                     // Taken by another path between the timeout and the take (the reader, a
-                    // cancellation, the connection's end): whoever took the entry sends the
-                    // reply or drops the sender, so this wait ends at once either way.
-                    match ticket.rx.recv() {
+                    // cancellation, the connection's end): whoever took the entry fills the
+                    // slot or drops its filler, so this wait ends at once either way.
+                    match ticket.rx.wait(None) {
                         Ok(r) => break r,
                         Err(_) => return Err(CallError::Cancelled),
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => return Err(CallError::Cancelled),
+                Err(Waited::Abandoned) => return Err(CallError::Cancelled),
             }
         };
         match reply {
@@ -849,14 +866,31 @@ impl Backend {
     }
 
     fn send(&self, cmd: Command, wait_until: Option<Instant>) -> Result<(), CallError> {
-        let tx = self.life.lock().phase.conn().map(|c| c.tx.clone());
-        Self::send_on(tx.as_ref(), cmd, wait_until)
+        let (tx, inline) = self.life.lock().phase.conn().map(|c| (c.tx.clone(), c.inline.clone())).unzip();
+        Self::send_on(tx.as_ref(), inline.flatten().as_deref(), cmd, wait_until)
     }
 
-    fn send_on(tx: Option<&Sender<Command>>, cmd: Command, wait_until: Option<Instant>) -> Result<(), CallError> {
+    fn send_on(
+        tx: Option<&Sender<Command>>,
+        inline: Option<&dyn life::Inline>,
+        cmd: Command,
+        wait_until: Option<Instant>,
+    ) -> Result<(), CallError> {
         let Some(tx) = tx else {
             return Err(CallError::Unavailable("not running".into()));
         };
+        // Counted before it is queued: a caller writing its own line must see it ahead.
+        if let Some(i) = inline {
+            i.queued(1);
+        }
+        let sent = Self::queue(tx, cmd, wait_until);
+        if let (Err(_), Some(i)) = (&sent, inline) {
+            i.queued(-1);
+        }
+        sent
+    }
+
+    fn queue(tx: &Sender<Command>, cmd: Command, wait_until: Option<Instant>) -> Result<(), CallError> {
         let full = match wait_until {
             None => match tx.try_send(cmd) {
                 Ok(()) => return Ok(()),
@@ -875,7 +909,7 @@ impl Backend {
     /// Completes the pending call `id` (called by the reader).
     pub(crate) fn complete(&self, id: u64, reply: Reply) {
         if let Some(p) = self.pending.take(id) {
-            let _ = p.reply.try_send(reply);
+            let _ = p.reply.fill(reply);
         }
     }
 
@@ -910,7 +944,7 @@ impl Backend {
     /// Fails every call in flight: their connection is gone.
     fn pending_failed(&self, why: &str) {
         for (_, p) in self.pending.drain() {
-            let _ = p.reply.try_send(Reply::Failed(why.to_owned()));
+            let _ = p.reply.fill(Reply::Failed(why.to_owned()));
         }
     }
 
@@ -1070,13 +1104,13 @@ mod tests {
         let (events, got) = crossbeam_channel::unbounded();
         let hub = Arc::new(Hub::new(events));
         let b = Arc::new(Backend::new(0, config.backends[0].clone(), &config.router, hub));
-        let (tx, _rx) = bounded(1);
+        let (tx, _rx) = crossbeam_channel::bounded(1);
         b.life.lock().phase = Phase::Ready { generation: 7, conn: Connection::new(tx) };
-        let (reply, rx) = bounded(1);
+        let (reply, rx) = slot();
         b.pending.try_insert(PendingCall { reply }).ok().expect("open map");
         let t = Link::new(Arc::clone(&b), 7).spawn_thread("-t", |_| panic!("a bug in a reader")).expect("thread");
         t.join().expect("the panic was caught in the thread");
-        assert!(matches!(rx.try_recv(), Ok(Reply::Failed(_))), "the pending call failed at once");
+        assert!(matches!(rx.try_take(), Some(Reply::Failed(_))), "the pending call failed at once");
         assert_eq!(b.info().state, State::Failed);
         assert!(!b.is_ready());
         assert!(got.try_iter().any(|e| matches!(e, crate::hub::Event::Down(0))), "the supervisor hears of it");
