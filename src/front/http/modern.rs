@@ -6,7 +6,8 @@
 //! (progress, a `subscriptions/listen` stream); the client closing that stream cancels the
 //! request. Header rules: `Mcp-Method` (every request) and `Mcp-Name` (`tools/call`,
 //! `prompts/get`, `resources/read`, plain or `=?base64?…?=`) must match the body, and the
-//! version header the body's `_meta`: else 400 with -32020. An unknown method is 404 with
+//! version header the body's `_meta`; a header repeated with another value matches nothing:
+//! else 400 with -32020. An unknown method is 404 with
 //! -32601; GET and DELETE are 405.
 
 use super::conn::Conn;
@@ -179,15 +180,27 @@ fn status_of(reply: &str) -> u16 {
     }
 }
 
+/// The one value of header `name`. Sent twice with different values, it is refused: a
+/// proxy in front may have read the other one, so neither can be trusted to match the body.
+fn single<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>, String> {
+    let mut values = req.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let first = values.next();
+    if values.any(|v| Some(v) != first) {
+        return Err(format!("the {name} header is sent more than once, with different values"));
+    }
+    Ok(first)
+}
+
 /// The request's headers against its body (SEP-2243).
 fn headers_match(req: &Request, method: &str, params: Option<&Value>) -> Result<(), String> {
+    single(req, "mcp-protocol-version")?;
     let body_version = params.and_then(|p| p.pointer("/_meta")).and_then(|m| m.get(KEY_VERSION));
     if let Some(v) = body_version.and_then(Value::as_str)
         && v != MODERN
     {
         return Err(format!("MCP-Protocol-Version is {MODERN} but params._meta names {}", crate::session::clip(v)));
     }
-    match req.header("mcp-method").map(decode) {
+    match single(req, "mcp-method")?.map(decode) {
         Some(Ok(m)) if m == method => {}
         Some(Ok(_)) => return Err("Mcp-Method does not match the body's method".into()),
         Some(Err(e)) => return Err(format!("Mcp-Method: {e}")),
@@ -199,7 +212,7 @@ fn headers_match(req: &Request, method: &str, params: Option<&Value>) -> Result<
         _ => return Ok(()),
     };
     let Some(target) = target.and_then(Value::as_str) else { return Ok(()) };
-    match req.header("mcp-name").map(decode) {
+    match single(req, "mcp-name")?.map(decode) {
         Some(Ok(n)) if n == target => Ok(()),
         Some(Ok(_)) => Err("Mcp-Name does not match the body's name or uri".into()),
         Some(Err(e)) => Err(format!("Mcp-Name: {e}")),
