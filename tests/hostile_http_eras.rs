@@ -18,6 +18,7 @@ use mcprouter::Gateway;
 use mcprouter::config::GatewaySettings;
 use serde_json::{Value, json};
 
+#[derive(Debug)]
 struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
@@ -490,4 +491,61 @@ fn a_flood_of_stateless_requests_keeps_threads_and_sessions_bounded() {
     until("the router's threads are back", || common::router_threads() <= before + CAP + 2);
     g.shutdown(Duration::from_secs(1));
     until("the gateway's threads are gone", || gateway_threads() == 0);
+}
+
+/// Opens a listen and waits for its acknowledgement; `Err` with the reply when refused.
+fn open_listen(addr: SocketAddr, id: u64) -> Result<(TcpStream, BufReader<TcpStream>), Reply> {
+    let body = request(id, "subscriptions/listen", json!({"notifications": {"toolsListChanged": true}}));
+    let s = open_post(addr, &[("Mcp-Method", "subscriptions/listen")], &body);
+    let mut lines = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    let mut head = String::new();
+    while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+        if line.contains("notifications/subscriptions/acknowledged") {
+            return Ok((s, lines));
+        }
+        head.push_str(&line);
+        if line.starts_with("HTTP/1.1 503") {
+            let mut rest = Vec::new();
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = lines.read_to_end(&mut rest);
+            let text = format!("{head}{}", String::from_utf8_lossy(&rest));
+            return Err(read_reply_text(&text));
+        }
+        line.clear();
+    }
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    panic!("the listen neither opened nor was refused: {head}");
+}
+
+fn read_reply_text(text: &str) -> Reply {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Reply { status, headers, body: body.to_owned() }
+}
+
+#[test]
+fn listens_cannot_take_every_connection_thread() {
+    let _serial = serial();
+    // Streams that hold a thread: at most 2 of the 4 connection threads.
+    let (_r, g) = gateway("max_connections: 4\nmax_sse_streams: 2", "");
+    let a = g.addr();
+    let first = open_listen(a, 1).expect("a first listen");
+    let second = open_listen(a, 2).expect("a second listen");
+    let refused = open_listen(a, 3).expect_err("a third listen is refused");
+    assert_eq!((refused.status, refused.code()), (503, -32003), "{}", refused.body);
+    // Requests still find a thread.
+    let r = post(a, &[("Mcp-Method", "tools/list")], &request(4, "tools/list", json!({})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A closed listen frees its slot.
+    drop(first);
+    until("the first listen's connection is gone", || g.connection_count() <= 1);
+    let again = open_listen(a, 5).expect("a listen once one closed");
+    drop((second, again));
 }

@@ -8,7 +8,8 @@
 //! `prompts/get`, `resources/read`, plain or `=?base64?…?=`) must match the body, and the
 //! version header the body's `_meta`; a header repeated with another value matches nothing:
 //! else 400 with -32020. An unknown method is 404 with
-//! -32601; GET and DELETE are 405.
+//! -32601; GET and DELETE are 405. Open listens count against `max_sse_streams` with the
+//! legacy SSE streams (503 past it).
 
 use super::conn::Conn;
 use std::sync::Arc;
@@ -115,6 +116,14 @@ pub(crate) fn handle(
         let msg = format!("Method not found: {}", crate::session::clip(method));
         return cx.reply(404, vec![], Some(&jsonrpc::error(Some(&id.to_string()), jsonrpc::METHOD_NOT_FOUND, &msg)));
     }
+    // A listen holds its connection's thread until the client leaves: capped (mod.rs).
+    let _slot = match method {
+        "subscriptions/listen" => match shared.take_listen() {
+            Some(slot) => Some(slot),
+            None => return cx.fail(503, jsonrpc::OVERLOADED, "Service Unavailable: too many open streams"),
+        },
+        _ => None,
+    };
     let session = match shared.router.session(Some(client.as_deref().unwrap_or(ANONYMOUS))) {
         Ok(s) => s,
         Err(_) => return cx.fail(503, -32000, "Service Unavailable: the router is closed"),
