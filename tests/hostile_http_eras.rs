@@ -339,7 +339,8 @@ fn giant_bodies_and_heads_are_refused_and_the_gateway_goes_on() {
 /// Opens a modern POST and returns its connection without reading the answer.
 fn open_post(addr: SocketAddr, extra: &[(&str, &str)], body: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
-    let mut head = format!("POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    let mut head =
+        format!("POST /mcp HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in BASE.iter().chain(extra) {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
