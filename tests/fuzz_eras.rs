@@ -909,3 +909,42 @@ fn a_state_nobody_comes_back_for_expires_and_its_call_is_cancelled() {
     let v = call(&s, 2, retry);
     assert_eq!(v["error"]["code"], -32602, "an expired state is unknown: {v}");
 }
+
+#[test]
+#[ignore = "bug: Session::close does not reach a 2026-07-28 call running on its mrtr helper session; the backend call and handle() run on to the deadline"]
+fn closing_a_session_ends_its_modern_call_and_cancels_it_on_the_backend() {
+    // A deadline far away: only the close can end the call in time.
+    let r = common::router("request_timeout_ms: 120000", &[common::backend("a", &[])]);
+    let s = Arc::new(r.session(Some("alice")).unwrap());
+    // A call that can take input runs on a helper (session/mrtr.rs).
+    let params = json!({"name": "slow", "arguments": {"ms": 600_000}, "_meta": valid_meta(json!({"sampling": {}}))});
+    let caller = Arc::clone(&s);
+    let call = std::thread::spawn(move || {
+        let msg = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params});
+        caller.handle(&msg.to_string())
+    });
+    let in_flight = || r.status()["backends"][0]["in_flight"].as_u64().unwrap_or(0);
+    wait_for(Duration::from_secs(30), || if in_flight() == 1 { Ok(()) } else { Err("not yet".to_owned()) }).unwrap();
+    s.close();
+    let ended = wait_for(Duration::from_secs(20), || {
+        if in_flight() == 0 { Ok(()) } else { Err(format!("in_flight {}", in_flight())) }
+    });
+    assert!(ended.is_ok(), "the backend call outlived its session: {ended:?}");
+    assert!(call.join().is_ok());
+}
+
+#[test]
+#[ignore = "bug: a parked MRTR call is expired only when some requestState is presented (no housekeeping tick), so with a longer backend timeout_ms its backend call outlives the state's deadline"]
+fn a_parked_call_expires_on_its_own() {
+    let backend = common::backend("a", &[]).replace("\n    command", "\n    timeout_ms: 120000\n    command");
+    let r = common::router("request_timeout_ms: 400", &[backend]);
+    let s = r.session(Some("alice")).unwrap();
+    asked(&call(&s, 1, sample_call()));
+    assert_eq!(r.status()["backends"][0]["in_flight"], 1);
+    // Nobody presents any state: the router alone must end the call, 0.4 s after the answer.
+    let ended = wait_for(Duration::from_secs(20), || match r.status()["backends"][0]["in_flight"].as_u64() {
+        Some(0) => Ok(()),
+        other => Err(format!("in_flight {other:?}")),
+    });
+    assert!(ended.is_ok(), "the parked call outlived its state: {ended:?}");
+}
