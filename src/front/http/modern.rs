@@ -7,9 +7,8 @@
 //! request. Header rules: `Mcp-Method` (every request) and `Mcp-Name` (`tools/call`,
 //! `prompts/get`, `resources/read`, plain or `=?base64?…?=`) must match the body, and the
 //! version header the body's `_meta`; a header repeated with another value matches nothing:
-//! else 400 with -32020. An unknown method is 404 with
-//! -32601; GET and DELETE are 405. Open listens count against `max_sse_streams` with the
-//! legacy SSE streams (503 past it).
+//! else 400 with -32020. An unknown method is 404 with -32601; GET and DELETE are 405. Open
+//! listens count against `max_sse_streams` with the legacy SSE streams (503 past it).
 
 use super::conn::Conn;
 use std::sync::Arc;
