@@ -75,7 +75,7 @@ fn stream(cx: &mut Ctx<'_>) -> bool {
     if shared.shutting.load(std::sync::atomic::Ordering::Acquire) {
         return cx.fail(503, -32000, "Service Unavailable: the gateway is shutting down");
     }
-    if shared.legacy.is_full() {
+    if shared.legacy.is_full() || !shared.stream_room() {
         return cx.fail(503, jsonrpc::OVERLOADED, "Service Unavailable: too many SSE streams");
     }
     let Some(id) = new_session_id() else {

@@ -51,6 +51,39 @@ pub(crate) struct Shared {
     conns: server::Connections,
     /// Connection worker threads alive.
     workers: std::sync::atomic::AtomicUsize,
+    /// Open 2026-07-28 `subscriptions/listen` streams (`modern.rs`).
+    listens: std::sync::atomic::AtomicUsize,
+}
+
+impl Shared {
+    /// Streams that hold a connection thread for as long as the client likes (legacy SSE
+    /// streams and modern listens) stay under `max_sse_streams` together, so requests
+    /// always find a thread: without the cap, a client could take every thread with them.
+    fn stream_cap(&self) -> usize {
+        let s = &self.settings;
+        s.max_sse_streams.unwrap_or(s.max_connections / 2).min(s.max_connections.saturating_sub(1))
+    }
+
+    /// A slot for one more listen stream, if the cap allows.
+    pub(crate) fn take_listen(self: &Arc<Self>) -> Option<ListenSlot> {
+        let cap = self.stream_cap().saturating_sub(self.legacy.len());
+        self.listens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1)).ok()?;
+        Some(ListenSlot(Arc::clone(self)))
+    }
+
+    /// Whether a legacy SSE stream may open, besides the legacy table's own cap.
+    pub(crate) fn stream_room(&self) -> bool {
+        self.legacy.len() + self.listens.load(Ordering::Acquire) < self.stream_cap()
+    }
+}
+
+/// One open listen stream; frees its slot when dropped.
+pub(crate) struct ListenSlot(Arc<Shared>);
+
+impl Drop for ListenSlot {
+    fn drop(&mut self) {
+        self.0.listens.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A running HTTP front door. `Send + Sync`. It does not own the router: shut the router
@@ -113,6 +146,7 @@ impl Gateway {
             shutdown_rx,
             conns: server::Connections::default(),
             workers: std::sync::atomic::AtomicUsize::new(0),
+            listens: std::sync::atomic::AtomicUsize::new(0),
         });
         let pool = server::Pool::new(Arc::clone(&shared));
         let accept = std::thread::Builder::new()

@@ -6,8 +6,9 @@
 //! (progress, a `subscriptions/listen` stream); the client closing that stream cancels the
 //! request. Header rules: `Mcp-Method` (every request) and `Mcp-Name` (`tools/call`,
 //! `prompts/get`, `resources/read`, plain or `=?base64?…?=`) must match the body, and the
-//! version header the body's `_meta`: else 400 with -32020. An unknown method is 404 with
-//! -32601; GET and DELETE are 405.
+//! version header the body's `_meta`; a header repeated with another value matches nothing:
+//! else 400 with -32020. An unknown method is 404 with -32601; GET and DELETE are 405. Open
+//! listens count against `max_sse_streams` with the legacy SSE streams (503 past it).
 
 use super::conn::Conn;
 use std::sync::Arc;
@@ -114,6 +115,14 @@ pub(crate) fn handle(
         let msg = format!("Method not found: {}", crate::session::clip(method));
         return cx.reply(404, vec![], Some(&jsonrpc::error(Some(&id.to_string()), jsonrpc::METHOD_NOT_FOUND, &msg)));
     }
+    // A listen holds its connection's thread until the client leaves: capped (mod.rs).
+    let _slot = match method {
+        "subscriptions/listen" => match shared.take_listen() {
+            Some(slot) => Some(slot),
+            None => return cx.fail(503, jsonrpc::OVERLOADED, "Service Unavailable: too many open streams"),
+        },
+        _ => None,
+    };
     let session = match shared.router.session(Some(client.as_deref().unwrap_or(ANONYMOUS))) {
         Ok(s) => s,
         Err(_) => return cx.fail(503, -32000, "Service Unavailable: the router is closed"),
@@ -179,15 +188,27 @@ fn status_of(reply: &str) -> u16 {
     }
 }
 
+/// The one value of header `name`. Sent twice with different values, it is refused: a
+/// proxy in front may have read the other one, so neither can be trusted to match the body.
+fn single<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>, String> {
+    let mut values = req.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let first = values.next();
+    if values.any(|v| Some(v) != first) {
+        return Err(format!("the {name} header is sent more than once, with different values"));
+    }
+    Ok(first)
+}
+
 /// The request's headers against its body (SEP-2243).
 fn headers_match(req: &Request, method: &str, params: Option<&Value>) -> Result<(), String> {
+    single(req, "mcp-protocol-version")?;
     let body_version = params.and_then(|p| p.pointer("/_meta")).and_then(|m| m.get(KEY_VERSION));
     if let Some(v) = body_version.and_then(Value::as_str)
         && v != MODERN
     {
         return Err(format!("MCP-Protocol-Version is {MODERN} but params._meta names {}", crate::session::clip(v)));
     }
-    match req.header("mcp-method").map(decode) {
+    match single(req, "mcp-method")?.map(decode) {
         Some(Ok(m)) if m == method => {}
         Some(Ok(_)) => return Err("Mcp-Method does not match the body's method".into()),
         Some(Err(e)) => return Err(format!("Mcp-Method: {e}")),
@@ -199,7 +220,7 @@ fn headers_match(req: &Request, method: &str, params: Option<&Value>) -> Result<
         _ => return Ok(()),
     };
     let Some(target) = target.and_then(Value::as_str) else { return Ok(()) };
-    match req.header("mcp-name").map(decode) {
+    match single(req, "mcp-name")?.map(decode) {
         Some(Ok(n)) if n == target => Ok(()),
         Some(Ok(_)) => Err("Mcp-Name does not match the body's name or uri".into()),
         Some(Err(e)) => Err(format!("Mcp-Name: {e}")),
