@@ -208,6 +208,17 @@ impl SessionShared {
         self.ids.lock().get(id).copied().unwrap_or(false)
     }
 
+    /// Cancels the client's request `id`: its call in flight, taken out of `inflight` (the
+    /// caller tells its backend), or, when it has none now, a mark that cancels its next send.
+    pub(crate) fn cancel_request(&self, id: &str) -> Option<(usize, u64)> {
+        let mut inflight = self.inflight.lock();
+        let sent = inflight.remove(id);
+        if sent.is_none() {
+            self.mark_cancelled(id);
+        }
+        sent
+    }
+
     /// Enters a sent call in `inflight` for cancellation; false when the client had
     /// cancelled it already, in which case it is not entered and the caller cancels it.
     pub(crate) fn enter_inflight(&self, id: &str, backend: usize, call: u64) -> bool {

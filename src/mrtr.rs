@@ -195,6 +195,11 @@ impl Mrtr {
         AliasGuard { mrtr: Arc::clone(self), key }
     }
 
+    /// The modern calls `session` is waiting for, each on its helper session.
+    pub(crate) fn calls_of(&self, session: u64) -> Vec<HelperCall> {
+        self.aliases.lock().iter().filter(|((s, _), _)| *s == session).map(|(_, c)| c.clone()).collect()
+    }
+
     /// The call (its session, its id) a cancelled client id stands for, if any.
     pub(crate) fn aliased(&self, session: u64, client_id: &str) -> Option<HelperCall> {
         self.aliases.lock().get(&(session, client_id.to_owned())).cloned()

@@ -911,7 +911,6 @@ fn a_state_nobody_comes_back_for_expires_and_its_call_is_cancelled() {
 }
 
 #[test]
-#[ignore = "bug: Session::close does not reach a 2026-07-28 call running on its mrtr helper session; the backend call and handle() run on to the deadline"]
 fn closing_a_session_ends_its_modern_call_and_cancels_it_on_the_backend() {
     // A deadline far away: only the close can end the call in time.
     let r = common::router("request_timeout_ms: 120000", &[common::backend("a", &[])]);
@@ -934,7 +933,6 @@ fn closing_a_session_ends_its_modern_call_and_cancels_it_on_the_backend() {
 }
 
 #[test]
-#[ignore = "bug: a parked MRTR call is expired only when some requestState is presented (no housekeeping tick), so with a longer backend timeout_ms its backend call outlives the state's deadline"]
 fn a_parked_call_expires_on_its_own() {
     let backend = common::backend("a", &[]).replace("\n    command", "\n    timeout_ms: 120000\n    command");
     let r = common::router("request_timeout_ms: 400", &[backend]);

@@ -209,18 +209,9 @@ impl Session {
                     return;
                 }
                 // A modern client's call may run under the router's own id (`mrtr.rs`).
-                let sent = {
-                    let mut inflight = self.shared.inflight.lock();
-                    let sent = inflight.remove(c.request_id.get());
-                    if sent.is_none() {
-                        // Not sent yet (or between attempts): its send is cancelled instead.
-                        self.shared.mark_cancelled(c.request_id.get());
-                    }
-                    sent
-                };
-                let target = sent.or_else(|| {
+                let target = self.shared.cancel_request(c.request_id.get()).or_else(|| {
                     let (helper, call) = core.hub.mrtr.aliased(self.shared.id, c.request_id.get())?;
-                    helper.inflight.lock().remove(&call)
+                    helper.cancel_request(&call)
                 });
                 if let Some((b, id)) = target {
                     let reason = c.reason.as_deref().unwrap_or("cancelled by the client");
