@@ -104,6 +104,23 @@ fn error_code(r: &Reply) -> i64 {
     r.json()["error"]["code"].as_i64().unwrap_or_else(|| panic!("no error code in {}", r.body))
 }
 
+/// CORS is off by default; configured, a preflight names every header a client of either
+/// era sends (the 2026-07-28 shape adds Mcp-Method and Mcp-Name).
+#[test]
+fn cors_preflight_is_off_by_default_and_lists_both_eras_headers_when_on() {
+    let (_r, g) = gateway("");
+    let origin = ("Origin", "http://localhost:5173");
+    assert_eq!(send(g.addr(), "OPTIONS", &[origin], "").status, 405);
+    let (_r, g) = gateway("cors_origins: [\"http://localhost:5173\"]");
+    let r = send(g.addr(), "OPTIONS", &[origin, ("Access-Control-Request-Method", "POST")], "");
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("http://localhost:5173"));
+    let allowed = r.header("Access-Control-Allow-Headers").unwrap_or_default().to_ascii_lowercase();
+    for h in ["mcp-session-id", "mcp-protocol-version", "last-event-id", "mcp-method", "mcp-name", "authorization"] {
+        assert!(allowed.split(',').any(|a| a.trim() == h), "{h} missing from {allowed}");
+    }
+}
+
 #[test]
 fn protocol_errors_get_clear_statuses() {
     let (router, g) = gateway("");

@@ -138,7 +138,9 @@ pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut Conn, req: &Request) -> 
             ("Access-Control-Allow-Methods", ALLOW.into()),
             (
                 "Access-Control-Allow-Headers",
-                "Content-Type, Accept, Authorization, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID".into(),
+                "Content-Type, Accept, Authorization, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, \
+                 Mcp-Method, Mcp-Name"
+                    .into(),
             ),
             ("Access-Control-Max-Age", "600".into()),
         ];
