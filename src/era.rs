@@ -48,6 +48,21 @@ impl Era {
     }
 }
 
+/// Whether a JSON-RPC error object is one only a 2026-07-28 server gives: a header
+/// mismatch, a missing client capability, or an unsupported version whose `supported` list
+/// names 2026-07-28 (a legacy server has no such codes; -32601 and -32602 prove nothing).
+pub(crate) fn is_modern_error(error: &str) -> bool {
+    let Ok(e) = serde_json::from_str::<Value>(error) else { return false };
+    match e.get("code").and_then(Value::as_i64) {
+        Some(HEADER_MISMATCH | MISSING_CAPABILITY) => true,
+        Some(UNSUPPORTED_VERSION) => e
+            .pointer("/data/supported")
+            .and_then(Value::as_array)
+            .is_some_and(|s| s.iter().any(|v| v == MODERN)),
+        _ => false,
+    }
+}
+
 /// Every version the router serves, newest first: the modern one, then those `initialize`
 /// negotiates (what `server/discover` and a -32022 name).
 pub(crate) fn supported_versions() -> Vec<&'static str> {
@@ -239,11 +254,12 @@ pub(crate) fn complete(result: &str, method: Method, scope: &str, server_info: &
 /// `transports/streamable-http.mdx`); a plain value that looks like the sentinel is encoded
 /// too, so the receiver never misreads it. The gateway decodes, backend calls encode.
 pub(crate) fn encode_header(value: &str) -> String {
+    let sentinel = value.starts_with("=?base64?") && value.ends_with("?=");
     let safe = !value.is_empty()
         && value.bytes().all(|b| (0x20..0x7f).contains(&b))
         && !value.starts_with(' ')
         && !value.ends_with(' ')
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+        && !sentinel;
     if safe {
         return value.to_owned();
     }

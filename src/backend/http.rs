@@ -6,6 +6,7 @@
 //! `-g` thread holding the optional GET stream of unsolicited messages. The session id and
 //! negotiated protocol version are shared by all of them.
 
+use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -184,7 +185,7 @@ impl<R: Read> Read for Until<R> {
     }
 }
 
-fn content_type(resp: &Response<ureq::Body>) -> String {
+pub(super) fn content_type(resp: &Response<ureq::Body>) -> String {
     resp.headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -197,8 +198,8 @@ fn content_type(resp: &Response<ureq::Body>) -> String {
 }
 
 pub(super) struct Http {
-    settings: NetSettings,
-    agent: ureq::Agent,
+    pub(super) settings: NetSettings,
+    pub(super) agent: ureq::Agent,
     auto: bool,
     session: Mutex<Option<String>>,
     version: Mutex<Option<String>>,
@@ -212,9 +213,14 @@ pub(super) struct Http {
     /// and drop it when the stream is not there yet.
     get_state: AtomicU8,
     legacy: AtomicBool,
-    stopped: AtomicBool,
+    /// Set when the `server/discover` probe was answered by a 2026-07-28 server: from then
+    /// on every message takes the modern shape (`modern_http.rs`).
+    pub(super) modern: AtomicBool,
+    /// The `subscriptions/listen` streams held open on a modern server, by request id.
+    pub(super) listens: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    pub(super) stopped: AtomicBool,
     /// Set when the server became unreachable and the backend was reported down, once.
-    down: AtomicBool,
+    pub(super) down: AtomicBool,
     /// Set once `notifications/initialized` has been delivered (or failed). Workers send in
     /// parallel, so everything else waits for it: a request that overtook it would reach a
     /// server that is not initialized yet (server-everything then lists fewer tools).
@@ -273,6 +279,8 @@ pub(super) fn spawn(backend: &Link, auto: bool) -> Result<Connection, String> {
         reinit: Mutex::new(()),
         get_state: AtomicU8::new(0),
         legacy: AtomicBool::new(false),
+        modern: AtomicBool::new(false),
+        listens: Mutex::new(HashMap::new()),
         stopped: AtomicBool::new(false),
         down: AtomicBool::new(false),
         initialized: (Mutex::new(false), parking_lot::Condvar::new()),
@@ -289,7 +297,7 @@ pub(super) fn spawn(backend: &Link, auto: bool) -> Result<Connection, String> {
     Ok(conn)
 }
 
-fn worker(backend: &Link, http: &Http, rx: &Receiver<Command>) {
+fn worker(backend: &Link, http: &Arc<Http>, rx: &Receiver<Command>) {
     while let Ok(cmd) = rx.recv() {
         if http.stopped.load(Ordering::Acquire) {
             break;
@@ -299,6 +307,21 @@ fn worker(backend: &Link, http: &Http, rx: &Receiver<Command>) {
             Command::Notify { method, .. } => (None, Some(*method)),
             _ => (None, None),
         };
+        // The probe and listens are modern by nature, the legacy handshake legacy (a probe
+        // answered after its caller gave up must not make the fallback modern); the rest
+        // follow what the probe found.
+        let modern = match method {
+            Some(Method::ServerDiscover | Method::SubscriptionsListen) => true,
+            Some(Method::Initialize | Method::NotificationsInitialized) => {
+                http.modern.store(false, Ordering::Release);
+                false
+            }
+            _ => http.modern.load(Ordering::Acquire),
+        };
+        if modern && !matches!(cmd, Command::Shutdown) {
+            super::modern_http::handle(backend, http, cmd);
+            continue;
+        }
         let Some(line) = cmd.into_line() else { break };
         let is_init = method == Some(Method::Initialize);
         if is_init {
@@ -396,7 +419,7 @@ impl Http {
             }
             backend.dispatch(text) == Some(id)
         };
-        self.read_answer(resp, &mut on_message)
+        self.read_answer(resp, &mut on_message, &|| false)
     }
 
     fn note_version(&self, text: &str) {
@@ -417,10 +440,11 @@ impl Http {
     /// Reads a JSON body or an SSE stream, handing each message to `on_message` until it
     /// says the answer to `id` has come. A stream the server ends early after giving an
     /// event id is resumed with GET and `Last-Event-ID` after its `retry` delay.
-    fn read_answer(
+    pub(super) fn read_answer(
         &self,
         resp: Response<ureq::Body>,
         on_message: &mut dyn FnMut(&str) -> bool,
+        abandoned: &dyn Fn() -> bool,
     ) -> Result<(), HttpError> {
         let max = self.settings.max_bytes;
         let until = Instant::now() + self.settings.per_call;
@@ -464,6 +488,12 @@ impl Http {
                                     on_message(&ev.data);
                                 }
                             }
+                            return Ok(());
+                        }
+                        if abandoned() {
+                            // The caller is gone (cancelled, timed out): dropping the
+                            // unfinished body closes the connection, which is how a
+                            // 2026-07-28 server learns of a cancellation.
                             return Ok(());
                         }
                     }
@@ -543,7 +573,7 @@ impl Http {
             }
             serde_json::from_str::<R<'_>>(text).ok().and_then(|r| r.id).is_some_and(|i| i.get() == init_id)
         };
-        self.read_answer(resp, &mut answered)?;
+        self.read_answer(resp, &mut answered, &|| false)?;
         let note = crate::jsonrpc::notification("notifications/initialized", None);
         let resp = self.post(&note, true).map_err(|e| describe(&e, &self.settings))?;
         if !resp.status().is_success() {
@@ -560,6 +590,9 @@ fn get_stream(backend: &Backend, http: &Http) {
     let mut backoff = Duration::from_millis(500);
     while !http.stopped.load(Ordering::Acquire) {
         if http.version.lock().is_none() {
+            if http.modern.load(Ordering::Acquire) {
+                return; // 2026-07-28 has no GET stream: changes come on listens.
+            }
             thread::sleep(Duration::from_millis(2));
             continue;
         }
