@@ -185,6 +185,21 @@ impl<R: Read> Read for Until<R> {
     }
 }
 
+/// A body reader that stops once its call is abandoned (see `read_answer`).
+struct Watched<'a, R> {
+    inner: R,
+    abandoned: &'a dyn Fn() -> bool,
+}
+
+impl<R: Read> Read for Watched<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if (self.abandoned)() {
+            return Err(std::io::Error::other("the call was abandoned"));
+        }
+        self.inner.read(buf)
+    }
+}
+
 pub(super) fn content_type(resp: &Response<ureq::Body>) -> String {
     resp.headers()
         .get("content-type")
@@ -471,9 +486,13 @@ impl Http {
         let mut resumes = 0;
         loop {
             let reader = Until { inner: body.into_with_config().limit(u64::MAX).reader(), until };
+            let reader = Watched { inner: reader, abandoned };
             let mut events = SseReader::new(BufReader::with_capacity(16 * 1024, reader), max, Some(max));
             loop {
                 match events.next_event() {
+                    // Checked before each read (keep-alive comments included), so a cancelled
+                    // call's stream is dropped at the first bytes after its cancellation.
+                    Err(_) if abandoned() => return Ok(()),
                     Ok(Some(ev)) if ev.kind == "message" => {
                         if serde_json::from_str::<&RawValue>(&ev.data).is_err() {
                             let shown: String = ev.data.chars().take(100).collect();

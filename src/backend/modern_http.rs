@@ -132,9 +132,7 @@ fn error_answer(http: &Http, resp: Response<ureq::Body>) -> Result<Box<RawValue>
 /// Whether a `server/discover` answer is a result naming 2026-07-28.
 fn names_modern(text: &str) -> bool {
     let Ok(v) = serde_json::from_str::<Value>(text) else { return false };
-    v.pointer("/result/supportedVersions")
-        .and_then(Value::as_array)
-        .is_some_and(|s| s.iter().any(|x| x == era::MODERN))
+    v.pointer("/result/supportedVersions").and_then(Value::as_array).is_some_and(|s| s.iter().any(|x| x == era::MODERN))
 }
 
 /// Closing a listen's stream is its cancellation; a call's stream is closed by its own
