@@ -400,4 +400,17 @@ mod tests {
         }
         assert_eq!(encode_header("file:///a b.txt"), "file:///a b.txt");
     }
+
+    #[test]
+    fn only_errors_a_legacy_server_never_gives_prove_the_modern_era() {
+        assert!(is_modern_error(r#"{"code":-32020,"message":"header mismatch"}"#));
+        assert!(is_modern_error(r#"{"code":-32021,"message":"m","data":{"requiredCapabilities":{}}}"#));
+        assert!(is_modern_error(r#"{"code":-32022,"message":"v","data":{"supported":["2026-07-28"],"requested":"x"}}"#));
+        // A -32022 that does not name the modern version, and the codes legacy servers use.
+        assert!(!is_modern_error(r#"{"code":-32022,"message":"v","data":{"supported":["2025-11-25"]}}"#));
+        for legacy in [-32601, -32602, -32600, -32000] {
+            assert!(!is_modern_error(&format!(r#"{{"code":{legacy},"message":"no"}}"#)), "{legacy}");
+        }
+        assert!(!is_modern_error("not json"));
+    }
 }
