@@ -90,7 +90,10 @@ fn post(http: &Http, line: &str) -> Result<Response<ureq::Body>, ureq::Error> {
 fn exchange(backend: &Link, http: &Http, id: u64, method: Method, line: &str) -> Result<(), HttpError> {
     let resp = post(http, line).map_err(|e| describe(&e, &http.settings))?;
     let status = resp.status();
-    if status.is_client_error() || status.is_server_error() {
+    // A 4xx with a JSON-RPC body is the server's verdict on the request (-32020/-32021/
+    // -32022/-32602 are 400, an unknown method 404); a 5xx stays a failure of the backend,
+    // which health checks and the breaker count.
+    if status.is_client_error() {
         let error = error_answer(http, resp)?;
         backend.complete(id, Reply::Err(error));
         return Ok(());
