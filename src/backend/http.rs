@@ -4,7 +4,8 @@
 //! bounded channel, each POSTing one message and reading its answer (a JSON body or an SSE
 //! stream whose events are dispatched like stdio's lines), so calls run in parallel; and one
 //! `-g` thread holding the optional GET stream of unsolicited messages. The session id and
-//! negotiated protocol version are shared by all of them.
+//! negotiated protocol version are shared by all of them. The `server/discover` probe, and
+//! everything after it once it named 2026-07-28, goes to `modern_http.rs` instead.
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
