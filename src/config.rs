@@ -233,8 +233,8 @@ pub struct BackendConfig {
     #[serde(default)]
     pub scope: Scope,
     /// Which protocol era to speak to it: `auto` (probe `server/discover`, fall back to
-    /// `initialize`), `modern` (2026-07-28 only) or `legacy` (`initialize` only). Network
-    /// backends speak legacy: `modern` is for stdio backends.
+    /// `initialize`), `modern` (2026-07-28 only) or `legacy` (`initialize` only). Legacy
+    /// HTTP+SSE and WebSocket backends speak legacy only: `modern` needs stdio or Streamable HTTP.
     #[serde(default)]
     pub era: EraSetting,
 }

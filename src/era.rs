@@ -48,6 +48,21 @@ impl Era {
     }
 }
 
+/// Whether a JSON-RPC error object is one only a 2026-07-28 server gives: a header
+/// mismatch, a missing client capability, or an unsupported version whose `supported` list
+/// names 2026-07-28 (a legacy server has no such codes; -32601 and -32602 prove nothing).
+pub(crate) fn is_modern_error(error: &str) -> bool {
+    let Ok(e) = serde_json::from_str::<Value>(error) else { return false };
+    match e.get("code").and_then(Value::as_i64) {
+        Some(HEADER_MISMATCH | MISSING_CAPABILITY) => true,
+        Some(UNSUPPORTED_VERSION) => e
+            .pointer("/data/supported")
+            .and_then(Value::as_array)
+            .is_some_and(|s| s.iter().any(|v| v == MODERN)),
+        _ => false,
+    }
+}
+
 /// Every version the router serves, newest first: the modern one, then those `initialize`
 /// negotiates (what `server/discover` and a -32022 name).
 pub(crate) fn supported_versions() -> Vec<&'static str> {
@@ -234,6 +249,71 @@ pub(crate) fn complete(result: &str, method: Method, scope: &str, server_info: &
     Value::Object(o).to_string()
 }
 
+/// `Mcp-Name` and the other modern headers carry a value as it is when it is header-safe
+/// (visible ASCII and inner spaces), else as `=?base64?<UTF-8 in base64>?=` (2026-07-28
+/// `transports/streamable-http.mdx`); a plain value that looks like the sentinel is encoded
+/// too, so the receiver never misreads it. The gateway decodes, backend calls encode.
+pub(crate) fn encode_header(value: &str) -> String {
+    let sentinel = value.starts_with("=?base64?") && value.ends_with("?=");
+    let safe = !value.is_empty()
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+        && !sentinel;
+    if safe {
+        return value.to_owned();
+    }
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(12 + value.len().div_ceil(3) * 4);
+    out.push_str("=?base64?");
+    for chunk in value.as_bytes().chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out.push_str("?=");
+    out
+}
+
+/// A header value: as it is, or the UTF-8 inside `=?base64?…?=` (how a value outside the
+/// header-safe characters travels).
+pub(crate) fn decode_header(value: &str) -> Result<String, String> {
+    let Some(inner) = value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) else {
+        return Ok(value.to_owned());
+    };
+    let bytes = base64(inner).ok_or("invalid base64 in =?base64?…?=")?;
+    String::from_utf8(bytes).map_err(|_| "the =?base64?…?= value is not UTF-8".into())
+}
+
+/// Standard base64 (RFC 4648 §4), padding optional; `None` on any other character.
+fn base64(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +382,35 @@ mod tests {
         let asks = r#"{"resultType":"input_required","requestState":"x"}"#;
         let v: Value = serde_json::from_str(&complete(asks, Method::ResourcesRead, "private", &info)).expect("json");
         assert!(v.get("ttlMs").is_none());
+    }
+    #[test]
+    fn header_values_round_trip_through_the_base64_sentinel() {
+        assert_eq!(decode_header("tools/call"), Ok("tools/call".into()));
+        // "héllo wörld" in UTF-8.
+        assert_eq!(decode_header("=?base64?aMOpbGxvIHfDtnJsZA==?="), Ok("héllo wörld".into()));
+        assert_eq!(decode_header("=?base64?aMOpbGxvIHfDtnJsZA?="), Ok("héllo wörld".into()));
+        assert!(decode_header("=?base64?@@?=").is_err());
+        assert!(decode_header("=?base64?/w==?=").is_err(), "not UTF-8");
+        assert_eq!(encode_header("era-echo"), "era-echo");
+        assert_eq!(encode_header("héllo wörld"), "=?base64?aMOpbGxvIHfDtnJsZA==?=");
+        for v in ["héllo wörld", "é", "éé", "ééé", " lead", "tab\there", "=?base64?x?=", "", "工具"] {
+            let e = encode_header(v);
+            assert_ne!(e, v, "{v:?} is not header-safe");
+            assert_eq!(decode_header(&e).as_deref(), Ok(v));
+        }
+        assert_eq!(encode_header("file:///a b.txt"), "file:///a b.txt");
+    }
+
+    #[test]
+    fn only_errors_a_legacy_server_never_gives_prove_the_modern_era() {
+        assert!(is_modern_error(r#"{"code":-32020,"message":"header mismatch"}"#));
+        assert!(is_modern_error(r#"{"code":-32021,"message":"m","data":{"requiredCapabilities":{}}}"#));
+        assert!(is_modern_error(r#"{"code":-32022,"message":"v","data":{"supported":["2026-07-28"],"requested":"x"}}"#));
+        // A -32022 that does not name the modern version, and the codes legacy servers use.
+        assert!(!is_modern_error(r#"{"code":-32022,"message":"v","data":{"supported":["2025-11-25"]}}"#));
+        for legacy in [-32601, -32602, -32600, -32000] {
+            assert!(!is_modern_error(&format!(r#"{{"code":{legacy},"message":"no"}}"#)), "{legacy}");
+        }
+        assert!(!is_modern_error("not json"));
     }
 }

@@ -4,8 +4,10 @@
 //! bounded channel, each POSTing one message and reading its answer (a JSON body or an SSE
 //! stream whose events are dispatched like stdio's lines), so calls run in parallel; and one
 //! `-g` thread holding the optional GET stream of unsolicited messages. The session id and
-//! negotiated protocol version are shared by all of them.
+//! negotiated protocol version are shared by all of them. The `server/discover` probe, and
+//! everything after it once it named 2026-07-28, goes to `modern_http.rs` instead.
 
+use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -184,7 +186,22 @@ impl<R: Read> Read for Until<R> {
     }
 }
 
-fn content_type(resp: &Response<ureq::Body>) -> String {
+/// A body reader that stops once its call is abandoned (see `read_answer`).
+struct Watched<'a, R> {
+    inner: R,
+    abandoned: &'a dyn Fn() -> bool,
+}
+
+impl<R: Read> Read for Watched<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if (self.abandoned)() {
+            return Err(std::io::Error::other("the call was abandoned"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+pub(super) fn content_type(resp: &Response<ureq::Body>) -> String {
     resp.headers()
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -197,8 +214,8 @@ fn content_type(resp: &Response<ureq::Body>) -> String {
 }
 
 pub(super) struct Http {
-    settings: NetSettings,
-    agent: ureq::Agent,
+    pub(super) settings: NetSettings,
+    pub(super) agent: ureq::Agent,
     auto: bool,
     session: Mutex<Option<String>>,
     version: Mutex<Option<String>>,
@@ -212,9 +229,14 @@ pub(super) struct Http {
     /// and drop it when the stream is not there yet.
     get_state: AtomicU8,
     legacy: AtomicBool,
-    stopped: AtomicBool,
+    /// Set when the `server/discover` probe was answered by a 2026-07-28 server: from then
+    /// on every message takes the modern shape (`modern_http.rs`).
+    pub(super) modern: AtomicBool,
+    /// The `subscriptions/listen` streams held open on a modern server, by request id.
+    pub(super) listens: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    pub(super) stopped: AtomicBool,
     /// Set when the server became unreachable and the backend was reported down, once.
-    down: AtomicBool,
+    pub(super) down: AtomicBool,
     /// Set once `notifications/initialized` has been delivered (or failed). Workers send in
     /// parallel, so everything else waits for it: a request that overtook it would reach a
     /// server that is not initialized yet (server-everything then lists fewer tools).
@@ -273,6 +295,8 @@ pub(super) fn spawn(backend: &Link, auto: bool) -> Result<Connection, String> {
         reinit: Mutex::new(()),
         get_state: AtomicU8::new(0),
         legacy: AtomicBool::new(false),
+        modern: AtomicBool::new(false),
+        listens: Mutex::new(HashMap::new()),
         stopped: AtomicBool::new(false),
         down: AtomicBool::new(false),
         initialized: (Mutex::new(false), parking_lot::Condvar::new()),
@@ -289,7 +313,7 @@ pub(super) fn spawn(backend: &Link, auto: bool) -> Result<Connection, String> {
     Ok(conn)
 }
 
-fn worker(backend: &Link, http: &Http, rx: &Receiver<Command>) {
+fn worker(backend: &Link, http: &Arc<Http>, rx: &Receiver<Command>) {
     while let Ok(cmd) = rx.recv() {
         if http.stopped.load(Ordering::Acquire) {
             break;
@@ -299,6 +323,21 @@ fn worker(backend: &Link, http: &Http, rx: &Receiver<Command>) {
             Command::Notify { method, .. } => (None, Some(*method)),
             _ => (None, None),
         };
+        // The probe and listens are modern by nature, the legacy handshake legacy (a probe
+        // answered after its caller gave up must not make the fallback modern); the rest
+        // follow what the probe found.
+        let modern = match method {
+            Some(Method::ServerDiscover | Method::SubscriptionsListen) => true,
+            Some(Method::Initialize | Method::NotificationsInitialized) => {
+                http.modern.store(false, Ordering::Release);
+                false
+            }
+            _ => http.modern.load(Ordering::Acquire),
+        };
+        if modern && !matches!(cmd, Command::Shutdown) {
+            super::modern_http::handle(backend, http, cmd);
+            continue;
+        }
         let Some(line) = cmd.into_line() else { break };
         let is_init = method == Some(Method::Initialize);
         if is_init {
@@ -396,7 +435,7 @@ impl Http {
             }
             backend.dispatch(text) == Some(id)
         };
-        self.read_answer(resp, &mut on_message)
+        self.read_answer(resp, &mut on_message, &|| false)
     }
 
     fn note_version(&self, text: &str) {
@@ -417,10 +456,11 @@ impl Http {
     /// Reads a JSON body or an SSE stream, handing each message to `on_message` until it
     /// says the answer to `id` has come. A stream the server ends early after giving an
     /// event id is resumed with GET and `Last-Event-ID` after its `retry` delay.
-    fn read_answer(
+    pub(super) fn read_answer(
         &self,
         resp: Response<ureq::Body>,
         on_message: &mut dyn FnMut(&str) -> bool,
+        abandoned: &dyn Fn() -> bool,
     ) -> Result<(), HttpError> {
         let max = self.settings.max_bytes;
         let until = Instant::now() + self.settings.per_call;
@@ -447,9 +487,13 @@ impl Http {
         let mut resumes = 0;
         loop {
             let reader = Until { inner: body.into_with_config().limit(u64::MAX).reader(), until };
+            let reader = Watched { inner: reader, abandoned };
             let mut events = SseReader::new(BufReader::with_capacity(16 * 1024, reader), max, Some(max));
             loop {
                 match events.next_event() {
+                    // Checked before each read (keep-alive comments included), so a cancelled
+                    // call's stream is dropped at the first bytes after its cancellation.
+                    Err(_) if abandoned() => return Ok(()),
                     Ok(Some(ev)) if ev.kind == "message" => {
                         if serde_json::from_str::<&RawValue>(&ev.data).is_err() {
                             let shown: String = ev.data.chars().take(100).collect();
@@ -464,6 +508,12 @@ impl Http {
                                     on_message(&ev.data);
                                 }
                             }
+                            return Ok(());
+                        }
+                        if abandoned() {
+                            // The caller is gone (cancelled, timed out): dropping the
+                            // unfinished body closes the connection, which is how a
+                            // 2026-07-28 server learns of a cancellation.
                             return Ok(());
                         }
                     }
@@ -543,7 +593,7 @@ impl Http {
             }
             serde_json::from_str::<R<'_>>(text).ok().and_then(|r| r.id).is_some_and(|i| i.get() == init_id)
         };
-        self.read_answer(resp, &mut answered)?;
+        self.read_answer(resp, &mut answered, &|| false)?;
         let note = crate::jsonrpc::notification("notifications/initialized", None);
         let resp = self.post(&note, true).map_err(|e| describe(&e, &self.settings))?;
         if !resp.status().is_success() {
@@ -560,6 +610,9 @@ fn get_stream(backend: &Backend, http: &Http) {
     let mut backoff = Duration::from_millis(500);
     while !http.stopped.load(Ordering::Acquire) {
         if http.version.lock().is_none() {
+            if http.modern.load(Ordering::Acquire) {
+                return; // 2026-07-28 has no GET stream: changes come on listens.
+            }
             thread::sleep(Duration::from_millis(2));
             continue;
         }

@@ -11,6 +11,7 @@ mod legacy;
 mod life;
 #[cfg(test)]
 mod memory;
+mod modern_http;
 mod process;
 mod sse;
 mod stdio;
@@ -91,6 +92,22 @@ pub(crate) enum Reply {
     Err(Box<RawValue>),
     /// The backend died or sent something unusable for this call.
     Failed(String),
+}
+
+/// Why the `server/discover` probe did not settle on the modern era.
+enum Discovery {
+    /// Not a modern answer: the backend is taken for legacy (`initialize` follows).
+    Legacy(String),
+    /// A modern server refused (a recognised 2026-07-28 error): no fallback.
+    Refused(String),
+}
+
+impl Discovery {
+    fn why(&self) -> &str {
+        match self {
+            Discovery::Legacy(w) | Discovery::Refused(w) => w,
+        }
+    }
 }
 
 /// Why a call produced no backend reply.
@@ -370,7 +387,7 @@ impl Backend {
         #[cfg(test)]
         if let Some(server) = self.memory.lock().clone() {
             self.attach(generation, memory::spawn(link, server)?)?;
-            return self.handshake(deadline);
+            return self.handshake(deadline, self.transport());
         }
         let transport = self.resolved.lock().unwrap_or_else(|| self.config.transport());
         let spawned = match transport {
@@ -381,7 +398,7 @@ impl Backend {
             Transport::Auto => http::spawn(link, true),
         };
         self.attach(generation, spawned?)?;
-        let first = self.handshake(deadline);
+        let first = self.handshake(deadline, transport);
         if transport != Transport::Auto || first.is_ok() {
             if transport == Transport::Auto {
                 *self.resolved.lock() = Some(Transport::StreamableHttp);
@@ -402,7 +419,7 @@ impl Backend {
         }
         self.pending_failed("the transport was replaced");
         self.attach(generation, legacy::spawn(link, deadline)?)?;
-        self.handshake(deadline)?;
+        self.handshake(deadline, Transport::Sse)?;
         *self.resolved.lock() = Some(Transport::Sse);
         Ok(())
     }
@@ -459,16 +476,21 @@ impl Backend {
         }
     }
 
-    /// Settles the backend's era and learns its facts. `era: auto` on stdio probes
-    /// `server/discover` first, as a dual-era client should (2026-07-28 `versioning.mdx`):
-    /// any error, an unusable answer or silence within half the time left means legacy, so
-    /// the fallback never keys on one error code and `initialize` keeps time to answer.
-    fn handshake(&self, deadline: Instant) -> Result<(), String> {
+    /// Settles the backend's era and learns its facts. `era: auto` probes `server/discover`
+    /// first, as a dual-era client should (2026-07-28 `versioning.mdx`), on stdio and on
+    /// Streamable HTTP (where the probe is a modern POST: `http.rs` gives it the modern
+    /// headers and hands a 4xx's JSON-RPC error back as the answer). A result naming
+    /// 2026-07-28 means modern; a recognised modern error (`era::is_modern_error`) means a
+    /// modern server that refused, so the start fails rather than falling back; any other
+    /// error, an unusable answer or silence within half the time left means legacy, so the
+    /// fallback never keys on one error code and `initialize` keeps time to answer. Legacy
+    /// HTTP+SSE and WebSocket have no modern shape: never probed.
+    fn handshake(&self, deadline: Instant, transport: Transport) -> Result<(), String> {
         let setting = self.config.era;
         let probe = match setting {
             EraSetting::Modern => true,
             EraSetting::Legacy => false,
-            _ => self.transport() == Transport::Stdio,
+            _ => matches!(transport, Transport::Stdio | Transport::StreamableHttp | Transport::Auto),
         };
         if probe {
             let now = Instant::now();
@@ -479,32 +501,45 @@ impl Backend {
             };
             match self.discover(until) {
                 Ok(()) => return Ok(()),
-                Err(e) if setting == EraSetting::Modern => return Err(e),
-                Err(e) => log::debug!(target: "mcprouter::backend", "[{}] legacy era: {e}", self.name()),
+                Err(Discovery::Legacy(e)) if setting != EraSetting::Modern => {
+                    log::debug!(target: "mcprouter::backend", "[{}] legacy era: {e}", self.name());
+                }
+                Err(Discovery::Legacy(e) | Discovery::Refused(e)) => return Err(e),
             }
         }
         match self.initialize(deadline) {
             // A server that answered the probe after it timed out here may have settled on
             // the modern era, and says so with -32022: ask once more.
             Err(e) if probe && setting == EraSetting::Auto && e.contains(&era::UNSUPPORTED_VERSION.to_string()) => {
-                self.discover(deadline).map_err(|d| format!("{e}; {d}"))
+                self.discover(deadline).map_err(|d| format!("{e}; {}", d.why()))
             }
             other => other,
         }
     }
 
     /// The modern handshake: `server/discover`, and the facts its result gives.
-    fn discover(&self, deadline: Instant) -> Result<(), String> {
+    fn discover(&self, deadline: Instant) -> Result<(), Discovery> {
         let result = match self.call("server/discover", Some("{}"), 0, deadline) {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => return Err(format!("server/discover was refused: {}", e.get())),
-            Err(CallError::Timeout) => return Err("no answer to server/discover in time".into()),
-            Err(e) => return Err(format!("server/discover failed: {e:?}")),
+            Ok(Err(e)) if era::is_modern_error(e.get()) => {
+                return Err(Discovery::Refused(format!(
+                    "the server speaks {} but refused server/discover: {}",
+                    era::MODERN,
+                    e.get()
+                )));
+            }
+            Ok(Err(e)) => return Err(Discovery::Legacy(format!("server/discover was refused: {}", e.get()))),
+            Err(CallError::Timeout) => return Err(Discovery::Legacy("no answer to server/discover in time".into())),
+            Err(e) => return Err(Discovery::Legacy(format!("server/discover failed: {e:?}"))),
         };
-        let v: Value = serde_json::from_str(result.get()).map_err(|e| format!("bad server/discover result: {e}"))?;
+        let v: Value = serde_json::from_str(result.get())
+            .map_err(|e| Discovery::Legacy(format!("bad server/discover result: {e}")))?;
         let speaks = |s: &Value| s.as_array().is_some_and(|a| a.iter().any(|x| x == era::MODERN));
         if !v.get("supportedVersions").is_some_and(speaks) {
-            return Err(format!("server/discover names no version the router speaks ({})", era::MODERN));
+            return Err(Discovery::Legacy(format!(
+                "server/discover names no version the router speaks ({})",
+                era::MODERN
+            )));
         }
         let mut life = self.life.lock();
         let f = &mut life.facts;

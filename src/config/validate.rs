@@ -119,9 +119,10 @@ pub(super) fn backend(path: &str, b: &BackendConfig, here: &dyn Fn() -> String, 
     } else {
         stdio_backend(path, b, here, at)?;
     }
-    if t.is_network() && b.era == crate::config::EraSetting::Modern {
+    // 2026-07-28 has a Streamable HTTP shape; legacy HTTP+SSE and WebSocket have none.
+    if matches!(t, Transport::Sse | Transport::Websocket) && b.era == crate::config::EraSetting::Modern {
         return Err(Error::Config(format!(
-            "{path}.era: modern is for stdio backends; a {} backend speaks the legacy era{}",
+            "{path}.era: modern needs stdio or Streamable HTTP; a {} backend speaks the legacy era{}",
             t.as_str(),
             here()
         )));
@@ -417,8 +418,9 @@ mod tests {
         assert!(err(check("backends:\n  - {name: a, command: x, pass_headers: [a]}\n")).contains("only network"));
         assert!(err(check("backends:\n  - {name: h, url: \"http://h/\", cwd: /}\n")).contains("only stdio"));
         assert!(err(check("backends:\n  - {name: h, transport: sse}\n")).contains("needs a url"));
-        let e = err(check("backends:\n  - {name: h, url: \"http://h/\", era: modern}\n"));
-        assert!(e.contains("era: modern is for stdio backends"), "{e}");
+        assert!(check("backends:\n  - {name: h, url: \"http://h/\", era: modern}\n").is_ok());
+        let e = err(check("backends:\n  - {name: h, url: \"http://h/\", transport: sse, era: modern}\n"));
+        assert!(e.contains("era: modern needs stdio or Streamable HTTP"), "{e}");
         assert!(check("backends:\n  - {name: s, command: x, era: modern}\n").is_ok());
         assert!(check("backends:\n  - {name: s, command: x, era: legacy}\n").is_ok());
         assert!(err(check("backends:\n  - {name: a, command: x, weight: 0}\n")).contains("weight"));

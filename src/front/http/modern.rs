@@ -21,7 +21,7 @@ use super::Shared;
 use super::mcp::error_body;
 use super::request::Request;
 use super::response::{Headers, Sink, sse_event, write_full};
-use crate::era::{HEADER_MISMATCH, KEY_VERSION, MISSING_CAPABILITY, MODERN, UNSUPPORTED_VERSION};
+use crate::era::{HEADER_MISMATCH, KEY_VERSION, MISSING_CAPABILITY, MODERN, UNSUPPORTED_VERSION, decode_header as decode};
 use crate::jsonrpc;
 
 /// The client id of requests that no bearer token names: shared by them (sticky balancing,
@@ -225,54 +225,5 @@ fn headers_match(req: &Request, method: &str, params: Option<&Value>) -> Result<
         Some(Ok(_)) => Err("Mcp-Name does not match the body's name or uri".into()),
         Some(Err(e)) => Err(format!("Mcp-Name: {e}")),
         None => Err(format!("the Mcp-Name header is required for {method}")),
-    }
-}
-
-/// A header value: as it is, or the UTF-8 inside `=?base64?…?=` (how a value outside the
-/// header-safe characters travels).
-fn decode(value: &str) -> Result<String, String> {
-    let Some(inner) = value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) else {
-        return Ok(value.to_owned());
-    };
-    let bytes = base64(inner).ok_or("invalid base64 in =?base64?…?=")?;
-    String::from_utf8(bytes).map_err(|_| "the =?base64?…?= value is not UTF-8".into())
-}
-
-/// Standard base64 (RFC 4648 §4), padding optional; `None` on any other character.
-fn base64(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.trim_end_matches('=').bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_sentinels_decode_and_plain_values_pass() {
-        assert_eq!(decode("tools/call"), Ok("tools/call".into()));
-        // "héllo wörld" in UTF-8.
-        assert_eq!(decode("=?base64?aMOpbGxvIHfDtnJsZA==?="), Ok("héllo wörld".into()));
-        assert_eq!(decode("=?base64?aMOpbGxvIHfDtnJsZA?="), Ok("héllo wörld".into()));
-        assert!(decode("=?base64?@@?=").is_err());
-        assert!(decode("=?base64?/w==?=").is_err(), "not UTF-8");
     }
 }
