@@ -54,7 +54,8 @@ pub fn run(o: &Options) -> i32 {
         let grace = Duration::from_millis(config.router.shutdown_grace_ms);
         return crate::http_serve::run(o, config, cell, metrics, grace);
     }
-    let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
+    // Not the locked handle: whichever serving thread reads next takes the input (see stdio).
+    let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin());
     let output: stdio::Output = Arc::new(emit);
     let served = stdio::serve(config, &mut input, output, |router, client_caps| {
         let _ = cell.set(router.clone());
