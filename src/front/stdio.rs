@@ -90,7 +90,7 @@ pub fn serve<T>(
 
     let reading = Mutex::new(Reading { input, buf, first: Some(first), max, done: false });
     let ctx = Ctx {
-        session: &*session,
+        session: &session,
         order: &order,
         output: &output,
         reading: &reading,
