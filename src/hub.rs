@@ -6,6 +6,7 @@
 //! `try_send`, and catalog refreshes are handed to the dispatcher thread as events.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -143,12 +144,12 @@ pub(crate) struct SessionShared {
 /// Holds a client request id as in flight until dropped.
 pub(crate) struct IdClaim<'a> {
     session: &'a SessionShared,
-    id: String,
+    id: &'a str,
 }
 
 impl Drop for IdClaim<'_> {
     fn drop(&mut self) {
-        self.session.ids.lock().remove(&self.id);
+        self.session.ids.lock().remove(self.id);
     }
 }
 
@@ -187,13 +188,14 @@ impl SessionShared {
     }
 
     /// Marks a client request id as in flight; `None` if it already is.
-    pub(crate) fn claim_id(&self, id: &str) -> Option<IdClaim<'_>> {
+    pub(crate) fn claim_id<'a>(&'a self, id: &'a str) -> Option<IdClaim<'a>> {
         let mut ids = self.ids.lock();
         if ids.contains_key(id) {
             return None;
         }
         ids.insert(id.to_owned(), false);
-        Some(IdClaim { session: self, id: id.to_owned() })
+        // The claim borrows the id from the request it guards: one copy a call, not two.
+        Some(IdClaim { session: self, id })
     }
 
     /// The client cancelled request `id`, which has no entry in `inflight` now; false when
@@ -316,6 +318,30 @@ fn unguessable_token() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Hashes the router's own numbers (backend ids, session ids): no client picks them, so
+/// SipHash's protection against flooding buys nothing here, and `callers` is touched twice on
+/// every call (about 200 instructions a hash with SipHash, a handful with this).
+#[derive(Default)]
+struct PairHasher(u64);
+
+impl std::hash::Hasher for PairHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Multiplicative mixing: hashbrown reads the top bits too.
+        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
 /// Whether one session can be held responsible for what a backend sends on its own.
 #[derive(Debug, PartialEq, Eq)]
 enum Attribution {
@@ -330,7 +356,7 @@ pub(crate) struct Hub {
     /// (backend id, session) → calls of that session in flight on that backend. Backends are
     /// named by id here and everywhere in the hub: ids are never reused, so an entry made
     /// before a reload can never be taken for another backend after it.
-    callers: Mutex<HashMap<(usize, u64), usize>>,
+    callers: Mutex<HashMap<(usize, u64), usize, BuildHasherDefault<PairHasher>>>,
     /// Backend id → the session it serves alone (`scope: session`): what such a backend
     /// sends on its own can only be meant for that session.
     owned: RwLock<HashMap<usize, u64>>,
@@ -355,7 +381,7 @@ impl Hub {
         Hub {
             sessions: RwLock::new(HashMap::new()),
             progress: Mutex::new(HashMap::new()),
-            callers: Mutex::new(HashMap::new()),
+            callers: Mutex::new(HashMap::default()),
             owned: RwLock::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
             gates: Mutex::new(HashSet::new()),

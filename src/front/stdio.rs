@@ -40,7 +40,7 @@ pub type Output = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// config, say); what it returns is dropped before the router shuts down.
 pub fn serve<T>(
     mut config: Config,
-    input: &mut impl BufRead,
+    input: &mut (impl BufRead + Send),
     output: Output,
     started: impl FnOnce(&Router, Option<serde_json::Value>) -> T,
 ) -> Result<()> {
@@ -48,7 +48,7 @@ pub fn serve<T>(
     let cap = (config.backends.len() * config.router.queue_capacity + 64).clamp(MIN_CONCURRENT, MAX_CONCURRENT);
     let grace = Duration::from_millis(config.router.shutdown_grace_ms);
     let mut buf = Vec::new();
-    let first = read_line_limited(input, &mut buf, max);
+    let first = read_line_limited(&mut *input, &mut buf, max);
     let client_caps = match first {
         Ok(Line::Complete) => initialize_capabilities(&buf),
         _ => None,
@@ -88,44 +88,19 @@ pub fn serve<T>(
         })
     };
 
-    let mut pool = Pool::new(Arc::clone(&session), Arc::clone(&order), Arc::clone(&output), cap);
-    let mut first = Some(first);
-    loop {
-        let line = match first.take() {
-            Some(line) => line,
-            None => read_line_limited(input, &mut buf, max),
-        };
-        match line {
-            Ok(Line::Eof) | Err(_) => break,
-            Ok(Line::TooLong(prefix)) => {
-                let msg = format!("Invalid Request: message exceeds the limit of {max} bytes");
-                let id = jsonrpc::id_in_prefix(&prefix);
-                output(&jsonrpc::error(id.as_deref(), jsonrpc::INVALID_REQUEST, &msg));
-            }
-            Ok(Line::Complete) => {
-                let text = match String::from_utf8(std::mem::take(&mut buf)) {
-                    Ok(t) if t.trim().is_empty() => continue,
-                    Ok(t) => t,
-                    Err(_) => {
-                        output(&jsonrpc::error(None, jsonrpc::PARSE_ERROR, "Parse error: not UTF-8"));
-                        continue;
-                    }
-                };
-                // Requests may block for a long time (a tool call waiting on the client's
-                // own answer to a sampling request), so they run on pool threads; the rest
-                // (notifications, the client's answers) is quick and keeps its order.
-                let is_request =
-                    jsonrpc::is_batch(&text) || matches!(jsonrpc::parse(&text), Ok(Message::Request { .. }));
-                if is_request {
-                    pool.submit(text);
-                } else {
-                    reply(&session, &order, &output, &text);
-                }
-            }
-        }
-    }
+    let reading = Mutex::new(Reading { input, buf, first: Some(first), max, done: false });
+    let ctx = Ctx {
+        session: &session,
+        order: &order,
+        output: &output,
+        reading: &reading,
+        cap,
+        threads: AtomicUsize::new(1),
+        waiting: AtomicUsize::new(1),
+    };
+    // This thread is the first reader; the calls in flight finish before the scope ends.
+    std::thread::scope(|scope| serve_thread(scope, &ctx));
     // Input ended: let calls in flight finish (each is bounded by its deadline), then stop.
-    pool.finish();
     drop(attached);
     session.close();
     router.shutdown(grace);
@@ -163,85 +138,127 @@ fn flush_events(session: &Session, output: &Output) -> bool {
     true
 }
 
-/// Worker threads for requests, kept between requests (a spawn per request costs more than
-/// the hand-off to a parked thread) and grown on demand up to `cap`. A job is only queued
-/// for a worker that was reserved idle, so a request never waits behind a long call; past
-/// the cap a request is refused at once with -32003, so the reader never blocks (it must
-/// keep reading the client's answers to sampling requests that the calls in flight await).
-struct Pool {
-    session: Arc<Session>,
-    order: Arc<Mutex<()>>,
-    output: Output,
-    cap: usize,
-    tx: crossbeam_channel::Sender<String>,
-    rx: crossbeam_channel::Receiver<String>,
-    idle: Arc<AtomicUsize>,
-    workers: Vec<std::thread::JoinHandle<()>>,
+/// Idle threads wait this long to become the reader before leaving.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// The input and what was read from it; its lock makes a thread the reader.
+struct Reading<'i, R> {
+    input: &'i mut R,
+    buf: Vec<u8>,
+    /// The first line, read before the router started.
+    first: Option<std::io::Result<Line>>,
+    max: usize,
+    /// The input ended: every thread leaves once it holds the lock.
+    done: bool,
 }
 
-impl Pool {
-    fn new(session: Arc<Session>, order: Arc<Mutex<()>>, output: Output, cap: usize) -> Pool {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        Pool { session, order, output, cap, tx, rx, idle: Arc::new(AtomicUsize::new(0)), workers: Vec::new() }
-    }
+/// What the serving threads share.
+struct Ctx<'a, 'i, R> {
+    session: &'a Session,
+    order: &'a Mutex<()>,
+    output: &'a Output,
+    reading: &'a Mutex<Reading<'i, R>>,
+    cap: usize,
+    /// Threads alive.
+    threads: AtomicUsize,
+    /// Threads waiting to become the reader (the reader itself not counted).
+    waiting: AtomicUsize,
+}
 
-    fn submit(&mut self, text: String) {
-        let reserved = self.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok();
-        if reserved {
-            if self.tx.send(text).is_err() {
-                self.idle.fetch_add(1, Ordering::AcqRel);
+/// One serving thread, leader/follower: whoever holds the input lock reads; the client's
+/// notifications and answers are handled in order under it; a request is handled by the
+/// thread that read it, once it has handed the reading on to a waiting thread (spawning
+/// one if none waits). So the request's path has no hand-off between threads, and the
+/// reader never blocks on a call (a call may wait long for the client's own answer to a
+/// sampling request, which must still be read). Past `cap` threads a request is refused at
+/// once with -32003. Threads that wait `IDLE` leave, but never the last one waiting.
+fn serve_thread<'s, 'a: 's, 'i: 's, R: BufRead + Send>(scope: &'s std::thread::Scope<'s, '_>, ctx: &'s Ctx<'a, 'i, R>) {
+    loop {
+        let mut reading = loop {
+            if let Some(r) = ctx.reading.try_lock_for(IDLE) {
+                break r;
             }
-            return;
-        }
-        self.workers.retain(|w| !w.is_finished());
-        if self.workers.len() >= self.cap {
-            refuse(&self.output, &text, "router overloaded: too many requests in flight");
-            return;
-        }
-        let (s, order, rx, idle) =
-            (Arc::clone(&self.session), Arc::clone(&self.order), self.rx.clone(), Arc::clone(&self.idle));
-        let out = Arc::clone(&self.output);
-        // Queued first, so that a thread that cannot start hands the job back to be refused.
-        if self.tx.send(text).is_err() {
-            return;
-        }
-        let spawned =
-            std::thread::Builder::new().name("mcprouter-serve".into()).stack_size(512 * 1024).spawn(move || {
-                loop {
-                    let job = loop {
-                        match rx.recv_timeout(Duration::from_secs(30)) {
-                            Ok(j) => break j,
-                            // Idle for long: leave, unless a job was just reserved for us.
-                            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                                if idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
-                                {
-                                    return;
-                                }
-                            }
-                            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-                        }
-                    };
-                    reply(&s, &order, &out, &job);
-                    idle.fetch_add(1, Ordering::AcqRel);
-                }
-            });
-        match spawned {
-            Ok(h) => self.workers.push(h),
-            Err(_) => {
-                if let Ok(job) = self.rx.try_recv() {
-                    refuse(&self.output, &job, "router overloaded: cannot start a thread");
-                }
+            if ctx.waiting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > 1).then(|| n - 1)).is_ok() {
+                ctx.threads.fetch_sub(1, Ordering::AcqRel);
+                return;
             }
-        }
+        };
+        ctx.waiting.fetch_sub(1, Ordering::AcqRel);
+        let Some(text) = read_request(&mut reading, ctx, scope) else {
+            return;
+        };
+        drop(reading);
+        reply(ctx.session, ctx.order, ctx.output, &text);
+        ctx.waiting.fetch_add(1, Ordering::AcqRel);
     }
+}
 
-    /// Lets every request in flight finish (each is bounded by its deadline), then joins.
-    fn finish(self) {
-        drop(self.tx);
-        for w in self.workers {
-            let _ = w.join();
+/// Reads until a request that this thread may handle (another thread now waits to read),
+/// handling everything else in place; `None` once the input has ended.
+fn read_request<'s, 'a: 's, 'i: 's, R: BufRead + Send>(
+    r: &mut Reading<'i, R>,
+    ctx: &'s Ctx<'a, 'i, R>,
+    scope: &'s std::thread::Scope<'s, '_>,
+) -> Option<String> {
+    let max = r.max;
+    loop {
+        if r.done {
+            return None;
+        }
+        let line = match r.first.take() {
+            Some(line) => line,
+            None => read_line_limited(&mut *r.input, &mut r.buf, max),
+        };
+        match line {
+            Ok(Line::Eof) | Err(_) => {
+                r.done = true;
+                return None;
+            }
+            Ok(Line::TooLong(prefix)) => {
+                let msg = format!("Invalid Request: message exceeds the limit of {max} bytes");
+                let id = jsonrpc::id_in_prefix(&prefix);
+                (ctx.output)(&jsonrpc::error(id.as_deref(), jsonrpc::INVALID_REQUEST, &msg));
+            }
+            Ok(Line::Complete) => {
+                let text = match std::str::from_utf8(&r.buf) {
+                    Ok(t) if t.trim().is_empty() => continue,
+                    Ok(t) => t,
+                    Err(_) => {
+                        (ctx.output)(&jsonrpc::error(None, jsonrpc::PARSE_ERROR, "Parse error: not UTF-8"));
+                        continue;
+                    }
+                };
+                let is_request =
+                    jsonrpc::is_batch(text) || matches!(jsonrpc::parse(text), Ok(Message::Request { .. }));
+                if !is_request {
+                    reply(ctx.session, ctx.order, ctx.output, text);
+                    continue;
+                }
+                if ctx.waiting.load(Ordering::Acquire) > 0 || spawn_reader(ctx, scope) {
+                    return String::from_utf8(std::mem::take(&mut r.buf)).ok();
+                }
+                refuse(ctx.output, text, "router overloaded: too many requests in flight");
+            }
         }
     }
+}
+
+/// Starts a thread that waits to read; false at the cap or when it cannot start.
+fn spawn_reader<'s, 'a: 's, 'i: 's, R: BufRead + Send>(ctx: &'s Ctx<'a, 'i, R>, scope: &'s std::thread::Scope<'s, '_>) -> bool {
+    if ctx.threads.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < ctx.cap).then_some(n + 1)).is_err() {
+        return false;
+    }
+    ctx.waiting.fetch_add(1, Ordering::AcqRel);
+    let spawned = std::thread::Builder::new()
+        .name("mcprouter-serve".into())
+        .stack_size(512 * 1024)
+        .spawn_scoped(scope, move || serve_thread(scope, ctx));
+    if spawned.is_err() {
+        ctx.waiting.fetch_sub(1, Ordering::AcqRel);
+        ctx.threads.fetch_sub(1, Ordering::AcqRel);
+        return false;
+    }
+    true
 }
 
 fn reply(session: &Session, order: &Mutex<()>, output: &Output, text: &str) {

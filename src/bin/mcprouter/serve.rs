@@ -2,6 +2,7 @@
 //! plus the metrics endpoint), and `mcprouter check`.
 
 use std::io::{BufReader, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -54,7 +55,8 @@ pub fn run(o: &Options) -> i32 {
         let grace = Duration::from_millis(config.router.shutdown_grace_ms);
         return crate::http_serve::run(o, config, cell, metrics, grace);
     }
-    let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
+    // Not the locked handle: whichever serving thread reads next takes the input (see stdio).
+    let mut input = BufReader::with_capacity(64 * 1024, std::io::stdin());
     let output: stdio::Output = Arc::new(emit);
     let served = stdio::serve(config, &mut input, output, |router, client_caps| {
         let _ = cell.set(router.clone());
@@ -76,11 +78,48 @@ pub fn run(o: &Options) -> i32 {
     }
 }
 
-/// Writes one message to stdout; false once stdout is gone. Threads write whole lines under
-/// stdout's lock, so messages never interleave.
+/// Lines waiting for stdout, and whether a thread is writing them out.
+static PENDING: parking_lot::Mutex<(Vec<u8>, bool)> = parking_lot::Mutex::new((Vec::new(), false));
+static GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes one message to stdout; false once stdout is gone. Many serving threads finish at
+/// once under load: rather than queue on stdout's lock (a sleep and a wake-up each) and
+/// write one line per syscall, a thread that finds another writing leaves its line with
+/// it, and the writer writes all that gathered in one write and flush. Lines keep the
+/// order in which they were handed over. Alone, a thread writes its own line uncopied.
 fn emit(line: &str) -> bool {
+    {
+        let mut p = PENDING.lock();
+        if p.1 {
+            p.0.extend_from_slice(line.as_bytes());
+            p.0.push(b'\n');
+            return !GONE.load(Ordering::Acquire);
+        }
+        p.1 = true;
+    }
+    let mut ok = write_out(&[line.as_bytes(), b"\n"]);
+    let mut batch = Vec::new();
+    loop {
+        {
+            let mut p = PENDING.lock();
+            if p.0.is_empty() {
+                p.1 = false;
+                break;
+            }
+            std::mem::swap(&mut p.0, &mut batch);
+        }
+        ok &= write_out(&[&batch]);
+        batch.clear();
+    }
+    if !ok {
+        GONE.store(true, Ordering::Release);
+    }
+    ok && !GONE.load(Ordering::Acquire)
+}
+
+fn write_out(parts: &[&[u8]]) -> bool {
     let mut out = std::io::stdout().lock();
-    out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).is_ok()
+    parts.iter().try_for_each(|p| out.write_all(p)).and_then(|()| out.flush()).is_ok()
 }
 
 pub fn check(o: &Options) -> i32 {
