@@ -301,7 +301,8 @@ impl HttpClient {
         r.get_mut().write_all(req.as_bytes()).map_err(err)?;
         let mut line = String::new();
         r.read_line(&mut line).map_err(err)?;
-        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line {line:?}"))?;
+        let status: u16 =
+            line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line {line:?}"))?;
         let (mut length, mut chunked, mut close, mut sid) = (None, false, false, None);
         loop {
             line.clear();
@@ -325,7 +326,8 @@ impl HttpClient {
             loop {
                 line.clear();
                 r.read_line(&mut line).map_err(err)?;
-                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).map_err(|e| e.to_string())?;
+                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
+                    .map_err(|e| e.to_string())?;
                 let mut chunk = vec![0u8; n + 2];
                 r.read_exact(&mut chunk).map_err(err)?;
                 if n == 0 {
@@ -392,7 +394,10 @@ impl StdioConn {
 
     fn send(&self, line: &str) -> Result<(), String> {
         let mut w = self.stdin.lock();
-        w.write_all(line.as_bytes()).and_then(|()| w.write_all(b"\n")).and_then(|()| w.flush()).map_err(|e| e.to_string())
+        w.write_all(line.as_bytes())
+            .and_then(|()| w.write_all(b"\n"))
+            .and_then(|()| w.flush())
+            .map_err(|e| e.to_string())
     }
 
     fn request(&self, id: u64, line: &str) -> Result<String, String> {
@@ -500,7 +505,9 @@ fn main() -> ExitCode {
             "--node-modules" => o.node_modules = it.next().map(PathBuf::from).unwrap_or(o.node_modules),
             f if FRONTS.contains(&f) => o.only.push(f.to_owned()),
             other => {
-                eprintln!("gateway: unknown argument {other:?}; flags: --seconds N, --node-modules DIR; fronts: {FRONTS:?}");
+                eprintln!(
+                    "gateway: unknown argument {other:?}; flags: --seconds N, --node-modules DIR; fronts: {FRONTS:?}"
+                );
                 return ExitCode::from(2);
             }
         }

@@ -1160,8 +1160,18 @@ fn gateway(o: Opts) {
     println!("    {:<34} {:>10.0} calls/s", "test server direct (baseline)", dr);
     println!("    {:<34} {:>10.0} calls/s   {:.2}x", "mcprouter serve", gr, gr / dr);
     let added = st[1].p50 - st[0].p50;
-    target("serve_p50", "mcprouter serve: added p50 ≤ 30 µs sequentially", &format!("{added:.1} µs"), Verdict::met_if(added <= 30.0));
-    target("serve32", "mcprouter serve: ≥ 0.95× direct at 32 in flight", &format!("{:.2}×", gr / dr), Verdict::met_if(gr / dr >= 0.95));
+    target(
+        "serve_p50",
+        "mcprouter serve: added p50 ≤ 30 µs sequentially",
+        &format!("{added:.1} µs"),
+        Verdict::met_if(added <= 30.0),
+    );
+    target(
+        "serve32",
+        "mcprouter serve: ≥ 0.95× direct at 32 in flight",
+        &format!("{:.2}×", gr / dr),
+        Verdict::met_if(gr / dr >= 0.95),
+    );
     drop(gw);
     drop(direct);
     let _ = std::fs::remove_dir_all(&dir);
@@ -1268,7 +1278,12 @@ fn echo_line(id: u64) -> String {
 }
 
 /// `callers` threads making `per` calls each on `f`; every call's latency (ns).
-fn http_round(callers: usize, per: usize, first_id: &(dyn Fn(usize) -> u64 + Sync), f: &(dyn Fn(u64) -> Got + Sync)) -> Vec<u64> {
+fn http_round(
+    callers: usize,
+    per: usize,
+    first_id: &(dyn Fn(usize) -> u64 + Sync),
+    f: &(dyn Fn(u64) -> Got + Sync),
+) -> Vec<u64> {
     let barrier = Barrier::new(callers);
     let all = Mutex::new(Vec::with_capacity(callers * per));
     std::thread::scope(|s| {
@@ -1313,7 +1328,10 @@ fn http(o: Opts) {
         expect_ok(direct.echo(10 + i), "warm-up");
         expect_ok(routed(&sessions[0], &echo_line(10 + i)), "warm-up");
     }
-    println!("  {:>7} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}", "callers", "direct p50", "routed p50", "added p50", "direct p99", "routed p99", "ratio p50");
+    println!(
+        "  {:>7} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "callers", "direct p50", "routed p50", "added p50", "direct p99", "routed p99", "ratio p50"
+    );
     for callers in [1usize, 16] {
         let per = (if o.quick { 300 } else { 2000 }) / callers.min(4) / ROUNDS;
         let (mut d, mut r) = (Vec::new(), Vec::new());
@@ -1333,7 +1351,13 @@ fn http(o: Opts) {
         let added = r.p50 - d.p50;
         println!(
             "  {:>7} {:>9.0} µs {:>9.0} µs {:>9.0} µs {:>9.0} µs {:>9.0} µs {:>11.2}x",
-            callers, d.p50, r.p50, added, d.p99, r.p99, r.p50 / d.p50
+            callers,
+            d.p50,
+            r.p50,
+            added,
+            d.p99,
+            r.p99,
+            r.p50 / d.p50
         );
         target(
             &format!("http{callers}"),

@@ -74,19 +74,20 @@ pub(crate) fn head(item: &RawValue) -> Head<'_> {
             Err(_) => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
         }
     }
-    let quick = item
-        .get()
-        .starts_with('{')
-        .then(|| serde_json::from_str::<Quick<'_>>(item.get()).ok())
-        .flatten()
-        .and_then(|q| {
-            let idempotent = match q.annotations {
-                None => false,
-                Some(a) if !a.get().starts_with('{') => false,
-                Some(a) => serde_json::from_str::<Annotations<'_>>(a.get()).ok()?.idempotent_hint.is_some_and(|h| h.get() == "true"),
-            };
-            Some(Head { name: text(q.name), uri: text(q.uri), uri_template: text(q.uri_template), idempotent })
-        });
+    let quick =
+        item.get().starts_with('{').then(|| serde_json::from_str::<Quick<'_>>(item.get()).ok()).flatten().and_then(
+            |q| {
+                let idempotent = match q.annotations {
+                    None => false,
+                    Some(a) if !a.get().starts_with('{') => false,
+                    Some(a) => serde_json::from_str::<Annotations<'_>>(a.get())
+                        .ok()?
+                        .idempotent_hint
+                        .is_some_and(|h| h.get() == "true"),
+                };
+                Some(Head { name: text(q.name), uri: text(q.uri), uri_template: text(q.uri_template), idempotent })
+            },
+        );
     quick.unwrap_or_else(|| {
         let v: Value = serde_json::from_str(item.get()).unwrap_or_default();
         let owned = |k: &str| v.get(k).and_then(Value::as_str).map(|s| Cow::Owned(s.to_owned()));
@@ -307,7 +308,13 @@ impl Catalog {
                     }
                     let parsed = parse_template(raw);
                     let rank = specificity(&parsed);
-                    c.templates.push(Template { owner: o, raw: raw.to_owned(), parsed, json: t.get().to_owned(), rank });
+                    c.templates.push(Template {
+                        owner: o,
+                        raw: raw.to_owned(),
+                        parsed,
+                        json: t.get().to_owned(),
+                        rank,
+                    });
                 }
             }
         }
@@ -952,7 +959,10 @@ mod tests {
         // Whoever built the lists, the catalog never holds one.
         let b = [backend("a")];
         let l = Lists {
-            templates: vec![item(&json!({"uriTemplate": "{v}/".repeat(5_000)})), item(&json!({"uriTemplate": "x://{id}"}))],
+            templates: vec![
+                item(&json!({"uriTemplate": "{v}/".repeat(5_000)})),
+                item(&json!({"uriTemplate": "x://{id}"})),
+            ],
             ..Default::default()
         };
         let c = Catalog::build(&RouterSettings::default(), &b, &owners(&b), &[Some(&l)]);
@@ -985,7 +995,8 @@ mod tests {
 
     #[test]
     fn a_renamed_item_reads_like_its_renamed_tree() {
-        for v in [json!({"a": 1, "name": "x", "z": {"name": "inner"}}), json!({"name": "caf\u{e9}"}), json!({"b": []})] {
+        for v in [json!({"a": 1, "name": "x", "z": {"name": "inner"}}), json!({"name": "caf\u{e9}"}), json!({"b": []})]
+        {
             let mut want = v.clone();
             want["name"] = json!("p__x");
             assert_eq!(renamed(&item(&v), "p__x"), want.to_string());

@@ -484,7 +484,6 @@ impl RouterSettings {
         Duration::from_millis(self.request_timeout_ms)
     }
 
-
     /// The client capabilities declared to backends in their `initialize`: the configured
     /// ones, else everything the router can relay to its sessions. Backends are shared and
     /// initialized before any client connects, so with several clients the router declares

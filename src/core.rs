@@ -201,7 +201,8 @@ impl Core {
         session: u64,
     ) -> Option<Arc<Backend>> {
         let cap = settings.max_session_backends;
-        let taken = self.session_backends.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1));
+        let taken =
+            self.session_backends.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1));
         if taken.is_err() || self.closed.load(Ordering::Acquire) {
             if taken.is_ok() {
                 self.session_backends.fetch_sub(1, Ordering::AcqRel);

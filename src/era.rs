@@ -55,10 +55,9 @@ pub(crate) fn is_modern_error(error: &str) -> bool {
     let Ok(e) = serde_json::from_str::<Value>(error) else { return false };
     match e.get("code").and_then(Value::as_i64) {
         Some(HEADER_MISMATCH | MISSING_CAPABILITY) => true,
-        Some(UNSUPPORTED_VERSION) => e
-            .pointer("/data/supported")
-            .and_then(Value::as_array)
-            .is_some_and(|s| s.iter().any(|v| v == MODERN)),
+        Some(UNSUPPORTED_VERSION) => {
+            e.pointer("/data/supported").and_then(Value::as_array).is_some_and(|s| s.iter().any(|v| v == MODERN))
+        }
         _ => false,
     }
 }
@@ -405,7 +404,9 @@ mod tests {
     fn only_errors_a_legacy_server_never_gives_prove_the_modern_era() {
         assert!(is_modern_error(r#"{"code":-32020,"message":"header mismatch"}"#));
         assert!(is_modern_error(r#"{"code":-32021,"message":"m","data":{"requiredCapabilities":{}}}"#));
-        assert!(is_modern_error(r#"{"code":-32022,"message":"v","data":{"supported":["2026-07-28"],"requested":"x"}}"#));
+        assert!(is_modern_error(
+            r#"{"code":-32022,"message":"v","data":{"supported":["2026-07-28"],"requested":"x"}}"#
+        ));
         // A -32022 that does not name the modern version, and the codes legacy servers use.
         assert!(!is_modern_error(r#"{"code":-32022,"message":"v","data":{"supported":["2025-11-25"]}}"#));
         for legacy in [-32601, -32602, -32600, -32000] {

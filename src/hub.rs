@@ -18,7 +18,6 @@ use serde_json::value::RawValue;
 
 use crate::jsonrpc::{self, Message};
 
-
 /// What the hub needs of a backend that sent it something: who it is, a way to answer
 /// it, and its catalog-refresh count. `Backend` implements it; the hub never names the
 /// backend type, so the two modules do not import each other.

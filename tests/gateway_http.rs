@@ -283,7 +283,8 @@ fn a_client_that_does_not_read_is_cut_off_and_others_go_on() {
     let a = g.addr();
     let slow = initialize(a);
     // A 12 MB result to a client that never reads: more than the sockets' buffers hold.
-    let call = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"huge","arguments":{"bytes":12000000}}}"#;
+    let call =
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"huge","arguments":{"bytes":12000000}}}"#;
     let mut stalled = TcpStream::connect(a).unwrap();
     let head = format!(
         "POST /mcp HTTP/1.1\r\nHost: {a}\r\nAccept: application/json, text/event-stream\r\nContent-Type: application/json\r\nMcp-Session-Id: {slow}\r\nContent-Length: {}\r\n\r\n{call}",

@@ -103,10 +103,7 @@ fn a_thousand_sessions_with_bounded_threads_and_memory() {
     // Threads: connection workers and event pumps each within max_connections (plus the
     // accept loop and the reaper), whatever the number of sessions.
     let gateway_threads = threads("mcprouter-gw");
-    assert!(
-        gateway_threads <= 2 * MAX_CONNECTIONS + 2,
-        "{gateway_threads} gateway threads for {SESSIONS} sessions"
-    );
+    assert!(gateway_threads <= 2 * MAX_CONNECTIONS + 2, "{gateway_threads} gateway threads for {SESSIONS} sessions");
     assert!(g.worker_threads() <= MAX_CONNECTIONS && g.pump_threads() <= MAX_CONNECTIONS);
     // Pumps run only while a session is busy: with every client idle, they all end.
     while threads("mcprouter-gw-pump") > 0 {

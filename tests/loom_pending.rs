@@ -108,7 +108,13 @@ fn backend_dies(map: &PendingMap<Entry>, ledger: &Arc<Ledger>) {
 /// The waiter (`Backend::finish_call`) whose deadline passes. `fallback_waits`: after losing
 /// the entry to someone else, whether it waits for their fill (true, as the real code does)
 /// or only looks once (false: the weakest waiter, to show nothing is left in the slot).
-fn caller_gives_up(map: &PendingMap<Entry>, id: u64, rx: Waiter<Reply>, ledger: &Ledger, fallback_waits: bool) -> Outcome {
+fn caller_gives_up(
+    map: &PendingMap<Entry>,
+    id: u64,
+    rx: Waiter<Reply>,
+    ledger: &Ledger,
+    fallback_waits: bool,
+) -> Outcome {
     let delivered = |reply: Reply| match reply.kind {
         Kind::Ok => Outcome::Delivered,
         Kind::Failed => Outcome::Failed,

@@ -280,8 +280,11 @@ impl Backend {
             // The page is read as raw fields and its items one at a time: a whole page as
             // one tree would be a transient peak per backend, and parallel start-ups leave
             // such peaks behind in the allocator.
-            let page: std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue> =
-                if raw.get().starts_with('{') { serde_json::from_str(raw.get()).unwrap_or_default() } else { Default::default() };
+            let page: std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue> = if raw.get().starts_with('{') {
+                serde_json::from_str(raw.get()).unwrap_or_default()
+            } else {
+                Default::default()
+            };
             let items = page.get(field).and_then(|r| serde_json::from_str::<Vec<&RawValue>>(r.get()).ok());
             if let Some(items) = items {
                 if out.len() + items.len() > budget.max_items {

@@ -209,7 +209,8 @@ pub(super) fn validate(g: &GatewaySettings, at: Locator<'_>) -> Result<()> {
     let err = |field: &str, why: &str| {
         Error::Config(format!("gateway.{field}: {why}{}", at.path(&format!("gateway.{field}"))))
     };
-    let bad_path = |p: &str| !p.starts_with('/') || p.bytes().any(|b| b.is_ascii_whitespace() || b == b'?' || b == b'#');
+    let bad_path =
+        |p: &str| !p.starts_with('/') || p.bytes().any(|b| b.is_ascii_whitespace() || b == b'?' || b == b'#');
     for (field, p) in [("path", &g.path), ("sse_path", &g.sse_path), ("messages_path", &g.messages_path)] {
         if bad_path(p) {
             return Err(err(field, "must start with / and hold no spaces, ? or #"));

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashSet};
 use super::lines::Locator;
 use super::ranges;
 use super::{
-    BackendConfig, BreakerConfig, Config, FallbackConfig, HealthPolicy, PoolConfig, ResourceRoute,
-    RetryBudgetSettings, RouterSettings, Transport,
+    BackendConfig, BreakerConfig, Config, FallbackConfig, HealthPolicy, PoolConfig, ResourceRoute, RetryBudgetSettings,
+    RouterSettings, Transport,
 };
 use crate::error::{Error, Result};
 

@@ -228,8 +228,7 @@ fn read_request<'s, 'a: 's, 'i: 's, R: BufRead + Send>(
                         continue;
                     }
                 };
-                let is_request =
-                    jsonrpc::is_batch(text) || matches!(jsonrpc::parse(text), Ok(Message::Request { .. }));
+                let is_request = jsonrpc::is_batch(text) || matches!(jsonrpc::parse(text), Ok(Message::Request { .. }));
                 if !is_request {
                     reply(ctx.session, ctx.order, ctx.output, text);
                     continue;
@@ -244,7 +243,10 @@ fn read_request<'s, 'a: 's, 'i: 's, R: BufRead + Send>(
 }
 
 /// Starts a thread that waits to read; false at the cap or when it cannot start.
-fn spawn_reader<'s, 'a: 's, 'i: 's, R: BufRead + Send>(ctx: &'s Ctx<'a, 'i, R>, scope: &'s std::thread::Scope<'s, '_>) -> bool {
+fn spawn_reader<'s, 'a: 's, 'i: 's, R: BufRead + Send>(
+    ctx: &'s Ctx<'a, 'i, R>,
+    scope: &'s std::thread::Scope<'s, '_>,
+) -> bool {
     if ctx.threads.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < ctx.cap).then_some(n + 1)).is_err() {
         return false;
     }

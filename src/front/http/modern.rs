@@ -21,7 +21,9 @@ use super::Shared;
 use super::mcp::error_body;
 use super::request::Request;
 use super::response::{Headers, Sink, sse_event, write_full};
-use crate::era::{HEADER_MISMATCH, KEY_VERSION, MISSING_CAPABILITY, MODERN, UNSUPPORTED_VERSION, decode_header as decode};
+use crate::era::{
+    HEADER_MISMATCH, KEY_VERSION, MISSING_CAPABILITY, MODERN, UNSUPPORTED_VERSION, decode_header as decode,
+};
 use crate::jsonrpc;
 
 /// The client id of requests that no bearer token names: shared by them (sticky balancing,

@@ -1,8 +1,8 @@
 //! Reading one HTTP/1.1 request off a connection: the head parsed by `httparse`, the body
 //! by `Content-Length` or chunked, both under one deadline and one size cap.
 
-use std::io::{self, Read};
 use super::conn::Conn;
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 /// Largest request head (request line and headers).
