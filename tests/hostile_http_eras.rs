@@ -18,73 +18,11 @@ use mcprouter::Gateway;
 use mcprouter::config::GatewaySettings;
 use serde_json::{Value, json};
 
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
+use common::http::{Reply, read_reply};
 
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    /// The JSON answer, or the last event of an SSE answer.
-    fn json(&self) -> Value {
-        let text = match self.body.rfind("data: ") {
-            Some(i) if self.header("content-type") == Some("text/event-stream") => self.body[i + 6..].trim(),
-            _ => self.body.trim(),
-        };
-        serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-    fn code(&self) -> i64 {
-        self.json()["error"]["code"].as_i64().unwrap_or_else(|| panic!("no error code in {}", self.body))
-    }
-}
-
-/// Sends one request (`head_extra` raw header lines, `body` as is) and reads the whole reply.
+/// Sends one request to /mcp (`body` as is) and reads the whole reply.
 fn send_raw(addr: SocketAddr, method: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head =
-        format!("{method} /mcp HTTP/1.1\r\nConnection: close\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    read_reply(&mut s)
-}
-
-fn read_reply(s: &mut TcpStream) -> Reply {
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    // Nothing at all: the connection was reset (status 0).
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return Reply { status: 0, headers: Vec::new(), body: text };
-    };
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked");
-    let body = if chunked { dechunk(body) } else { body.to_owned() };
-    Reply { status, headers, body }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n + 2 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
-    }
-    out
+    common::http::request(addr, method, "/mcp", headers, body)
 }
 
 const BASE: [(&str, &str); 3] = [

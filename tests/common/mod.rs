@@ -2,6 +2,8 @@
 //! test server, a watchdog so no test can hang CI, and small JSON-RPC helpers.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::BufRead;
 use std::sync::Once;
 use std::time::Duration;
