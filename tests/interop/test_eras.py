@@ -29,7 +29,7 @@ from mcp.client import Client, ClientRequestContext
 from mcp.client.stdio import StdioServerParameters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_python_sdk import everything_command, router_binary, yaml_str  # noqa: E402
+from test_python_sdk import everything_command, router_binary, serve_http, yaml_str  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 MODERN_SERVER = Path(__file__).resolve().parent / "fixtures" / "modern_server.py"
@@ -417,27 +417,10 @@ async def test_legacy_client_subscribes_to_a_modern_backend(tmp_path: Path) -> N
 
 @asynccontextmanager
 async def gateway(tmp_path: Path) -> AsyncIterator[str]:
-    import re
-    import subprocess
-
     cfg = tmp_path / "router.yaml"
     write_config(cfg)
-    proc = subprocess.Popen(
-        [str(router_binary()), "serve", "--config", str(cfg), "--http", "127.0.0.1:0"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, url = serve_http(cfg)
     try:
-        assert proc.stderr is not None
-        url = None
-        for line in proc.stderr:
-            m = re.search(r"serving MCP on (http://\S+)", line)
-            if m:
-                url = m.group(1)
-                break
-        assert url, f"the gateway exited with {proc.wait()} before listening"
         yield url
     finally:
         proc.terminate()

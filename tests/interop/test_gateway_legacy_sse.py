@@ -28,7 +28,7 @@ from mcp import ClientSession
 from mcp.client.session import ClientRequestContext
 from mcp.client.sse import sse_client
 
-from test_python_sdk import everything_command, router_binary, text_of, wait_for_tools, yaml_str
+from test_python_sdk import everything_command, router_binary, serve_http, text_of, wait_for_tools, yaml_str
 
 REQUEST_TIMEOUT_S = 20
 
@@ -54,20 +54,7 @@ def start_gateway(tmp: Path) -> tuple[subprocess.Popen[str], str]:
         f"    command: {yaml_str(node_cmd)}\n"
         f"    args: [{', '.join(map(yaml_str, node_args))}]\n"
     )
-    proc = subprocess.Popen(
-        [str(binary), "serve", "--config", str(cfg), "--http", "127.0.0.1:0"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        m = re.search(r"legacy HTTP\+SSE clients: (http://\S+)", line)
-        if m:
-            return proc, m.group(1)
-    proc.wait()
-    raise AssertionError(f"the gateway exited with {proc.returncode} before listening")
+    return serve_http(cfg, r"legacy HTTP\+SSE clients: (http://\S+)")
 
 
 class Client:

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -101,6 +103,29 @@ def router_binary() -> Path:
         )
         pytest.fail(reason)
     return path
+
+
+SERVING_MCP = r"serving MCP on (http://\S+)"
+
+
+def serve_http(cfg: Path, announced: str = SERVING_MCP) -> tuple[subprocess.Popen[str], str]:
+    """Starts `mcprouter serve --http` on a free loopback port with config `cfg`; returns the
+    process and the URL its log line `announced` names (the gateway's own, or its legacy SSE
+    one). A gateway that exits first fails the test."""
+    proc = subprocess.Popen(
+        [str(router_binary()), "serve", "--config", str(cfg), "--http", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        m = re.search(announced, line)
+        if m:
+            return proc, m.group(1)
+    proc.wait()
+    raise AssertionError(f"the gateway exited with {proc.returncode} before listening")
 
 
 def yaml_str(value: str) -> str:

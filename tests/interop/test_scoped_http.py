@@ -12,8 +12,6 @@ fails the test (it never skips).
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,19 +20,13 @@ import anyio
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from test_python_sdk import router_binary, serve_http
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def router_binary() -> Path:
-    path = Path(os.environ.get("MCPROUTER_BIN") or REPO / "target" / "debug" / "mcprouter")
-    assert path.is_file() and os.access(path, os.X_OK), f"mcprouter binary missing at {path}: cargo build first"
-    return path
 
 
 def start_gateway(tmp: Path) -> tuple[subprocess.Popen[str], str]:
@@ -45,20 +37,7 @@ def start_gateway(tmp: Path) -> tuple[subprocess.Popen[str], str]:
         f"  - name: desk\n    command: {binary}\n    args: [test-server, --name, desk]\n    scope: session\n"
         f"  - name: hall\n    command: {binary}\n    args: [test-server, --name, hall]\n"
     )
-    proc = subprocess.Popen(
-        [str(binary), "serve", "--config", str(cfg), "--http", "127.0.0.1:0"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        m = re.search(r"serving MCP on (http://\S+)", line)
-        if m:
-            return proc, m.group(1)
-    proc.wait()
-    raise AssertionError(f"the gateway exited with {proc.returncode} before listening")
+    return serve_http(cfg)
 
 
 def alive(pid: int) -> bool:
