@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::mcp::{Ctx, accepts, inspect};
+use super::mcp::{Ctx, accepts, inspect, json_text};
 use super::response::{Sink, write_full};
 use super::sessions::{HttpSession, new_session_id};
 use crate::config::GatewaySettings;
@@ -135,12 +135,9 @@ fn message(cx: &mut Ctx<'_>) -> bool {
     let Some(hs) = found else {
         return cx.fail(404, -32001, "Session not found (unknown, or its SSE stream closed): open a new stream");
     };
-    let ct = cx.req.header("content-type").unwrap_or_default().to_ascii_lowercase();
-    if ct.split(';').next().map(str::trim) != Some("application/json") {
-        return cx.fail(415, -32000, "Unsupported Media Type: Content-Type must be application/json");
-    }
-    let Ok(text) = std::str::from_utf8(&cx.req.body) else {
-        return cx.fail(400, jsonrpc::PARSE_ERROR, "Parse error: the body is not UTF-8");
+    let text = match json_text(cx.req) {
+        Ok(t) => t,
+        Err((status, code, why)) => return cx.fail(status, code, why),
     };
     let Some(body) = inspect(text) else {
         return cx.fail(400, jsonrpc::PARSE_ERROR, "Parse error: invalid JSON");

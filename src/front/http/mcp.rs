@@ -105,6 +105,17 @@ pub(crate) fn accepts(req: &Request, types: &[&str]) -> bool {
     listed("*/*") || types.iter().all(|t| listed(t))
 }
 
+/// A JSON POST's body as text, or the refusal to send: 415 for another Content-Type, 400
+/// (-32700) for a body that is not UTF-8. Every POST endpoint (both eras, legacy SSE) reads
+/// its body through this.
+pub(crate) fn json_text(req: &Request) -> Result<&str, (u16, i64, &'static str)> {
+    let ct = req.header("content-type").unwrap_or_default().to_ascii_lowercase();
+    if ct.split(';').next().map(str::trim) != Some("application/json") {
+        return Err((415, -32000, "Unsupported Media Type: Content-Type must be application/json"));
+    }
+    std::str::from_utf8(&req.body).map_err(|_| (400, jsonrpc::PARSE_ERROR, "Parse error: the body is not UTF-8"))
+}
+
 /// Answers one request on the connection; true when the connection may carry another.
 pub(crate) fn handle(shared: &Arc<Shared>, stream: &mut Conn, req: &Request) -> bool {
     let checks = &shared.checks;
@@ -205,12 +216,9 @@ fn post(cx: &mut Ctx<'_>) -> bool {
     if !accepts(cx.req, &["application/json", "text/event-stream"]) {
         return cx.fail(406, -32000, "Not Acceptable: Accept must list application/json and text/event-stream");
     }
-    let ct = cx.req.header("content-type").unwrap_or_default().to_ascii_lowercase();
-    if ct.split(';').next().map(str::trim) != Some("application/json") {
-        return cx.fail(415, -32000, "Unsupported Media Type: Content-Type must be application/json");
-    }
-    let Ok(text) = std::str::from_utf8(&cx.req.body) else {
-        return cx.fail(400, jsonrpc::PARSE_ERROR, "Parse error: the body is not UTF-8");
+    let text = match json_text(cx.req) {
+        Ok(t) => t,
+        Err((status, code, why)) => return cx.fail(status, code, why),
     };
     let Some(body) = inspect(text) else {
         return cx.fail(400, jsonrpc::PARSE_ERROR, "Parse error: invalid JSON");

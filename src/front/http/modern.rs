@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::Shared;
-use super::mcp::error_body;
+use super::mcp::{accepts, error_body, json_text};
 use super::request::Request;
 use super::response::{Headers, Sink, sse_event, write_full};
 use crate::era::{
@@ -80,17 +80,12 @@ pub(crate) fn handle(
         let body = error_body(-32000, "Method Not Allowed: a 2026-07-28 request is a POST");
         return cx.reply(405, vec![("Allow", "POST, OPTIONS".into())], Some(&body));
     }
-    let accept = req.header("accept").unwrap_or_default().to_ascii_lowercase();
-    let listed = |t: &str| accept.split(',').any(|a| a.split(';').next().is_some_and(|m| m.trim() == t));
-    if !(listed("*/*") || (listed("application/json") && listed("text/event-stream"))) {
+    if !accepts(req, &["application/json", "text/event-stream"]) {
         return cx.fail(406, -32000, "Not Acceptable: Accept must list application/json and text/event-stream");
     }
-    let ct = req.header("content-type").unwrap_or_default().to_ascii_lowercase();
-    if ct.split(';').next().map(str::trim) != Some("application/json") {
-        return cx.fail(415, -32000, "Unsupported Media Type: Content-Type must be application/json");
-    }
-    let Ok(text) = std::str::from_utf8(&req.body) else {
-        return cx.fail(400, jsonrpc::PARSE_ERROR, "Parse error: the body is not UTF-8");
+    let text = match json_text(req) {
+        Ok(t) => t,
+        Err((status, code, why)) => return cx.fail(status, code, why),
     };
     let Ok(msg) = serde_json::from_str::<Value>(text) else {
         return cx.fail(400, jsonrpc::PARSE_ERROR, "Parse error: invalid JSON");
