@@ -47,6 +47,24 @@ struct Waiting {
     now: Option<Value>,
 }
 
+impl Waiting {
+    /// A parked call taken back to wait again, for the request waiting `now`; with the
+    /// input requests its client has not answered yet.
+    fn unparked(p: mrtr::Parked<Done>, now: Option<Value>) -> (Vec<(String, Inbound)>, Waiting) {
+        let w = Waiting {
+            binding: p.binding,
+            done: p.done,
+            inbox: p.inbox,
+            guard: p.guard,
+            call: p.call,
+            helper: p.helper,
+            token: p.token,
+            now,
+        };
+        (p.asked, w)
+    }
+}
+
 impl Session {
     /// A modern client's call that may need its input. It runs on a helper thread, so that
     /// when a legacy backend asks something the client can be answered `input_required`
@@ -204,19 +222,9 @@ impl Session {
                 (Out::Ok(r.to_string()), None)
             }
             Err(p) => {
-                let p = *p;
+                let (asked, w) = Waiting::unparked(*p, now);
                 let why = format!("{} calls already wait for their clients' input", mrtr::MAX_PARKED);
-                self.refuse_asked(p.asked, INTERNAL_ERROR, &why);
-                let w = Waiting {
-                    binding: p.binding,
-                    done: p.done,
-                    inbox: p.inbox,
-                    guard: p.guard,
-                    call: p.call,
-                    helper: p.helper,
-                    token: p.token,
-                    now,
-                };
+                self.refuse_asked(asked, INTERNAL_ERROR, &why);
                 self.await_input(v, client_id, w, Vec::new())
             }
         }
@@ -240,9 +248,9 @@ impl Session {
             .and_then(|p| serde_json::from_str::<Retry>(p.get()).ok())
             .map(|r| r.input_responses)
             .unwrap_or_default();
-        let p = *p;
+        let (asked, w) = Waiting::unparked(*p, progress_token(params));
         let mut still = Vec::new();
-        for (key, inbound) in p.asked {
+        for (key, inbound) in asked {
             match responses.get(&key) {
                 Some(r) => {
                     if let Some(b) = self.core().backend(inbound.backend) {
@@ -252,16 +260,6 @@ impl Session {
                 None => still.push((key, inbound)),
             }
         }
-        let w = Waiting {
-            binding: p.binding,
-            done: p.done,
-            inbox: p.inbox,
-            guard: p.guard,
-            call: p.call,
-            helper: p.helper,
-            token: p.token,
-            now: progress_token(params),
-        };
         self.await_input(v, id, w, still)
     }
 
