@@ -18,19 +18,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Waits for `fact` about the router's status, failing with the last status seen.
-fn wait_status(r: &Router, what: &str, fact: impl Fn(&Value) -> bool) -> Value {
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        let st = r.status();
-        if fact(&st) {
-            return st;
-        }
-        assert!(Instant::now() < end, "waited for {what}; status: {st}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn backend_status<'a>(st: &'a Value, name: &str) -> Option<&'a Value> {
     st["backends"].as_array()?.iter().find(|b| b["name"] == name)
 }

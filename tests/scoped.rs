@@ -16,19 +16,6 @@ fn scoped(name: &str) -> String {
     format!("{}    scope: session\n", backend(name, &[]))
 }
 
-/// Waits for `fact` about the router's status, failing with the last status seen.
-fn wait_status(r: &Router, what: &str, fact: impl Fn(&Value) -> bool) -> Value {
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        let st = r.status();
-        if fact(&st) {
-            return st;
-        }
-        assert!(Instant::now() < end, "waited for {what}; status: {st}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn session_backends(st: &Value) -> u64 {
     st["router"]["session_backends"].as_u64().expect("status counts session backends")
 }

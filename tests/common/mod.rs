@@ -185,3 +185,16 @@ pub fn listen(args: &[&str]) -> Listening {
     });
     Listening { child, url, stderr }
 }
+
+/// Waits for `fact` about the router's status, failing with the last status seen.
+pub fn wait_status(r: &Router, what: &str, fact: impl Fn(&Value) -> bool) -> Value {
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = r.status();
+        if fact(&st) {
+            return st;
+        }
+        assert!(std::time::Instant::now() < end, "waited for {what}; status: {st}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
