@@ -566,20 +566,32 @@ fn latency(o: Opts) {
     ));
     let router = start_router(&router_yaml("request_timeout_ms: 10000", &[backend_yaml("alpha", &[])], ""));
     let session = open_session(&router, "bench");
+    // The same router with the callers' spinning off: what the spin is worth, in this run.
+    let parked = start_router(&router_yaml("request_timeout_ms: 10000, spin_us: 0", &[backend_yaml("alpha", &[])], ""));
+    let parked_session = open_session(&parked, "bench");
     let mut direct = Direct::spawn(&["test-server", "--name", "alpha"]);
     let lines: Vec<String> = (0..o.warmup() as u64).map(|i| call_line(10 + i, "whoami")).collect();
     for l in &lines {
         expect_ok(direct.call(l), "warm-up");
         expect_ok(routed(&session, l), "warm-up");
+        expect_ok(routed(&parked_session, l), "warm-up");
     }
     let mut d = |id: u64| {
         let l = call_line(id, "whoami");
         direct.call(&l)
     };
     let mut r = |id: u64| routed(&session, &call_line(id, "whoami"));
-    let stats = interleaved(o.calls(), vec![&mut d, &mut r]);
+    let mut p = |id: u64| routed(&parked_session, &call_line(id, "whoami"));
+    let stats = interleaved(o.calls(), vec![&mut d, &mut r, &mut p]);
     let (base, via) = (stats[0], stats[1]);
-    latency_table(&[("direct client (baseline)", base), ("routed (Session::handle)", via)], base);
+    latency_table(
+        &[
+            ("direct client (baseline)", base),
+            ("routed (Session::handle)", via),
+            ("routed, spin_us: 0 (no spinning)", stats[2]),
+        ],
+        base,
+    );
     let (add50, add99) = (via.p50 - base.p50, via.p99 - base.p99);
     target("latency_p50", "added latency p50 ≤ 15 µs", &format!("{add50:.1} µs"), Verdict::met_if(add50 <= 15.0));
     // On a loaded machine both sides' p99 is a scheduler stall (a tick of several ms), not
@@ -590,8 +602,9 @@ fn latency(o: Opts) {
         Verdict::met_if(add99 <= 60.0)
     };
     target("latency_p99", "added latency p99 ≤ 60 µs", &format!("{add99:.1} µs"), p99);
-    drop(session);
+    drop((session, parked_session));
     router.shutdown(Duration::from_secs(2));
+    parked.shutdown(Duration::from_secs(2));
 }
 
 /// `scripts/profile.sh`: only the routed calls, between two marker functions callgrind

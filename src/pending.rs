@@ -11,7 +11,7 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
-use crate::sync::{self, Arc, AtomicU64, Condvar, Mutex, Ordering};
+use crate::sync::{self, Arc, AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
 
 /// Ids are handed out in sequence by the map itself, so they need no DoS-resistant hash:
 /// the id is its own hash.
@@ -168,6 +168,7 @@ pub fn slot<T>() -> (Filler<T>, Waiter<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State { value: None, filler: true, waiter: true }),
         changed: Condvar::new(),
+        settled: AtomicBool::new(false),
     });
     (Filler(Some(Arc::clone(&shared))), Waiter(shared))
 }
@@ -175,6 +176,9 @@ pub fn slot<T>() -> (Filler<T>, Waiter<T>) {
 struct Shared<T> {
     state: Mutex<State<T>>,
     changed: Condvar,
+    /// Set once the filler has filled or gone, after `state` says so: a waiter that spins
+    /// reads this, not the lock, so the filler never contends with it.
+    settled: AtomicBool,
 }
 
 struct State<T> {
@@ -202,6 +206,7 @@ impl<T> Filler<T> {
             }
             st.value = Some(value);
         }
+        shared.settled.store(true, Ordering::Release);
         shared.changed.notify_one();
         Ok(())
     }
@@ -211,10 +216,26 @@ impl<T> Drop for Filler<T> {
     fn drop(&mut self) {
         if let Some(shared) = self.0.take() {
             shared.state.lock().filler = false;
+            shared.settled.store(true, Ordering::Release);
             shared.changed.notify_one();
         }
     }
 }
+
+/// How [`Waiter::spin`] ended.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Spun {
+    /// The filler filled or went: the value (or its absence) can be taken at once.
+    Settled,
+    /// The spin's time was up.
+    TimedOut,
+    /// The spinner was off the CPU between two checks.
+    Preempted,
+}
+
+/// 64 checks take well under a microsecond; a gap this long means the thread did not run.
+#[cfg(not(loom))]
+const PREEMPTED: std::time::Duration = std::time::Duration::from_micros(20);
 
 /// How a wait ended without a value.
 #[derive(Debug, PartialEq, Eq)]
@@ -232,6 +253,43 @@ impl<T> Waiter<T> {
     /// The value, if it is there now.
     pub fn try_take(&self) -> Option<T> {
         self.0.state.lock().value.take()
+    }
+
+    /// Spins (without the lock) until the filler has filled or gone, or `until` passes; true
+    /// if it has. A short wait spun out costs no wake-up: on an idle vCPU a futex wake-up
+    /// costs more than the whole round trip to a fast backend. It never yields: under
+    /// EEVDF each `sched_yield` pushes the thread's deadline a slice further, and a spinner
+    /// that yields ends up waiting milliseconds for the CPU once its answer is there.
+    /// Instead it gives up as soon as it sees it was preempted (a gap between two checks):
+    /// the CPU is contended, and a parked thread is woken sooner than a spinning one runs.
+    #[cfg(not(loom))]
+    pub fn spin(&self, until: Instant) -> Spun {
+        let mut last = Instant::now();
+        let mut checks = 0u32;
+        loop {
+            if self.0.settled.load(Ordering::Acquire) {
+                return Spun::Settled;
+            }
+            checks += 1;
+            if checks.is_multiple_of(64) {
+                let now = Instant::now();
+                if now >= until {
+                    return Spun::TimedOut;
+                }
+                if now - last > PREEMPTED {
+                    return Spun::Preempted;
+                }
+                last = now;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Under the model checker a spin is one look: what matters is that a look that sees
+    /// the slot settled, or not, never loses the value for the wait that follows.
+    #[cfg(loom)]
+    pub fn spin(&self, _until: Instant) -> Spun {
+        if self.0.settled.load(Ordering::Acquire) { Spun::Settled } else { Spun::TimedOut }
     }
 
     /// Waits for the value until `until` (`None`: for as long as the filler lives).

@@ -6,8 +6,9 @@
 //! slot (`pending::slot`, also built on `crate::sync`):
 //! - the reader (`Backend::complete`) takes the entry and fills the call's slot, or drops
 //!   the reply when the entry is gone;
-//! - the waiter (`Backend::finish_call`) waits on the slot with a deadline (under loom a
-//!   deadline passes at once, so the model gives up at every point it could); at its
+//! - the waiter (`Backend::finish_call`) spins on the slot (under loom: one look), then
+//!   waits on it with a deadline (under loom a deadline passes at once, so the model gives
+//!   up at every point it could); at its
 //!   deadline it takes the entry itself (a timeout), and when someone else took it first it
 //!   waits for what that taker fills in, or for the filler to go;
 //! - backend death (`Backend::on_exit`) closes the map and fails what it drained.
@@ -18,7 +19,7 @@ use std::time::Instant;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 
-use mcprouter::pending::{Filler, PendingMap, Waited, Waiter, slot};
+use mcprouter::pending::{Filler, PendingMap, Spun, Waited, Waiter, slot};
 use mcprouter::sync::Arc;
 
 /// Counts of what the model created and dropped, to prove nothing leaks or is settled twice.
@@ -119,10 +120,15 @@ fn caller_gives_up(
         Kind::Ok => Outcome::Delivered,
         Kind::Failed => Outcome::Failed,
     };
-    // The wait before the deadline may already see the reply (or the filler gone).
+    // The caller first spins (without the lock), then waits; the wait before the deadline
+    // may already see the reply (or the filler gone), and must whenever the spin did.
+    let spun = rx.spin(Instant::now());
     match rx.wait(Some(Instant::now())) {
         Ok(reply) => return delivered(reply),
-        Err(Waited::TimedOut | Waited::Abandoned) => {}
+        Err(Waited::TimedOut) => {
+            assert_ne!(spun, Spun::Settled, "a slot seen settled has its value or lost its filler")
+        }
+        Err(Waited::Abandoned) => {}
     }
     // Deadline: whoever removes the entry owns the call.
     if let Some(entry) = map.take(id) {

@@ -14,6 +14,7 @@ mod life;
 mod memory;
 mod modern_http;
 mod process;
+mod spin;
 mod sse;
 mod stdio;
 mod ws;
@@ -40,6 +41,7 @@ use crate::supervisor::{Health, Restarts};
 
 pub(crate) use life::State;
 use life::{Connection, Life, Link, Phase};
+use spin::ReplyTimes;
 
 /// Stack size of a backend's threads: they parse JSON, never recurse deeply.
 const THREAD_STACK: usize = 256 * 1024;
@@ -154,6 +156,7 @@ impl Deadline {
 pub(crate) struct Ticket {
     pub id: u64,
     rx: Waiter<Reply>,
+    started: Instant,
     /// Counts the call towards its session until the ticket is done with.
     _caller: Option<CallerGuard>,
 }
@@ -190,6 +193,8 @@ pub(crate) struct Backend {
     pub timeout: Duration,
     pub hub: Arc<Hub>,
     pub pending: PendingMap<PendingCall>,
+    /// How long this backend's answers take, to decide whether a caller spins (spin.rs).
+    replies: ReplyTimes,
     /// The one answer to "is it up, may I send, what is its pid" (see `life.rs`). Calls are
     /// entered in `pending` under this lock, so a connection that ends fails every call it
     /// had and none slips in after.
@@ -242,6 +247,7 @@ impl Backend {
             timeout,
             hub,
             pending: PendingMap::new(),
+            replies: ReplyTimes::new(Duration::from_micros(settings.spin_us)),
             life: Mutex::new(Life::new()),
             resolved: Mutex::new(None),
             max_call: Duration::from_millis(settings.max_call_ms).max(timeout),
@@ -516,20 +522,21 @@ impl Backend {
         // Each era gets the envelope it needs (a modern backend: the caller's facts).
         let params = era::params_for(era, params, &self.client_capabilities);
         let line = jsonrpc::request_numbered(id, method, params.as_deref());
+        let started = Instant::now();
         // With nothing queued and the pipe free, the caller writes its own line: one thread
         // hand-off fewer per call. Otherwise (contention, a long line, a child that has not
         // read what it was sent) the writer thread takes it.
         if let Some(inline) = &inline
             && inline.try_write(id, &line)
         {
-            return Ok(Ticket { id, rx, _caller: caller });
+            return Ok(Ticket { id, rx, started, _caller: caller });
         }
         // The router's own calls (handshake, discovery) wait for room; a client's call is
         // refused at once when the queue is full, so overload is visible, never a hang.
         let wait = (session == 0).then(|| Instant::now() + self.timeout);
         let cmd = Command::Call { id, method: Method::parse(method), line };
         match Self::send_on(Some(&tx), inline.as_deref(), cmd, wait) {
-            Ok(()) => Ok(Ticket { id, rx, _caller: caller }),
+            Ok(()) => Ok(Ticket { id, rx, started, _caller: caller }),
             Err(e) => {
                 self.pending.take(id);
                 Err(e)
@@ -545,6 +552,9 @@ impl Backend {
         ticket: Ticket,
         deadline: &Deadline,
     ) -> Result<Result<Box<RawValue>, Box<RawValue>>, CallError> {
+        if let Some(spin) = self.replies.spin_until(ticket.started) {
+            self.replies.spun(ticket.rx.spin(spin.until.min(deadline.current())));
+        }
         let reply = loop {
             match ticket.rx.wait(Some(deadline.current())) {
                 Ok(r) => break r,
@@ -566,6 +576,7 @@ impl Backend {
                 Err(Waited::Abandoned) => return Err(CallError::Cancelled),
             }
         };
+        self.replies.observe(ticket.started.elapsed());
         match reply {
             Reply::Ok(r) => Ok(Ok(r)),
             Reply::Err(e) => Ok(Err(e)),

@@ -5,7 +5,7 @@
 use super::lines::Locator;
 use super::{
     Config, MAX_BYTES, MAX_CONCURRENCY, MAX_COUNT, MAX_DURATION_MS, MAX_MIN_CALLS, MAX_PAGE_SIZE, MAX_QUEUE_CAPACITY,
-    MAX_RETRIES_PER_SEC, MAX_RETRY_RATIO, MAX_WEIGHT,
+    MAX_RETRIES_PER_SEC, MAX_RETRY_RATIO, MAX_SPIN_US, MAX_WEIGHT,
 };
 use crate::error::{Error, Result};
 
@@ -42,6 +42,7 @@ fn integer_ranges(c: &Config) -> Vec<(String, u64, u64, u64)> {
         ms("router.refresh_interval_ms", r.refresh_interval_ms, 0),
         ms("router.shutdown_grace_ms", r.shutdown_grace_ms, 0),
         ms("router.max_call_ms", r.max_call_ms, 0),
+        ("router.spin_us".into(), r.spin_us, 0, MAX_SPIN_US),
         ms("router.restart.initial_backoff_ms", rs.initial_backoff_ms, 0),
         ms("router.restart.max_backoff_ms", rs.max_backoff_ms, 0),
         ms("router.restart.stable_after_ms", rs.stable_after_ms, 0),
@@ -125,7 +126,7 @@ mod tests {
             "backends:\n  - {name: h, url: \"http://h/\", timeout_ms: 1, connect_timeout_ms: 1, read_timeout_ms: 1, max_response_bytes: 1, concurrency: 1}\n",
         );
         let paths: Vec<String> = integer_ranges(&c).into_iter().map(|(p, ..)| p).collect();
-        assert_eq!(paths.len(), 23 + 6, "{paths:?}");
+        assert_eq!(paths.len(), 24 + 6, "{paths:?}");
         assert!(paths.iter().all(|p| p.starts_with("router.") || p.starts_with("backends[0].")));
         assert!(integer_ranges(&c).iter().all(|(_, _, min, max)| min <= max));
     }
