@@ -7,10 +7,11 @@
 //! checks), so the answer is taken with no wake-up. Spinning costs a CPU, so it is bounded
 //! four ways: only for a backend whose recent answers came quickly, only up to a little
 //! past the expected time, only by as many callers at once as leave one CPU for the
-//! backend and the reader, and not at all for a while after a spin failed (preempted or
-//! out of time): on a busy machine a spinner loses its CPU and waits longer for it than a
-//! parked thread waits to be woken, so each failure doubles the calls that park before
-//! the next try (up to 4096), and each success halves it.
+//! backend and the reader, and not at all for a while after a spin was preempted: on a
+//! busy machine a spinner loses its CPU and waits longer for it than a parked thread waits
+//! to be woken, so each preemption doubles the calls that park before the next try (up to
+//! 4096), and each spin that got its answer halves it. A spin that ran out of time costs
+//! no such stall (the caller parks as it would have), so it is not held against spinning.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -74,12 +75,15 @@ impl ReplyTimes {
     /// Records how a spin ended.
     pub fn spun(&self, how: Spun) {
         let backoff = self.backoff.load(Ordering::Relaxed);
-        if how == Spun::Settled {
-            self.backoff.store(backoff / 2, Ordering::Relaxed);
-        } else {
-            let next = (backoff * 2).clamp(8, MAX_BACKOFF);
-            self.backoff.store(next, Ordering::Relaxed);
-            self.skip.store(next, Ordering::Relaxed);
+        match how {
+            Spun::Settled => self.backoff.store(backoff / 2, Ordering::Relaxed),
+            // A slow answer only wasted the spin: the caller parks as it would have.
+            Spun::TimedOut => {}
+            Spun::Preempted => {
+                let next = (backoff * 2).clamp(8, MAX_BACKOFF);
+                self.backoff.store(next, Ordering::Relaxed);
+                self.skip.store(next, Ordering::Relaxed);
+            }
         }
     }
 
@@ -135,7 +139,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_spin_parks_the_next_calls_and_successes_bring_spinning_back() {
+    fn a_preempted_spin_parks_the_next_calls_and_successes_bring_spinning_back() {
         let t = ReplyTimes::new(Duration::from_micros(200));
         t.observe(Duration::from_micros(10));
         t.spun(Spun::Preempted);
@@ -143,7 +147,9 @@ mod tests {
             assert!(t.spin_until(Instant::now()).is_none(), "8 calls park after the first failure");
         }
         t.spun(Spun::TimedOut);
-        assert_eq!(t.skip.load(Ordering::Relaxed), 16, "the next failure doubles it");
+        assert_eq!(t.skip.load(Ordering::Relaxed), 0, "a slow answer is not held against spinning");
+        t.spun(Spun::Preempted);
+        assert_eq!(t.skip.load(Ordering::Relaxed), 16, "the next preemption doubles it");
         for _ in 0..20 {
             t.spun(Spun::Preempted);
         }
