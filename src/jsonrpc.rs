@@ -5,6 +5,8 @@
 //! survive, and nothing is re-encoded on the hot path. Ids are kept raw as well, so a reply
 //! carries exactly the id the caller sent.
 
+mod scan;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -104,6 +106,14 @@ pub fn parse(text: &str) -> Result<Message<'_>, Invalid<'_>> {
         };
         return Err(Invalid { code, message: message.into(), id: None });
     }
+    match scanned(text) {
+        Some(wire) => classify(wire),
+        None => parse_by_serde(text),
+    }
+}
+
+/// The reference reading, and the one that words the errors.
+fn parse_by_serde(text: &str) -> Result<Message<'_>, Invalid<'_>> {
     let wire: Wire<'_> = match serde_json::from_str(text) {
         Ok(w) => w,
         Err(e) => {
@@ -116,6 +126,61 @@ pub fn parse(text: &str) -> Result<Message<'_>, Invalid<'_>> {
         }
     };
     classify(wire)
+}
+
+/// The message read by the scanner exactly as serde_json would read it into [`Wire`];
+/// `None` when serde_json must decide (invalid JSON, a duplicate field, a method that is not
+/// a plain string, and the rarer shapes the scanner leaves to it).
+fn scanned(text: &str) -> Option<Wire<'_>> {
+    let mut w = Wire { jsonrpc: None, id: None, method: None, params: None, result: None, error: None };
+    let mut seen = 0u8;
+    scan::members(text, |key, raw| {
+        let bit = match key {
+            "jsonrpc" => 1,
+            "id" => 2,
+            "method" => 4,
+            "params" => 8,
+            "result" => 16,
+            "error" => 32,
+            _ => return Some(()),
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        // `jsonrpc` and `method` are plain `Option`s to serde: `null` reads as absent.
+        match bit {
+            1 if raw == "null" => {}
+            1 => w.jsonrpc = Some(scan::raw_value(raw)?),
+            2 => w.id = Some(scan::raw_value(raw)?),
+            4 if raw == "null" => {}
+            4 => w.method = Some(std::borrow::Cow::Borrowed(scan::plain_string(raw)?)),
+            8 => w.params = Some(scan::raw_value(raw)?),
+            16 => w.result = Some(scan::raw_value(raw)?),
+            _ => w.error = Some(scan::raw_value(raw)?),
+        }
+        Some(())
+    })?;
+    Some(w)
+}
+
+/// Member `key` of the JSON object `obj` as serde_json reads it into an `Option<&str>`
+/// field: `Some(None)` when absent or `null`, `Some(Some(text))` for a string without
+/// escapes. `None` when serde_json must decide (another type, escapes, a duplicate key,
+/// invalid JSON).
+pub fn plain_string_member<'a>(obj: &'a str, key: &str) -> Option<Option<&'a str>> {
+    let mut found: Option<Option<&str>> = None;
+    scan::members(obj, |k, raw| {
+        if k != key {
+            return Some(());
+        }
+        if found.is_some() {
+            return None;
+        }
+        found = Some(if raw == "null" { None } else { Some(scan::plain_string(raw)?) });
+        Some(())
+    })?;
+    Some(found.flatten())
 }
 
 fn classify(w: Wire<'_>) -> Result<Message<'_>, Invalid<'_>> {
@@ -373,6 +438,53 @@ mod tests {
     fn quoting_matches_the_general_encoder() {
         for s in ["tools/call", "", "a\"b", "back\\slash", "line\nbreak", "tab\t", "é", "\u{7f}"] {
             assert_eq!(quote(s), serde_json::Value::from(s).to_string(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_scanner_reads_every_message_as_serde_json_does() {
+        let samples = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":"a\"b","result":{"content":[{"type":"text","text":"x\u0041"}],"n":-1.5e3}}"#,
+            r#" {"id":null,"error":{"code":-32600,"message":"m"},"jsonrpc":"2.0","x":[null,true,false]} "#,
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":7,"progress":0.5}}"#,
+            r#"{"jsonrpc":null,"method":null,"id":[1],"params":[]}"#,
+        ];
+        let alphabet = [
+            b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'0', b'1', b'-', b'+', b'e', b'.', b' ', b'a', b'n', b'u',
+            1,
+        ];
+        let mut cases: Vec<String> = Vec::new();
+        for s in samples {
+            let b = s.as_bytes();
+            for i in 0..b.len() {
+                cases.push(s[..i].to_owned());
+                for &c in &alphabet {
+                    let mut m = b.to_vec();
+                    m[i] = c;
+                    cases.push(String::from_utf8(m.clone()).expect("ASCII"));
+                    m.insert(i, c);
+                    cases.push(String::from_utf8(m).expect("ASCII"));
+                }
+            }
+            cases.push(s.to_owned());
+        }
+        let mut scanned_ok = 0;
+        for text in &cases {
+            let Some(wire) = scanned(text) else { continue };
+            scanned_ok += 1;
+            assert_eq!(format!("{:?}", classify(wire)), format!("{:?}", parse_by_serde(text)), "{text}");
+        }
+        assert!(scanned_ok > 500, "the scanner takes the ordinary messages ({scanned_ok} of {})", cases.len());
+    }
+
+    #[test]
+    fn a_plain_string_member_is_read_or_left_to_serde_json() {
+        assert_eq!(plain_string_member(r#"{"arguments":{"name":1},"name":"echo"}"#, "name"), Some(Some("echo")));
+        assert_eq!(plain_string_member(r#"{"name":null}"#, "name"), Some(None));
+        assert_eq!(plain_string_member(r#"{"other":"x"}"#, "name"), Some(None));
+        for left in [r#"{"name":5}"#, r#"{"name":"a"b"}"#, r#"{"name":"a","name":"b"}"#, r#"{"name":"a""#] {
+            assert_eq!(plain_string_member(left, "name"), None, "{left}");
         }
     }
 

@@ -111,6 +111,10 @@ pub(super) fn named_param<'a>(method: &str, params: Option<&'a RawValue>) -> Opt
     if method != "tools/call" && method != "prompts/get" {
         return None;
     }
+    // The common case without serde_json: a plain string name, or none.
+    if let Some(found) = params.and_then(|p| jsonrpc::plain_string_member(p.get(), "name")) {
+        return Some(found.map(Cow::Borrowed).ok_or_else(|| format!("{method} needs params.name (a string)")));
+    }
     Some(match params.map(|p| serde_json::from_str::<NameParam<'_>>(p.get())) {
         Some(Ok(NameParam { name: Some(n) })) => Ok(n),
         Some(Err(e)) => Err(format!("bad params for {method}: {e}")),
