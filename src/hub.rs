@@ -127,18 +127,25 @@ pub(crate) struct SessionShared {
     pub events_rx: Receiver<String>,
     pub client: Mutex<ClientState>,
     /// Keyed by the raw JSON id the client sees.
-    pub relays: Mutex<HashMap<String, Relay>>,
+    pub relays: Mutex<ClientKeyed<Relay>>,
     /// Client request id (raw JSON) → (backend, router id), for `notifications/cancelled`.
-    pub inflight: Mutex<HashMap<String, (usize, u64)>>,
+    pub inflight: Mutex<ClientKeyed<(usize, u64)>>,
     /// Raw ids of the client's requests being handled: a second request under an id still in
     /// flight is refused, or finishing one would erase the other's cancellation entry. The
     /// flag marks one the client cancelled while it had no entry in `inflight` (before it
     /// was sent, or between two attempts), so its next send is cancelled at once. Locked
     /// after `inflight` when both are held.
-    ids: Mutex<HashMap<String, bool>>,
+    ids: Mutex<ClientKeyed<bool>>,
     drops: Mutex<Drops>,
     pub closed: AtomicBool,
 }
+
+/// A map keyed by what a client chose (its request ids), touched several times per call.
+/// foldhash with a per-process random seed: a handful of instructions per short key where
+/// SipHash took about 150, and still no fixed collisions to aim at. What a client could
+/// learn of the seed only lets it slow down its own session's maps, which hold its own
+/// requests in flight.
+pub(crate) type ClientKeyed<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
 /// Holds a client request id as in flight until dropped.
 pub(crate) struct IdClaim<'a> {
@@ -403,9 +410,9 @@ impl Hub {
             events_tx,
             events_rx,
             client: Mutex::new(ClientState::default()),
-            relays: Mutex::new(HashMap::new()),
-            inflight: Mutex::new(HashMap::new()),
-            ids: Mutex::new(HashMap::new()),
+            relays: Mutex::new(ClientKeyed::default()),
+            inflight: Mutex::new(ClientKeyed::default()),
+            ids: Mutex::new(ClientKeyed::default()),
             drops: Mutex::new(Drops::default()),
             closed: AtomicBool::new(false),
         });
