@@ -147,6 +147,7 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
     let mut i = i + 1;
     let mut escaped = false;
     loop {
+        i += plain_run(b.get(i..)?);
         match *b.get(i)? {
             b'"' => return Some((i + 1, escaped)),
             b'\\' => {
@@ -161,6 +162,29 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
             _ => i += 1,
         }
     }
+}
+
+/// How many bytes at the start of `b` need no attention inside a string (not a quote, a
+/// backslash or a control character). Eight at a time while eight remain: a string's bytes
+/// are most of a message's.
+fn plain_run(b: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte of `x` below `n` (exact for the lowest such byte, which is
+    // the only one read: a borrow can only flag bytes above it).
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let special = below(w ^ (ONES * u64::from(b'"')), 1) | below(w ^ (ONES * u64::from(b'\\')), 1) | below(w, 0x20);
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + b[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).unwrap_or(b.len() - i)
 }
 
 /// The value starting at `i` (no whitespace before it): where it ends.
@@ -273,6 +297,22 @@ mod tests {
         assert!(all(&deep).is_none(), "deeper than the bound: serde_json decides");
         let fine = format!("{{\"a\":{}{}}}", "[".repeat(60), "]".repeat(60));
         assert!(all(&fine).is_some());
+    }
+
+    #[test]
+    fn a_plain_run_stops_at_the_first_byte_that_needs_attention() {
+        let text = "abcdefghijklmnopqrstu\u{e9}\u{1F600}xyz";
+        for stop in ['"', '\\', '\n', '\u{1}', '\u{1f}'] {
+            for at in 0..text.len() {
+                if !text.is_char_boundary(at) {
+                    continue;
+                }
+                let s = format!("{}{stop}{}", &text[..at], &text[at..]);
+                assert_eq!(plain_run(s.as_bytes()), at, "{s:?}");
+            }
+        }
+        assert_eq!(plain_run(text.as_bytes()), text.len());
+        assert_eq!(plain_run(b""), 0);
     }
 
     #[test]
