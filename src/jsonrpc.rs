@@ -164,23 +164,38 @@ fn scanned(text: &str) -> Option<Wire<'_>> {
     Some(w)
 }
 
-/// Member `key` of the JSON object `obj` as serde_json reads it into an `Option<&str>`
-/// field: `Some(None)` when absent or `null`, `Some(Some(text))` for a string without
-/// escapes. `None` when serde_json must decide (another type, escapes, a duplicate key,
-/// invalid JSON).
-pub fn plain_string_member<'a>(obj: &'a str, key: &str) -> Option<Option<&'a str>> {
-    let mut found: Option<Option<&str>> = None;
-    scan::members(obj, |k, raw| {
-        if k != key {
-            return Some(());
+/// What the router reads at the top level of a request's params, in one walk.
+#[derive(Debug, PartialEq)]
+pub struct ParamsPeek<'a> {
+    /// `params.name` as serde_json reads it into an `Option<&str>` field: `Some(None)` when
+    /// absent or `null`, `Some(Some(text))` for a string without escapes; `None` when
+    /// serde_json must decide (another type, escapes, a duplicate key).
+    pub name: Option<Option<&'a str>>,
+    /// Whether there is a `_meta` member, where the 2026-07-28 envelope and progress tokens
+    /// live: without one, neither needs looking for.
+    pub meta: bool,
+}
+
+/// Peeks at the members of the params object `obj`; `None` when it is not one the scanner
+/// reads (serde_json then decides everything, as before).
+pub fn peek_params(obj: &str) -> Option<ParamsPeek<'_>> {
+    // Not seen yet; seen once (with what it read as); seen twice.
+    let mut name: Option<Option<Option<&str>>> = None;
+    let mut twice = false;
+    let mut meta = false;
+    scan::members(obj, |key, raw| {
+        match key {
+            "name" => {
+                twice |= name.is_some();
+                name = Some(if raw == "null" { Some(None) } else { scan::plain_string(raw).map(Some) });
+            }
+            "_meta" => meta = true,
+            _ => {}
         }
-        if found.is_some() {
-            return None;
-        }
-        found = Some(if raw == "null" { None } else { Some(scan::plain_string(raw)?) });
         Some(())
     })?;
-    Some(found.flatten())
+    let name = if twice { None } else { name.unwrap_or(Some(None)) };
+    Some(ParamsPeek { name, meta })
 }
 
 fn classify(w: Wire<'_>) -> Result<Message<'_>, Invalid<'_>> {
@@ -491,13 +506,15 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_string_member_is_read_or_left_to_serde_json() {
-        assert_eq!(plain_string_member(r#"{"arguments":{"name":1},"name":"echo"}"#, "name"), Some(Some("echo")));
-        assert_eq!(plain_string_member(r#"{"name":null}"#, "name"), Some(None));
-        assert_eq!(plain_string_member(r#"{"other":"x"}"#, "name"), Some(None));
-        for left in [r#"{"name":5}"#, r#"{"name":"a"b"}"#, r#"{"name":"a","name":"b"}"#, r#"{"name":"a""#] {
-            assert_eq!(plain_string_member(left, "name"), None, "{left}");
+    fn a_peek_reads_a_plain_name_and_notes_meta() {
+        let peek = |p| peek_params(p).map(|k| (k.name, k.meta));
+        assert_eq!(peek(r#"{"arguments":{"name":1,"_meta":{}},"name":"echo"}"#), Some((Some(Some("echo")), false)));
+        assert_eq!(peek(r#"{"name":null,"_meta":{"progressToken":1}}"#), Some((Some(None), true)));
+        assert_eq!(peek(r#"{"other":"x"}"#), Some((Some(None), false)));
+        for left in [r#"{"name":5}"#, r#"{"name":"a\"b"}"#, r#"{"name":"a","name":"b"}"#] {
+            assert_eq!(peek(left), Some((None, false)), "{left}");
         }
+        assert_eq!(peek(r#"{"name":"a""#), None);
     }
 
     #[test]

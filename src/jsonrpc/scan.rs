@@ -125,6 +125,7 @@ impl<'de> MapAccess<'de> for OneEntry<'de> {
     }
 }
 
+#[inline(always)]
 fn ws(b: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = b.get(i) {
         i += 1;
@@ -133,6 +134,7 @@ fn ws(b: &[u8], mut i: usize) -> usize {
 }
 
 /// After a key ending at `i`: the `:` and the whitespace around it; where the value starts.
+#[inline(always)]
 fn colon(b: &[u8], i: usize) -> Option<usize> {
     let i = ws(b, i);
     (b.get(i) == Some(&b':')).then(|| ws(b, i + 1))
@@ -140,6 +142,7 @@ fn colon(b: &[u8], i: usize) -> Option<usize> {
 
 /// The string starting at `i`: where it ends (past its closing quote) and whether it holds
 /// escapes. Control characters are refused, as JSON requires.
+#[inline(always)]
 fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
     if b.get(i) != Some(&b'"') {
         return None;
@@ -167,6 +170,7 @@ fn string(b: &[u8], i: usize) -> Option<(usize, bool)> {
 /// How many bytes at the start of `b` need no attention inside a string (not a quote, a
 /// backslash or a control character). Eight at a time while eight remain: a string's bytes
 /// are most of a message's.
+#[inline(always)]
 fn plain_run(b: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;

@@ -108,11 +108,20 @@ pub(super) fn bad(msg: impl AsRef<str>) -> (Out, Option<usize>) {
 
 /// For `tools/call` and `prompts/get`: `params.name`, or the -32602 message saying why not.
 pub(super) fn named_param<'a>(method: &str, params: Option<&'a RawValue>) -> Option<Result<Cow<'a, str>, String>> {
+    named_param_peeked(method, params, params.and_then(|p| jsonrpc::peek_params(p.get())).as_ref())
+}
+
+/// [`named_param`] with the params already peeked at.
+fn named_param_peeked<'a>(
+    method: &str,
+    params: Option<&'a RawValue>,
+    peek: Option<&jsonrpc::ParamsPeek<'a>>,
+) -> Option<Result<Cow<'a, str>, String>> {
     if method != "tools/call" && method != "prompts/get" {
         return None;
     }
     // The common case without serde_json: a plain string name, or none.
-    if let Some(found) = params.and_then(|p| jsonrpc::plain_string_member(p.get(), "name")) {
+    if let Some(found) = peek.and_then(|p| p.name) {
         return Some(found.map(Cow::Borrowed).ok_or_else(|| format!("{method} needs params.name (a string)")));
     }
     Some(match params.map(|p| serde_json::from_str::<NameParam<'_>>(p.get())) {
@@ -318,8 +327,15 @@ impl Session {
                     let msg = format!("Invalid params: {} takes its params as an object", clip(&method));
                     return Some(jsonrpc::error(Some(id.get()), INVALID_PARAMS, &msg));
                 }
+                // One walk over the params' top level: the name, and whether `_meta` (the
+                // only place a 2026-07-28 envelope can be) is there at all.
+                let peek = params.and_then(|p| jsonrpc::peek_params(p.get()));
                 // A modern request speaks for itself; a legacy one through the session's handshake.
-                let declared = match era::read(params) {
+                let envelope = match &peek {
+                    Some(jsonrpc::ParamsPeek { meta: false, .. }) => era::Envelope::Legacy,
+                    _ => era::read(params),
+                };
+                let declared = match envelope {
                     era::Envelope::Legacy => None,
                     era::Envelope::Modern(d) => Some(Arc::new(d)),
                     era::Envelope::Bad(e) => return Some(jsonrpc::error_raw(id.get(), &e)),
@@ -329,7 +345,7 @@ impl Session {
                     None => era::Caller::Session(Arc::clone(&self.shared)),
                 });
                 // Parsed once: routing and the access record both need it.
-                let named = named_param(&method, params);
+                let named = named_param_peeked(&method, params, peek.as_ref());
                 // The view this request routes with, from start to reply: a reload meanwhile
                 // neither changes it halfway nor stops a backend it may use.
                 let view = self.core().enter();
