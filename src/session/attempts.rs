@@ -343,7 +343,7 @@ impl Session {
                 backend.cancel(ticket.id, "cancelled by the client");
             }
             let r = backend.finish_call(ticket, &attempt_deadline(backend.timeout));
-            self.shared.inflight.lock().remove(id.get());
+            self.shared.leave_inflight(id.get());
             match r {
                 Ok(Ok(r)) => Attempt::Answered(Out::Ok(Box::<str>::from(r).into())),
                 // An error the backend meant is an answer: never fall back on it.

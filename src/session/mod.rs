@@ -262,7 +262,7 @@ impl Session {
         }
         let core = self.core();
         core.hub.close_session(self.shared.id);
-        let mut inflight: Vec<(usize, u64)> = self.shared.inflight.lock().drain().map(|(_, v)| v).collect();
+        let mut inflight = self.shared.take_inflight();
         // A 2026-07-28 call of this session runs on a helper session of its own (mrtr.rs).
         for (helper, call) in core.hub.mrtr.calls_of(self.shared.id) {
             inflight.extend(helper.cancel_request(&call));

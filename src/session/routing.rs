@@ -176,7 +176,7 @@ impl Session {
             backend.cancel(ticket.id, "cancelled by the client");
         }
         let r = backend.finish_call(ticket, &Deadline::fixed(Instant::now() + backend.timeout));
-        self.shared.inflight.lock().remove(id.get());
+        self.shared.leave_inflight(id.get());
         let out = match r {
             Ok(Ok(r)) => Out::Ok(Box::<str>::from(r).into()),
             Ok(Err(e)) => Out::backend_error(e),
