@@ -162,7 +162,7 @@ pub(super) fn run<E: Endpoint>(
     let mut last: Option<(Out, usize)> = None;
     let give_up = |last: Option<(Out, usize)>| last.map(|(o, b)| (o, Some(b))).unwrap_or_else(|| (timeout_out(), None));
     loop {
-        if (r.now)() >= r.hard && !tried.is_empty() {
+        if !tried.is_empty() && (r.now)() >= r.hard {
             return give_up(last);
         }
         // Choose the next candidate by peeking only: nothing is reserved until the call.
