@@ -96,6 +96,12 @@ pub struct Invalid<'a> {
 
 /// Classifies one message (not a batch).
 pub fn parse(text: &str) -> Result<Message<'_>, Invalid<'_>> {
+    parse_peeked(text).map(|(m, _)| m)
+}
+
+/// [`parse`], and a request's params peeked at while they were read (`None`: not an
+/// object, or read by serde_json; [`peek_params`] then tells).
+pub fn parse_peeked(text: &str) -> Result<(Message<'_>, Option<ParamsPeek<'_>>), Invalid<'_>> {
     // serde also reads a struct written as an array (`["2.0",1,"ping"]`); JSON-RPC does not.
     if !text.trim_start().starts_with('{') {
         let valid_json = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
@@ -107,8 +113,8 @@ pub fn parse(text: &str) -> Result<Message<'_>, Invalid<'_>> {
         return Err(Invalid { code, message: message.into(), id: None });
     }
     match scanned(text) {
-        Some(wire) => classify(wire),
-        None => parse_by_serde(text),
+        Some((wire, peek)) => classify(wire).map(|m| (m, peek)),
+        None => parse_by_serde(text).map(|m| (m, None)),
     }
 }
 
@@ -128,13 +134,15 @@ fn parse_by_serde(text: &str) -> Result<Message<'_>, Invalid<'_>> {
     classify(wire)
 }
 
-/// The message read by the scanner exactly as serde_json would read it into [`Wire`];
-/// `None` when serde_json must decide (invalid JSON, a duplicate field, a method that is not
-/// a plain string, and the rarer shapes the scanner leaves to it).
-fn scanned(text: &str) -> Option<Wire<'_>> {
+/// The message read by the scanner exactly as serde_json would read it into [`Wire`], with
+/// its params peeked at on the way; `None` when serde_json must decide (invalid JSON, a
+/// duplicate field, a method that is not a plain string, and the rarer shapes the scanner
+/// leaves to it).
+fn scanned(text: &str) -> Option<(Wire<'_>, Option<ParamsPeek<'_>>)> {
     let mut w = Wire { jsonrpc: None, id: None, method: None, params: None, result: None, error: None };
+    let mut peek = None;
     let mut seen = 0u8;
-    scan::members(text, |key, raw| {
+    scan::members_at(text, |key, at| {
         let bit = match key {
             "jsonrpc" => 1,
             "id" => 2,
@@ -142,12 +150,26 @@ fn scanned(text: &str) -> Option<Wire<'_>> {
             "params" => 8,
             "result" => 16,
             "error" => 32,
-            _ => return Some(()),
+            _ => return scan::value_at(text, at, 0),
         };
         if seen & bit != 0 {
             return None;
         }
         seen |= bit;
+        let end = if bit == 8 && text.as_bytes().get(at) == Some(&b'{') {
+            // The params' top level is read while they are validated: one walk, not two.
+            let mut p = Peeking::default();
+            let end = scan::object_at(text, at, 1, |k, value| {
+                let end = scan::value_at(text, value, 1)?;
+                p.see(k, text.get(value..end)?);
+                Some(end)
+            })?;
+            peek = Some(p.done());
+            end
+        } else {
+            scan::value_at(text, at, 0)?
+        };
+        let raw = text.get(at..end)?;
         // `jsonrpc` and `method` are plain `Option`s to serde: `null` reads as absent.
         match bit {
             1 if raw == "null" => {}
@@ -159,9 +181,9 @@ fn scanned(text: &str) -> Option<Wire<'_>> {
             16 => w.result = Some(scan::raw_value(raw)?),
             _ => w.error = Some(scan::raw_value(raw)?),
         }
-        Some(())
+        Some(end)
     })?;
-    Some(w)
+    Some((w, peek))
 }
 
 /// What the router reads at the top level of a request's params, in one walk.
@@ -179,23 +201,39 @@ pub struct ParamsPeek<'a> {
 /// Peeks at the members of the params object `obj`; `None` when it is not one the scanner
 /// reads (serde_json then decides everything, as before).
 pub fn peek_params(obj: &str) -> Option<ParamsPeek<'_>> {
-    // Not seen yet; seen once (with what it read as); seen twice.
-    let mut name: Option<Option<Option<&str>>> = None;
-    let mut twice = false;
-    let mut meta = false;
+    let mut p = Peeking::default();
     scan::members(obj, |key, raw| {
-        match key {
-            "name" => {
-                twice |= name.is_some();
-                name = Some(if raw == "null" { Some(None) } else { scan::plain_string(raw).map(Some) });
-            }
-            "_meta" => meta = true,
-            _ => {}
-        }
+        p.see(key, raw);
         Some(())
     })?;
-    let name = if twice { None } else { name.unwrap_or(Some(None)) };
-    Some(ParamsPeek { name, meta })
+    Some(p.done())
+}
+
+/// A [`ParamsPeek`] being gathered, member by member.
+#[derive(Default)]
+struct Peeking<'a> {
+    /// Not seen yet; seen once (with what it read as).
+    name: Option<Option<Option<&'a str>>>,
+    twice: bool,
+    meta: bool,
+}
+
+impl<'a> Peeking<'a> {
+    fn see(&mut self, key: &str, raw: &'a str) {
+        match key {
+            "name" => {
+                self.twice |= self.name.is_some();
+                self.name = Some(if raw == "null" { Some(None) } else { scan::plain_string(raw).map(Some) });
+            }
+            "_meta" => self.meta = true,
+            _ => {}
+        }
+    }
+
+    fn done(self) -> ParamsPeek<'a> {
+        let name = if self.twice { None } else { self.name.unwrap_or(Some(None)) };
+        ParamsPeek { name, meta: self.meta }
+    }
 }
 
 fn classify(w: Wire<'_>) -> Result<Message<'_>, Invalid<'_>> {
@@ -476,6 +514,7 @@ mod tests {
             r#" {"id":null,"error":{"code":-32600,"message":"m"},"jsonrpc":"2.0","x":[null,true,false]} "#,
             r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":7,"progress":0.5}}"#,
             r#"{"jsonrpc":null,"method":null,"id":[1],"params":[]}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"_meta":{"progressToken":"t"},"name":"p","name":null}}"#,
         ];
         let alphabet = [
             b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'0', b'1', b'-', b'+', b'e', b'.', b' ', b'a', b'n', b'u',
@@ -498,9 +537,12 @@ mod tests {
         }
         let mut scanned_ok = 0;
         for text in &cases {
-            let Some(wire) = scanned(text) else { continue };
+            let Some((wire, peek)) = scanned(text) else { continue };
             scanned_ok += 1;
+            let params = wire.params;
             assert_eq!(format!("{:?}", classify(wire)), format!("{:?}", parse_by_serde(text)), "{text}");
+            let alone = params.filter(|p| p.get().starts_with('{')).and_then(|p| peek_params(p.get()));
+            assert_eq!(peek, alone, "the peek on the way is the peek alone: {text}");
         }
         assert!(scanned_ok > 500, "the scanner takes the ordinary messages ({scanned_ok} of {})", cases.len());
     }

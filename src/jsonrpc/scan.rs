@@ -22,14 +22,44 @@ const MAX_DEPTH: u32 = 64;
 /// calling `each(key, raw value)` in order. `None` when the text is not an object this
 /// scanner takes, or when `each` says `None`.
 pub(super) fn members<'a>(text: &'a str, mut each: impl FnMut(&'a str, &'a str) -> Option<()>) -> Option<()> {
+    members_at(text, |key, at| {
+        let end = value(text.as_bytes(), at, 1)?;
+        each(key, text.get(at..end)?)?;
+        Some(end)
+    })
+}
+
+/// [`members`] where `each(key, at)` reads the value starting at byte `at` itself (with
+/// [`value_at`] or [`object_at`]) and returns where it ends: a caller can look inside one
+/// value while it is validated, instead of walking it twice.
+pub(super) fn members_at<'a>(text: &'a str, each: impl FnMut(&'a str, usize) -> Option<usize>) -> Option<()> {
     let b = text.as_bytes();
-    let mut i = ws(b, 0);
-    if b.get(i) != Some(&b'{') {
+    let end = object_at(text, ws(b, 0), 0, each)?;
+    (ws(b, end) == b.len()).then_some(())
+}
+
+/// The value starting at byte `at` of `text`, a member of an object at nesting `depth`:
+/// where it ends.
+pub(super) fn value_at(text: &str, at: usize, depth: u32) -> Option<usize> {
+    value(text.as_bytes(), at, depth + 1)
+}
+
+/// The object starting at byte `at` of `text` (at nesting `depth`), member by member as in
+/// [`members_at`] (`each` is told the member's key and where its value starts, at nesting
+/// `depth + 1`); where the object ends.
+pub(super) fn object_at<'a>(
+    text: &'a str,
+    at: usize,
+    depth: u32,
+    mut each: impl FnMut(&'a str, usize) -> Option<usize>,
+) -> Option<usize> {
+    let b = text.as_bytes();
+    if b.get(at) != Some(&b'{') || depth >= MAX_DEPTH {
         return None;
     }
-    i = ws(b, i + 1);
+    let mut i = ws(b, at + 1);
     if b.get(i) == Some(&b'}') {
-        return (ws(b, i + 1) == b.len()).then_some(());
+        return Some(i + 1);
     }
     loop {
         let (end, escaped) = string(b, i)?;
@@ -37,13 +67,10 @@ pub(super) fn members<'a>(text: &'a str, mut each: impl FnMut(&'a str, &'a str) 
             return None;
         }
         let key = text.get(i + 1..end - 1)?;
-        i = colon(b, end)?;
-        let value_end = value(b, i, 1)?;
-        each(key, text.get(i..value_end)?)?;
-        i = ws(b, value_end);
+        i = ws(b, each(key, colon(b, end)?)?);
         match b.get(i) {
             Some(b',') => i = ws(b, i + 1),
-            Some(b'}') => return (ws(b, i + 1) == b.len()).then_some(()),
+            Some(b'}') => return Some(i + 1),
             _ => return None,
         }
     }

@@ -313,9 +313,9 @@ impl Session {
     }
 
     fn handle_one(&self, text: &str) -> Option<String> {
-        match jsonrpc::parse(text) {
+        match jsonrpc::parse_peeked(text) {
             Err(inv) => Some(jsonrpc::error(inv.id.map(RawValue::get), inv.code, &inv.message)),
-            Ok(Message::Request { id, method, params }) => {
+            Ok((Message::Request { id, method, params }, peeked)) => {
                 let Some(_claim) = self.shared.claim_id(id.get()) else {
                     let msg = "Invalid Request: duplicate id in flight";
                     return Some(jsonrpc::error(Some(id.get()), jsonrpc::INVALID_REQUEST, msg));
@@ -327,9 +327,9 @@ impl Session {
                     let msg = format!("Invalid params: {} takes its params as an object", clip(&method));
                     return Some(jsonrpc::error(Some(id.get()), INVALID_PARAMS, &msg));
                 }
-                // One walk over the params' top level: the name, and whether `_meta` (the
-                // only place a 2026-07-28 envelope can be) is there at all.
-                let peek = params.and_then(|p| jsonrpc::peek_params(p.get()));
+                // The params' top level, read with the message: the name, and whether
+                // `_meta` (the only place a 2026-07-28 envelope can be) is there at all.
+                let peek = peeked.or_else(|| params.and_then(|p| jsonrpc::peek_params(p.get())));
                 // A modern request speaks for itself; a legacy one through the session's handshake.
                 let envelope = match &peek {
                     Some(jsonrpc::ParamsPeek { meta: false, .. }) => era::Envelope::Legacy,
@@ -368,11 +368,11 @@ impl Session {
                     Out::Nothing => None,
                 }
             }
-            Ok(Message::Notification { method, params }) => {
+            Ok((Message::Notification { method, params }, _)) => {
                 self.notification(&method, params);
                 None
             }
-            Ok(Message::Response { id, outcome }) => {
+            Ok((Message::Response { id, outcome }, _)) => {
                 self.client_response(id, outcome);
                 None
             }
