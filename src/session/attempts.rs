@@ -274,7 +274,9 @@ impl Session {
         edit: impl FnOnce(&mut Value),
         must_edit: bool,
     ) -> (Out, Option<usize>) {
-        let _permit = match self.admit(v, route.owner) {
+        // One clock read serves the limits and the call's deadline.
+        let began = Instant::now();
+        let _permit = match self.admit(v, route.owner, began) {
             Ok(p) => p,
             Err(refused) => return refused,
         };
@@ -287,7 +289,6 @@ impl Session {
         let plan = self.plan(v, &route, method);
         v.budget.deposit();
 
-        let began = Instant::now();
         let first_timeout = plan
             .order
             .first()
