@@ -5,6 +5,7 @@
 //! Backend reader threads call into the hub, so nothing here may block: session queues are
 //! `try_send`, and catalog refreshes are handed to the dispatcher thread as events.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
@@ -127,18 +128,34 @@ pub(crate) struct SessionShared {
     pub events_rx: Receiver<String>,
     pub client: Mutex<ClientState>,
     /// Keyed by the raw JSON id the client sees.
-    pub relays: Mutex<HashMap<String, Relay>>,
-    /// Client request id (raw JSON) → (backend, router id), for `notifications/cancelled`.
-    pub inflight: Mutex<HashMap<String, (usize, u64)>>,
-    /// Raw ids of the client's requests being handled: a second request under an id still in
-    /// flight is refused, or finishing one would erase the other's cancellation entry. The
-    /// flag marks one the client cancelled while it had no entry in `inflight` (before it
-    /// was sent, or between two attempts), so its next send is cancelled at once. Locked
-    /// after `inflight` when both are held.
-    ids: Mutex<HashMap<String, bool>>,
+    pub relays: Mutex<ClientKeyed<Relay>>,
+    /// The client's requests being handled, by raw JSON id: one entry per request, so one
+    /// lookup answers "is this id taken", "was it cancelled" and "where is it in flight".
+    inflight: Mutex<ClientKeyed<Handling>>,
     drops: Mutex<Drops>,
     pub closed: AtomicBool,
 }
+
+/// One client request being handled (see `SessionShared::inflight`).
+#[derive(Default)]
+struct Handling {
+    /// Held by an `IdClaim`: a second request under the same id is refused meanwhile, or
+    /// finishing one would erase the other's entry. A helper session's calls (mrtr.rs) are
+    /// entered unclaimed, only while sent.
+    claimed: bool,
+    /// The client cancelled it while nothing was in flight (before it was sent, or between
+    /// two attempts): its next send is cancelled at once.
+    cancelled: bool,
+    /// The call in flight for it now: (backend id, router id), for `notifications/cancelled`.
+    sent: Option<(usize, u64)>,
+}
+
+/// A map keyed by what a client chose (its request ids), touched several times per call.
+/// foldhash with a per-process random seed: a handful of instructions per short key where
+/// SipHash took about 150, and still no fixed collisions to aim at. What a client could
+/// learn of the seed only lets it slow down its own session's maps, which hold its own
+/// requests in flight.
+pub(crate) type ClientKeyed<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
 /// Holds a client request id as in flight until dropped.
 pub(crate) struct IdClaim<'a> {
@@ -148,7 +165,7 @@ pub(crate) struct IdClaim<'a> {
 
 impl Drop for IdClaim<'_> {
     fn drop(&mut self) {
-        self.session.ids.lock().remove(self.id);
+        self.session.inflight.lock().remove(self.id);
     }
 }
 
@@ -188,47 +205,68 @@ impl SessionShared {
 
     /// Marks a client request id as in flight; `None` if it already is.
     pub(crate) fn claim_id<'a>(&'a self, id: &'a str) -> Option<IdClaim<'a>> {
-        let mut ids = self.ids.lock();
-        if ids.contains_key(id) {
-            return None;
+        match self.inflight.lock().entry(id.to_owned()) {
+            Entry::Occupied(_) => return None,
+            Entry::Vacant(v) => {
+                v.insert(Handling { claimed: true, ..Handling::default() });
+            }
         }
-        ids.insert(id.to_owned(), false);
         // The claim borrows the id from the request it guards: one copy a call, not two.
         Some(IdClaim { session: self, id })
     }
 
-    /// The client cancelled request `id`, which has no entry in `inflight` now; false when
-    /// no request of that id is being handled. Call it holding `inflight`, so a send that
-    /// enters `inflight` meanwhile sees the mark (see [`enter_inflight`](Self::enter_inflight)).
-    pub(crate) fn mark_cancelled(&self, id: &str) -> bool {
-        self.ids.lock().get_mut(id).map(|c| *c = true).is_some()
-    }
-
     /// Whether request `id` was cancelled before it could be sent.
     pub(crate) fn is_cancelled(&self, id: &str) -> bool {
-        self.ids.lock().get(id).copied().unwrap_or(false)
+        self.inflight.lock().get(id).is_some_and(|h| h.cancelled)
     }
 
-    /// Cancels the client's request `id`: its call in flight, taken out of `inflight` (the
-    /// caller tells its backend), or, when it has none now, a mark that cancels its next send.
+    /// Cancels the client's request `id`: its call in flight, taken out (the caller tells its
+    /// backend), or, when it has none now, a mark that cancels its next send.
     pub(crate) fn cancel_request(&self, id: &str) -> Option<(usize, u64)> {
         let mut inflight = self.inflight.lock();
-        let sent = inflight.remove(id);
+        let h = inflight.get_mut(id)?;
+        let sent = h.sent.take();
         if sent.is_none() {
-            self.mark_cancelled(id);
+            h.cancelled = true;
+        }
+        if !h.claimed {
+            inflight.remove(id);
         }
         sent
     }
 
-    /// Enters a sent call in `inflight` for cancellation; false when the client had
-    /// cancelled it already, in which case it is not entered and the caller cancels it.
+    /// Enters a sent call for cancellation; false when the client had cancelled it
+    /// already, in which case it is not entered and the caller cancels it.
     pub(crate) fn enter_inflight(&self, id: &str, backend: usize, call: u64) -> bool {
         let mut inflight = self.inflight.lock();
-        if self.is_cancelled(id) {
+        let h = match inflight.get_mut(id) {
+            Some(h) => h,
+            None => inflight.entry(id.to_owned()).or_default(),
+        };
+        if h.cancelled {
             return false;
         }
-        inflight.insert(id.to_owned(), (backend, call));
+        h.sent = Some((backend, call));
         true
+    }
+
+    /// The call sent for request `id` is over (answered, failed or timed out); what it was.
+    pub(crate) fn leave_inflight(&self, id: &str) -> Option<(usize, u64)> {
+        let mut inflight = self.inflight.lock();
+        let h = inflight.get_mut(id)?;
+        let sent = h.sent.take();
+        if !h.claimed {
+            inflight.remove(id);
+        }
+        sent
+    }
+
+    /// Takes every call in flight (the session is closing).
+    pub(crate) fn take_inflight(&self) -> Vec<(usize, u64)> {
+        let mut inflight = self.inflight.lock();
+        let sent = inflight.values_mut().filter_map(|h| h.sent.take()).collect();
+        inflight.retain(|_, h| h.claimed);
+        sent
     }
 
     /// Whether this client can answer a server-to-client request needing `capability`.
@@ -403,9 +441,8 @@ impl Hub {
             events_tx,
             events_rx,
             client: Mutex::new(ClientState::default()),
-            relays: Mutex::new(HashMap::new()),
-            inflight: Mutex::new(HashMap::new()),
-            ids: Mutex::new(HashMap::new()),
+            relays: Mutex::new(ClientKeyed::default()),
+            inflight: Mutex::new(ClientKeyed::default()),
             drops: Mutex::new(Drops::default()),
             closed: AtomicBool::new(false),
         });

@@ -5,6 +5,8 @@
 //! survive, and nothing is re-encoded on the hot path. Ids are kept raw as well, so a reply
 //! carries exactly the id the caller sent.
 
+mod scan;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -94,6 +96,12 @@ pub struct Invalid<'a> {
 
 /// Classifies one message (not a batch).
 pub fn parse(text: &str) -> Result<Message<'_>, Invalid<'_>> {
+    parse_peeked(text).map(|(m, _)| m)
+}
+
+/// [`parse`], and a request's params peeked at while they were read (`None`: not an
+/// object, or read by serde_json; [`peek_params`] then tells).
+pub fn parse_peeked(text: &str) -> Result<(Message<'_>, Option<ParamsPeek<'_>>), Invalid<'_>> {
     // serde also reads a struct written as an array (`["2.0",1,"ping"]`); JSON-RPC does not.
     if !text.trim_start().starts_with('{') {
         let valid_json = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
@@ -104,6 +112,14 @@ pub fn parse(text: &str) -> Result<Message<'_>, Invalid<'_>> {
         };
         return Err(Invalid { code, message: message.into(), id: None });
     }
+    match scanned(text) {
+        Some((wire, peek)) => classify(wire).map(|m| (m, peek)),
+        None => parse_by_serde(text).map(|m| (m, None)),
+    }
+}
+
+/// The reference reading, and the one that words the errors.
+fn parse_by_serde(text: &str) -> Result<Message<'_>, Invalid<'_>> {
     let wire: Wire<'_> = match serde_json::from_str(text) {
         Ok(w) => w,
         Err(e) => {
@@ -116,6 +132,108 @@ pub fn parse(text: &str) -> Result<Message<'_>, Invalid<'_>> {
         }
     };
     classify(wire)
+}
+
+/// The message read by the scanner exactly as serde_json would read it into [`Wire`], with
+/// its params peeked at on the way; `None` when serde_json must decide (invalid JSON, a
+/// duplicate field, a method that is not a plain string, and the rarer shapes the scanner
+/// leaves to it).
+fn scanned(text: &str) -> Option<(Wire<'_>, Option<ParamsPeek<'_>>)> {
+    let mut w = Wire { jsonrpc: None, id: None, method: None, params: None, result: None, error: None };
+    let mut peek = None;
+    let mut seen = 0u8;
+    scan::members_at(text, |key, at| {
+        let bit = match key {
+            "jsonrpc" => 1,
+            "id" => 2,
+            "method" => 4,
+            "params" => 8,
+            "result" => 16,
+            "error" => 32,
+            _ => return scan::value_at(text, at, 0),
+        };
+        if seen & bit != 0 {
+            return None;
+        }
+        seen |= bit;
+        let end = if bit == 8 && text.as_bytes().get(at) == Some(&b'{') {
+            // The params' top level is read while they are validated: one walk, not two.
+            let mut p = Peeking::default();
+            let end = scan::object_at(text, at, 1, |k, value| {
+                let end = scan::value_at(text, value, 1)?;
+                p.see(k, text.get(value..end)?);
+                Some(end)
+            })?;
+            peek = Some(p.done());
+            end
+        } else {
+            scan::value_at(text, at, 0)?
+        };
+        let raw = text.get(at..end)?;
+        // `jsonrpc` and `method` are plain `Option`s to serde: `null` reads as absent.
+        match bit {
+            1 if raw == "null" => {}
+            1 => w.jsonrpc = Some(scan::raw_value(raw)?),
+            2 => w.id = Some(scan::raw_value(raw)?),
+            4 if raw == "null" => {}
+            4 => w.method = Some(std::borrow::Cow::Borrowed(scan::plain_string(raw)?)),
+            8 => w.params = Some(scan::raw_value(raw)?),
+            16 => w.result = Some(scan::raw_value(raw)?),
+            _ => w.error = Some(scan::raw_value(raw)?),
+        }
+        Some(end)
+    })?;
+    Some((w, peek))
+}
+
+/// What the router reads at the top level of a request's params, in one walk.
+#[derive(Debug, PartialEq)]
+pub struct ParamsPeek<'a> {
+    /// `params.name` as serde_json reads it into an `Option<&str>` field: `Some(None)` when
+    /// absent or `null`, `Some(Some(text))` for a string without escapes; `None` when
+    /// serde_json must decide (another type, escapes, a duplicate key).
+    pub name: Option<Option<&'a str>>,
+    /// Whether there is a `_meta` member, where the 2026-07-28 envelope and progress tokens
+    /// live: without one, neither needs looking for.
+    pub meta: bool,
+}
+
+/// Peeks at the members of the params object `obj`; `None` when it is not one the scanner
+/// reads (serde_json then decides everything, as before).
+pub fn peek_params(obj: &str) -> Option<ParamsPeek<'_>> {
+    let mut p = Peeking::default();
+    scan::members(obj, |key, raw| {
+        p.see(key, raw);
+        Some(())
+    })?;
+    Some(p.done())
+}
+
+/// A [`ParamsPeek`] being gathered, member by member.
+#[derive(Default)]
+struct Peeking<'a> {
+    /// Not seen yet; seen once (with what it read as).
+    name: Option<Option<Option<&'a str>>>,
+    twice: bool,
+    meta: bool,
+}
+
+impl<'a> Peeking<'a> {
+    fn see(&mut self, key: &str, raw: &'a str) {
+        match key {
+            "name" => {
+                self.twice |= self.name.is_some();
+                self.name = Some(if raw == "null" { Some(None) } else { scan::plain_string(raw).map(Some) });
+            }
+            "_meta" => self.meta = true,
+            _ => {}
+        }
+    }
+
+    fn done(self) -> ParamsPeek<'a> {
+        let name = if self.twice { None } else { self.name.unwrap_or(Some(None)) };
+        ParamsPeek { name, meta: self.meta }
+    }
 }
 
 fn classify(w: Wire<'_>) -> Result<Message<'_>, Invalid<'_>> {
@@ -279,10 +397,22 @@ pub fn request(id: &str, method: &str, params: Option<&str>) -> String {
 /// [`request`] under a numeric id (the router's own ids towards a backend), written
 /// straight into the message.
 pub fn request_numbered(id: u64, method: &str, params: Option<&str>) -> String {
-    use std::fmt::Write;
     let mut s = String::with_capacity(64 + method.len() + params.map_or(0, str::len));
     s.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
-    let _ = write!(s, "{id}");
+    // The digits by hand: `write!` goes through the formatting machinery, a few hundred
+    // instructions on every call.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = id;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    s.extend(digits[at..].iter().map(|&d| char::from(d)));
     request_rest(s, method, params)
 }
 
@@ -373,6 +503,66 @@ mod tests {
     fn quoting_matches_the_general_encoder() {
         for s in ["tools/call", "", "a\"b", "back\\slash", "line\nbreak", "tab\t", "é", "\u{7f}"] {
             assert_eq!(quote(s), serde_json::Value::from(s).to_string(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn the_scanner_reads_every_message_as_serde_json_does() {
+        let samples = [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#,
+            r#"{"jsonrpc":"2.0","id":"a\"b","result":{"content":[{"type":"text","text":"x\u0041"}],"n":-1.5e3}}"#,
+            r#" {"id":null,"error":{"code":-32600,"message":"m"},"jsonrpc":"2.0","x":[null,true,false]} "#,
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":7,"progress":0.5}}"#,
+            r#"{"jsonrpc":null,"method":null,"id":[1],"params":[]}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"_meta":{"progressToken":"t"},"name":"p","name":null}}"#,
+        ];
+        let alphabet = [
+            b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'0', b'1', b'-', b'+', b'e', b'.', b' ', b'a', b'n', b'u',
+            1,
+        ];
+        let mut cases: Vec<String> = Vec::new();
+        for s in samples {
+            let b = s.as_bytes();
+            for i in 0..b.len() {
+                cases.push(s[..i].to_owned());
+                for &c in &alphabet {
+                    let mut m = b.to_vec();
+                    m[i] = c;
+                    cases.push(String::from_utf8(m.clone()).expect("ASCII"));
+                    m.insert(i, c);
+                    cases.push(String::from_utf8(m).expect("ASCII"));
+                }
+            }
+            cases.push(s.to_owned());
+        }
+        let mut scanned_ok = 0;
+        for text in &cases {
+            let Some((wire, peek)) = scanned(text) else { continue };
+            scanned_ok += 1;
+            let params = wire.params;
+            assert_eq!(format!("{:?}", classify(wire)), format!("{:?}", parse_by_serde(text)), "{text}");
+            let alone = params.filter(|p| p.get().starts_with('{')).and_then(|p| peek_params(p.get()));
+            assert_eq!(peek, alone, "the peek on the way is the peek alone: {text}");
+        }
+        assert!(scanned_ok > 500, "the scanner takes the ordinary messages ({scanned_ok} of {})", cases.len());
+    }
+
+    #[test]
+    fn a_peek_reads_a_plain_name_and_notes_meta() {
+        let peek = |p| peek_params(p).map(|k| (k.name, k.meta));
+        assert_eq!(peek(r#"{"arguments":{"name":1,"_meta":{}},"name":"echo"}"#), Some((Some(Some("echo")), false)));
+        assert_eq!(peek(r#"{"name":null,"_meta":{"progressToken":1}}"#), Some((Some(None), true)));
+        assert_eq!(peek(r#"{"other":"x"}"#), Some((Some(None), false)));
+        for left in [r#"{"name":5}"#, r#"{"name":"a\"b"}"#, r#"{"name":"a","name":"b"}"#] {
+            assert_eq!(peek(left), Some((None, false)), "{left}");
+        }
+        assert_eq!(peek(r#"{"name":"a""#), None);
+    }
+
+    #[test]
+    fn numbered_requests_carry_their_id() {
+        for id in [0, 7, 10, 12_345, u64::MAX] {
+            assert_eq!(request_numbered(id, "ping", None), format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#));
         }
     }
 

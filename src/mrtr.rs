@@ -249,7 +249,7 @@ impl Mrtr {
         };
         let why = "the client did not come back with its input in time";
         for p in expired {
-            let call = p.helper.inflight.lock().remove(&p.call);
+            let call = p.helper.leave_inflight(&p.call);
             if let Some((b, id)) = call.and_then(|(b, id)| backend(b).map(|b| (b, id))) {
                 b.cancel(id, why);
             }

@@ -29,8 +29,16 @@ impl Session {
         };
         let m = &self.core().metrics;
         // `backend` is an id; metrics count by name.
-        let found =
-            backend.and_then(|id| v.position(id).map(|p| v.backends[p].clone()).or_else(|| self.core().backend(id)));
+        // Borrowed from the view when it has it (nearly always): no reference count to touch.
+        let draining;
+        let found: Option<&crate::backend::Backend> = match backend.map(|id| (id, v.position(id))) {
+            Some((_, Some(p))) => v.backends.get(p).map(|b| &**b),
+            Some((id, None)) => {
+                draining = self.core().backend(id);
+                draining.as_deref()
+            }
+            None => None,
+        };
         let slot = found.as_ref().map(|b| m.slot_for(b.name()));
         m.request(method, slot, outcome, took);
         if outcome == Outcome::Overload

@@ -24,8 +24,10 @@ use crate::jsonrpc;
 
 /// The candidates for one call, and whether it may be sent again after an attempt that
 /// may have run.
-pub(super) struct Plan {
-    pub order: Vec<usize>,
+pub(super) struct Plan<'v> {
+    /// A pool's members or a single owner are the view's own list, borrowed; a fallback
+    /// chain's order is built for the call.
+    pub order: std::borrow::Cow<'v, [usize]>,
     pub is_pool: bool,
     pub is_chain: bool,
     pub idempotent: bool,
@@ -89,7 +91,7 @@ pub(super) enum Attempt {
 
 /// Everything the rules consult besides the endpoints.
 pub(super) struct Rules<'a> {
-    pub plan: &'a Plan,
+    pub plan: &'a Plan<'a>,
     /// The owner's members: a balancer's index `i` is endpoint `members[i]`.
     pub members: &'a [usize],
     /// Set when the plan is a pool.
@@ -114,12 +116,39 @@ fn circuit_open(backend: &str) -> Out {
 }
 
 /// Nothing (more) to try: the last attempt's error, or why there was none.
-fn exhausted(last: Option<(Out, usize)>, owner: &str, tried: &[usize]) -> (Out, Option<usize>) {
+fn exhausted(last: Option<(Out, usize)>, owner: &str, tried: &Tried) -> (Out, Option<usize>) {
     if let Some((o, b)) = last {
         return (o, Some(b));
     }
     let why = if tried.is_empty() { "no backend is available" } else { "every backend failed" };
     (Out::error(jsonrpc::BACKEND_UNAVAILABLE, &format!("{owner}: {why}")), None)
+}
+
+/// The endpoints a call has tried: nearly always one or two, so the first four are kept
+/// without a heap allocation.
+#[derive(Default)]
+struct Tried {
+    first: [usize; 4],
+    len: usize,
+    more: Vec<usize>,
+}
+
+impl Tried {
+    fn push(&mut self, b: usize) {
+        match self.first.get_mut(self.len) {
+            Some(slot) => *slot = b,
+            None => self.more.push(b),
+        }
+        self.len += 1;
+    }
+
+    fn contains(&self, b: &usize) -> bool {
+        self.first[..self.len.min(4)].contains(b) || self.more.contains(b)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// Runs the attempts of one call: `attempt(b)` sends it to endpoint `b` and waits. Returns
@@ -129,11 +158,11 @@ pub(super) fn run<E: Endpoint>(
     r: &Rules<'_>,
     attempt: &mut dyn FnMut(usize) -> Attempt,
 ) -> (Out, Option<usize>) {
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried = Tried::default();
     let mut last: Option<(Out, usize)> = None;
     let give_up = |last: Option<(Out, usize)>| last.map(|(o, b)| (o, Some(b))).unwrap_or_else(|| (timeout_out(), None));
     loop {
-        if (r.now)() >= r.hard && !tried.is_empty() {
+        if !tried.is_empty() && (r.now)() >= r.hard {
             return give_up(last);
         }
         // Choose the next candidate by peeking only: nothing is reserved until the call.
@@ -245,7 +274,9 @@ impl Session {
         edit: impl FnOnce(&mut Value),
         must_edit: bool,
     ) -> (Out, Option<usize>) {
-        let _permit = match self.admit(v, route.owner) {
+        // One clock read serves the limits and the call's deadline.
+        let began = Instant::now();
+        let _permit = match self.admit(v, route.owner, began) {
             Ok(p) => p,
             Err(refused) => return refused,
         };
@@ -258,7 +289,6 @@ impl Session {
         let plan = self.plan(v, &route, method);
         v.budget.deposit();
 
-        let began = Instant::now();
         let first_timeout = plan
             .order
             .first()
@@ -314,7 +344,7 @@ impl Session {
                 backend.cancel(ticket.id, "cancelled by the client");
             }
             let r = backend.finish_call(ticket, &attempt_deadline(backend.timeout));
-            self.shared.inflight.lock().remove(id.get());
+            self.shared.leave_inflight(id.get());
             match r {
                 Ok(Ok(r)) => Attempt::Answered(Out::Ok(Box::<str>::from(r).into())),
                 // An error the backend meant is an answer: never fall back on it.
@@ -393,8 +423,8 @@ mod tests {
         World { clock, eps, budget, extras: Cell::new((0, 0)), calls: RefCell::new(Vec::new()) }
     }
 
-    fn plan(order: &[usize], is_pool: bool, is_chain: bool, idempotent: bool) -> Plan {
-        Plan { order: order.to_vec(), is_pool, is_chain, idempotent }
+    fn plan(order: &[usize], is_pool: bool, is_chain: bool, idempotent: bool) -> Plan<'static> {
+        Plan { order: order.to_vec().into(), is_pool, is_chain, idempotent }
     }
 
     fn ok() -> Attempt {

@@ -83,12 +83,12 @@ impl Session {
 
     /// Admits a routed call to `owner` under every limit that applies, or refuses it at
     /// once. The permit holds the client's concurrency slot until the call ends.
-    pub(super) fn admit<'v>(&self, v: &'v View, owner: usize) -> Result<Permit<'v>, (Out, Option<usize>)> {
+    pub(super) fn admit<'v>(&self, v: &'v View, owner: usize, now: Instant) -> Result<Permit<'v>, (Out, Option<usize>)> {
         let client = match self.who(v) {
             Who::Client { client, .. } => Some(client),
             Who::Anyone | Who::Nobody => None,
         };
-        v.limits.admit(client, owner, Instant::now()).map_err(|l| {
+        v.limits.admit(client, owner, now).map_err(|l| {
             // Audited like a denial: who was refused, by which limit, on which owner.
             log::warn!(
                 target: "mcprouter::audit",

@@ -108,8 +108,21 @@ pub(super) fn bad(msg: impl AsRef<str>) -> (Out, Option<usize>) {
 
 /// For `tools/call` and `prompts/get`: `params.name`, or the -32602 message saying why not.
 pub(super) fn named_param<'a>(method: &str, params: Option<&'a RawValue>) -> Option<Result<Cow<'a, str>, String>> {
+    named_param_peeked(method, params, params.and_then(|p| jsonrpc::peek_params(p.get())).as_ref())
+}
+
+/// [`named_param`] with the params already peeked at.
+fn named_param_peeked<'a>(
+    method: &str,
+    params: Option<&'a RawValue>,
+    peek: Option<&jsonrpc::ParamsPeek<'a>>,
+) -> Option<Result<Cow<'a, str>, String>> {
     if method != "tools/call" && method != "prompts/get" {
         return None;
+    }
+    // The common case without serde_json: a plain string name, or none.
+    if let Some(found) = peek.and_then(|p| p.name) {
+        return Some(found.map(Cow::Borrowed).ok_or_else(|| format!("{method} needs params.name (a string)")));
     }
     Some(match params.map(|p| serde_json::from_str::<NameParam<'_>>(p.get())) {
         Some(Ok(NameParam { name: Some(n) })) => Ok(n),
@@ -249,7 +262,7 @@ impl Session {
         }
         let core = self.core();
         core.hub.close_session(self.shared.id);
-        let mut inflight: Vec<(usize, u64)> = self.shared.inflight.lock().drain().map(|(_, v)| v).collect();
+        let mut inflight = self.shared.take_inflight();
         // A 2026-07-28 call of this session runs on a helper session of its own (mrtr.rs).
         for (helper, call) in core.hub.mrtr.calls_of(self.shared.id) {
             inflight.extend(helper.cancel_request(&call));
@@ -300,9 +313,9 @@ impl Session {
     }
 
     fn handle_one(&self, text: &str) -> Option<String> {
-        match jsonrpc::parse(text) {
+        match jsonrpc::parse_peeked(text) {
             Err(inv) => Some(jsonrpc::error(inv.id.map(RawValue::get), inv.code, &inv.message)),
-            Ok(Message::Request { id, method, params }) => {
+            Ok((Message::Request { id, method, params }, peeked)) => {
                 let Some(_claim) = self.shared.claim_id(id.get()) else {
                     let msg = "Invalid Request: duplicate id in flight";
                     return Some(jsonrpc::error(Some(id.get()), jsonrpc::INVALID_REQUEST, msg));
@@ -314,8 +327,15 @@ impl Session {
                     let msg = format!("Invalid params: {} takes its params as an object", clip(&method));
                     return Some(jsonrpc::error(Some(id.get()), INVALID_PARAMS, &msg));
                 }
+                // The params' top level, read with the message: the name, and whether
+                // `_meta` (the only place a 2026-07-28 envelope can be) is there at all.
+                let peek = peeked.or_else(|| params.and_then(|p| jsonrpc::peek_params(p.get())));
                 // A modern request speaks for itself; a legacy one through the session's handshake.
-                let declared = match era::read(params) {
+                let envelope = match &peek {
+                    Some(jsonrpc::ParamsPeek { meta: false, .. }) => era::Envelope::Legacy,
+                    _ => era::read(params),
+                };
+                let declared = match envelope {
                     era::Envelope::Legacy => None,
                     era::Envelope::Modern(d) => Some(Arc::new(d)),
                     era::Envelope::Bad(e) => return Some(jsonrpc::error_raw(id.get(), &e)),
@@ -325,7 +345,7 @@ impl Session {
                     None => era::Caller::Session(Arc::clone(&self.shared)),
                 });
                 // Parsed once: routing and the access record both need it.
-                let named = named_param(&method, params);
+                let named = named_param_peeked(&method, params, peek.as_ref());
                 // The view this request routes with, from start to reply: a reload meanwhile
                 // neither changes it halfway nor stops a backend it may use.
                 let view = self.core().enter();
@@ -348,11 +368,11 @@ impl Session {
                     Out::Nothing => None,
                 }
             }
-            Ok(Message::Notification { method, params }) => {
+            Ok((Message::Notification { method, params }, _)) => {
                 self.notification(&method, params);
                 None
             }
-            Ok(Message::Response { id, outcome }) => {
+            Ok((Message::Response { id, outcome }, _)) => {
                 self.client_response(id, outcome);
                 None
             }

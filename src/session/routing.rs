@@ -47,11 +47,12 @@ impl Session {
         }
         let catalog = v.catalog();
         let found = if tool { catalog.tool(&name) } else { catalog.prompt(&name) };
+        // The catalog is held until the call ends: the original name is read from it.
         let (owner, original, hint) = match found {
-            Lookup::Found(t) => (t.owner, t.original.clone(), t.idempotent),
+            Lookup::Found(t) => (t.owner, t.original.as_str(), t.idempotent),
             // A fallback chain for the name says which of its servers to use, in order.
             Lookup::Ambiguous(os) if tool && v.config.fallbacks.iter().any(|f| f.tool.as_deref() == Some(&*name)) => {
-                (os[0], name.to_string(), false)
+                (os[0], &*name, false)
             }
             Lookup::Ambiguous(os) => {
                 let names: Vec<&str> = os.iter().filter_map(|o| v.owners.get(*o)).map(|o| o.name.as_str()).collect();
@@ -62,9 +63,8 @@ impl Session {
             }
             Lookup::Unknown => return bad(format!("Unknown {what}: {name}")),
         };
-        drop(catalog);
-        let rename = (original != name).then_some(original.as_str());
-        let route = Route { owner, chain_key: tool.then_some((name.as_ref(), original.as_str())), idempotent: hint };
+        let rename = (original != name).then_some(original);
+        let route = Route { owner, chain_key: tool.then_some((name.as_ref(), original)), idempotent: hint };
         self.dispatch(
             v,
             id,
@@ -176,7 +176,7 @@ impl Session {
             backend.cancel(ticket.id, "cancelled by the client");
         }
         let r = backend.finish_call(ticket, &Deadline::fixed(Instant::now() + backend.timeout));
-        self.shared.inflight.lock().remove(id.get());
+        self.shared.leave_inflight(id.get());
         let out = match r {
             Ok(Ok(r)) => Out::Ok(Box::<str>::from(r).into()),
             Ok(Err(e)) => Out::backend_error(e),
@@ -259,7 +259,7 @@ impl Session {
 
     /// The candidates for a call: a fallback chain if one is configured for this tool or
     /// method, else the owner's members (a pool balances among them).
-    pub(super) fn plan(&self, v: &View, route: &Route<'_>, method: &str) -> Plan {
+    pub(super) fn plan<'v>(&self, v: &'v View, route: &Route<'_>, method: &str) -> Plan<'v> {
         let core = v;
         let chain = core.config.fallbacks.iter().find(|f| match (&f.tool, &f.method, route.chain_key) {
             (Some(t), _, Some((exposed, original))) => t == exposed || t == original,
@@ -269,10 +269,15 @@ impl Session {
         if let Some(f) = chain {
             let order =
                 f.candidates.iter().filter_map(|c| core.backends.iter().position(|b| b.name() == c.as_str())).collect();
-            return Plan { order, is_pool: false, is_chain: true, idempotent: route.idempotent || f.idempotent };
+            return Plan {
+                order: std::borrow::Cow::Owned(order),
+                is_pool: false,
+                is_chain: true,
+                idempotent: route.idempotent || f.idempotent,
+            };
         }
-        let members = core.owners.get(route.owner).map(|o| o.members.clone()).unwrap_or_default();
+        let members = core.owners.get(route.owner).map(|o| o.members.as_slice()).unwrap_or_default();
         let is_pool = members.len() > 1;
-        Plan { order: members, is_pool, is_chain: false, idempotent: route.idempotent }
+        Plan { order: members.into(), is_pool, is_chain: false, idempotent: route.idempotent }
     }
 }
