@@ -83,7 +83,12 @@ impl Session {
 
     /// Admits a routed call to `owner` under every limit that applies, or refuses it at
     /// once. The permit holds the client's concurrency slot until the call ends.
-    pub(super) fn admit<'v>(&self, v: &'v View, owner: usize, now: Instant) -> Result<Permit<'v>, (Out, Option<usize>)> {
+    pub(super) fn admit<'v>(
+        &self,
+        v: &'v View,
+        owner: usize,
+        now: Instant,
+    ) -> Result<Permit<'v>, (Out, Option<usize>)> {
         let client = match self.who(v) {
             Who::Client { client, .. } => Some(client),
             Who::Anyone | Who::Nobody => None,
