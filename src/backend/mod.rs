@@ -553,7 +553,8 @@ impl Backend {
         deadline: &Deadline,
     ) -> Result<Result<Box<RawValue>, Box<RawValue>>, CallError> {
         if let Some(spin) = self.replies.spin_until(ticket.started) {
-            self.replies.spun(ticket.rx.spin(spin.until.min(deadline.current())));
+            let how = ticket.rx.spin(spin.until.min(deadline.current()));
+            self.replies.spun(how, Instant::now());
         }
         let reply = loop {
             match ticket.rx.wait(Some(deadline.current())) {

@@ -3,33 +3,61 @@
 //! A routed call has one wake-up more than a direct client: the backend's reader thread
 //! fills the caller's slot and wakes it. On a VM a wake-up that lands on an idle vCPU costs
 //! 15–30 µs, as much as the whole round trip to a fast local server. A caller that expects
-//! its answer within a few tens of microseconds spins for it instead (yielding between
-//! checks), so the answer is taken with no wake-up. Spinning costs a CPU, so it is bounded
-//! four ways: only for a backend whose recent answers came quickly, only up to a little
-//! past the expected time, only by as many callers at once as leave one CPU for the
-//! backend and the reader, and not at all for a while after a spin was preempted: on a
-//! busy machine a spinner loses its CPU and waits longer for it than a parked thread waits
-//! to be woken, so each preemption doubles the calls that park before the next try (up to
-//! 4096), and each spin that got its answer halves it. A spin that ran out of time costs
-//! no such stall (the caller parks as it would have), so it is not held against spinning.
+//! its answer within a few tens of microseconds spins for it instead, so the answer is
+//! taken with no wake-up. Spinning costs a CPU, so it is bounded four ways:
+//! - only for a backend whose recent answers came quickly (under `router.spin_us`);
+//! - only up to twice that typical time;
+//! - only by as many callers at once as leave one CPU for the backend and the reader;
+//! - not at all for a while after any spin was preempted. On a busy machine a spinner
+//!   loses its CPU and then waits longer for it than a parked thread waits to be woken
+//!   (milliseconds: the p99 of a loaded run), so a preemption pauses spinning
+//!   process-wide for 100 ms, doubled (up to 10 s) when the next preemption follows soon
+//!   after the pause. Counting calls instead of time let about 1% of calls spin into a
+//!   stall under load, which is the p99. A spin that ran out of time costs no stall (the
+//!   caller parks as it would have), so it is not held against spinning.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::pending::Spun;
 
-/// The most calls that park after failed spins before the next try.
-const MAX_BACKOFF: u32 = 4096;
+/// The first pause after a preemption, and the longest.
+const MIN_PAUSE: Duration = Duration::from_millis(100);
+const MAX_PAUSE: Duration = Duration::from_secs(10);
 
-/// Callers spinning right now, router-wide.
-static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+/// What all callers share: the places to spin and the pause.
+#[derive(Debug, Default)]
+struct Gate {
+    /// Callers spinning right now.
+    spinners: AtomicUsize,
+    /// No spin starts before this time (nanoseconds since `epoch()`).
+    paused_until: AtomicU64,
+    /// The last pause's length, in nanoseconds.
+    pause: AtomicU64,
+}
+
+/// The process-wide gate (a machine's CPUs are shared by every router in the process).
+static GATE: Gate = Gate { spinners: AtomicUsize::new(0), paused_until: AtomicU64::new(0), pause: AtomicU64::new(0) };
 
 /// How many callers may spin at once: the CPUs less one, so the backend's process and its
 /// reader thread always have one.
 fn max_spinners() -> usize {
     static MAX: OnceLock<usize> = OnceLock::new();
     *MAX.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1))
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn since_epoch(t: Instant) -> u64 {
+    nanos(t.saturating_duration_since(epoch()))
 }
 
 /// A backend's typical answer time: an exponentially weighted mean of the calls it
@@ -41,69 +69,75 @@ pub(crate) struct ReplyTimes {
     /// `router.spin_us`: above this typical answer time, spinning saves too small a share
     /// of the wait to pay for the CPU it takes, and the caller parks at once.
     max_spin: Duration,
-    /// Calls left that park without trying to spin.
-    skip: AtomicU32,
-    /// What `skip` is set to at the next failure, halved by each success.
-    backoff: AtomicU32,
 }
 
 /// Permission to spin; gives the place back when dropped.
 pub(crate) struct Spin {
     pub until: Instant,
+    gate: &'static Gate,
 }
 
 impl Drop for Spin {
     fn drop(&mut self) {
-        SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        self.gate.spinners.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl ReplyTimes {
     pub fn new(max_spin: Duration) -> ReplyTimes {
-        ReplyTimes { mean_ns: AtomicU64::new(0), max_spin, skip: AtomicU32::new(0), backoff: AtomicU32::new(0) }
+        ReplyTimes { mean_ns: AtomicU64::new(0), max_spin }
     }
 
     /// Records one answered call's time. Racing updates may lose one sample: it is a
     /// hint, not a count.
     pub fn observe(&self, took: Duration) {
-        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let ns = nanos(took);
         let old = self.mean_ns.load(Ordering::Relaxed);
         let new = if old == 0 { ns } else { old - old / 8 + ns / 8 };
         self.mean_ns.store(new.max(1), Ordering::Relaxed);
     }
 
-    /// Records how a spin ended.
-    pub fn spun(&self, how: Spun) {
-        let backoff = self.backoff.load(Ordering::Relaxed);
-        match how {
-            Spun::Settled => self.backoff.store(backoff / 2, Ordering::Relaxed),
-            // A slow answer only wasted the spin: the caller parks as it would have.
-            Spun::TimedOut => {}
-            Spun::Preempted => {
-                let next = (backoff * 2).clamp(8, MAX_BACKOFF);
-                self.backoff.store(next, Ordering::Relaxed);
-                self.skip.store(next, Ordering::Relaxed);
-            }
+    /// Records how a spin ended (`at`: about when).
+    pub fn spun(&self, how: Spun, at: Instant) {
+        if how == Spun::Preempted {
+            GATE.pause(at);
         }
     }
 
     /// Until when a call started at `started` should spin, if at all: twice the typical
-    /// answer time, when that is short and a spinning place is free.
+    /// answer time, when that is short, spinning is not paused and a place is free.
     pub fn spin_until(&self, started: Instant) -> Option<Spin> {
+        self.spin_through(&GATE, started)
+    }
+
+    fn spin_through(&self, gate: &'static Gate, started: Instant) -> Option<Spin> {
         let mean = Duration::from_nanos(self.mean_ns.load(Ordering::Relaxed));
-        if mean.is_zero() || mean > self.max_spin {
-            return None;
-        }
-        if self.skip.load(Ordering::Relaxed) > 0 {
-            // Racing decrements may skip one call more or less: it is a hint.
-            self.skip.fetch_sub(1, Ordering::Relaxed);
+        if mean.is_zero() || mean > self.max_spin || gate.paused_at(started) {
             return None;
         }
         let max = max_spinners();
-        SPINNERS
+        gate.spinners
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < max).then_some(n + 1))
             .ok()
-            .map(|_| Spin { until: started + 2 * mean })
+            .map(|_| Spin { until: started + 2 * mean, gate })
+    }
+}
+
+impl Gate {
+    fn paused_at(&self, t: Instant) -> bool {
+        since_epoch(t) < self.paused_until.load(Ordering::Relaxed)
+    }
+
+    /// Pauses spinning after a preemption at `at`: for the minimum, or for twice the last
+    /// pause when this preemption comes within that long of the last pause's end. Racing
+    /// preemptions may each set it: any of their results is a fine pause.
+    fn pause(&self, at: Instant) {
+        let now = since_epoch(at);
+        let (last, until) = (self.pause.load(Ordering::Relaxed), self.paused_until.load(Ordering::Relaxed));
+        let soon_after = last > 0 && now < until.saturating_add(last);
+        let next = if soon_after { last.saturating_mul(2).min(nanos(MAX_PAUSE)) } else { nanos(MIN_PAUSE) };
+        self.pause.store(next, Ordering::Relaxed);
+        self.paused_until.store(now.saturating_add(next), Ordering::Relaxed);
     }
 }
 
@@ -111,61 +145,52 @@ impl ReplyTimes {
 mod tests {
     use super::*;
 
+    fn gate() -> &'static Gate {
+        Box::leak(Box::default())
+    }
+
     #[test]
-    fn only_a_backend_that_answers_quickly_is_spun_for() {
-        let t = ReplyTimes::new(Duration::from_micros(200));
-        assert!(t.spin_until(Instant::now()).is_none(), "no answer seen yet");
+    fn spinning_is_for_fast_backends_and_capped() {
+        let (t, g) = (ReplyTimes::new(Duration::from_micros(200)), gate());
+        assert!(t.spin_through(g, Instant::now()).is_none(), "no answer seen yet");
         t.observe(Duration::from_millis(5));
-        assert!(t.spin_until(Instant::now()).is_none(), "a slow backend: park at once");
+        assert!(t.spin_through(g, Instant::now()).is_none(), "a slow backend: park at once");
         for _ in 0..64 {
             t.observe(Duration::from_micros(40));
         }
-        let now = Instant::now();
-        if max_spinners() > 0 {
-            let spin = t.spin_until(now).expect("a fast backend is spun for");
-            assert!(spin.until <= now + Duration::from_micros(400));
-        }
-    }
-
-    #[test]
-    fn spinners_are_capped_and_give_their_place_back() {
-        let t = ReplyTimes::new(Duration::from_micros(200));
-        t.observe(Duration::from_micros(10));
         let max = max_spinners();
-        let held: Vec<Spin> = (0..max + 3).filter_map(|_| t.spin_until(Instant::now())).collect();
-        // Other tests may hold places at the same time: never more than the cap.
-        assert!(held.len() <= max);
+        let now = Instant::now();
+        let held: Vec<Spin> = (0..max + 3).filter_map(|_| t.spin_through(g, now)).collect();
+        assert_eq!(held.len(), max, "at most CPUs - 1 spin at once");
+        assert!(held.iter().all(|s| s.until <= now + Duration::from_micros(400)), "twice the typical time");
         drop(held);
+        assert_eq!(g.spinners.load(Ordering::Relaxed), 0, "places given back");
     }
 
     #[test]
-    fn a_preempted_spin_parks_the_next_calls_and_successes_bring_spinning_back() {
-        let t = ReplyTimes::new(Duration::from_micros(200));
-        t.observe(Duration::from_micros(10));
-        t.spun(Spun::Preempted);
-        for _ in 0..8 {
-            assert!(t.spin_until(Instant::now()).is_none(), "8 calls park after the first failure");
+    fn a_preemption_pauses_spinning_a_slow_answer_does_not() {
+        let g = gate();
+        let now = Instant::now();
+        assert!(!g.paused_at(now));
+        g.pause(now);
+        assert!(g.paused_at(now + Duration::from_millis(50)), "paused after a preemption");
+        assert!(!g.paused_at(now + Duration::from_millis(150)), "for 100 ms");
+        g.pause(now + Duration::from_millis(150));
+        assert!(g.paused_at(now + Duration::from_millis(300)), "soon after: twice as long");
+        assert!(!g.paused_at(now + Duration::from_millis(400)));
+        g.pause(now + Duration::from_secs(5));
+        assert!(g.paused_at(now + Duration::from_millis(5050)));
+        assert!(!g.paused_at(now + Duration::from_millis(5150)), "long after: the minimum again");
+        for i in 0..20 {
+            g.pause(now + Duration::from_millis(6000 + i));
         }
-        t.spun(Spun::TimedOut);
-        assert_eq!(t.skip.load(Ordering::Relaxed), 0, "a slow answer is not held against spinning");
-        t.spun(Spun::Preempted);
-        assert_eq!(t.skip.load(Ordering::Relaxed), 16, "the next preemption doubles it");
-        for _ in 0..20 {
-            t.spun(Spun::Preempted);
-        }
-        assert_eq!(t.skip.load(Ordering::Relaxed), MAX_BACKOFF);
-        t.skip.store(0, Ordering::Relaxed);
-        t.spun(Spun::Settled);
-        assert_eq!(t.backoff.load(Ordering::Relaxed), MAX_BACKOFF / 2, "a success halves it");
-        if max_spinners() > 0 {
-            assert!(t.spin_until(Instant::now()).is_some());
-        }
+        assert!(!g.paused_at(now + Duration::from_millis(6020) + MAX_PAUSE), "never past the longest pause");
     }
 
     #[test]
     fn spin_us_zero_never_spins() {
         let t = ReplyTimes::new(Duration::ZERO);
         t.observe(Duration::from_nanos(500));
-        assert!(t.spin_until(Instant::now()).is_none());
+        assert!(t.spin_through(gate(), Instant::now()).is_none());
     }
 }
