@@ -100,27 +100,46 @@ pub(crate) fn head(item: &RawValue) -> Head<'_> {
     })
 }
 
-/// The item's JSON with its `name` replaced by `exposed`: the old value's text is swapped
-/// for the new one in place (what setting the field on the parsed tree and encoding it
-/// again would give, key order included), without building the tree.
-fn renamed(item: &RawValue, exposed: &str) -> String {
+/// Where the value of an object's top-level `name` lies in its JSON text (quotes included),
+/// read without building the tree.
+fn name_span(text: &str) -> Option<std::ops::Range<usize>> {
     #[derive(Deserialize)]
     struct Name<'a> {
         #[serde(borrow)]
         name: &'a RawValue,
     }
+    if !text.starts_with('{') {
+        return None;
+    }
+    let Name { name } = serde_json::from_str::<Name<'_>>(text).ok()?;
+    let at = name.get().as_ptr() as usize - text.as_ptr() as usize;
+    Some(at..at + name.get().len())
+}
+
+/// The item's JSON with its `name` replaced by `exposed`: the old value's text is swapped
+/// for the new one in place (what setting the field on the parsed tree and encoding it
+/// again would give, key order included), without building the tree.
+fn renamed(item: &RawValue, exposed: &str) -> String {
     let text = item.get();
     let quoted = serde_json::to_string(exposed).unwrap_or_default();
-    if text.starts_with('{')
-        && let Ok(Name { name }) = serde_json::from_str::<Name<'_>>(text)
-    {
-        let at = name.get().as_ptr() as usize - text.as_ptr() as usize;
-        let end = at + name.get().len();
-        return [&text[..at], &quoted, &text[end..]].concat();
+    if let Some(at) = name_span(text) {
+        return [&text[..at.start], &quoted, &text[at.end..]].concat();
     }
     let mut v: Value = serde_json::from_str(text).unwrap_or_default();
     v["name"] = Value::String(exposed.to_owned());
     v.to_string()
+}
+
+/// The item's JSON as exposed under `exposed` (a [`normalize`]d name, which JSON writes as
+/// is) and where that name lies in it.
+fn exposed_json(item: &RawValue, exposed: &str) -> (Box<str>, std::ops::Range<u32>) {
+    let text = item.get();
+    let inner = |at: std::ops::Range<usize>| at.start + 1..at.end.saturating_sub(1);
+    let found = name_span(text).filter(|at| text.get(inner(at.clone())) == Some(exposed));
+    let json = if found.is_some() { text.to_owned() } else { renamed(item, exposed) };
+    let at = found.or_else(|| name_span(&json)).map_or(0..0, inner);
+    // Positions in one item's text: an item is at most `max_message_bytes` long.
+    (json.into_boxed_str(), at.start as u32..at.end as u32)
 }
 
 /// Who serves a set of items: one backend, or a pool of equivalent backends.
@@ -162,20 +181,89 @@ impl Kind {
 /// A tool or prompt as exposed.
 #[derive(Debug)]
 pub(crate) struct Named {
-    pub exposed: String,
     /// Index into the owners the catalog was built with.
     pub owner: usize,
     pub original: String,
     /// The tool declared `annotations.idempotentHint: true`.
     pub idempotent: bool,
-    json: String,
+    /// Its JSON as listed to clients; the exposed name is the text at `name` in it (not a
+    /// copy of its own: the catalog lives as long as the router, ~100 bytes per item).
+    json: Box<str>,
+    name: std::ops::Range<u32>,
 }
 
-#[derive(Debug)]
-enum Target {
-    One(usize),
-    /// Prefix mode `never` and several backends serve the name: their indices.
-    Ambiguous(Vec<usize>),
+impl Named {
+    /// The name clients see.
+    pub(crate) fn exposed(&self) -> &str {
+        self.json.get(self.name.start as usize..self.name.end as usize).unwrap_or_default()
+    }
+}
+
+/// The tools (or prompts) of a catalog, by exposed name.
+#[derive(Debug, Default)]
+struct Names {
+    items: Vec<Named>,
+    index: Index,
+    /// Prefix mode `never`: the names several backends serve (positions in `items`), and
+    /// those backends.
+    ambiguous: HashMap<usize, Vec<usize>>,
+}
+
+/// Exposed names to positions in [`Names::items`]: open addressing over `u32` positions,
+/// hashed with the standard library's keyed hasher (as `HashMap` is, so a backend cannot
+/// pick names that collide on purpose). A position costs 8 bytes here, where a
+/// `HashMap<String, _>` held a copy of the name and a 56-byte bucket twice over.
+#[derive(Debug, Default)]
+struct Index {
+    /// Position + 1, 0 for empty; a power of two long and at most half full.
+    slots: Box<[u32]>,
+    hasher: std::hash::RandomState,
+}
+
+impl Index {
+    fn with_capacity(n: usize) -> Index {
+        Index { slots: vec![0; (2 * n).max(2).next_power_of_two()].into(), hasher: Default::default() }
+    }
+
+    /// The position of `name` (`Ok`), or the free slot it would take (`Err`).
+    fn find(&self, items: &[Named], name: &str) -> Result<usize, usize> {
+        use std::hash::BuildHasher;
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut i = (self.hasher.hash_one(name) as usize) & mask;
+        for _ in 0..self.slots.len() {
+            match self.slots[i] {
+                0 => return Err(i),
+                p if items.get(p as usize - 1).is_some_and(|n| n.exposed() == name) => return Ok(p as usize - 1),
+                _ => i = (i + 1) & mask,
+            }
+        }
+        Err(usize::MAX)
+    }
+
+    /// Records that `items[pos]` is named `name` (not yet recorded).
+    fn insert(&mut self, items: &[Named], name: &str, pos: usize) {
+        if let Err(slot) = self.find(items, name)
+            && let Some(s) = self.slots.get_mut(slot)
+        {
+            *s = pos as u32 + 1;
+        }
+    }
+}
+
+impl Names {
+    fn get(&self, name: &str) -> Option<usize> {
+        self.index.find(&self.items, name).ok()
+    }
+
+    fn lookup(&self, name: &str) -> Lookup<'_> {
+        match self.get(name) {
+            Some(i) => match self.ambiguous.get(&i) {
+                Some(b) => Lookup::Ambiguous(b.clone()),
+                None => Lookup::Found(&self.items[i]),
+            },
+            None => Lookup::Unknown,
+        }
+    }
 }
 
 /// The outcome of looking up a tool or prompt name.
@@ -223,10 +311,8 @@ pub(crate) fn template_out_of_bounds(raw: &str) -> Option<String> {
 
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
-    tools: Vec<Named>,
-    tool_ix: HashMap<String, Target>,
-    prompts: Vec<Named>,
-    prompt_ix: HashMap<String, Target>,
+    tools: Names,
+    prompts: Names,
     /// (owner, JSON, URI).
     resources: Vec<(usize, String, String)>,
     resource_ix: HashMap<String, usize>,
@@ -264,8 +350,8 @@ impl Catalog {
         }
         let tool_src = gather(owners, lists, |l| &l.tools, |i, n| backends[i].tools.admits(n));
         let prompt_src = gather(owners, lists, |l| &l.prompts, |i, n| backends[i].prompts.admits(n));
-        (c.tools, c.tool_ix) = expose(settings, &names, &spaces, tool_src, "tool", &mut c.warnings);
-        (c.prompts, c.prompt_ix) = expose(settings, &names, &spaces, prompt_src, "prompt", &mut c.warnings);
+        c.tools = expose(settings, &names, &spaces, tool_src, "tool", &mut c.warnings);
+        c.prompts = expose(settings, &names, &spaces, prompt_src, "prompt", &mut c.warnings);
 
         let mut template_ix: HashMap<String, usize> = HashMap::new();
         for (o, owner) in owners.iter().enumerate() {
@@ -330,20 +416,20 @@ impl Catalog {
         }
         c.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         c.fingerprints = [
-            fingerprint(c.tools.iter().map(|t| t.json.as_str())),
+            fingerprint(c.tools.items.iter().map(|t| &*t.json)),
             fingerprint(c.resources.iter().map(|r| r.1.as_str())),
             fingerprint(c.templates.iter().map(|t| t.json.as_str())),
-            fingerprint(c.prompts.iter().map(|p| p.json.as_str())),
+            fingerprint(c.prompts.items.iter().map(|p| &*p.json)),
         ];
         c
     }
 
     pub(crate) fn tool(&self, name: &str) -> Lookup<'_> {
-        lookup(&self.tools, &self.tool_ix, name)
+        self.tools.lookup(name)
     }
 
     pub(crate) fn prompt(&self, name: &str) -> Lookup<'_> {
-        lookup(&self.prompts, &self.prompt_ix, name)
+        self.prompts.lookup(name)
     }
 
     /// The owner of a URI: the config's prefix rules first (the operator outranks any
@@ -377,7 +463,7 @@ impl Catalog {
     }
 
     pub(crate) fn counts(&self) -> [usize; 4] {
-        [self.tools.len(), self.resources.len(), self.templates.len(), self.prompts.len()]
+        [self.tools.items.len(), self.resources.len(), self.templates.len(), self.prompts.items.len()]
     }
 
     /// Which kinds differ from `other`.
@@ -392,15 +478,15 @@ impl Catalog {
 
     /// Exposed tool names, for metrics labels.
     pub(crate) fn tool_names(&self) -> impl Iterator<Item = &str> {
-        self.tools.iter().map(|t| t.exposed.as_str())
+        self.tools.items.iter().map(Named::exposed)
     }
 
     /// Every item of `kind` in list order: its name (the URI of a resource, the URI
     /// template of a template), its owner and its JSON. For the policy's per-client views.
     pub(crate) fn items(&self, kind: Kind) -> Vec<(&str, usize, &str)> {
         match kind {
-            Kind::Tools => self.tools.iter().map(|t| (t.exposed.as_str(), t.owner, t.json.as_str())).collect(),
-            Kind::Prompts => self.prompts.iter().map(|t| (t.exposed.as_str(), t.owner, t.json.as_str())).collect(),
+            Kind::Tools => self.tools.items.iter().map(|t| (t.exposed(), t.owner, &*t.json)).collect(),
+            Kind::Prompts => self.prompts.items.iter().map(|t| (t.exposed(), t.owner, &*t.json)).collect(),
             Kind::Resources => self.resources.iter().map(|r| (r.2.as_str(), r.0, r.1.as_str())).collect(),
             Kind::Templates => self.templates.iter().map(|t| (t.raw.as_str(), t.owner, t.json.as_str())).collect(),
         }
@@ -420,8 +506,8 @@ impl Catalog {
         page_size: usize,
     ) -> Result<String, String> {
         let mut items: Vec<&str> = match kind {
-            Kind::Tools => self.tools.iter().map(|t| t.json.as_str()).collect(),
-            Kind::Prompts => self.prompts.iter().map(|t| t.json.as_str()).collect(),
+            Kind::Tools => self.tools.items.iter().map(|t| &*t.json).collect(),
+            Kind::Prompts => self.prompts.items.iter().map(|t| &*t.json).collect(),
             Kind::Resources => self.resources.iter().map(|r| r.1.as_str()).collect(),
             Kind::Templates => self.templates.iter().map(|t| t.json.as_str()).collect(),
         };
@@ -454,14 +540,6 @@ impl Catalog {
         }
         out.push('}');
         Ok(out)
-    }
-}
-
-fn lookup<'a>(items: &'a [Named], ix: &HashMap<String, Target>, name: &str) -> Lookup<'a> {
-    match ix.get(name) {
-        Some(Target::One(i)) => Lookup::Found(&items[*i]),
-        Some(Target::Ambiguous(b)) => Lookup::Ambiguous(b.clone()),
-        None => Lookup::Unknown,
     }
 }
 
@@ -499,13 +577,12 @@ fn expose(
     src: Vec<(usize, Cow<'_, str>, &Item, bool)>,
     what: &str,
     warnings: &mut Vec<String>,
-) -> (Vec<Named>, HashMap<String, Target>) {
+) -> Names {
     let mut owners: HashMap<&str, Vec<usize>> = HashMap::new();
     for (b, name, _, _) in &src {
         owners.entry(name).or_default().push(*b);
     }
-    let mut items = Vec::with_capacity(src.len());
-    let mut ix: HashMap<String, Target> = HashMap::with_capacity(src.len());
+    let mut out = Names { items: Vec::with_capacity(src.len()), index: Index::with_capacity(src.len()), ..Names::default() };
     for (b, name, item, idempotent) in &src {
         let (b, name, idempotent) = (*b, name.as_ref(), *idempotent);
         let collides = owners.get(name).is_some_and(|o| o.len() > 1);
@@ -530,20 +607,27 @@ fn expose(
             if o.first() != Some(&b) {
                 continue; // listed once, under the first backend; calling it is ambiguous
             }
-            let exposed = unique_name(&normalize(name), &ix);
-            let json = renamed(item, &exposed);
-            ix.insert(exposed.clone(), Target::Ambiguous(o));
-            items.push(Named { exposed, owner: b, original: name.to_owned(), idempotent, json });
+            let exposed = unique_name(&normalize(name), |n| out.get(n).is_some());
+            out.ambiguous.insert(out.items.len(), o);
+            out.push(b, name, idempotent, item, &exposed);
             continue;
         }
         let candidate =
             if prefixed { format!("{}{}{}", backends[b], settings.separator, name) } else { name.to_owned() };
-        let exposed = unique_name(&normalize(&candidate), &ix);
-        let json = if exposed == name { item.get().to_owned() } else { renamed(item, &exposed) };
-        ix.insert(exposed.clone(), Target::One(items.len()));
-        items.push(Named { exposed, owner: b, original: name.to_owned(), idempotent, json });
+        let exposed = unique_name(&normalize(&candidate), |n| out.get(n).is_some());
+        out.push(b, name, idempotent, item, &exposed);
     }
-    (items, ix)
+    out.items.shrink_to_fit();
+    out
+}
+
+impl Names {
+    fn push(&mut self, owner: usize, original: &str, idempotent: bool, item: &RawValue, exposed: &str) {
+        let (json, name) = exposed_json(item, exposed);
+        self.items.push(Named { owner, original: original.to_owned(), idempotent, json, name });
+        let pos = self.items.len() - 1;
+        self.index.insert(&self.items, exposed, pos);
+    }
 }
 
 const MAX_NAME: usize = 64;
@@ -564,8 +648,8 @@ pub(crate) fn normalize(name: &str) -> String {
     s
 }
 
-fn unique_name(name: &str, taken: &HashMap<String, Target>) -> String {
-    if !taken.contains_key(name) {
+fn unique_name(name: &str, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(name) {
         return name.to_owned();
     }
     let mut salt = 0u32;
@@ -574,7 +658,7 @@ fn unique_name(name: &str, taken: &HashMap<String, Target>) -> String {
         let mut s = name.to_owned();
         s.truncate(MAX_NAME - tag.len());
         s.push_str(&tag);
-        if !taken.contains_key(&s) {
+        if !taken(&s) {
             return s;
         }
         salt += 1;
@@ -1001,6 +1085,37 @@ mod tests {
             want["name"] = json!("p__x");
             assert_eq!(renamed(&item(&v), "p__x"), want.to_string());
         }
+    }
+
+    #[test]
+    fn every_exposed_name_is_found_and_its_json_names_it() {
+        let s = RouterSettings::default();
+        let b = [backend("a"), backend("b")];
+        let names: Vec<String> = (0..3000).map(|i| format!("t{i}")).collect();
+        let mut la = lists(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        // A name listed twice by one backend, a duplicated key, a name normalized away.
+        la.tools.push(item(&json!({"name": "t1"})));
+        la.tools.push(RawValue::from_string(r#"{"name":"first","name":"dup"}"#.into()).expect("json"));
+        la.tools.push(item(&json!({"name": "a b", "description": "the \"name\":\"x\" trap"})));
+        let lb = lists(&["t7", "only_b"]);
+        let c = Catalog::build(&s, &b, &owners(&b), &[Some(&la), Some(&lb)]);
+        assert_eq!(c.counts()[0], 3000 + 2 + 2);
+        for (name, owner, json) in c.items(Kind::Tools) {
+            let Lookup::Found(t) = c.tool(name) else { panic!("{name} is not found") };
+            assert_eq!((t.exposed(), t.owner), (name, owner));
+            let v: Value = serde_json::from_str(json).expect("json");
+            assert_eq!(v["name"], name, "{json}");
+        }
+        let Lookup::Found(t) = c.tool("a__t7") else { panic!() };
+        assert_eq!((t.owner, t.original.as_str()), (0, "t7"));
+        let Lookup::Found(t) = c.tool("dup") else { panic!() };
+        assert_eq!(t.original, "dup");
+        let Lookup::Found(t) = c.tool("a_b") else { panic!() };
+        assert_eq!(t.original, "a b");
+        for missing in ["t3000", "", "a__t8", "t7", "x".repeat(300).as_str()] {
+            assert!(matches!(c.tool(missing), Lookup::Unknown), "{missing}");
+        }
+        assert!(matches!(Catalog::default().tool("t1"), Lookup::Unknown));
     }
 
     #[test]
