@@ -158,6 +158,8 @@ pub(crate) struct Connection {
     pub inline: Option<Arc<dyn Inline>>,
     /// The child process (stdio).
     pub child: Option<Child>,
+    /// Its stderr, in the shared drain (stdio).
+    pub stderr: Option<super::stdio::Drained>,
     /// The network transport's stop handle.
     pub net: Option<Arc<dyn Net>>,
     pub threads: Vec<JoinHandle<()>>,
@@ -165,7 +167,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub(crate) fn new(tx: Sender<Command>) -> Connection {
-        Connection { tx, inline: None, child: None, net: None, threads: Vec::new() }
+        Connection { tx, inline: None, child: None, stderr: None, net: None, threads: Vec::new() }
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {
@@ -180,6 +182,10 @@ impl Connection {
         let _ = self.tx.try_send(Command::Shutdown);
         if let Some(child) = self.child.take() {
             child.terminate(grace);
+        }
+        // The child is gone: its stderr ends as soon as what it wrote last is logged.
+        if let Some(stderr) = self.stderr.take() {
+            stderr.finish(grace.clamp(Duration::from_millis(100), Duration::from_secs(1)));
         }
         let net = self.net.take();
         if let Some(net) = &net {
@@ -206,12 +212,13 @@ impl Drop for Connection {
     /// A connection dropped without `stop` (a transport that failed half-way) still ends
     /// what it started: no thread, fd or child is leaked (lesson 8).
     fn drop(&mut self) {
-        if self.child.is_some() || self.net.is_some() || !self.threads.is_empty() {
+        if self.child.is_some() || self.stderr.is_some() || self.net.is_some() || !self.threads.is_empty() {
             let (tx, _) = crossbeam_channel::bounded(0);
             let me = Connection {
                 tx: std::mem::replace(&mut self.tx, tx),
                 inline: self.inline.take(),
                 child: self.child.take(),
+                stderr: self.stderr.take(),
                 net: self.net.take(),
                 threads: std::mem::take(&mut self.threads),
             };

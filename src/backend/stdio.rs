@@ -1,4 +1,7 @@
-//! The stdio transport: spawn, and the writer, reader and stderr threads.
+//! The stdio transport: spawn, and the writer and reader threads; stderr goes to the
+//! shared drain ([`stderr`]).
+
+mod stderr;
 
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::process::CommandExt;
@@ -14,8 +17,11 @@ use super::process::Child;
 use super::{Command, Reply};
 use crate::framing::{Line, read_line_limited};
 
+pub(super) use stderr::Drained;
+
 /// Starts the child with the router's environment plus the configured variables (lesson 1
-/// in docs/lessons.md: never from an empty environment) and the three threads that serve it.
+/// in docs/lessons.md: never from an empty environment), the two threads that serve it and
+/// the drain of its stderr.
 pub(super) fn spawn(backend: &Link) -> Result<Connection, String> {
     let cfg = &backend.config;
     let mut cmd = Proc::new(&cfg.command);
@@ -42,7 +48,7 @@ pub(super) fn spawn(backend: &Link) -> Result<Connection, String> {
     let p = Arc::clone(&pipe);
     conn.threads.push(backend.spawn_thread("-w", move |b| writer(b, &p, rx))?);
     conn.threads.push(backend.spawn_thread("-r", move |b| reader(b, stdout, &pipe))?);
-    conn.threads.push(backend.spawn_thread("-e", move |b| drain_stderr(b.name(), stderr, b.max_message_bytes))?);
+    conn.stderr = Some(stderr::register(backend.name(), stderr, backend.max_message_bytes)?);
     Ok(conn)
 }
 
@@ -223,25 +229,6 @@ fn reader(backend: &Link, stdout: std::process::ChildStdout, pipe: &Pipe) {
 
 /// The reader's line buffer, kept between messages.
 const LINE: usize = 4 * 1024;
-
-fn drain_stderr(name: &str, stderr: std::process::ChildStderr, max: usize) {
-    let mut input = BufReader::with_capacity(2 * 1024, stderr);
-    let mut buf = Vec::new();
-    // Never stop reading: a child blocked on a full stderr pipe stops answering.
-    while let Ok(l) = read_line_limited(&mut input, &mut buf, max.min(64 * 1024)) {
-        if buf.capacity() > 4 * LINE {
-            buf.shrink_to(LINE);
-        }
-        match l {
-            Line::Eof => break,
-            Line::TooLong(_) => log::info!(target: "mcprouter::backend::stderr", "[{name}] (long stderr line skipped)"),
-            Line::Complete => {
-                let s = String::from_utf8_lossy(&buf);
-                log::info!(target: "mcprouter::backend::stderr", "[{name}] {}", s.trim_end());
-            }
-        }
-    }
-}
 
 /// The integer id at the start of a (truncated) response, e.g. `{"jsonrpc":"2.0","id":7,…`.
 fn leading_id(prefix: &[u8]) -> Option<u64> {
