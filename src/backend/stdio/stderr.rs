@@ -251,9 +251,16 @@ fn serve(rx: &Receiver<Msg>, wake: &Wake, mut wake_rx: &PipeReader, entries: &mu
     let mut fds: Vec<libc::pollfd> = Vec::new();
     loop {
         // The flag first, then the messages: a message sent after this sees the flag
-        // down and writes a byte, so poll cannot sleep through it.
+        // down and writes a byte, so poll cannot sleep through it. Each time the flag goes
+        // up one byte is written, and each time it comes down one byte is read (it may
+        // still be on its way): reading more could take the next one's byte, and leave a
+        // later read waiting for a byte that never comes.
         if wake.pending.swap(false, Ordering::AcqRel) {
-            let _ = wake_rx.read(&mut [0u8; 16]);
+            while let Err(e) = wake_rx.read(&mut [0u8; 1]) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    break;
+                }
+            }
         }
         while let Ok(msg) = rx.try_recv() {
             match msg {
@@ -376,6 +383,29 @@ mod tests {
         // The drain's end of each pipe is closed: the writer gets EPIPE, not a full pipe.
         for mut w in ends {
             assert_eq!(w.write_all(b"more\n").map_err(|e| e.kind()), Err(ErrorKind::BrokenPipe));
+        }
+    }
+
+    #[test]
+    fn registrations_and_finishes_from_many_threads_never_stall_the_drain() {
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        for t in 0..8 {
+            let done = done_tx.clone();
+            std::thread::spawn(move || {
+                for i in 0..60 {
+                    let (r, mut w) = std::io::pipe().expect("pipe");
+                    let name = format!("stress-{t}-{i}");
+                    let d = register_to(&name, r.into(), 100, collect).expect("registered");
+                    w.write_all(b"one\n").unwrap();
+                    drop(w);
+                    d.finish(Duration::from_secs(30));
+                    assert_eq!(lines_of(&name), ["one"]);
+                }
+                let _ = done.send(());
+            });
+        }
+        for _ in 0..8 {
+            done_rx.recv_timeout(Duration::from_secs(60)).expect("every thread finished its pipes");
         }
     }
 }
