@@ -673,7 +673,8 @@ fn expose(
     for s in &src {
         owners.entry(&s.name).or_default().push(s.owner);
     }
-    let mut out = Names { items: Vec::with_capacity(src.len()), index: Index::with_capacity(src.len()), ..Names::default() };
+    let mut out =
+        Names { items: Vec::with_capacity(src.len()), index: Index::with_capacity(src.len()), ..Names::default() };
     for s in &src {
         let (b, name) = (s.owner, s.name.as_ref());
         let collides = owners.get(name).is_some_and(|o| o.len() > 1);

@@ -40,10 +40,10 @@ pub(super) fn spawn(backend: &Link) -> Result<Connection, String> {
     else {
         return Err("child pipes missing".into());
     };
-    let (tx, rx) = bounded(backend.queue_capacity);
+    let (tx, rx) = bounded::<Box<Command>>(backend.queue_capacity);
     let pipe = Arc::new(Pipe::new(stdin));
     // Owned by the connection from here on: an error below drops it, which ends the child.
-    let mut conn = Connection::new(tx);
+    let mut conn = Connection::boxed(tx);
     conn.child = Some(Child::new(child));
     conn.inline = Some(Arc::clone(&pipe) as Arc<dyn Inline>);
     let p = Arc::clone(&pipe);
@@ -164,7 +164,7 @@ impl Inline for Pipe {
     }
 }
 
-fn writer(backend: &Link, pipe: &Pipe, rx: Receiver<Command>) {
+fn writer(backend: &Link, pipe: &Pipe, rx: Receiver<Box<Command>>) {
     let close = || drop(pipe.out.lock().take());
     // Allocated the first time the queue is used (a backend whose callers always write
     // their own lines never needs it).
@@ -179,11 +179,11 @@ fn writer(backend: &Link, pipe: &Pipe, rx: Receiver<Command>) {
         let mut stop = false;
         while ok && !stop && next.is_some() {
             while let Some(cmd) = next.take() {
-                let call = match &cmd {
+                let call = match &*cmd {
                     Command::Call { id, .. } => Some(*id),
                     _ => None,
                 };
-                let Some(line) = cmd.into_line() else {
+                let Some(line) = (*cmd).into_line() else {
                     stop = true;
                     break;
                 };
@@ -333,7 +333,9 @@ impl<R: Read> Input<R> {
                 return Ok(match too_long {
                     Some(p) => Line::TooLong(p),
                     None if rest.is_empty() => Line::Eof,
-                    None if rest.len() > self.max => Line::TooLong(self.buf[rest.start..rest.start + 256.min(rest.len())].to_vec()),
+                    None if rest.len() > self.max => {
+                        Line::TooLong(self.buf[rest.start..rest.start + 256.min(rest.len())].to_vec())
+                    }
                     None => {
                         let end = if self.buf[rest.end - 1] == b'\r' { rest.end - 1 } else { rest.end };
                         self.line = rest.start..end;

@@ -377,7 +377,8 @@ mod tests {
             }
         }
         for i in 0..40 {
-            let want = [format!("first {i} half"), "second".into(), "(long stderr line skipped)".into(), format!("last {i}")];
+            let want =
+                [format!("first {i} half"), "second".into(), "(long stderr line skipped)".into(), format!("last {i}")];
             assert_eq!(lines_of(&format!("drain-test-{i}")), want, "pipe {i}");
         }
         // The drain's end of each pipe is closed: the writer gets EPIPE, not a full pipe.
