@@ -132,16 +132,20 @@ fn renamed(item: &RawValue, exposed: &str) -> String {
     v.to_string()
 }
 
-/// How an item's JSON is listed under `exposed` (a [`normalize`]d name, which JSON writes
-/// as is): as its backend listed it, with its name's text swapped (the span, quotes
-/// included), or, for an item the quick read cannot take, re-encoded whole.
-fn exposed_as(item: &RawValue, exposed: &str) -> Json {
+/// How an item is listed under `exposed` (a [`normalize`]d name, which JSON writes as
+/// is): the backend's JSON with the span of its name's text (quotes included) swapped, or
+/// (`None`) as it is. An item the quick read cannot take (e.g. with a duplicated key) is
+/// re-encoded whole, once.
+fn exposed_as(item: &Item, exposed: &str) -> (Item, Option<std::ops::Range<u32>>) {
     let text = item.get();
     match name_span(text) {
-        Some(at) if text.get(at.start + 1..at.end.saturating_sub(1)) == Some(exposed) => Json::AsListed,
+        Some(at) if text.get(at.start + 1..at.end.saturating_sub(1)) == Some(exposed) => (Arc::clone(item), None),
         // Positions in one item's text: an item is at most `max_message_bytes` long.
-        Some(at) => Json::Renamed(at.start as u32..at.end as u32),
-        None => Json::Own(renamed(item, exposed).into_boxed_str()),
+        Some(at) => (Arc::clone(item), Some(at.start as u32..at.end as u32)),
+        None => match RawValue::from_string(renamed(item, exposed)) {
+            Ok(own) => (Arc::from(own), None),
+            Err(_) => (Arc::clone(item), None),
+        },
     }
 }
 
@@ -192,20 +196,10 @@ pub(crate) struct Named {
     /// The item as its backend listed it: shared with the backend's lists, not copied (an
     /// idle backend's catalog share would hold its whole listing twice).
     listed: Item,
-    json: Json,
+    /// Where its name lies in `listed` (quotes included) when the exposed name replaces it.
+    renamed: Option<std::ops::Range<u32>>,
     /// The exposed name, in [`Names::arena`].
     exposed: std::ops::Range<u32>,
-}
-
-/// What clients are shown of an item's JSON.
-#[derive(Debug)]
-enum Json {
-    /// The backend's text as is.
-    AsListed,
-    /// The backend's text with the name at this span (quotes included) replaced.
-    Renamed(std::ops::Range<u32>),
-    /// Re-encoded (an item the quick read cannot take, e.g. with a duplicated key).
-    Own(Box<str>),
 }
 
 /// An item's JSON as listed to clients, in pieces: `head`, then the exposed name quoted
@@ -536,10 +530,9 @@ impl Catalog {
         };
         let Some(n) = names.items.get(i) else { return Pieces::whole("null") };
         let text = n.listed.get();
-        match &n.json {
-            Json::AsListed => Pieces::whole(text),
-            Json::Own(own) => Pieces::whole(own),
-            Json::Renamed(at) => match (text.get(..at.start as usize), text.get(at.end as usize..)) {
+        match &n.renamed {
+            None => Pieces::whole(text),
+            Some(at) => match (text.get(..at.start as usize), text.get(at.end as usize..)) {
                 (Some(head), Some(tail)) => Pieces { head, name: names.exposed(i), tail },
                 _ => Pieces::whole("null"),
             },
@@ -718,12 +711,13 @@ impl Names {
     fn push(&mut self, s: &Source<'_>, exposed: &str) {
         let at = self.arena.len() as u32;
         self.arena.push_str(exposed);
+        let (listed, renamed) = exposed_as(s.item, exposed);
         self.items.push(Named {
             owner: s.owner,
             original: s.name.clone().into_owned(),
             idempotent: s.idempotent,
-            listed: Arc::clone(s.item),
-            json: exposed_as(s.item, exposed),
+            listed,
+            renamed,
             exposed: at..self.arena.len() as u32,
         });
         let pos = self.items.len() - 1;
