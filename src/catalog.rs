@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -27,12 +28,13 @@ pub(crate) struct Lists {
     pub prompts: Vec<Item>,
 }
 
-/// One listed item, re-encoded compactly (what serving it as is will send).
-pub(crate) type Item = Box<RawValue>;
+/// One listed item, re-encoded compactly (what serving it as is will send). Shared: the
+/// catalog serves it from here rather than from a copy of its own.
+pub(crate) type Item = Arc<RawValue>;
 
 /// Encodes one parsed item for [`Lists`].
 pub(crate) fn item(v: &Value) -> Item {
-    serde_json::value::to_raw_value(v).unwrap_or_else(|_| RawValue::NULL.to_owned())
+    Arc::from(serde_json::value::to_raw_value(v).unwrap_or_else(|_| RawValue::NULL.to_owned()))
 }
 
 /// The fields of an item the catalog reads. Each is what `Value::get(key)` then `as_str`
@@ -100,27 +102,51 @@ pub(crate) fn head(item: &RawValue) -> Head<'_> {
     })
 }
 
-/// The item's JSON with its `name` replaced by `exposed`: the old value's text is swapped
-/// for the new one in place (what setting the field on the parsed tree and encoding it
-/// again would give, key order included), without building the tree.
-fn renamed(item: &RawValue, exposed: &str) -> String {
+/// Where the value of an object's top-level `name` lies in its JSON text (quotes included),
+/// read without building the tree.
+fn name_span(text: &str) -> Option<std::ops::Range<usize>> {
     #[derive(Deserialize)]
     struct Name<'a> {
         #[serde(borrow)]
         name: &'a RawValue,
     }
+    if !text.starts_with('{') {
+        return None;
+    }
+    let Name { name } = serde_json::from_str::<Name<'_>>(text).ok()?;
+    let at = name.get().as_ptr() as usize - text.as_ptr() as usize;
+    Some(at..at + name.get().len())
+}
+
+/// The item's JSON with its `name` replaced by `exposed`: the old value's text is swapped
+/// for the new one in place (what setting the field on the parsed tree and encoding it
+/// again would give, key order included), without building the tree.
+fn renamed(item: &RawValue, exposed: &str) -> String {
     let text = item.get();
     let quoted = serde_json::to_string(exposed).unwrap_or_default();
-    if text.starts_with('{')
-        && let Ok(Name { name }) = serde_json::from_str::<Name<'_>>(text)
-    {
-        let at = name.get().as_ptr() as usize - text.as_ptr() as usize;
-        let end = at + name.get().len();
-        return [&text[..at], &quoted, &text[end..]].concat();
+    if let Some(at) = name_span(text) {
+        return [&text[..at.start], &quoted, &text[at.end..]].concat();
     }
     let mut v: Value = serde_json::from_str(text).unwrap_or_default();
     v["name"] = Value::String(exposed.to_owned());
     v.to_string()
+}
+
+/// How an item is listed under `exposed` (a [`normalize`]d name, which JSON writes as
+/// is): the backend's JSON with the span of its name's text (quotes included) swapped, or
+/// (`None`) as it is. An item the quick read cannot take (e.g. with a duplicated key) is
+/// re-encoded whole, once.
+fn exposed_as(item: &Item, exposed: &str) -> (Item, Option<std::ops::Range<u32>>) {
+    let text = item.get();
+    match name_span(text) {
+        Some(at) if text.get(at.start + 1..at.end.saturating_sub(1)) == Some(exposed) => (Arc::clone(item), None),
+        // Positions in one item's text: an item is at most `max_message_bytes` long.
+        Some(at) => (Arc::clone(item), Some(at.start as u32..at.end as u32)),
+        None => match RawValue::from_string(renamed(item, exposed)) {
+            Ok(own) => (Arc::from(own), None),
+            Err(_) => (Arc::clone(item), None),
+        },
+    }
 }
 
 /// Who serves a set of items: one backend, or a pool of equivalent backends.
@@ -162,20 +188,131 @@ impl Kind {
 /// A tool or prompt as exposed.
 #[derive(Debug)]
 pub(crate) struct Named {
-    pub exposed: String,
     /// Index into the owners the catalog was built with.
     pub owner: usize,
     pub original: String,
     /// The tool declared `annotations.idempotentHint: true`.
     pub idempotent: bool,
-    json: String,
+    /// The item as its backend listed it: shared with the backend's lists, not copied (an
+    /// idle backend's catalog share would hold its whole listing twice).
+    listed: Item,
+    /// Where its name lies in `listed` (quotes included) when the exposed name replaces it.
+    renamed: Option<std::ops::Range<u32>>,
+    /// The exposed name, in [`Names::arena`].
+    exposed: std::ops::Range<u32>,
 }
 
-#[derive(Debug)]
-enum Target {
-    One(usize),
-    /// Prefix mode `never` and several backends serve the name: their indices.
-    Ambiguous(Vec<usize>),
+/// An item's JSON as listed to clients, in pieces: `head`, then the exposed name quoted
+/// (if renamed), then `tail`.
+pub(crate) struct Pieces<'a> {
+    head: &'a str,
+    name: Option<&'a str>,
+    tail: &'a str,
+}
+
+impl<'a> Pieces<'a> {
+    fn whole(text: &'a str) -> Pieces<'a> {
+        Pieces { head: text, name: None, tail: "" }
+    }
+
+    fn parts(&self) -> [&str; 5] {
+        match self.name {
+            Some(n) => [self.head, "\"", n, "\"", self.tail],
+            None => [self.head, "", "", "", self.tail],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.parts().iter().map(|p| p.len()).sum()
+    }
+
+    fn push_to(&self, out: &mut String) {
+        for p in self.parts() {
+            out.push_str(p);
+        }
+    }
+
+    /// The JSON as one string (borrowed when it is the backend's as is).
+    pub(crate) fn text(self) -> Cow<'a, str> {
+        match self.name {
+            None if self.tail.is_empty() => Cow::Borrowed(self.head),
+            _ => Cow::Owned(self.parts().concat()),
+        }
+    }
+}
+
+/// The tools (or prompts) of a catalog, by exposed name.
+#[derive(Debug, Default)]
+struct Names {
+    items: Vec<Named>,
+    /// Every exposed name, back to back.
+    arena: String,
+    index: Index,
+    /// Prefix mode `never`: the names several backends serve (positions in `items`), and
+    /// those backends.
+    ambiguous: HashMap<usize, Vec<usize>>,
+}
+
+/// Exposed names to positions in [`Names::items`]: open addressing over `u32` positions,
+/// hashed with the standard library's keyed hasher (as `HashMap` is, so a backend cannot
+/// pick names that collide on purpose). A position costs 8 bytes here, where a
+/// `HashMap<String, _>` held a copy of the name and a 56-byte bucket twice over.
+#[derive(Debug, Default)]
+struct Index {
+    /// Position + 1, 0 for empty; a power of two long and at most half full.
+    slots: Box<[u32]>,
+    hasher: std::hash::RandomState,
+}
+
+impl Index {
+    fn with_capacity(n: usize) -> Index {
+        Index { slots: vec![0; (2 * n).max(2).next_power_of_two()].into(), hasher: Default::default() }
+    }
+
+    /// The position of `name` (`Ok`), or the free slot it would take (`Err`).
+    fn find<'a>(&self, name_of: impl Fn(usize) -> Option<&'a str>, name: &str) -> Result<usize, usize> {
+        use std::hash::BuildHasher;
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut i = (self.hasher.hash_one(name) as usize) & mask;
+        for _ in 0..self.slots.len() {
+            match self.slots[i] {
+                0 => return Err(i),
+                p if name_of(p as usize - 1) == Some(name) => return Ok(p as usize - 1),
+                _ => i = (i + 1) & mask,
+            }
+        }
+        Err(usize::MAX)
+    }
+
+    /// Records that position `pos` is named `name` (not yet recorded).
+    fn insert<'a>(&mut self, name_of: impl Fn(usize) -> Option<&'a str>, name: &str, pos: usize) {
+        if let Err(slot) = self.find(name_of, name)
+            && let Some(s) = self.slots.get_mut(slot)
+        {
+            *s = pos as u32 + 1;
+        }
+    }
+}
+
+impl Names {
+    fn exposed(&self, i: usize) -> Option<&str> {
+        let at = &self.items.get(i)?.exposed;
+        self.arena.get(at.start as usize..at.end as usize)
+    }
+
+    fn get(&self, name: &str) -> Option<usize> {
+        self.index.find(|i| self.exposed(i), name).ok()
+    }
+
+    fn lookup(&self, name: &str) -> Lookup<'_> {
+        match self.get(name) {
+            Some(i) => match self.ambiguous.get(&i) {
+                Some(b) => Lookup::Ambiguous(b.clone()),
+                None => Lookup::Found(&self.items[i]),
+            },
+            None => Lookup::Unknown,
+        }
+    }
 }
 
 /// The outcome of looking up a tool or prompt name.
@@ -223,10 +360,8 @@ pub(crate) fn template_out_of_bounds(raw: &str) -> Option<String> {
 
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
-    tools: Vec<Named>,
-    tool_ix: HashMap<String, Target>,
-    prompts: Vec<Named>,
-    prompt_ix: HashMap<String, Target>,
+    tools: Names,
+    prompts: Names,
     /// (owner, JSON, URI).
     resources: Vec<(usize, String, String)>,
     resource_ix: HashMap<String, usize>,
@@ -264,8 +399,8 @@ impl Catalog {
         }
         let tool_src = gather(owners, lists, |l| &l.tools, |i, n| backends[i].tools.admits(n));
         let prompt_src = gather(owners, lists, |l| &l.prompts, |i, n| backends[i].prompts.admits(n));
-        (c.tools, c.tool_ix) = expose(settings, &names, &spaces, tool_src, "tool", &mut c.warnings);
-        (c.prompts, c.prompt_ix) = expose(settings, &names, &spaces, prompt_src, "prompt", &mut c.warnings);
+        c.tools = expose(settings, &names, &spaces, tool_src, "tool", &mut c.warnings);
+        c.prompts = expose(settings, &names, &spaces, prompt_src, "prompt", &mut c.warnings);
 
         let mut template_ix: HashMap<String, usize> = HashMap::new();
         for (o, owner) in owners.iter().enumerate() {
@@ -329,21 +464,17 @@ impl Catalog {
             }
         }
         c.routes.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
-        c.fingerprints = [
-            fingerprint(c.tools.iter().map(|t| t.json.as_str())),
-            fingerprint(c.resources.iter().map(|r| r.1.as_str())),
-            fingerprint(c.templates.iter().map(|t| t.json.as_str())),
-            fingerprint(c.prompts.iter().map(|p| p.json.as_str())),
-        ];
+        let fp = |kind| fingerprint((0..c.count(kind)).map(|i| c.json(kind, i)));
+        c.fingerprints = [fp(Kind::Tools), fp(Kind::Resources), fp(Kind::Templates), fp(Kind::Prompts)];
         c
     }
 
     pub(crate) fn tool(&self, name: &str) -> Lookup<'_> {
-        lookup(&self.tools, &self.tool_ix, name)
+        self.tools.lookup(name)
     }
 
     pub(crate) fn prompt(&self, name: &str) -> Lookup<'_> {
-        lookup(&self.prompts, &self.prompt_ix, name)
+        self.prompts.lookup(name)
     }
 
     /// The owner of a URI: the config's prefix rules first (the operator outranks any
@@ -377,7 +508,35 @@ impl Catalog {
     }
 
     pub(crate) fn counts(&self) -> [usize; 4] {
-        [self.tools.len(), self.resources.len(), self.templates.len(), self.prompts.len()]
+        [self.tools.items.len(), self.resources.len(), self.templates.len(), self.prompts.items.len()]
+    }
+
+    fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Tools => self.tools.items.len(),
+            Kind::Prompts => self.prompts.items.len(),
+            Kind::Resources => self.resources.len(),
+            Kind::Templates => self.templates.len(),
+        }
+    }
+
+    /// Item `i` of `kind`'s JSON as clients see it.
+    fn json(&self, kind: Kind, i: usize) -> Pieces<'_> {
+        let names = match kind {
+            Kind::Resources => return Pieces::whole(self.resources.get(i).map_or("null", |r| &r.1)),
+            Kind::Templates => return Pieces::whole(self.templates.get(i).map_or("null", |t| &t.json)),
+            Kind::Tools => &self.tools,
+            Kind::Prompts => &self.prompts,
+        };
+        let Some(n) = names.items.get(i) else { return Pieces::whole("null") };
+        let text = n.listed.get();
+        match &n.renamed {
+            None => Pieces::whole(text),
+            Some(at) => match (text.get(..at.start as usize), text.get(at.end as usize..)) {
+                (Some(head), Some(tail)) => Pieces { head, name: names.exposed(i), tail },
+                _ => Pieces::whole("null"),
+            },
+        }
     }
 
     /// Which kinds differ from `other`.
@@ -392,18 +551,24 @@ impl Catalog {
 
     /// Exposed tool names, for metrics labels.
     pub(crate) fn tool_names(&self) -> impl Iterator<Item = &str> {
-        self.tools.iter().map(|t| t.exposed.as_str())
+        (0..self.tools.items.len()).filter_map(|i| self.tools.exposed(i))
     }
 
     /// Every item of `kind` in list order: its name (the URI of a resource, the URI
     /// template of a template), its owner and its JSON. For the policy's per-client views.
-    pub(crate) fn items(&self, kind: Kind) -> Vec<(&str, usize, &str)> {
-        match kind {
-            Kind::Tools => self.tools.iter().map(|t| (t.exposed.as_str(), t.owner, t.json.as_str())).collect(),
-            Kind::Prompts => self.prompts.iter().map(|t| (t.exposed.as_str(), t.owner, t.json.as_str())).collect(),
-            Kind::Resources => self.resources.iter().map(|r| (r.2.as_str(), r.0, r.1.as_str())).collect(),
-            Kind::Templates => self.templates.iter().map(|t| (t.raw.as_str(), t.owner, t.json.as_str())).collect(),
-        }
+    pub(crate) fn items(&self, kind: Kind) -> Vec<(&str, usize, Cow<'_, str>)> {
+        let name_and_owner = |i: usize| match kind {
+            Kind::Tools => (self.tools.exposed(i).unwrap_or_default(), self.tools.items[i].owner),
+            Kind::Prompts => (self.prompts.exposed(i).unwrap_or_default(), self.prompts.items[i].owner),
+            Kind::Resources => (self.resources[i].2.as_str(), self.resources[i].0),
+            Kind::Templates => (self.templates[i].raw.as_str(), self.templates[i].owner),
+        };
+        (0..self.count(kind))
+            .map(|i| {
+                let (name, owner) = name_and_owner(i);
+                (name, owner, self.json(kind, i).text())
+            })
+            .collect()
     }
 
     /// One page of a list result as JSON; `Err` is the message of a -32602 (bad cursor).
@@ -419,37 +584,34 @@ impl Catalog {
         cursor: Option<&str>,
         page_size: usize,
     ) -> Result<String, String> {
-        let mut items: Vec<&str> = match kind {
-            Kind::Tools => self.tools.iter().map(|t| t.json.as_str()).collect(),
-            Kind::Prompts => self.prompts.iter().map(|t| t.json.as_str()).collect(),
-            Kind::Resources => self.resources.iter().map(|r| r.1.as_str()).collect(),
-            Kind::Templates => self.templates.iter().map(|t| t.json.as_str()).collect(),
-        };
-        if let Some(only) = only {
-            items = only.iter().filter_map(|&i| items.get(i).copied()).collect();
-        }
+        let n = self.count(kind);
+        // The policy's own view: indices into this catalog's items.
+        let chosen: Option<Vec<usize>> = only.map(|o| o.iter().copied().filter(|&i| i < n).collect());
+        let total = chosen.as_ref().map_or(n, Vec::len);
+        let at = |k: usize| chosen.as_ref().map_or(k, |c| c[k]);
         let start = match cursor {
             None => 0,
             Some(c) => c
                 .strip_prefix(kind.cursor_tag())
                 .and_then(|n| n.parse::<usize>().ok())
-                .filter(|&n| n > 0 && n < items.len())
+                .filter(|&n| n > 0 && n < total)
                 .ok_or_else(|| format!("Invalid cursor {c:?}"))?,
         };
-        let end = (start + page_size).min(items.len());
-        let len: usize = items[start..end].iter().map(|s| s.len() + 1).sum();
+        let end = (start + page_size).min(total);
+        let page: Vec<Pieces<'_>> = (start..end).map(|k| self.json(kind, at(k))).collect();
+        let len: usize = page.iter().map(|p| p.len() + 1).sum();
         let mut out = String::with_capacity(len + 64);
         out.push_str("{\"");
         out.push_str(kind.field());
         out.push_str("\":[");
-        for (i, item) in items[start..end].iter().enumerate() {
-            if i > 0 {
+        for (k, item) in page.iter().enumerate() {
+            if k > 0 {
                 out.push(',');
             }
-            out.push_str(item);
+            item.push_to(&mut out);
         }
         out.push(']');
-        if end < items.len() {
+        if end < total {
             out.push_str(&format!(",\"nextCursor\":\"{}{}\"", kind.cursor_tag(), end));
         }
         out.push('}');
@@ -457,22 +619,22 @@ impl Catalog {
     }
 }
 
-fn lookup<'a>(items: &'a [Named], ix: &HashMap<String, Target>, name: &str) -> Lookup<'a> {
-    match ix.get(name) {
-        Some(Target::One(i)) => Lookup::Found(&items[*i]),
-        Some(Target::Ambiguous(b)) => Lookup::Ambiguous(b.clone()),
-        None => Lookup::Unknown,
-    }
+/// An admitted, named item: its owner, original name, JSON and idempotent hint.
+struct Source<'a> {
+    owner: usize,
+    name: Cow<'a, str>,
+    item: &'a Item,
+    idempotent: bool,
 }
 
-/// (owner, original name, item) for every admitted, named item; the first of a name per
-/// owner wins (pool members are expected to serve the same items).
+/// Every admitted, named item; the first of a name per owner wins (pool members are
+/// expected to serve the same items).
 fn gather<'a>(
     owners: &[Owner],
     lists: &[Option<&'a Lists>],
     field: impl Fn(&'a Lists) -> &'a Vec<Item>,
     admits: impl Fn(usize, &str) -> bool,
-) -> Vec<(usize, Cow<'a, str>, &'a Item, bool)> {
+) -> Vec<Source<'a>> {
     let mut out = Vec::new();
     for (o, owner) in owners.iter().enumerate() {
         let mut seen = std::collections::HashSet::new();
@@ -481,7 +643,7 @@ fn gather<'a>(
             for item in field(l) {
                 let Head { name: Some(name), idempotent, .. } = head(item) else { continue };
                 if admits(m, &name) && seen.insert(name.clone()) {
-                    out.push((o, name, item, idempotent));
+                    out.push(Source { owner: o, name, item, idempotent });
                 }
             }
         }
@@ -496,18 +658,18 @@ fn expose(
     settings: &RouterSettings,
     backends: &[&str],
     spaces: &[(String, usize)],
-    src: Vec<(usize, Cow<'_, str>, &Item, bool)>,
+    src: Vec<Source<'_>>,
     what: &str,
     warnings: &mut Vec<String>,
-) -> (Vec<Named>, HashMap<String, Target>) {
+) -> Names {
     let mut owners: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (b, name, _, _) in &src {
-        owners.entry(name).or_default().push(*b);
+    for s in &src {
+        owners.entry(&s.name).or_default().push(s.owner);
     }
-    let mut items = Vec::with_capacity(src.len());
-    let mut ix: HashMap<String, Target> = HashMap::with_capacity(src.len());
-    for (b, name, item, idempotent) in &src {
-        let (b, name, idempotent) = (*b, name.as_ref(), *idempotent);
+    let mut out =
+        Names { items: Vec::with_capacity(src.len()), index: Index::with_capacity(src.len()), ..Names::default() };
+    for s in &src {
+        let (b, name) = (s.owner, s.name.as_ref());
         let collides = owners.get(name).is_some_and(|o| o.len() > 1);
         let prefixed = match settings.prefix {
             PrefixMode::Always => true,
@@ -530,20 +692,39 @@ fn expose(
             if o.first() != Some(&b) {
                 continue; // listed once, under the first backend; calling it is ambiguous
             }
-            let exposed = unique_name(&normalize(name), &ix);
-            let json = renamed(item, &exposed);
-            ix.insert(exposed.clone(), Target::Ambiguous(o));
-            items.push(Named { exposed, owner: b, original: name.to_owned(), idempotent, json });
+            let exposed = unique_name(&normalize(name), |n| out.get(n).is_some());
+            out.ambiguous.insert(out.items.len(), o);
+            out.push(s, &exposed);
             continue;
         }
         let candidate =
             if prefixed { format!("{}{}{}", backends[b], settings.separator, name) } else { name.to_owned() };
-        let exposed = unique_name(&normalize(&candidate), &ix);
-        let json = if exposed == name { item.get().to_owned() } else { renamed(item, &exposed) };
-        ix.insert(exposed.clone(), Target::One(items.len()));
-        items.push(Named { exposed, owner: b, original: name.to_owned(), idempotent, json });
+        let exposed = unique_name(&normalize(&candidate), |n| out.get(n).is_some());
+        out.push(s, &exposed);
     }
-    (items, ix)
+    out.items.shrink_to_fit();
+    out.arena.shrink_to_fit();
+    out
+}
+
+impl Names {
+    fn push(&mut self, s: &Source<'_>, exposed: &str) {
+        let at = self.arena.len() as u32;
+        self.arena.push_str(exposed);
+        let (listed, renamed) = exposed_as(s.item, exposed);
+        self.items.push(Named {
+            owner: s.owner,
+            original: s.name.clone().into_owned(),
+            idempotent: s.idempotent,
+            listed,
+            renamed,
+            exposed: at..self.arena.len() as u32,
+        });
+        let pos = self.items.len() - 1;
+        let Names { items, arena, index, .. } = self;
+        let name_of = |i: usize| items.get(i).and_then(|n| arena.get(n.exposed.start as usize..n.exposed.end as usize));
+        index.insert(name_of, exposed, pos);
+    }
 }
 
 const MAX_NAME: usize = 64;
@@ -564,8 +745,8 @@ pub(crate) fn normalize(name: &str) -> String {
     s
 }
 
-fn unique_name(name: &str, taken: &HashMap<String, Target>) -> String {
-    if !taken.contains_key(name) {
+fn unique_name(name: &str, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(name) {
         return name.to_owned();
     }
     let mut salt = 0u32;
@@ -574,16 +755,20 @@ fn unique_name(name: &str, taken: &HashMap<String, Target>) -> String {
         let mut s = name.to_owned();
         s.truncate(MAX_NAME - tag.len());
         s.push_str(&tag);
-        if !taken.contains_key(&s) {
+        if !taken(&s) {
             return s;
         }
         salt += 1;
     }
 }
 
-fn fingerprint<'a>(items: impl Iterator<Item = &'a str>) -> u64 {
-    // 0xff never occurs in UTF-8, so it ends each item unambiguously.
-    items.fold(fnv::OFFSET64, |h, s| fnv::fnv1a64_extend(fnv::fnv1a64_extend(h, s.as_bytes()), &[0xff]))
+fn fingerprint<'a>(items: impl Iterator<Item = Pieces<'a>>) -> u64 {
+    // 0xff never occurs in UTF-8, so it ends each item unambiguously. FNV-1a goes byte by
+    // byte: the pieces hash as their concatenation would.
+    items.fold(fnv::OFFSET64, |h, item| {
+        let h = item.parts().iter().fold(h, |h, p| fnv::fnv1a64_extend(h, p.as_bytes()));
+        fnv::fnv1a64_extend(h, &[0xff])
+    })
 }
 
 /// A piece of an RFC 6570 URI template.
@@ -1001,6 +1186,54 @@ mod tests {
             want["name"] = json!("p__x");
             assert_eq!(renamed(&item(&v), "p__x"), want.to_string());
         }
+    }
+
+    #[test]
+    fn every_exposed_name_is_found_and_its_json_names_it() {
+        let s = RouterSettings::default();
+        let b = [backend("a"), backend("b")];
+        let names: Vec<String> = (0..3000).map(|i| format!("t{i}")).collect();
+        let mut la = lists(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        // A name listed twice by one backend, a duplicated key, a name normalized away.
+        la.tools.push(item(&json!({"name": "t1"})));
+        la.tools.push(Arc::from(RawValue::from_string(r#"{"name":"first","name":"dup"}"#.into()).expect("json")));
+        la.tools.push(item(&json!({"name": "a b", "description": "the \"name\":\"x\" trap"})));
+        let lb = lists(&["t7", "only_b"]);
+        let c = Catalog::build(&s, &b, &owners(&b), &[Some(&la), Some(&lb)]);
+        assert_eq!(c.counts()[0], 3000 + 2 + 2);
+        let page: Value = serde_json::from_str(&c.page(Kind::Tools, None, 10_000).unwrap()).unwrap();
+        let listed = page["tools"].as_array().unwrap();
+        for (i, (name, owner, json)) in c.items(Kind::Tools).into_iter().enumerate() {
+            let Lookup::Found(t) = c.tool(name) else { panic!("{name} is not found") };
+            assert_eq!(t.owner, owner);
+            let v: Value = serde_json::from_str(&json).expect("json");
+            assert_eq!(v["name"], name, "{json}");
+            assert_eq!(listed[i], v, "the page lists what items() shows");
+        }
+        let Lookup::Found(t) = c.tool("a__t7") else { panic!() };
+        assert_eq!((t.owner, t.original.as_str()), (0, "t7"));
+        let Lookup::Found(t) = c.tool("dup") else { panic!() };
+        assert_eq!(t.original, "dup");
+        let Lookup::Found(t) = c.tool("a_b") else { panic!() };
+        assert_eq!(t.original, "a b");
+        for missing in ["t3000", "", "a__t8", "t7", "x".repeat(300).as_str()] {
+            assert!(matches!(c.tool(missing), Lookup::Unknown), "{missing}");
+        }
+        assert!(matches!(Catalog::default().tool("t1"), Lookup::Unknown));
+    }
+
+    #[test]
+    fn a_rename_alone_changes_the_fingerprint_and_an_identical_build_does_not() {
+        let b = [backend("a")];
+        let (la, copy) = (lists(&["echo", "x"]), lists(&["echo", "x"]));
+        let plain = RouterSettings::default();
+        let always = RouterSettings { prefix: PrefixMode::Always, ..RouterSettings::default() };
+        let one = Catalog::build(&plain, &b, &owners(&b), &[Some(&la)]);
+        let again = Catalog::build(&plain, &b, &owners(&b), &[Some(&copy)]);
+        let renamed = Catalog::build(&always, &b, &owners(&b), &[Some(&la)]);
+        assert!(one.changed_kinds(&again).is_empty());
+        assert_eq!(one.changed_kinds(&renamed), [Kind::Tools]);
+        assert_eq!(renamed.tool_names().collect::<Vec<_>>(), ["a__echo", "a__x"]);
     }
 
     #[test]

@@ -14,14 +14,14 @@
 //!   at most [`MAX_TOOL_LABELS`] of them, each at most [`MAX_TOOL_NAME_LEN`]
 //!   bytes; everything else is `other`.
 //!
-//! Recording is lock-free (atomics in flat, preallocated arrays indexed by
-//! position) except for `tool_call`, which takes a read lock on the tool
-//! table; nothing on the recording path allocates.
+//! Recording is lock-free (atomics in flat arrays indexed by position, allocated at a
+//! backend's first request) except for `tool_call`, which takes a read lock on the tool
+//! table; nothing else on the recording path allocates.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -202,23 +202,33 @@ struct ToolTable {
     entries: HashMap<String, ToolEntry>,
 }
 
-/// One backend label's request counters: `[method][outcome]`, `[method][bucket]` (not
-/// cumulative) and `[method]` total nanoseconds, plus its overload rejections.
+/// One backend label's request counters, allocated by its first request (an idle backend
+/// holds none of their ~6 KiB), plus its overload rejections.
 struct Series {
+    counts: OnceLock<Box<Counts>>,
+    overload_rejections: AtomicU64,
+}
+
+/// `[method][outcome]`, `[method][bucket]` (not cumulative) and `[method]` total nanoseconds.
+struct Counts {
     requests: Vec<AtomicU64>,
     hist_buckets: Vec<AtomicU64>,
     hist_sum_nanos: Vec<AtomicU64>,
-    overload_rejections: AtomicU64,
 }
 
 impl Series {
     fn zero() -> Series {
-        Series {
-            requests: zeroed(METHODS.len() * OUTCOMES, || AtomicU64::new(0)),
-            hist_buckets: zeroed(METHODS.len() * HIST_SLOTS, || AtomicU64::new(0)),
-            hist_sum_nanos: zeroed(METHODS.len(), || AtomicU64::new(0)),
-            overload_rejections: AtomicU64::new(0),
-        }
+        Series { counts: OnceLock::new(), overload_rejections: AtomicU64::new(0) }
+    }
+
+    fn counts(&self) -> &Counts {
+        self.counts.get_or_init(|| {
+            Box::new(Counts {
+                requests: zeroed(METHODS.len() * OUTCOMES, || AtomicU64::new(0)),
+                hist_buckets: zeroed(METHODS.len() * HIST_SLOTS, || AtomicU64::new(0)),
+                hist_sum_nanos: zeroed(METHODS.len(), || AtomicU64::new(0)),
+            })
+        })
     }
 }
 
@@ -311,7 +321,7 @@ impl Metrics {
     /// `backend` (a slot) is `None` when no backend was involved.
     pub fn request(&self, method: &str, backend: Option<usize>, outcome: Outcome, duration: Duration) {
         let held = self.series(backend);
-        let s = held.as_deref().unwrap_or(&self.none);
+        let s = held.as_deref().unwrap_or(&self.none).counts();
         let m = method_index(method);
         if let Some(c) = s.requests.get(m * OUTCOMES + outcome.index()) {
             c.fetch_add(1, Ordering::Relaxed);
@@ -376,7 +386,8 @@ impl Metrics {
 
         let mut table = self.tools.write();
         let mut old = std::mem::take(&mut table.entries);
-        let mut entries: HashMap<String, ToolEntry> = HashMap::with_capacity(MAX_TOOL_LABELS);
+        // Sized for what it holds, not the cap: ~150 KiB for a thousand, mostly unused.
+        let mut entries: HashMap<String, ToolEntry> = HashMap::with_capacity(active.len());
         for name in active {
             let counts = old.remove(&name).map(|e| e.counts).unwrap_or_else(ToolCounts::zero);
             entries.insert(name, ToolEntry { active: true, counts });
@@ -436,8 +447,13 @@ impl Metrics {
         let slots: Vec<(String, Arc<Series>)> =
             self.slots.read().iter().map(|s| (s.label.clone(), Arc::clone(&s.series))).collect();
         let none = (escape_label(NO_BACKEND_LABEL), &self.none);
-        let all: Vec<(&str, &Series)> =
-            slots.iter().map(|(l, s)| (l.as_str(), &**s)).chain([(none.0.as_str(), none.1)]).collect();
+        // A label that never had a request has no counters, and nothing to show.
+        let all: Vec<(&str, &Counts)> = slots
+            .iter()
+            .map(|(l, s)| (l.as_str(), &**s))
+            .chain([(none.0.as_str(), none.1)])
+            .filter_map(|(l, s)| Some((l, &**s.counts.get()?)))
+            .collect();
 
         // `write!` into a String cannot fail; the results are ignored
         // rather than unwrapped so this path has no panic sites.

@@ -261,7 +261,7 @@ impl Policy {
             let slot = kind_slot(kind);
             let mut fp = crate::fnv::OFFSET64;
             for (i, (name, owner, json)) in catalog.items(kind).into_iter().enumerate() {
-                let verdict = self.judge(p, kind, name, owner, json);
+                let verdict = self.judge(p, kind, name, owner, &json);
                 if verdict.is_none() {
                     visible[slot].0.push(i);
                     fp = crate::fnv::fnv1a64_extend(fp, json.as_bytes());

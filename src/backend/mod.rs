@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 use parking_lot::Mutex;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -40,7 +40,7 @@ use crate::redact::Redactor;
 use crate::supervisor::{Health, Restarts};
 
 pub(crate) use life::State;
-use life::{Connection, Life, Link, Phase};
+use life::{Connection, Life, Link, Phase, Sender};
 use spin::ReplyTimes;
 
 /// Stack size of a backend's threads: they parse JSON, never recurse deeply.
