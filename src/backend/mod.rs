@@ -247,7 +247,7 @@ impl Backend {
             timeout,
             hub,
             pending: PendingMap::new(),
-            replies: ReplyTimes::new(Duration::from_micros(settings.spin_us)),
+            replies: ReplyTimes::new(Duration::from_micros(settings.spin_us.unwrap_or(crate::config::DEFAULT_SPIN_US))),
             life: Mutex::new(Life::new()),
             resolved: Mutex::new(None),
             max_call: Duration::from_millis(settings.max_call_ms).max(timeout),

@@ -42,7 +42,7 @@ fn integer_ranges(c: &Config) -> Vec<(String, u64, u64, u64)> {
         ms("router.refresh_interval_ms", r.refresh_interval_ms, 0),
         ms("router.shutdown_grace_ms", r.shutdown_grace_ms, 0),
         ms("router.max_call_ms", r.max_call_ms, 0),
-        ("router.spin_us".into(), r.spin_us, 0, MAX_SPIN_US),
+        ("router.spin_us".into(), r.spin_us.unwrap_or(0), 0, MAX_SPIN_US),
         ms("router.restart.initial_backoff_ms", rs.initial_backoff_ms, 0),
         ms("router.restart.max_backoff_ms", rs.max_backoff_ms, 0),
         ms("router.restart.stable_after_ms", rs.stable_after_ms, 0),

@@ -60,7 +60,8 @@ pub fn run<M>(
     };
     // Reloads on SIGHUP (and file changes with --watch); the gateway's own section is read
     // at start only. Many clients share the backends, so no client's capabilities apply.
-    let reloader = crate::reload::start(router.clone(), o.config.clone().into(), o.watch, |_| {});
+    let reloader =
+        crate::reload::start(router.clone(), o.config.clone().into(), o.watch, |c| c.router.serve_defaults());
     // Always shown: with port 0 it is the only way to learn the address.
     eprintln!("mcprouter: serving MCP on {}", gateway.url());
     if let Some(sse) = gateway.sse_url() {

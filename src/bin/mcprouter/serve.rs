@@ -20,6 +20,7 @@ pub fn run(o: &Options) -> i32 {
         // Checked with the rest of the config when the router starts: it must name a client.
         config.serve_client.clone_from(&o.client);
     }
+    config.router.serve_defaults();
     // Bound before any backend starts, so a refused or busy address costs nothing.
     let listener = match o.metrics_listen.as_deref().map(|spec| metrics_http::bind(spec, o.metrics_listen_any)) {
         None => None,
@@ -63,6 +64,7 @@ pub fn run(o: &Options) -> i32 {
         // Reloads on SIGHUP (and file changes with --watch) until serve ends, applying the
         // client's capabilities to each new config as at start, so unchanged backends stay.
         let reloader = crate::reload::start(router.clone(), o.config.clone().into(), o.watch, move |c| {
+            c.router.serve_defaults();
             if let Some(caps) = &client_caps {
                 c.router.declare_for_single_client(caps);
             }
