@@ -565,15 +565,64 @@ fn drain_deadline(config: &Config) -> Duration {
 
 /// Starts backends in parallel and waits for their handshakes (at most `init_timeout`).
 pub(crate) fn start_all(backends: &[Arc<Backend>], init_timeout: Duration) {
+    run_growing(backends.len(), |i| {
+        backends[i].start(init_timeout);
+    });
+}
+
+/// Runs `task(0..n)` on a pool that grows while it is stuck, not on a thread per task:
+/// each exited thread leaves glibc a cached stack whose TCB and TLS stay resident
+/// (4–8 KiB, a tenth of an idle backend's memory when every backend had its own start-up
+/// thread). Tasks that finish quickly are all run by the first few threads; while no task
+/// finishes for `STUCK` and some wait, the pool doubles, so tasks that hang (a backend
+/// stuck in its handshake) soon each have a thread and never hold up the others for long.
+fn run_growing(n: usize, task: impl Fn(usize) + Sync) {
+    const FIRST: usize = 8;
+    const STUCK: Duration = Duration::from_millis(20);
+    let next = AtomicUsize::new(0);
+    let finished = (parking_lot::Mutex::new(0usize), parking_lot::Condvar::new());
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                return;
+            }
+            task(i);
+            *finished.0.lock() += 1;
+            finished.1.notify_all();
+        }
+    };
     std::thread::scope(|s| {
-        for b in backends {
-            let b = Arc::clone(b);
+        let spawn = |k: usize| {
             let spawned = std::thread::Builder::new()
-                .name(format!("mcprouter-init-{}", b.name()))
+                .name(format!("mcprouter-init-{k}"))
                 .stack_size(256 * 1024)
-                .spawn_scoped(s, move || b.start(init_timeout));
-            if let Err(e) = spawned {
+                .spawn_scoped(s, work);
+            if let Err(e) = &spawned {
                 log::error!(target: "mcprouter", "cannot start a thread: {e}");
+            }
+            spawned.is_ok()
+        };
+        let mut threads = 0;
+        while threads < FIRST.min(n) && spawn(threads) {
+            threads += 1;
+        }
+        if threads == 0 {
+            // No thread could start: run them here, one after the other.
+            work();
+            return;
+        }
+        let mut done = finished.0.lock();
+        while next.load(Ordering::Relaxed) < n {
+            let before = *done;
+            let stuck = finished.1.wait_for(&mut done, STUCK).timed_out() && *done == before;
+            if stuck && next.load(Ordering::Relaxed) < n {
+                for _ in 0..threads.min(n - threads) {
+                    if !spawn(threads) {
+                        break;
+                    }
+                    threads += 1;
+                }
             }
         }
     });
@@ -674,4 +723,36 @@ fn refresh_backend(b: &Backend) -> bool {
         log::warn!(target: "mcprouter", "[{}] catalog refresh failed: {e}", b.name());
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_pool_grows_until_every_stuck_task_has_a_thread() {
+        // Every task waits until all of them run at once: a pool that stopped growing
+        // would leave some waiting (the wait is bounded so a failure reports, not hangs).
+        let n = 40;
+        let running = (parking_lot::Mutex::new(0usize), parking_lot::Condvar::new());
+        let met = AtomicUsize::new(0);
+        run_growing(n, |_| {
+            let mut r = running.0.lock();
+            *r += 1;
+            running.1.notify_all();
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while *r < n && !running.1.wait_until(&mut r, deadline).timed_out() {}
+            if *r == n {
+                met.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        assert_eq!(met.load(Ordering::Relaxed), n, "all {n} ran at once");
+        // Quick tasks are all run, by however many threads.
+        let ran = AtomicUsize::new(0);
+        run_growing(500, |_| {
+            ran.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(ran.load(Ordering::Relaxed), 500);
+        run_growing(0, |_| unreachable!());
+    }
 }
