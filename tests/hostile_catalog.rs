@@ -3,44 +3,16 @@
 
 mod common;
 
-use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
 
-/// Every log record of this test process, so a test can count the warnings it caused.
-/// Tests run in parallel: each counts only records naming its own backends.
-struct Capture;
-
-static RECORDS: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        RECORDS.lock().unwrap().push((record.level(), record.args().to_string()));
-    }
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&Capture).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Info);
-    });
-}
-
 /// Warn records containing every one of `needles`.
 fn warnings(needles: &[&str]) -> Vec<String> {
-    RECORDS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(l, m)| *l == log::Level::Warn && needles.iter().all(|n| m.contains(n)))
-        .map(|(_, m)| m.clone())
+    logs::records(|(l, _, m)| *l == log::Level::Warn && needles.iter().all(|n| m.contains(n)))
+        .into_iter()
+        .map(|(_, _, m)| m)
         .collect()
 }
 
@@ -74,7 +46,7 @@ fn template_list(s: &mcprouter::Session) -> Vec<String> {
 
 #[test]
 fn hostile_templates_are_dropped_and_reads_stay_linear() {
-    capture_logs();
+    logs::capture();
     let deep = "{v}/".repeat(5_000);
     let adjacent = "x://{a}{b}{c}{d}{e}{f}{g}{h}/end";
     let r = router("", &[backend("deep", &["--template", &deep, "--template", adjacent])]);
@@ -95,7 +67,7 @@ fn hostile_templates_are_dropped_and_reads_stay_linear() {
 
 #[test]
 fn a_backend_past_a_catalog_cap_is_refused_and_harms_no_one() {
-    capture_logs();
+    logs::capture();
     let mut fat = backend("fat", &["--endless-pages", "10", "--pad-bytes", "10000"]);
     fat.push_str("    max_catalog_bytes: 300000\n");
     let r =
@@ -121,7 +93,7 @@ fn a_backend_past_a_catalog_cap_is_refused_and_harms_no_one() {
 
 #[test]
 fn an_impostor_cannot_take_another_backends_prefixed_names() {
-    capture_logs();
+    logs::capture();
     let r =
         router("", &[backend("imp", &["--extra-tool", "victim__echo"]), backend("victim", &[]), backend("third", &[])]);
     let s = r.session(None).unwrap();
@@ -139,7 +111,7 @@ fn an_impostor_cannot_take_another_backends_prefixed_names() {
 
 #[test]
 fn config_routes_and_specific_templates_beat_a_catch_all() {
-    capture_logs();
+    logs::capture();
     let r = router(
         "resource_routes:\n  - {prefix: \"docs://\", backend: beta}",
         &[
@@ -162,7 +134,7 @@ fn config_routes_and_specific_templates_beat_a_catch_all() {
 
 #[test]
 fn identical_templates_of_several_backends_are_listed_once() {
-    capture_logs();
+    logs::capture();
     let r = router(
         "",
         &[backend("one", &["--template", "shared://{id}"]), backend("two", &["--template", "shared://{id}"])],

@@ -5,38 +5,15 @@
 
 mod common;
 
-use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
 
-struct Capture;
-
-static RECORDS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        RECORDS.lock().unwrap().push((record.target().to_owned(), record.args().to_string()));
-    }
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        log::set_logger(&Capture).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Info);
-    });
-}
-
 /// Stderr records of backend `name`.
 fn stderr_lines(name: &str) -> usize {
     let tag = format!("[{name}] ");
-    RECORDS.lock().unwrap().iter().filter(|(t, m)| t == "mcprouter::backend::stderr" && m.starts_with(&tag)).count()
+    logs::records(|(_, t, m)| t == "mcprouter::backend::stderr" && m.starts_with(&tag)).len()
 }
 
 fn threads_named(prefix: &str) -> usize {
@@ -62,7 +39,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn every_backends_stderr_is_logged_by_one_thread_that_ends_with_the_last_backend() {
-    capture_logs();
+    logs::capture();
     // Warm up once so lazily created process-wide state is already counted.
     router("", &[backend("warm", &[])]).shutdown(Duration::from_millis(500));
     let (threads0, fds0) = (router_threads(), fds());

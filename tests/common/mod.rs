@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod logs;
 
 use std::io::BufRead;
 use std::sync::Once;
