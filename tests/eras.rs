@@ -8,35 +8,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
+use common::modern::modern_backend;
 use mcprouter::{Router, Session};
 use serde_json::{Value, json};
-
-const MODERN_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/fixtures/modern_server.py");
-
-fn python() -> String {
-    let python = std::env::var("MCPROUTER_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/.deps/venv/bin/python").to_owned());
-    let ok = Command::new(&python)
-        .args(["-c", "import mcp.server.mcpserver"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "{python} cannot import the Python MCP SDK: run scripts/deps.sh (or set MCPROUTER_PYTHON)");
-    python
-}
-
-fn modern_backend(name: &str, era: &str) -> String {
-    format!(
-        "  - name: {name}\n    command: {}\n    args: {}\n    era: {era}\n",
-        serde_json::to_string(&python()).unwrap(),
-        serde_json::to_string(&[MODERN_SERVER, name]).unwrap()
-    )
-}
 
 /// A Python interpreter importing the SDK can take seconds on a loaded machine, and the
 /// era probe gets half the start time: enough either way.

@@ -11,8 +11,6 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-const MODERN_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/fixtures/modern_server.py");
-
 /// The fixture over HTTP; killed when dropped.
 struct Server {
     child: Child,
@@ -27,12 +25,9 @@ impl Drop for Server {
 }
 
 fn modern_http(name: &str) -> Server {
-    let python = std::env::var("MCPROUTER_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/.deps/venv/bin/python").to_owned());
+    let python = common::modern::python();
     let mut child = Command::new(&python)
-        .args([MODERN_SERVER, name, "--http"])
+        .args([common::modern::MODERN_SERVER, name, "--http"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -380,11 +380,8 @@ fn run_case(items: &[Item]) -> Result<(), Failure> {
             r.shutdown(Duration::from_millis(200));
             drop(r);
             let stopped = began.elapsed();
-            let clean = wait_for(Duration::from_secs(5), || match (common::router_threads(), harness::children()) {
-                (0, kids) if kids.is_empty() => Ok(()),
-                (n, kids) => Err(format!("{n} router threads, children {kids:?}")),
-            })
-            .map_err(|e| Failure::new("shutdown left threads or children", e));
+            let clean = harness::nothing_left(Duration::from_secs(5))
+                .map_err(|e| Failure::new("shutdown left threads or children", e));
             driven.and(clean).and_then(|()| {
                 if stopped > Duration::from_secs(5) {
                     Err(Failure::new("shutdown was slow", format!("{stopped:?}")))

@@ -36,7 +36,6 @@ mod common;
 #[path = "fuzz/harness.rs"]
 mod harness;
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,31 +70,6 @@ const CODES: &[i64] = &[
     -32700, -32600, -32601, -32602, -32603, -32000, -32001, -32002, -32003, -32004, -32005, -32006, -32020, -32021,
     -32022,
 ];
-
-const MODERN_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/fixtures/modern_server.py");
-
-fn python() -> String {
-    let python = std::env::var("MCPROUTER_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/.deps/venv/bin/python").to_owned());
-    let ok = Command::new(&python)
-        .args(["-c", "import mcp.server.mcpserver"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "{python} cannot import the Python MCP SDK: run scripts/deps.sh (or set MCPROUTER_PYTHON)");
-    python
-}
-
-fn modern_backend(name: &str) -> String {
-    format!(
-        "  - name: {name}\n    command: {}\n    args: {}\n    era: auto\n",
-        serde_json::to_string(&python()).unwrap(),
-        serde_json::to_string(&[MODERN_SERVER, name]).unwrap()
-    )
-}
 
 // ---------------------------------------------------------------------------------------
 // A case.
@@ -781,7 +755,7 @@ fn start_router(extra: &str) -> Router {
          health: {{interval_ms: 0, failure_threshold: 10000}}\n\
          breaker: {{failure_threshold: 10000}}\n{extra}"
     );
-    common::router(&settings, &[common::backend("a", &[]), modern_backend("m")])
+    common::router(&settings, &[common::backend("a", &[]), common::modern::modern_backend("m", "auto")])
 }
 
 fn quiescent(r: &Router, within: Duration) -> Result<(), String> {
@@ -826,16 +800,10 @@ fn fuzz_eras() {
 
     // Every call ended: parked ones time out on their backends, helpers end.
     let settled = quiescent(&r, Duration::from_secs(20));
-    let threads = wait_for(Duration::from_secs(20), || {
-        let n = harness::all_threads();
-        if n <= baseline + 2 { Ok(n) } else { Err(format!("{n} threads, baseline {baseline}")) }
-    });
+    let threads = harness::threads_back_to(baseline, Duration::from_secs(20));
     r.shutdown(Duration::from_millis(300));
     drop(r);
-    let after = wait_for(Duration::from_secs(10), || match (common::router_threads(), harness::children()) {
-        (0, kids) if kids.is_empty() => Ok(()),
-        (n, kids) => Err(format!("{n} router threads, children {kids:?}")),
-    });
+    let after = harness::nothing_left(Duration::from_secs(10));
     assert!(settled.is_ok(), "calls left in flight: {settled:?}");
     assert!(threads.is_ok(), "threads accumulated: {threads:?}");
     assert!(after.is_ok(), "after shutdown: {after:?}");

@@ -821,16 +821,10 @@ fn fuzz_session() {
     harness::run(&target, case());
 
     // The router's own threads come and go with restarts, but must not accumulate.
-    let threads = wait_for(Duration::from_secs(5), || {
-        let n = harness::all_threads();
-        if n <= baseline + 2 { Ok(n) } else { Err(format!("{n} threads, baseline {baseline}")) }
-    });
+    let threads = harness::threads_back_to(baseline, Duration::from_secs(5));
     r.shutdown(Duration::from_millis(300));
     drop(r);
-    let after = wait_for(Duration::from_secs(5), || match (common::router_threads(), harness::children()) {
-        (0, kids) if kids.is_empty() => Ok(()),
-        (n, kids) => Err(format!("{n} router threads, children {kids:?}")),
-    });
+    let after = harness::nothing_left(Duration::from_secs(5));
     assert!(threads.is_ok(), "threads accumulated: {threads:?}");
     assert!(after.is_ok(), "after shutdown: {after:?}");
 }

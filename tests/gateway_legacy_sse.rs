@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -34,16 +34,8 @@ struct Sse {
 
 impl Sse {
     fn open(addr: SocketAddr, headers: &[(&'static str, &'static str)]) -> Result<Sse, u16> {
-        let mut s = TcpStream::connect(addr).expect("connect");
-        let mut head = "GET /sse HTTP/1.1\r\nAccept: text/event-stream\r\n".to_owned();
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-            head.push_str(&format!("Host: {addr}\r\n"));
-        }
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).unwrap();
+        let all: Vec<(&str, &str)> = [("Accept", "text/event-stream")].iter().chain(headers).copied().collect();
+        let s = common::http::send(addr, "GET /sse HTTP/1.1", &all, b"");
         let mut r = BufReader::new(s);
         let mut status_line = String::new();
         r.read_line(&mut status_line).unwrap();

@@ -276,16 +276,10 @@ fn giant_bodies_and_heads_are_refused_and_the_gateway_goes_on() {
 
 /// Opens a modern POST and returns its connection without reading the answer.
 fn open_post(addr: SocketAddr, extra: &[(&str, &str)], body: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut head =
-        format!("POST /mcp HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in BASE.iter().chain(extra) {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    s
+    let len = body.len().to_string();
+    let framing = [("Connection", "close"), ("Content-Length", len.as_str())];
+    let headers: Vec<(&str, &str)> = framing.iter().chain(&BASE).chain(extra).copied().collect();
+    common::http::send(addr, "POST /mcp HTTP/1.1", &headers, body.as_bytes())
 }
 
 fn tool_text(addr: SocketAddr, id: u64, name: &str, args: Value) -> String {
@@ -449,24 +443,12 @@ fn open_listen(addr: SocketAddr, id: u64) -> Result<(TcpStream, BufReader<TcpStr
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
             let _ = lines.read_to_end(&mut rest);
             let text = format!("{head}{}", String::from_utf8_lossy(&rest));
-            return Err(read_reply_text(&text));
+            return Err(common::http::parse(text.as_bytes()));
         }
         line.clear();
     }
     let _ = s.shutdown(std::net::Shutdown::Both);
     panic!("the listen neither opened nor was refused: {head}");
-}
-
-fn read_reply_text(text: &str) -> Reply {
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers = head
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Reply { status, headers, body: body.to_owned() }
 }
 
 #[test]

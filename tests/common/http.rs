@@ -37,9 +37,19 @@ impl Reply {
 
 /// One request to `target` (a `Host` header is added unless given), read to the end.
 pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let len = body.len().to_string();
+    let framing = [("Connection", "close"), ("Content-Length", len.as_str())];
+    let all: Vec<(&str, &str)> = framing.iter().chain(headers).copied().collect();
+    let mut s = send(addr, &format!("{method} {target} HTTP/1.1"), &all, body);
+    read_reply(&mut s)
+}
+
+/// Connects, sends `request_line`, the `headers` (with `Host` unless given) and `body`,
+/// and hands back the connection unread (60 s read timeout).
+pub fn send(addr: SocketAddr, request_line: &str, headers: &[(&str, &str)], body: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head = format!("{request_line}\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         head.push_str(&format!("Host: {addr}\r\n"));
     }
@@ -50,7 +60,7 @@ pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &
     s.write_all(head.as_bytes()).unwrap();
     // The gateway may answer (413, 400) and close before reading it all.
     let _ = s.write_all(body);
-    read_reply(&mut s)
+    s
 }
 
 /// Reads a whole reply from `s` (which the server closes after it).

@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod logs;
+pub mod modern;
 
 use std::io::BufRead;
 use std::sync::Once;

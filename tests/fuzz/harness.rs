@@ -197,6 +197,23 @@ pub fn all_threads() -> usize {
     std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
 }
 
+/// Waits until the process has at most two threads more than `baseline`: the router's
+/// threads come and go with restarts and calls, but must not accumulate.
+pub fn threads_back_to(baseline: usize, within: Duration) -> Result<usize, String> {
+    wait_for(within, || {
+        let n = all_threads();
+        if n <= baseline + 2 { Ok(n) } else { Err(format!("{n} threads, baseline {baseline}")) }
+    })
+}
+
+/// Waits until no router thread is left and every child is reaped (after a shutdown).
+pub fn nothing_left(within: Duration) -> Result<(), String> {
+    wait_for(within, || match (crate::common::router_threads(), children()) {
+        (0, kids) if kids.is_empty() => Ok(()),
+        (n, kids) => Err(format!("{n} router threads, children {kids:?}")),
+    })
+}
+
 /// Our live and zombie child processes, as "pid state".
 pub fn children() -> Vec<String> {
     let me = std::process::id().to_string();
